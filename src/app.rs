@@ -1,0 +1,155 @@
+//! The application: shared state, and starting and stopping the HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::http::HeaderMap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::{ApiTokens, Authorization, Scope};
+use crate::config::{ServeConfig, WebhookConfig};
+use crate::db::Db;
+use crate::http::{self, ApiError};
+
+/// Unix seconds. Injectable so tests can check the timestamp tolerance at exact boundaries.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| chrono::Utc::now().timestamp())
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub webhook: Arc<WebhookConfig>,
+    pub tokens: Arc<ApiTokens>,
+    pub clock: Clock,
+}
+
+impl AppState {
+    pub fn new(db: Db, config: &ServeConfig) -> Self {
+        AppState {
+            db,
+            webhook: Arc::new(config.webhook.clone()),
+            tokens: Arc::new(config.api_tokens.clone()),
+            clock: system_clock(),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Authorizes a request for `scope`: 401 without a known token, 403 with the wrong scope.
+    pub fn require(&self, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+        let header = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match self.tokens.authorize(header, scope) {
+            Authorization::Granted => Ok(()),
+            Authorization::Forbidden => Err(ApiError::forbidden(scope.as_str())),
+            Authorization::Unauthenticated => Err(ApiError::unauthenticated()),
+        }
+    }
+}
+
+/// A server running in the background; `serve` waits on it, tests drive it directly.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, lets in-flight requests finish, and waits.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task panicked")??;
+        Ok(())
+    }
+
+    /// Waits until `signal` resolves, then shuts down gracefully.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        signal.await;
+        self.shutdown().await
+    }
+}
+
+/// Starts serving `state` on an already-bound listener.
+pub fn start(state: AppState, listener: TcpListener) -> anyhow::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    let (shutdown, mut stopped) = watch::channel(false);
+    let router = http::router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// `stripe-ledger serve`: connect, migrate, listen, and run until SIGINT/SIGTERM.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let db = Db::connect(&config.database.target, &config.database.pool)
+        .await
+        .context("could not connect to the database (DATABASE_URL)")?;
+    db.migrate().await.context("could not apply migrations")?;
+    if config.api_tokens.is_empty() {
+        tracing::warn!("API_TOKENS is not set: the audit API will answer 401 to everyone");
+    }
+    if config.secret_key.is_none() {
+        tracing::warn!(
+            "STRIPE_SECRET_KEY is not set: running in test mode, live events are refused"
+        );
+    }
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("could not listen on {} (LISTEN_ADDR)", config.listen_addr))?;
+    let state = AppState::new(db.clone(), &config);
+    let server = start(state, listener)?;
+    tracing::info!(
+        addr = %server.addr,
+        database = %db.backend(),
+        mode = %config.webhook.mode,
+        webhook_secrets = config.webhook.secrets.len(),
+        "stripe-ledger listening"
+    );
+    server.run_until(shutdown_signal()).await?;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

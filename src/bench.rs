@@ -1,0 +1,418 @@
+//! `stripe-ledger bench`: webhook ingestion measured over real HTTP.
+//!
+//! For each backend it starts a fresh `stripe-ledger serve` child process on a new database,
+//! posts N distinct signed events at each concurrency, then the same N again (duplicates), and
+//! reports events/s, p50/p99 latency and the server's peak resident memory (VmHWM, reset
+//! between phases through /proc/<pid>/clear_refs). Client and server share the machine, as they
+//! would in CI; the numbers are for comparison between commits, not for marketing.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+use tokio::process::{Child, Command};
+
+use crate::stripe::signature;
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchOptions {
+    /// Distinct events per phase.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Concurrency levels to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub concurrency: Vec<usize>,
+    /// Backends to measure.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sqlite,postgres"
+    )]
+    pub backend: Vec<BenchBackend>,
+    /// A PostgreSQL server URL the bench may create (and drop) a scratch database on.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub postgres_admin_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackend {
+    Sqlite,
+    Postgres,
+}
+
+const SECRET: &str = "whsec_bench_0123456789abcdef";
+
+#[derive(Debug, Clone)]
+pub struct PhaseResult {
+    pub backend: BenchBackend,
+    pub phase: &'static str,
+    pub concurrency: usize,
+    pub events: usize,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl PhaseResult {
+    pub fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+pub struct Report(pub Vec<PhaseResult>);
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "| backend  | phase      | concurrency | events | events/s | p50 ms | p99 ms | server peak RSS |"
+        )?;
+        writeln!(
+            f,
+            "|----------|------------|-------------|--------|----------|--------|--------|-----------------|"
+        )?;
+        for r in &self.0 {
+            writeln!(
+                f,
+                "| {:<8} | {:<10} | {:>11} | {:>6} | {:>8.0} | {:>6.2} | {:>6.2} | {:>15} |",
+                match r.backend {
+                    BenchBackend::Sqlite => "sqlite",
+                    BenchBackend::Postgres => "postgres",
+                },
+                r.phase,
+                r.concurrency,
+                r.events,
+                r.events_per_sec(),
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3,
+                r.peak_rss_kib.map_or_else(
+                    || "n/a".to_owned(),
+                    |k| format!("{:.1} MiB", k as f64 / 1024.0)
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
+    if options.events == 0 || options.concurrency.iter().any(|c| *c == 0) {
+        bail!("--events and --concurrency must be positive");
+    }
+    let client = crate::trigger::http_client()?;
+    let mut results = Vec::new();
+    for backend in &options.backend {
+        let scratch = Scratch::create(*backend, &options.postgres_admin_url).await?;
+        let port = free_port()?;
+        let mut server = spawn_server(&scratch.url, port)?;
+        let outcome = async {
+            let base = format!("http://127.0.0.1:{port}");
+            wait_ready(&client, &base, &mut server).await?;
+            let url = format!("{base}/webhooks/stripe");
+            let pid = server.id();
+            let mut phase_results = Vec::new();
+            for (round, &concurrency) in options.concurrency.iter().enumerate() {
+                let bodies = Arc::new(generate(round, options.events));
+                for phase in ["new", "duplicate"] {
+                    reset_peak_rss(pid);
+                    let (elapsed, mut latencies) =
+                        post_all(&client, &url, bodies.clone(), concurrency).await?;
+                    latencies.sort_unstable();
+                    phase_results.push(PhaseResult {
+                        backend: *backend,
+                        phase,
+                        concurrency,
+                        events: bodies.len(),
+                        elapsed,
+                        p50: percentile(&latencies, 0.50),
+                        p99: percentile(&latencies, 0.99),
+                        peak_rss_kib: pid.and_then(peak_rss_kib),
+                    });
+                    eprintln!(
+                        "{}",
+                        Report(vec![phase_results.last().cloned().expect("just pushed")])
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            anyhow::Ok(phase_results)
+        }
+        .await;
+        let _ = server.kill().await;
+        scratch.drop_database().await;
+        results.extend(outcome?);
+    }
+    Ok(Report(results))
+}
+
+/// A realistic `customer.subscription.updated` body of about 1.5 KiB.
+fn generate(round: usize, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let created = 1_700_000_000 + i as i64;
+            serde_json::to_vec(&serde_json::json!({
+                "id": format!("evt_bench_{round}_{i:08}"),
+                "object": "event",
+                "api_version": "2025-03-31.basil",
+                "created": created,
+                "livemode": false,
+                "pending_webhooks": 1,
+                "request": {"id": null, "idempotency_key": null},
+                "type": "customer.subscription.updated",
+                "data": {
+                    "object": {
+                        "id": format!("sub_bench_{}", i % 5000),
+                        "object": "subscription",
+                        "customer": format!("cus_bench_{}", i % 5000),
+                        "status": "active",
+                        "cancel_at_period_end": false,
+                        "collection_method": "charge_automatically",
+                        "created": created - 86_400,
+                        "currency": "usd",
+                        "latest_invoice": format!("in_bench_{i}"),
+                        "livemode": false,
+                        "metadata": {"user_id": format!("user_{}", i % 5000)},
+                        "items": {"object": "list", "has_more": false, "data": [{
+                            "id": format!("si_bench_{i}"),
+                            "object": "subscription_item",
+                            "current_period_start": created,
+                            "current_period_end": created + 2_592_000,
+                            "quantity": 1,
+                            "price": {
+                                "id": "price_tier1", "object": "price", "active": true,
+                                "currency": "usd", "unit_amount": 1500, "type": "recurring",
+                                "recurring": {"interval": "month", "interval_count": 1},
+                                "product": "prod_tier1"
+                            }
+                        }]}
+                    },
+                    "previous_attributes": {"status": "trialing"}
+                }
+            }))
+            .expect("static JSON serialises")
+        })
+        .collect()
+}
+
+async fn post_all(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let timestamp = chrono::Utc::now().timestamp();
+    // Signing is Stripe's work, not ours: done before the clock starts.
+    let headers: Arc<Vec<String>> = Arc::new(
+        bodies
+            .iter()
+            .map(|b| signature::sign(b, SECRET, timestamp))
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, bodies, headers, next) = (
+            client.clone(),
+            url.to_owned(),
+            bodies.clone(),
+            headers.clone(),
+            next.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("stripe-signature", &headers[i])
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                let status = response.status();
+                let _ = response.bytes().await?;
+                if !status.is_success() {
+                    bail!("event {i} answered {status}");
+                }
+                latencies.push(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(bodies.len());
+    for worker in workers {
+        latencies.extend(worker.await.context("bench worker panicked")??);
+    }
+    Ok((started.elapsed(), latencies))
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64) * q).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn spawn_server(database_url: &str, port: u16) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the stripe-ledger binary")?;
+    Command::new(exe)
+        .arg("serve")
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", database_url)
+        .env("STRIPE_WEBHOOK_SECRET", SECRET)
+        .env_remove("STRIPE_SECRET_KEY")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start the server")
+}
+
+async fn wait_ready(
+    client: &reqwest::Client,
+    base: &str,
+    server: &mut Child,
+) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if let Some(status) = server.try_wait()? {
+            bail!("the server exited during startup ({status})");
+        }
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the server did not become ready within 10 s")
+}
+
+fn reset_peak_rss(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        // "5" resets VmHWM to the current RSS (Linux 4.0+); harmless where unsupported.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A throwaway database for one backend's run.
+struct Scratch {
+    url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(std::path::PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Scratch {
+    async fn create(backend: BenchBackend, admin_url: &str) -> anyhow::Result<Scratch> {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        match backend {
+            BenchBackend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("stripe-ledger-bench-{tag}.db"));
+                Ok(Scratch {
+                    url: format!("sqlite://{}", path.display()),
+                    cleanup: Cleanup::File(path),
+                })
+            }
+            BenchBackend::Postgres => {
+                use sqlx::Connection as _;
+                let name = format!("stripe_ledger_bench_{tag}");
+                let mut conn = sqlx::PgConnection::connect(admin_url)
+                    .await
+                    .context("could not connect to --postgres-admin-url")?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await?;
+                let url = pg_url(admin_url, &name);
+                Ok(Scratch {
+                    url,
+                    cleanup: Cleanup::Postgres {
+                        admin_url: admin_url.to_owned(),
+                        name,
+                    },
+                })
+            }
+        }
+    }
+
+    async fn drop_database(self) {
+        match self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                use sqlx::Connection as _;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+// Swap the database name in the admin URL's path, keeping credentials and options.
+fn pg_url(admin_url: &str, name: &str) -> String {
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let prefix = path_start.map_or(base, |i| &base[..i]);
+    match query {
+        Some(q) => format!("{prefix}/{name}?{q}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_url_keeps_credentials_and_options() {
+        assert_eq!(
+            pg_url("postgres://u:p@h:1/postgres?sslmode=disable", "x"),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+        assert_eq!(pg_url("postgres://h", "x"), "postgres://h/x");
+    }
+
+    #[test]
+    fn percentiles_pick_the_ranked_sample() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&samples, 0.5), Duration::from_millis(50));
+        assert_eq!(percentile(&samples, 0.99), Duration::from_millis(99));
+    }
+}

@@ -1,0 +1,273 @@
+//! The command line: one binary, named subcommands, each a library function.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::audit::{self, EventDetail, EventList, EventSummary};
+use crate::bench::{self, BenchOptions};
+use crate::config::{DatabaseConfig, LogFormat, ProcessEnv, ServeConfig};
+use crate::db::Db;
+use crate::event_log::{self, EventFilter, Order, PageRequest};
+use crate::trigger::{self, TriggerRequest};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stripe-ledger",
+    version,
+    about = "Stripe billing with an event-sourced ledger"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (applies pending migrations first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Sign a JSON event exactly as Stripe does and POST it to a running service.
+    Trigger(TriggerArgs),
+    /// Browse the raw event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Measure webhook ingestion over real HTTP against a freshly started server.
+    Bench(BenchOptions),
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The event JSON to send, byte for byte.
+    pub fixture: PathBuf,
+    /// The webhook endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:3000/webhooks/stripe")]
+    pub url: String,
+    /// Endpoint secret to sign with; defaults to the first of STRIPE_WEBHOOK_SECRET.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Signature timestamp (unix seconds); defaults to now.
+    #[arg(long)]
+    pub timestamp: Option<i64>,
+    /// Give the event a fresh `evt_` id so the same fixture can be sent again as a new event.
+    #[arg(long)]
+    pub fresh_id: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OrderArg {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List log entries, newest first unless --order asc.
+    List(EventsListArgs),
+    /// Show one entry with its payload and verification record.
+    Show {
+        event_id: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EventsListArgs {
+    /// Only this event type, e.g. invoice.paid.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Only events about this Stripe object id.
+    #[arg(long)]
+    pub object_id: Option<String>,
+    /// Only entries of this source (webhook, api_backfill, reconcile_repair).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Stripe `created` at or after (unix seconds or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stripe `created` before (unix seconds or RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, default_value_t = audit::DEFAULT_LIMIT, value_parser = clap::value_parser!(u32).range(1..=i64::from(audit::MAX_LIMIT)))]
+    pub limit: u32,
+    #[arg(long, value_enum, default_value = "desc")]
+    pub order: OrderArg,
+    /// Continue from a `next_cursor` printed by a previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Runs a parsed command line; the process exit code is the result.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => {
+            let config = match ServeConfig::from_lookup(&ProcessEnv) {
+                Ok(c) => c,
+                Err(e) => return Ok(config_error(e)),
+            };
+            crate::telemetry::init(config.log_format);
+            crate::app::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            db.migrate().await.context("could not apply migrations")?;
+            println!("migrations applied ({})", db.backend());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trigger(args) => {
+            let payload = std::fs::read(&args.fixture)
+                .with_context(|| format!("could not read {}", args.fixture.display()))?;
+            let payload = if args.fresh_id {
+                trigger::with_fresh_id(&payload)?
+            } else {
+                payload
+            };
+            let client = trigger::http_client()?;
+            let response = trigger::send(
+                &client,
+                TriggerRequest {
+                    url: args.url,
+                    secret: args.secret,
+                    payload,
+                    timestamp: args.timestamp,
+                },
+            )
+            .await?;
+            println!("{} {}", response.status, response.body);
+            Ok(if (200..300).contains(&response.status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Events(command) => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            let mut out = std::io::stdout().lock();
+            let code = events(&db, command, &mut out).await?;
+            out.flush()?;
+            Ok(code)
+        }
+        Command::Bench(options) => {
+            crate::telemetry::init(LogFormat::Pretty);
+            let report = bench::run(options).await?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn config_error(e: crate::config::ConfigError) -> ExitCode {
+    eprintln!("configuration error: {e}");
+    ExitCode::from(2)
+}
+
+async fn open_db() -> anyhow::Result<Result<Db, ExitCode>> {
+    let config = match DatabaseConfig::from_lookup(&ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(config_error(e))),
+    };
+    let db = Db::connect(&config.target, &config.pool)
+        .await
+        .context("could not connect to the database (DATABASE_URL)")?;
+    Ok(Ok(db))
+}
+
+/// `stripe-ledger events ...`, writing to `out`. Returns the exit code: 1 for an unknown event.
+pub async fn events(
+    db: &Db,
+    command: EventsCommand,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        EventsCommand::Show { event_id, format } => {
+            let Some(event) = event_log::get(db, &event_id).await? else {
+                eprintln!("no event {event_id} in the log");
+                return Ok(ExitCode::FAILURE);
+            };
+            let detail = EventDetail::from(&event);
+            match format {
+                OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&detail)?)?,
+                OutputFormat::Text => write!(out, "{}", audit::render_detail_text(&detail))?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EventsCommand::List(args) => {
+            let parse_time = |param: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(|v| audit::parse_time(param, v))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            };
+            let filter = EventFilter {
+                event_type: args.event_type,
+                object_id: args.object_id,
+                source: args.source,
+                created_gte: parse_time("--since", &args.since)?,
+                created_lt: parse_time("--until", &args.until)?,
+            };
+            let page = PageRequest {
+                order: match args.order {
+                    OrderArg::Asc => Order::Asc,
+                    OrderArg::Desc => Order::Desc,
+                },
+                after_position: args
+                    .cursor
+                    .as_deref()
+                    .map(audit::parse_cursor)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--cursor: {e}"))?,
+                limit: args.limit,
+            };
+            let page = event_log::list(db, &filter, &page).await?;
+            let list = EventList {
+                data: page.events.iter().map(EventSummary::from).collect(),
+                next_cursor: page.next_position.map(audit::encode_cursor),
+            };
+            match args.format {
+                OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?,
+                OutputFormat::Text => write!(out, "{}", audit::render_list_text(&list))?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

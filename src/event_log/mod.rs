@@ -1,0 +1,355 @@
+//! The immutable event log: append (idempotent on Stripe's event id) and read.
+//!
+//! The database enforces immutability with triggers; this module only ever INSERTs and SELECTs.
+//! One submodule per backend, sharing the query shapes defined here.
+
+mod postgres;
+pub mod redaction;
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use ledger_projections::Envelope;
+use serde::Serialize;
+
+use crate::db::Db;
+
+/// Where an entry came from. Stored as text; the set grows as later features append entries
+/// learned from the Stripe API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A verified `POST /webhooks/stripe` delivery.
+    Webhook,
+    /// Listed from `GET /v1/events` to fill a gap.
+    ApiBackfill,
+    /// An object fetched by reconciliation to repair drift.
+    ReconcileRepair,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::ApiBackfill => "api_backfill",
+            Source::ReconcileRepair => "reconcile_repair",
+        }
+    }
+}
+
+/// How a webhook entry was verified. Never holds a secret: only which one, by index and
+/// fingerprint.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub signature_header: String,
+    pub timestamp: i64,
+    pub secret_index: usize,
+    pub secret_fingerprint: String,
+}
+
+/// An entry about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub envelope: Envelope,
+    pub source: Source,
+    /// What is stored: the raw body, or its redacted re-serialisation.
+    pub payload: String,
+    pub payload_redacted: bool,
+    pub raw_body_sha256: String,
+    pub verification: Option<Verification>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// A new entry at this position.
+    Appended { position: i64 },
+    /// The event id was already in the log; nothing was written. `same_body` tells whether the
+    /// earlier entry was made from the same raw bytes (Stripe resends the same body; a
+    /// different one means the event was rendered for another endpoint or API version).
+    Duplicate { position: i64, same_body: bool },
+}
+
+impl AppendOutcome {
+    pub fn position(self) -> i64 {
+        match self {
+            AppendOutcome::Appended { position } | AppendOutcome::Duplicate { position, .. } => {
+                position
+            }
+        }
+    }
+}
+
+/// A stored entry as auditors see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub api_version: Option<String>,
+    pub livemode: bool,
+    pub account: Option<String>,
+    pub object_id: Option<String>,
+    pub object_type: Option<String>,
+    pub stripe_created: i64,
+    pub received_at: DateTime<Utc>,
+    pub source: String,
+    pub payload_redacted: bool,
+    pub raw_body_sha256: String,
+    pub signature_header: Option<String>,
+    pub signature_timestamp: Option<i64>,
+    pub verified_by_index: Option<i32>,
+    pub verified_by_fingerprint: Option<String>,
+    /// Only loaded for single-entry reads.
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Newest first: what an auditor looking at "what just happened" wants.
+    #[default]
+    Desc,
+    Asc,
+}
+
+/// Filters for browsing the log. All optional; combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub object_id: Option<String>,
+    /// Stripe `created`, inclusive lower bound (unix seconds).
+    pub created_gte: Option<i64>,
+    /// Stripe `created`, exclusive upper bound (unix seconds).
+    pub created_lt: Option<i64>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub order: Order,
+    /// Continue after this position (exclusive), in the page's order.
+    pub after_position: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub events: Vec<StoredEvent>,
+    /// Position to pass as `after_position` for the next page; `None` on the last page.
+    pub next_position: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database could not be reached or did not answer in time: the caller should retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StorageError::Unavailable(e),
+            sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => {
+                StorageError::Unavailable(e)
+            }
+            _ => StorageError::Other(e),
+        }
+    }
+}
+
+// PostgreSQL: 08xxx connection exceptions, 53xxx insufficient resources, 57P0x shutdown,
+// 40001/40P01 serialization/deadlock. SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED.
+fn is_transient(code: Option<&str>) -> bool {
+    match code {
+        Some(c) => {
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P0")
+                || c == "40001"
+                || c == "40P01"
+                || c == "5"
+                || c == "6"
+                || c == "517"
+                || c == "261"
+        }
+        None => false,
+    }
+}
+
+/// Appends `entry` unless its event id is already in the log. Concurrent appends of the same
+/// id (two deliveries, two instances) resolve on the unique constraint: exactly one wins.
+pub async fn append(db: &Db, entry: &NewEntry) -> Result<AppendOutcome, StorageError> {
+    match db {
+        Db::Postgres(pool) => postgres::append(pool, entry).await,
+        Db::Sqlite(pool) => sqlite::append(pool, entry).await,
+    }
+}
+
+/// One entry with its payload and verification record.
+pub async fn get(db: &Db, event_id: &str) -> Result<Option<StoredEvent>, StorageError> {
+    match db {
+        Db::Postgres(pool) => postgres::get(pool, event_id).await,
+        Db::Sqlite(pool) => sqlite::get(pool, event_id).await,
+    }
+}
+
+/// A page of entries (without payloads) matching `filter`.
+pub async fn list(db: &Db, filter: &EventFilter, page: &PageRequest) -> Result<Page, StorageError> {
+    let query = ListQuery::build(filter, page);
+    let mut events = match db {
+        Db::Postgres(pool) => postgres::list(pool, &query).await?,
+        Db::Sqlite(pool) => sqlite::list(pool, &query).await?,
+    };
+    // One extra row was fetched to learn whether another page exists.
+    let next_position = if events.len() > page.limit as usize {
+        events.truncate(page.limit as usize);
+        events.last().map(|e| e.position)
+    } else {
+        None
+    };
+    Ok(Page {
+        events,
+        next_position,
+    })
+}
+
+/// Number of entries, for operators and tests.
+pub async fn count(db: &Db) -> Result<i64, StorageError> {
+    match db {
+        Db::Postgres(pool) => postgres::count(pool).await,
+        Db::Sqlite(pool) => sqlite::count(pool).await,
+    }
+}
+
+/// A value bound to a `$n` placeholder. Both backends accept `$n`, so the SQL text is shared.
+#[derive(Debug, Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// The SELECT for a page, built once for both backends.
+#[derive(Debug)]
+struct ListQuery {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+const SUMMARY_COLUMNS: &str = "position, event_id, event_type, api_version, livemode, account, \
+     object_id, object_type, stripe_created, received_at, source, payload_redacted, \
+     raw_body_sha256, signature_header, signature_timestamp, verified_by_index, \
+     verified_by_fingerprint";
+
+impl ListQuery {
+    fn build(filter: &EventFilter, page: &PageRequest) -> ListQuery {
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        let mut push = |condition: &str, bind: Bind| {
+            binds.push(bind);
+            conditions.push(condition.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(t) = &filter.event_type {
+            push("event_type = ?", Bind::Text(t.clone()));
+        }
+        if let Some(id) = &filter.object_id {
+            push("object_id = ?", Bind::Text(id.clone()));
+        }
+        if let Some(gte) = filter.created_gte {
+            push("stripe_created >= ?", Bind::Int(gte));
+        }
+        if let Some(lt) = filter.created_lt {
+            push("stripe_created < ?", Bind::Int(lt));
+        }
+        if let Some(source) = &filter.source {
+            push("source = ?", Bind::Text(source.clone()));
+        }
+        if let Some(after) = page.after_position {
+            let condition = match page.order {
+                Order::Desc => "position < ?",
+                Order::Asc => "position > ?",
+            };
+            push(condition, Bind::Int(after));
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let direction = match page.order {
+            Order::Desc => "DESC",
+            Order::Asc => "ASC",
+        };
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM event_log{where_clause} ORDER BY position {direction} LIMIT {}",
+            u64::from(page.limit) + 1
+        );
+        ListQuery { sql, binds }
+    }
+}
+
+/// Decodes a row selected with `SUMMARY_COLUMNS` (plus `payload` when `with_payload`).
+/// A macro rather than a generic function: the column types line up on both backends, but
+/// spelling out sqlx's per-database trait bounds would say far less than this does.
+macro_rules! decode_stored_event {
+    ($row:expr, $with_payload:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        Ok::<_, sqlx::Error>($crate::event_log::StoredEvent {
+            position: row.try_get("position")?,
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            api_version: row.try_get("api_version")?,
+            livemode: row.try_get("livemode")?,
+            account: row.try_get("account")?,
+            object_id: row.try_get("object_id")?,
+            object_type: row.try_get("object_type")?,
+            stripe_created: row.try_get("stripe_created")?,
+            received_at: row.try_get("received_at")?,
+            source: row.try_get("source")?,
+            payload_redacted: row.try_get("payload_redacted")?,
+            raw_body_sha256: row.try_get("raw_body_sha256")?,
+            signature_header: row.try_get("signature_header")?,
+            signature_timestamp: row.try_get("signature_timestamp")?,
+            verified_by_index: row.try_get("verified_by_index")?,
+            verified_by_fingerprint: row.try_get("verified_by_fingerprint")?,
+            payload: if $with_payload {
+                Some(row.try_get("payload")?)
+            } else {
+                None
+            },
+        })
+    }};
+}
+use decode_stored_event;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_queries_number_their_placeholders_in_bind_order() {
+        let q = ListQuery::build(
+            &EventFilter {
+                event_type: Some("invoice.paid".into()),
+                created_gte: Some(10),
+                ..Default::default()
+            },
+            &PageRequest {
+                order: Order::Asc,
+                after_position: Some(5),
+                limit: 2,
+            },
+        );
+        assert!(q.sql.ends_with(
+            "WHERE event_type = $1 AND stripe_created >= $2 AND position > $3 ORDER BY position ASC LIMIT 3"
+        ));
+        assert_eq!(q.binds.len(), 3);
+    }
+}

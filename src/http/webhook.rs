@@ -1,0 +1,105 @@
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::event_log::AppendOutcome;
+use crate::ingest::{self, IngestError};
+
+/// `POST /webhooks/stripe`: 200 only once the event is durably in the log.
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.webhook.max_body_bytes;
+    let too_large = || reject(IngestError::PayloadTooLarge { limit });
+    // Refuse early on a declared length, without reading a byte of it.
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    let body = to_bytes(body, limit).await.map_err(|e| {
+        // `to_bytes` fails for the limit or for a broken connection; only the former is ours.
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            ApiError::bad_request("body_unreadable", "the request body could not be read")
+        }
+    })?;
+    let signature = headers
+        .get("stripe-signature")
+        .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
+
+    match ingest::ingest(&state.db, &state.webhook, signature, &body, state.now()).await {
+        Ok(ingested) => {
+            let (status, position) = match ingested.outcome {
+                AppendOutcome::Appended { position } => ("recorded", position),
+                AppendOutcome::Duplicate {
+                    position,
+                    same_body,
+                } => {
+                    if !same_body {
+                        tracing::warn!(
+                            event_id = %ingested.event_id,
+                            "duplicate event id with a different body (another endpoint or API version?); kept the first"
+                        );
+                    }
+                    ("duplicate", position)
+                }
+            };
+            tracing::info!(
+                event_id = %ingested.event_id,
+                event_type = %ingested.event_type,
+                position,
+                outcome = status,
+                "webhook accepted"
+            );
+            Ok(Json(json!({
+                "received": true,
+                "status": status,
+                "event_id": ingested.event_id,
+                "position": position,
+            })))
+        }
+        Err(e) => Err(reject(e)),
+    }
+}
+
+fn reject(e: IngestError) -> ApiError {
+    let code = e.code();
+    let message = match &e {
+        IngestError::PayloadTooLarge { limit } => {
+            format!("the body is larger than the {limit}-byte limit")
+        }
+        IngestError::Signature(s) => s.message().to_owned(),
+        IngestError::Envelope(env) => env.to_string(),
+        IngestError::LivemodeMismatch { expected } => format!(
+            "the event's livemode does not match this service's {expected} mode (misrouted or forged)"
+        ),
+        IngestError::Storage(_) | IngestError::Timeout => String::new(),
+    };
+    match e {
+        IngestError::Storage(storage) => ApiError::from(storage),
+        IngestError::Timeout => ApiError::Unavailable {
+            detail: "event log append exceeded the ingest budget".to_owned(),
+        },
+        IngestError::PayloadTooLarge { .. } => {
+            tracing::warn!(code, "webhook rejected");
+            ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+        }
+        _ => {
+            tracing::warn!(code, "webhook rejected");
+            ApiError::bad_request(code, message)
+        }
+    }
+}

@@ -1,0 +1,26 @@
+#![recursion_limit = "256"]
+//! stripe-ledger: Stripe Checkout billing with an event-sourced, immutable ledger.
+//!
+//! `main.rs` only parses the command line; every subcommand is a function here, and the
+//! integration tests call the same functions.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod event_log;
+pub mod http;
+pub mod ingest;
+pub mod secret;
+pub mod stripe;
+pub mod telemetry;
+pub mod trigger;
+
+/// rustls needs one process-wide crypto provider; we build with ring only (no aws-lc, no
+/// OpenSSL). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,4 @@
+//! Everything that speaks Stripe's protocols: webhook signatures and key modes.
+
+pub mod keys;
+pub mod signature;
