@@ -101,7 +101,7 @@ impl std::fmt::Display for Report {
 }
 
 pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
-    if options.events == 0 || options.concurrency.iter().any(|c| *c == 0) {
+    if options.events == 0 || options.concurrency.contains(&0) {
         bail!("--events and --concurrency must be positive");
     }
     let client = crate::trigger::http_client()?;

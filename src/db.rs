@@ -70,10 +70,28 @@ impl Default for PoolSettings {
 }
 
 /// A parsed `DATABASE_URL`, not yet connected.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum DbTarget {
     Postgres(PgConnectOptions),
     Sqlite(SqliteConnectOptions),
+}
+
+// sqlx's own Debug prints the PostgreSQL password.
+impl std::fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbTarget::Postgres(o) => f
+                .debug_struct("Postgres")
+                .field("host", &o.get_host())
+                .field("port", &o.get_port())
+                .field("database", &o.get_database())
+                .finish_non_exhaustive(),
+            DbTarget::Sqlite(o) => f
+                .debug_struct("Sqlite")
+                .field("filename", &o.get_filename())
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl DbTarget {

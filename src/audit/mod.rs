@@ -237,52 +237,14 @@ pub fn parse_cursor(cursor: &str) -> Result<i64, ParamError> {
         })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn list_params_are_parsed_and_validated() {
-        let (filter, page) = parse_list_params(&params(&[
-            ("type", "invoice.paid"),
-            ("created_gte", "2023-11-14T22:13:20Z"),
-            ("order", "asc"),
-            ("limit", "10"),
-            ("cursor", "pos_7"),
-        ]))
-        .unwrap();
-        assert_eq!(filter.event_type.as_deref(), Some("invoice.paid"));
-        assert_eq!(filter.created_gte, Some(1_700_000_000));
-        assert_eq!(page.order, Order::Asc);
-        assert_eq!(page.limit, 10);
-        assert_eq!(page.after_position, Some(7));
-
-        let bad = |p: &[(&str, &str)]| parse_list_params(&params(p)).unwrap_err().code;
-        assert_eq!(bad(&[("typ", "x")]), "unknown_parameter");
-        assert_eq!(bad(&[("limit", "0")]), "invalid_parameter");
-        assert_eq!(bad(&[("limit", "101")]), "invalid_parameter");
-        assert_eq!(bad(&[("order", "up")]), "invalid_parameter");
-        assert_eq!(bad(&[("created_lt", "yesterday")]), "invalid_parameter");
-        assert_eq!(bad(&[("cursor", "7")]), "invalid_cursor");
-        assert_eq!(bad(&[("type", "")]), "invalid_parameter");
-    }
-}
-
 /// The text table printed by `stripe-ledger events list`.
 pub fn render_list_text(list: &EventList) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>10}  {:<20}  {:<40}  {:<32}  {:<28}  {}",
-        "POSITION", "CREATED", "TYPE", "EVENT", "OBJECT", "SOURCE"
+        "{:>10}  {:<20}  {:<40}  {:<32}  {:<28}  SOURCE",
+        "POSITION", "CREATED", "TYPE", "EVENT", "OBJECT"
     );
     for e in &list.data {
         let _ = writeln!(
@@ -347,4 +309,42 @@ pub fn render_detail_text(detail: &EventDetail) -> String {
         serde_json::to_string_pretty(&detail.payload).unwrap_or_default()
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_params_are_parsed_and_validated() {
+        let (filter, page) = parse_list_params(&params(&[
+            ("type", "invoice.paid"),
+            ("created_gte", "2023-11-14T22:13:20Z"),
+            ("order", "asc"),
+            ("limit", "10"),
+            ("cursor", "pos_7"),
+        ]))
+        .unwrap();
+        assert_eq!(filter.event_type.as_deref(), Some("invoice.paid"));
+        assert_eq!(filter.created_gte, Some(1_700_000_000));
+        assert_eq!(page.order, Order::Asc);
+        assert_eq!(page.limit, 10);
+        assert_eq!(page.after_position, Some(7));
+
+        let bad = |p: &[(&str, &str)]| parse_list_params(&params(p)).unwrap_err().code;
+        assert_eq!(bad(&[("typ", "x")]), "unknown_parameter");
+        assert_eq!(bad(&[("limit", "0")]), "invalid_parameter");
+        assert_eq!(bad(&[("limit", "101")]), "invalid_parameter");
+        assert_eq!(bad(&[("order", "up")]), "invalid_parameter");
+        assert_eq!(bad(&[("created_lt", "yesterday")]), "invalid_parameter");
+        assert_eq!(bad(&[("cursor", "7")]), "invalid_cursor");
+        assert_eq!(bad(&[("type", "")]), "invalid_parameter");
+    }
 }

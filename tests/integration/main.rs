@@ -1,1 +1,19 @@
+//! The one integration-test binary. Run on SQLite by default; `TEST_DATABASE=postgres` runs the
+//! same tests on PostgreSQL.
 
+mod audit_api;
+mod cli;
+mod event_log;
+mod health;
+mod helpers;
+mod secrets;
+mod signature_vectors;
+mod webhook;
+
+/// Golden files live in the top-level `snapshots/`, named by the test, not the module path.
+pub fn golden() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}

@@ -1,0 +1,98 @@
+//! Secrets never reach logs, errors or responses.
+
+use stripe_ledger::config::ServeConfig;
+use stripe_ledger::stripe::signature;
+
+use crate::helpers::{
+    captured_logs, event, event_json, unique_id, TestApp, AUDIT_TOKEN, READ_TOKEN,
+};
+
+#[tokio::test]
+async fn secrets_never_appear_in_logs_or_responses() {
+    let webhook_secret = unique_id("whsec_leakcheck");
+    let rolled = unique_id("whsec_leakcheck_old");
+    let secret_key = unique_id("sk_test_leakcheck");
+    let app = TestApp::builder()
+        .env(
+            "STRIPE_WEBHOOK_SECRET",
+            &format!("{webhook_secret},{rolled}"),
+        )
+        .env("STRIPE_SECRET_KEY", &secret_key)
+        .spawn()
+        .await;
+    let now = chrono::Utc::now().timestamp();
+    let body = event(&unique_id("evt_leak"), "customer.created");
+    let mut replies = vec![
+        app.deliver(&body).await,
+        app.deliver(&body).await,
+        app.post_webhook(&body, None).await,
+        app.post_webhook(&body, Some(&signature::sign(&body, "whsec_wrong", now)))
+            .await,
+        app.post_webhook(
+            &body,
+            Some(&signature::sign(&body, &webhook_secret, now - 9999)),
+        )
+        .await,
+        app.post_webhook(b"{", Some(&signature::sign(b"{", &webhook_secret, now)))
+            .await,
+    ];
+    let live = event_json("evt_leak_live", "customer.created", true)
+        .to_string()
+        .into_bytes();
+    replies.push(app.deliver(&live).await);
+    replies.push(app.audit("/api/audit/events").await);
+    replies.push(app.get("/api/audit/events", Some(READ_TOKEN)).await);
+    app.db.close().await;
+    replies.push(
+        app.deliver(&event("evt_leak_down", "customer.created"))
+            .await,
+    );
+
+    let secrets = [
+        webhook_secret.as_str(),
+        rolled.as_str(),
+        secret_key.as_str(),
+        AUDIT_TOKEN,
+        READ_TOKEN,
+    ];
+    for reply in &replies {
+        for secret in secrets {
+            assert!(
+                !reply.text.contains(secret),
+                "a response leaked a secret: {}",
+                reply.text
+            );
+            for value in reply.headers.values() {
+                assert!(!value.to_str().unwrap_or("").contains(secret));
+            }
+        }
+    }
+    let logs = captured_logs();
+    // The capture works: this test's own rejections and acceptances are in it.
+    assert!(
+        logs.contains("signature_mismatch"),
+        "log capture is not working"
+    );
+    assert!(logs.contains("webhook accepted"));
+    assert!(logs.contains("storage unavailable"));
+    for secret in secrets {
+        assert!(!logs.contains(secret), "the logs contain a secret");
+    }
+}
+
+#[test]
+fn the_configuration_debug_output_names_no_secret() {
+    let env = |k: &str| -> Option<String> {
+        match k {
+            "STRIPE_WEBHOOK_SECRET" => Some("whsec_debugcheck_secret_value".into()),
+            "STRIPE_SECRET_KEY" => Some("sk_live_debugcheck_secret_value".into()),
+            "API_TOKENS" => Some("audit:debugcheck_secret_value_token".into()),
+            "DATABASE_URL" => Some("postgres://user:debugcheck_pw@localhost/db".into()),
+            _ => None,
+        }
+    };
+    let config = ServeConfig::from_lookup(&env).unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("debugcheck_secret_value"), "{debug}");
+    assert!(!debug.contains("debugcheck_pw"), "{debug}");
+}
