@@ -34,7 +34,11 @@ pub struct BenchOptions {
     )]
     pub backend: Vec<BenchBackend>,
     /// A PostgreSQL server URL the bench may create (and drop) a scratch database on.
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    /// (TLS is switched off by default: it is loopback, and it would dominate the profile.)
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+    )]
     pub postgres_admin_url: String,
 }
 

@@ -109,6 +109,8 @@ pub struct WebhookConfig {
     pub ingest_timeout: Duration,
     /// Events whose `livemode` differs from this are refused.
     pub mode: Mode,
+    /// Recently logged ids remembered per instance, so retries skip the database (0 = off).
+    pub seen_cache_size: usize,
 }
 
 impl ServeConfig {
@@ -167,6 +169,15 @@ impl ServeConfig {
             ));
         }
 
+        let seen_cache_size = parse_opt::<usize>(env, "DEDUPE_CACHE_SIZE")?
+            .unwrap_or(crate::event_log::DEFAULT_SEEN_CACHE_SIZE);
+        if seen_cache_size > 10_000_000 {
+            return Err(ConfigError::new(
+                "DEDUPE_CACHE_SIZE",
+                "must be at most 10000000",
+            ));
+        }
+
         let api_tokens = match env.get("API_TOKENS") {
             None => ApiTokens::default(),
             Some(list) => ApiTokens::parse(&list)
@@ -187,6 +198,7 @@ impl ServeConfig {
                 max_body_bytes,
                 ingest_timeout: Duration::from_millis(ingest_timeout_ms),
                 mode,
+                seen_cache_size,
             },
             secret_key,
             api_tokens,

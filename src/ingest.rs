@@ -7,9 +7,8 @@ use ledger_projections::{Envelope, EnvelopeError};
 use sha2::{Digest, Sha256};
 
 use crate::config::WebhookConfig;
-use crate::db::Db;
 use crate::event_log::{
-    self, redaction, AppendOutcome, NewEntry, Source, StorageError, Verification,
+    redaction, AppendOutcome, Appender, NewEntry, Source, StorageError, Verification,
 };
 use crate::stripe::keys::Mode;
 use crate::stripe::signature::{self, SignatureError};
@@ -55,7 +54,7 @@ pub struct Ingested {
 
 /// Verifies and appends one delivery. `now` is unix seconds (injected for tests).
 pub async fn ingest(
-    db: &Db,
+    appender: &Appender,
     config: &WebhookConfig,
     signature_header: Option<&str>,
     body: &[u8],
@@ -104,13 +103,15 @@ pub async fn ingest(
         envelope,
     };
 
-    let outcome = tokio::time::timeout(config.ingest_timeout, event_log::append(db, &entry))
+    let event_id = entry.envelope.id.clone();
+    let event_type = entry.envelope.event_type.clone();
+    let outcome = tokio::time::timeout(config.ingest_timeout, appender.append(entry))
         .await
         .map_err(|_| IngestError::Timeout)?
         .map_err(IngestError::Storage)?;
     Ok(Ingested {
-        event_id: entry.envelope.id,
-        event_type: entry.envelope.event_type,
+        event_id,
+        event_type,
         outcome,
     })
 }

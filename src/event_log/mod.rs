@@ -3,9 +3,12 @@
 //! The database enforces immutability with triggers; this module only ever INSERTs and SELECTs.
 //! One submodule per backend, sharing the query shapes defined here.
 
+mod appender;
 mod postgres;
 pub mod redaction;
 mod sqlite;
+
+pub use appender::{Appender, DEFAULT_SEEN_CACHE_SIZE};
 
 use chrono::{DateTime, Utc};
 use ledger_projections::Envelope;
@@ -139,27 +142,38 @@ pub struct Page {
     pub next_position: Option<i64>,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// A storage failure, classified for the caller. Holds the message rather than the sqlx error
+/// so that one batch failure can be reported to every request in the batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// The database could not be reached or did not answer in time: the caller should retry.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(String),
     #[error("database error: {0}")]
-    Other(#[source] sqlx::Error),
+    Other(String),
+}
+
+impl StorageError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Unavailable(_))
+    }
 }
 
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
+        let transient = match &e {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StorageError::Unavailable(e),
-            sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => {
-                StorageError::Unavailable(e)
-            }
-            _ => StorageError::Other(e),
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => is_transient(db.code().as_deref()),
+            _ => false,
+        };
+        if transient {
+            StorageError::Unavailable(e.to_string())
+        } else {
+            StorageError::Other(e.to_string())
         }
     }
 }
@@ -185,11 +199,81 @@ fn is_transient(code: Option<&str>) -> bool {
 
 /// Appends `entry` unless its event id is already in the log. Concurrent appends of the same
 /// id (two deliveries, two instances) resolve on the unique constraint: exactly one wins.
+/// The webhook path goes through [`Appender`], which batches; this is the one-off form.
 pub async fn append(db: &Db, entry: &NewEntry) -> Result<AppendOutcome, StorageError> {
-    match db {
-        Db::Postgres(pool) => postgres::append(pool, entry).await,
-        Db::Sqlite(pool) => sqlite::append(pool, entry).await,
+    if let Some(outcome) = existing(db, entry).await? {
+        return Ok(outcome);
     }
+    let outcomes = append_batch(db, &[entry]).await?;
+    Ok(outcomes[0])
+}
+
+/// Looks the event id up: a duplicate then costs one indexed read, no write and no commit.
+/// Runs concurrently on the read pool, so duplicates never queue behind appends.
+pub async fn existing(db: &Db, entry: &NewEntry) -> Result<Option<AppendOutcome>, StorageError> {
+    let found = match db {
+        Db::Postgres(pool) => postgres::find(pool, &entry.envelope.id).await?,
+        Db::Sqlite(db) => sqlite::find(db, &entry.envelope.id).await?,
+    };
+    Ok(found.map(|f| AppendOutcome::Duplicate {
+        position: f.position,
+        same_body: f.raw_body_sha256 == entry.raw_body_sha256,
+    }))
+}
+
+/// Appends several entries with one commit (one fsync) and returns one outcome
+/// per entry, in order. Repeated ids within the batch resolve like concurrent deliveries.
+pub async fn append_batch(
+    db: &Db,
+    entries: &[&NewEntry],
+) -> Result<Vec<AppendOutcome>, StorageError> {
+    // The first occurrence of each id is written; later ones in the same batch are duplicates.
+    let mut first_index: std::collections::HashMap<&str, usize> = Default::default();
+    let mut unique = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        first_index
+            .entry(entry.envelope.id.as_str())
+            .or_insert_with(|| {
+                unique.push(*entry);
+                i
+            });
+    }
+    let positions = match db {
+        Db::Postgres(pool) => postgres::insert_batch(pool, &unique).await?,
+        Db::Sqlite(db) => sqlite::insert_batch(db, &unique).await?,
+    };
+    let by_id: std::collections::HashMap<&str, Inserted> = unique
+        .iter()
+        .zip(positions)
+        .map(|(entry, inserted)| (entry.envelope.id.as_str(), inserted))
+        .collect();
+    Ok(entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let id = entry.envelope.id.as_str();
+            let inserted = &by_id[id];
+            if first_index[id] == i && inserted.new {
+                AppendOutcome::Appended {
+                    position: inserted.position,
+                }
+            } else {
+                AppendOutcome::Duplicate {
+                    position: inserted.position,
+                    same_body: inserted.raw_body_sha256 == entry.raw_body_sha256,
+                }
+            }
+        })
+        .collect())
+}
+
+/// What a backend reports for each unique entry of a batch.
+#[derive(Debug, Clone)]
+struct Inserted {
+    position: i64,
+    /// False when the id was already in the log (written by someone else).
+    new: bool,
+    raw_body_sha256: String,
 }
 
 /// One entry with its payload and verification record.

@@ -1,66 +1,111 @@
+use std::collections::HashMap;
+
 use sqlx::PgPool;
 
 use super::{
-    decode_stored_event, AppendOutcome, Bind, ListQuery, NewEntry, StorageError, StoredEvent,
+    decode_stored_event, Bind, Inserted, ListQuery, NewEntry, StorageError, StoredEvent,
     SUMMARY_COLUMNS,
 };
 
-pub(super) async fn append(pool: &PgPool, entry: &NewEntry) -> Result<AppendOutcome, StorageError> {
-    // Look first: a duplicate then costs one read and no commit. (An INSERT that hits the
-    // conflict would still evaluate the tx_id default, take a transaction id and flush WAL.)
-    if let Some(outcome) = existing(pool, entry).await? {
-        return Ok(outcome);
-    }
-    let env = &entry.envelope;
-    let object = env.object.as_ref();
-    let verification = entry.verification.as_ref();
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO event_log (event_id, event_type, api_version, livemode, account, object_id, \
-         object_type, stripe_created, received_at, source, payload, payload_redacted, \
-         raw_body_sha256, signature_header, signature_timestamp, verified_by_index, \
-         verified_by_fingerprint) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (event_id) DO NOTHING RETURNING position",
-    )
-    .bind(&env.id)
-    .bind(&env.event_type)
-    .bind(&env.api_version)
-    .bind(env.livemode)
-    .bind(&env.account)
-    .bind(object.and_then(|o| o.id.as_deref()))
-    .bind(object.and_then(|o| o.object_type.as_deref()))
-    .bind(env.created)
-    .bind(entry.received_at)
-    .bind(entry.source.as_str())
-    .bind(&entry.payload)
-    .bind(entry.payload_redacted)
-    .bind(&entry.raw_body_sha256)
-    .bind(verification.map(|v| v.signature_header.as_str()))
-    .bind(verification.map(|v| v.timestamp))
-    .bind(verification.map(|v| v.secret_index as i32))
-    .bind(verification.map(|v| v.secret_fingerprint.as_str()))
-    .fetch_optional(pool)
-    .await?;
-    match inserted {
-        Some(position) => Ok(AppendOutcome::Appended { position }),
-        // Lost a race with a concurrent append of the same event, which has committed by now
-        // (the conflict check waited for it).
-        None => existing(pool, entry)
-            .await?
-            .ok_or_else(|| StorageError::Other(sqlx::Error::RowNotFound)),
-    }
-}
-
-async fn existing(pool: &PgPool, entry: &NewEntry) -> Result<Option<AppendOutcome>, StorageError> {
+pub(super) async fn find(pool: &PgPool, event_id: &str) -> Result<Option<Inserted>, StorageError> {
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT position, raw_body_sha256 FROM event_log WHERE event_id = $1")
-            .bind(&entry.envelope.id)
+            .bind(event_id)
             .fetch_optional(pool)
             .await?;
-    Ok(row.map(|(position, sha)| AppendOutcome::Duplicate {
+    Ok(row.map(|(position, raw_body_sha256)| Inserted {
         position,
-        same_body: sha == entry.raw_body_sha256,
+        new: false,
+        raw_body_sha256,
     }))
+}
+
+/// The INSERT comes first: nearly every entry reaching here is new (duplicates are mostly
+/// answered from the appender's cache). Ids that conflict are then looked up one by one, with
+/// the unique-index equality plan; an `= ANY($1)` lookup of the whole batch looked cheaper, but
+/// its cached generic plan, made while the table was small, stays a sequential scan.
+pub(super) async fn insert_batch(
+    pool: &PgPool,
+    entries: &[&NewEntry],
+) -> Result<Vec<Inserted>, StorageError> {
+    let mut result: HashMap<String, i64> = insert(pool, entries).await?.into_iter().collect();
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let inserted = match result.remove(entry.envelope.id.as_str()) {
+            Some(position) => Inserted {
+                position,
+                new: true,
+                raw_body_sha256: entry.raw_body_sha256.clone(),
+            },
+            // Already logged, or won by a concurrent append (another request or instance).
+            // The conflict check waited for that transaction, so a fresh read sees it.
+            None => find(pool, &entry.envelope.id).await?.ok_or_else(|| {
+                StorageError::Other(format!(
+                    "event {} vanished during append",
+                    entry.envelope.id
+                ))
+            })?,
+        };
+        out.push(inserted);
+    }
+    Ok(out)
+}
+
+/// One multi-row INSERT, which is its own transaction: one round trip, one commit. Rows go in
+/// in event-id order, so two instances appending overlapping batches take their row locks in
+/// the same order and cannot deadlock.
+async fn insert(pool: &PgPool, entries: &[&NewEntry]) -> Result<Vec<(String, i64)>, StorageError> {
+    fn column<'a, T>(entries: &[&'a NewEntry], f: impl Fn(&'a NewEntry) -> T) -> Vec<T> {
+        entries.iter().map(|e| f(e)).collect()
+    }
+    let object_id = |e: &NewEntry| e.envelope.object.as_ref().and_then(|o| o.id.clone());
+    let object_type = |e: &NewEntry| {
+        e.envelope
+            .object
+            .as_ref()
+            .and_then(|o| o.object_type.clone())
+    };
+    let rows = sqlx::query_as(
+        "INSERT INTO event_log (event_id, event_type, api_version, livemode, account, \
+         object_id, object_type, stripe_created, received_at, source, payload, \
+         payload_redacted, raw_body_sha256, signature_header, signature_timestamp, \
+         verified_by_index, verified_by_fingerprint) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], \
+         $6::text[], $7::text[], $8::int8[], $9::timestamptz[], $10::text[], $11::text[], \
+         $12::bool[], $13::text[], $14::text[], $15::int8[], $16::int4[], $17::text[]) \
+         ORDER BY 1 \
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position",
+    )
+    .bind(column(entries, |e| e.envelope.id.as_str()))
+    .bind(column(entries, |e| e.envelope.event_type.as_str()))
+    .bind(column(entries, |e| e.envelope.api_version.as_deref()))
+    .bind(column(entries, |e| e.envelope.livemode))
+    .bind(column(entries, |e| e.envelope.account.as_deref()))
+    .bind(column(entries, object_id))
+    .bind(column(entries, object_type))
+    .bind(column(entries, |e| e.envelope.created))
+    .bind(column(entries, |e| e.received_at))
+    .bind(column(entries, |e| e.source.as_str()))
+    .bind(column(entries, |e| e.payload.as_str()))
+    .bind(column(entries, |e| e.payload_redacted))
+    .bind(column(entries, |e| e.raw_body_sha256.as_str()))
+    .bind(column(entries, |e| {
+        e.verification.as_ref().map(|v| v.signature_header.as_str())
+    }))
+    .bind(column(entries, |e| {
+        e.verification.as_ref().map(|v| v.timestamp)
+    }))
+    .bind(column(entries, |e| {
+        e.verification.as_ref().map(|v| v.secret_index as i32)
+    }))
+    .bind(column(entries, |e| {
+        e.verification
+            .as_ref()
+            .map(|v| v.secret_fingerprint.as_str())
+    }))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
 }
 
 pub(super) async fn get(

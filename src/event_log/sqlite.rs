@@ -1,69 +1,93 @@
 use crate::db::SqliteDb;
 
 use super::{
-    decode_stored_event, AppendOutcome, Bind, ListQuery, NewEntry, StorageError, StoredEvent,
+    decode_stored_event, Bind, Inserted, ListQuery, NewEntry, StorageError, StoredEvent,
     SUMMARY_COLUMNS,
 };
 
-pub(super) async fn append(db: &SqliteDb, entry: &NewEntry) -> Result<AppendOutcome, StorageError> {
-    // Look first: a duplicate then costs one read and never queues for the single writer.
-    if let Some(outcome) = existing(db, entry).await? {
-        return Ok(outcome);
-    }
-    let env = &entry.envelope;
-    let object = env.object.as_ref();
-    let verification = entry.verification.as_ref();
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO event_log (event_id, event_type, api_version, livemode, account, object_id, \
-         object_type, stripe_created, received_at, source, payload, payload_redacted, \
-         raw_body_sha256, signature_header, signature_timestamp, verified_by_index, \
-         verified_by_fingerprint) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (event_id) DO NOTHING RETURNING position",
-    )
-    .bind(&env.id)
-    .bind(&env.event_type)
-    .bind(&env.api_version)
-    .bind(env.livemode)
-    .bind(&env.account)
-    .bind(object.and_then(|o| o.id.as_deref()))
-    .bind(object.and_then(|o| o.object_type.as_deref()))
-    .bind(env.created)
-    .bind(
-        entry
-            .received_at
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string(),
-    )
-    .bind(entry.source.as_str())
-    .bind(&entry.payload)
-    .bind(entry.payload_redacted)
-    .bind(&entry.raw_body_sha256)
-    .bind(verification.map(|v| v.signature_header.as_str()))
-    .bind(verification.map(|v| v.timestamp))
-    .bind(verification.map(|v| v.secret_index as i32))
-    .bind(verification.map(|v| v.secret_fingerprint.as_str()))
-    .fetch_optional(&db.write)
-    .await?;
-    match inserted {
-        Some(position) => Ok(AppendOutcome::Appended { position }),
-        // Lost a race with a concurrent append of the same event, committed before ours.
-        None => existing(db, entry)
-            .await?
-            .ok_or_else(|| StorageError::Other(sqlx::Error::RowNotFound)),
-    }
-}
-
-async fn existing(db: &SqliteDb, entry: &NewEntry) -> Result<Option<AppendOutcome>, StorageError> {
+pub(super) async fn find(db: &SqliteDb, event_id: &str) -> Result<Option<Inserted>, StorageError> {
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT position, raw_body_sha256 FROM event_log WHERE event_id = $1")
-            .bind(&entry.envelope.id)
+            .bind(event_id)
             .fetch_optional(&db.read)
             .await?;
-    Ok(row.map(|(position, sha)| AppendOutcome::Duplicate {
+    Ok(row.map(|(position, raw_body_sha256)| Inserted {
         position,
-        same_body: sha == entry.raw_body_sha256,
+        new: false,
+        raw_body_sha256,
     }))
+}
+
+/// One transaction on the single writer connection: the batch costs one fsync.
+pub(super) async fn insert_batch(
+    db: &SqliteDb,
+    entries: &[&NewEntry],
+) -> Result<Vec<Inserted>, StorageError> {
+    let mut tx = db.write.begin().await?;
+    let mut result = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let env = &entry.envelope;
+        let object = env.object.as_ref();
+        let v = entry.verification.as_ref();
+        // The first statement of the transaction writes, so the write lock is taken up front
+        // and a second process on the same file waits (busy_timeout) instead of failing.
+        let position: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO event_log (event_id, event_type, api_version, livemode, account, \
+             object_id, object_type, stripe_created, received_at, source, payload, \
+             payload_redacted, raw_body_sha256, signature_header, signature_timestamp, \
+             verified_by_index, verified_by_fingerprint) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             ON CONFLICT (event_id) DO NOTHING RETURNING position",
+        )
+        .bind(&env.id)
+        .bind(&env.event_type)
+        .bind(&env.api_version)
+        .bind(env.livemode)
+        .bind(&env.account)
+        .bind(object.and_then(|o| o.id.as_deref()))
+        .bind(object.and_then(|o| o.object_type.as_deref()))
+        .bind(env.created)
+        // Fixed-width UTC text, so that text order is time order.
+        .bind(
+            entry
+                .received_at
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string(),
+        )
+        .bind(entry.source.as_str())
+        .bind(&entry.payload)
+        .bind(entry.payload_redacted)
+        .bind(&entry.raw_body_sha256)
+        .bind(v.map(|v| v.signature_header.as_str()))
+        .bind(v.map(|v| v.timestamp))
+        .bind(v.map(|v| v.secret_index as i32))
+        .bind(v.map(|v| v.secret_fingerprint.as_str()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let inserted = match position {
+            Some(position) => Inserted {
+                position,
+                new: true,
+                raw_body_sha256: entry.raw_body_sha256.clone(),
+            },
+            None => {
+                let (position, raw_body_sha256): (i64, String) = sqlx::query_as(
+                    "SELECT position, raw_body_sha256 FROM event_log WHERE event_id = $1",
+                )
+                .bind(&env.id)
+                .fetch_one(&mut *tx)
+                .await?;
+                Inserted {
+                    position,
+                    new: false,
+                    raw_body_sha256,
+                }
+            }
+        };
+        result.push(inserted);
+    }
+    tx.commit().await?;
+    Ok(result)
 }
 
 pub(super) async fn get(

@@ -82,13 +82,14 @@ impl ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Unavailable(_) => ApiError::Unavailable {
+        if e.is_transient() {
+            ApiError::Unavailable {
                 detail: e.to_string(),
-            },
-            StorageError::Other(_) => ApiError::Internal {
+            }
+        } else {
+            ApiError::Internal {
                 detail: e.to_string(),
-            },
+            }
         }
     }
 }

@@ -40,7 +40,15 @@ pub async fn receive(
         .get("stripe-signature")
         .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
 
-    match ingest::ingest(&state.db, &state.webhook, signature, &body, state.now()).await {
+    match ingest::ingest(
+        &state.appender,
+        &state.webhook,
+        signature,
+        &body,
+        state.now(),
+    )
+    .await
+    {
         Ok(ingested) => {
             let (status, position) = match ingested.outcome {
                 AppendOutcome::Appended { position } => ("recorded", position),

@@ -201,17 +201,52 @@ async fn a_chunked_body_over_the_limit_is_refused_without_a_content_length() {
 
 #[tokio::test]
 async fn the_same_event_posted_twice_is_recorded_once_and_the_second_reply_says_so() {
-    let app = TestApp::spawn().await;
-    let body = event(&unique_id("evt"), "customer.created");
-    let first = app.deliver(&body).await;
-    assert_eq!(first.status, 200);
-    assert_eq!(first.json["status"], "recorded");
-    // Stripe re-signs each retry with a fresh timestamp; the body is the same.
-    let second = app.deliver(&body).await;
-    assert_eq!(second.status, 200);
-    assert_eq!(second.json["status"], "duplicate");
-    assert_eq!(second.json["position"], first.json["position"]);
-    assert_eq!(app.event_count().await, 1);
+    // With the seen-id cache (the default) and without it (every duplicate asks the database).
+    for cache in ["16384", "0"] {
+        let app = TestApp::builder()
+            .env("DEDUPE_CACHE_SIZE", cache)
+            .spawn()
+            .await;
+        let body = event(&unique_id("evt"), "customer.created");
+        let first = app.deliver(&body).await;
+        assert_eq!(first.status, 200);
+        assert_eq!(first.json["status"], "recorded");
+        // Stripe re-signs each retry with a fresh timestamp; the body is the same.
+        let second = app.deliver(&body).await;
+        assert_eq!(second.status, 200);
+        assert_eq!(second.json["status"], "duplicate", "cache size {cache}");
+        assert_eq!(second.json["position"], first.json["position"]);
+        assert_eq!(app.event_count().await, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_a_duplicate_and_new_events_records_only_the_new_ones() {
+    let app = Arc::new(
+        TestApp::builder()
+            .env("DEDUPE_CACHE_SIZE", "0")
+            .spawn()
+            .await,
+    );
+    let old = event("evt_batch_old", "customer.created");
+    assert_eq!(app.deliver(&old).await.status, 200);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let app = app.clone();
+        let body = if i % 3 == 0 {
+            old.clone()
+        } else {
+            event(&format!("evt_batch_{i}"), "invoice.paid")
+        };
+        tasks.spawn(async move { (i, app.deliver(&body).await) });
+    }
+    while let Some(result) = tasks.join_next().await {
+        let (i, reply) = result.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let expected = if i % 3 == 0 { "duplicate" } else { "recorded" };
+        assert_eq!(reply.json["status"], expected, "request {i}");
+    }
+    assert_eq!(app.event_count().await, 21);
 }
 
 #[tokio::test]
