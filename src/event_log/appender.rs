@@ -133,14 +133,22 @@ fn body_tag(raw_body_sha256: &str) -> u64 {
 /// A bounded FIFO set of committed event ids with their positions.
 struct SeenIds {
     capacity: usize,
-    inner: StdMutex<(HashMap<Box<str>, (i64, u64)>, VecDeque<Box<str>>)>,
+    inner: StdMutex<Fifo>,
+}
+
+#[derive(Default)]
+struct Fifo {
+    /// Event id → (position, body tag).
+    map: HashMap<Box<str>, (i64, u64)>,
+    /// Insertion order, for eviction.
+    order: VecDeque<Box<str>>,
 }
 
 impl SeenIds {
     fn new(capacity: usize) -> Self {
         SeenIds {
             capacity,
-            inner: StdMutex::new((HashMap::new(), VecDeque::new())),
+            inner: StdMutex::new(Fifo::default()),
         }
     }
 
@@ -149,7 +157,7 @@ impl SeenIds {
             return None;
         }
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.0.get(id).copied()
+        inner.map.get(id).copied()
     }
 
     fn remember<'a>(&self, committed: impl Iterator<Item = (&'a NewEntry, i64)>) {
@@ -157,7 +165,7 @@ impl SeenIds {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, order) = &mut *inner;
+        let Fifo { map, order } = &mut *inner;
         for (entry, position) in committed {
             let id: Box<str> = entry.envelope.id.as_str().into();
             if map
