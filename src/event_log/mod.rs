@@ -16,6 +16,11 @@ use serde::Serialize;
 
 use crate::db::Db;
 
+/// Key of the PostgreSQL transaction-level advisory lock that serialises appends across all
+/// instances, so positions become visible in order (see `postgres::insert`). SQLite has a
+/// single writer and needs no lock.
+pub const APPEND_LOCK: i64 = 0x7374_7269_7065_6c67;
+
 /// Where an entry came from. Stored as text; the set grows as later features append entries
 /// learned from the Stripe API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

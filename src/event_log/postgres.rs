@@ -4,7 +4,7 @@ use sqlx::PgPool;
 
 use super::{
     decode_stored_event, Bind, Inserted, ListQuery, NewEntry, StorageError, StoredEvent,
-    SUMMARY_COLUMNS,
+    APPEND_LOCK, SUMMARY_COLUMNS,
 };
 
 pub(super) async fn find(pool: &PgPool, event_id: &str) -> Result<Option<Inserted>, StorageError> {
@@ -51,9 +51,15 @@ pub(super) async fn insert_batch(
     Ok(out)
 }
 
-/// One multi-row INSERT, which is its own transaction: one round trip, one commit. Rows go in
-/// in event-id order, so two instances appending overlapping batches take their row locks in
-/// the same order and cannot deadlock.
+/// One multi-row INSERT, which is its own transaction: one round trip, one commit.
+///
+/// The commit-order trap: positions come from a sequence at insert time but become visible at
+/// commit, so without care a reader tailing `position > checkpoint` could pass a position whose
+/// transaction commits later. The statement first takes an advisory lock held to commit, so
+/// appends (from any instance) commit one batch at a time in position order: once a position is
+/// visible, every smaller position is visible or will never exist. Readers can then tail by
+/// position alone. Group commit keeps the serialisation cheap: a batch shares one lock and one
+/// commit.
 async fn insert(pool: &PgPool, entries: &[&NewEntry]) -> Result<Vec<(String, i64)>, StorageError> {
     fn column<'a, T>(entries: &[&'a NewEntry], f: impl Fn(&'a NewEntry) -> T) -> Vec<T> {
         entries.iter().map(|e| f(e)).collect()
@@ -65,17 +71,19 @@ async fn insert(pool: &PgPool, entries: &[&NewEntry]) -> Result<Vec<(String, i64
             .as_ref()
             .and_then(|o| o.object_type.clone())
     };
-    let rows = sqlx::query_as(
-        "INSERT INTO event_log (event_id, event_type, api_version, livemode, account, \
+    let rows = sqlx::query_as(&format!(
+        "WITH append_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({APPEND_LOCK})) \
+         INSERT INTO event_log (event_id, event_type, api_version, livemode, account, \
          object_id, object_type, stripe_created, received_at, source, payload, \
          payload_redacted, raw_body_sha256, signature_header, signature_timestamp, \
          verified_by_index, verified_by_fingerprint) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], \
-         $6::text[], $7::text[], $8::int8[], $9::timestamptz[], $10::text[], $11::text[], \
-         $12::bool[], $13::text[], $14::text[], $15::int8[], $16::int4[], $17::text[]) \
+         SELECT u.* FROM append_lock CROSS JOIN UNNEST($1::text[], $2::text[], $3::text[], \
+         $4::bool[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::timestamptz[], \
+         $10::text[], $11::text[], $12::bool[], $13::text[], $14::text[], $15::int8[], \
+         $16::int4[], $17::text[]) AS u \
          ORDER BY 1 \
-         ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position",
-    )
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position"
+    ))
     .bind(column(entries, |e| e.envelope.id.as_str()))
     .bind(column(entries, |e| e.envelope.event_type.as_str()))
     .bind(column(entries, |e| e.envelope.api_version.as_deref()))

@@ -95,3 +95,151 @@ pub async fn hold_write_lock(app: &TestApp) -> WriteLock {
     is_locked.await.unwrap();
     WriteLock { release, done }
 }
+
+/// Inserts an entry the way an append does (taking the append lock on PostgreSQL) inside a
+/// transaction that stays open until `commit` is signalled: a slow, in-flight append.
+async fn slow_append(
+    url: String,
+    event_id: &'static str,
+    commit: tokio::sync::oneshot::Receiver<()>,
+    inserted: tokio::sync::oneshot::Sender<()>,
+) {
+    use sqlx::Connection as _;
+    const INSERT: &str = "INSERT INTO event_log (event_id, event_type, livemode, stripe_created, \
+        received_at, source, payload, payload_redacted, raw_body_sha256) \
+        VALUES ($1, 'customer.updated', false, 1, '2026-01-01T00:00:00.000000Z', 'api_backfill', '{}', false, \
+        '0000000000000000000000000000000000000000000000000000000000000000')";
+    if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(stripe_ledger::event_log::APPEND_LOCK)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(&INSERT.replace("'2026-01-01T00:00:00.000000Z'", "now()"))
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let _ = inserted.send(());
+        let _ = commit.await;
+        tx.commit().await.unwrap();
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(INSERT)
+            .bind(event_id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let _ = inserted.send(());
+        let _ = commit.await;
+        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+    }
+}
+
+async fn tail(db: &Db, after: i64) -> Vec<(i64, String)> {
+    let page = stripe_ledger::event_log::list(
+        db,
+        &Default::default(),
+        &stripe_ledger::event_log::PageRequest {
+            order: stripe_ledger::event_log::Order::Asc,
+            after_position: Some(after),
+            limit: 100,
+        },
+    )
+    .await
+    .unwrap();
+    page.events
+        .into_iter()
+        .map(|e| (e.position, e.event_id))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_append_cannot_become_visible_before_an_earlier_position_commits() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let (commit, committed) = tokio::sync::oneshot::channel();
+    let (inserted, is_inserted) = tokio::sync::oneshot::channel();
+    let slow = tokio::spawn(slow_append(
+        app.database.url.clone(),
+        "evt_slow_first",
+        committed,
+        inserted,
+    ));
+    is_inserted.await.unwrap();
+
+    // A webhook arrives while the earlier append is still in flight.
+    let fast = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.deliver(&event("evt_fast_second", "customer.updated"))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A reader tailing the log sees neither: the later append waits for the earlier one,
+    // instead of becoming visible at a higher position first (which the reader would then
+    // checkpoint past, skipping the earlier one for ever).
+    assert_eq!(tail(&app.db, 0).await, vec![]);
+    assert!(
+        !fast.is_finished(),
+        "the second append committed before the first"
+    );
+
+    commit.send(()).unwrap();
+    slow.await.unwrap();
+    let reply = fast.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let seen = tail(&app.db, 0).await;
+    let ids: Vec<&str> = seen.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids, ["evt_slow_first", "evt_fast_second"]);
+}
+
+#[tokio::test]
+async fn a_reader_tailing_by_position_during_concurrent_appends_from_two_instances_skips_nothing() {
+    let database = crate::helpers::TestDatabase::create().await;
+    let a = std::sync::Arc::new(TestApp::builder().database(database.clone()).spawn().await);
+    let b = std::sync::Arc::new(
+        TestApp::builder()
+            .database(database.clone())
+            .env("STRIPE_WEBHOOK_SECRET", &a.secret)
+            .spawn()
+            .await,
+    );
+    let total = 200;
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        writers.spawn(async move {
+            let reply = app
+                .deliver(&event(&format!("evt_tail_{i:04}"), "invoice.paid"))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+        });
+    }
+    // The reader checkpoints at the highest position it has seen, as a catch-up projector does.
+    let reader_db = a.db.clone();
+    let reader = tokio::spawn(async move {
+        let mut checkpoint = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while seen.len() < total && std::time::Instant::now() < deadline {
+            for (position, id) in tail(&reader_db, checkpoint).await {
+                assert!(seen.insert(id), "an entry was read twice");
+                checkpoint = position;
+            }
+            tokio::task::yield_now().await;
+        }
+        seen
+    });
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    assert_eq!(seen.len(), total, "the tailing reader skipped entries");
+}
