@@ -3,7 +3,20 @@
 //!
 //! Nothing in this crate performs IO or reads a clock; CI checks that it depends on no runtime,
 //! database or HTTP crate, so every function here is deterministic and trivially testable.
+//! Every read-model state is a join-semilattice (commutative, associative, idempotent joins),
+//! which is what makes the folds independent of delivery order and duplication.
 
 pub mod envelope;
+pub mod model;
 
 pub use envelope::{Envelope, EnvelopeError, ObjectRef};
+pub use model::decode::{
+    decode, fold_all, DecodeError, Fact, LoggedEvent, Projection, KINDS, OBJECT_SNAPSHOT,
+    PROJECTED_TYPES,
+};
+pub use model::entitlement::{entitlement, Access, Entitlement};
+pub use model::lattice::{Link, Register, Version};
+pub use model::objects::{
+    CustomerState, CustomerView, InvoiceState, InvoiceView, ItemView, OrderState, OrderView,
+    PaymentState, SubscriptionState, SubscriptionView,
+};
