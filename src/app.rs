@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 use crate::auth::{ApiTokens, Authorization, Scope};
 use crate::config::{ServeConfig, WebhookConfig};
 use crate::db::Db;
-use crate::event_log::Appender;
 use crate::http::{self, ApiError};
+use crate::ingest::Writer;
 
 /// Unix seconds. Injectable so tests can check the timestamp tolerance at exact boundaries.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -25,7 +25,7 @@ pub fn system_clock() -> Clock {
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
-    pub appender: Appender,
+    pub writer: Writer,
     pub webhook: Arc<WebhookConfig>,
     pub tokens: Arc<ApiTokens>,
     pub clock: Clock,
@@ -34,7 +34,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: Db, config: &ServeConfig) -> Self {
         AppState {
-            appender: Appender::start(db.clone(), config.webhook.seen_cache_size),
+            writer: Writer::start(db.clone(), config.webhook.seen_cache_size),
             db,
             webhook: Arc::new(config.webhook.clone()),
             tokens: Arc::new(config.api_tokens.clone()),

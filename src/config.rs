@@ -170,7 +170,7 @@ impl ServeConfig {
         }
 
         let seen_cache_size = parse_opt::<usize>(env, "DEDUPE_CACHE_SIZE")?
-            .unwrap_or(crate::event_log::DEFAULT_SEEN_CACHE_SIZE);
+            .unwrap_or(crate::ingest::DEFAULT_SEEN_CACHE_SIZE);
         if seen_cache_size > 10_000_000 {
             return Err(ConfigError::new(
                 "DEDUPE_CACHE_SIZE",

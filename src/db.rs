@@ -201,12 +201,20 @@ impl Db {
 
 /// Migrations are embedded in the binary, so a deployed `stripe-ledger` needs no files beside
 /// it. Both backends list the same numbers and names; a unit test keeps them in step.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "event_log",
-    include_str!("../migrations/postgres/0001_event_log.sql"),
-    include_str!("../migrations/sqlite/0001_event_log.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "event_log",
+        include_str!("../migrations/postgres/0001_event_log.sql"),
+        include_str!("../migrations/sqlite/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "read_models",
+        include_str!("../migrations/postgres/0002_read_models.sql"),
+        include_str!("../migrations/sqlite/0002_read_models.sql"),
+    ),
+];
 
 fn migrator(backend: Backend) -> Migrator {
     let migrations = MIGRATIONS

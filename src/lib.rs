@@ -14,6 +14,8 @@ pub mod db;
 pub mod event_log;
 pub mod http;
 pub mod ingest;
+pub mod projector;
+pub mod read_models;
 pub mod secret;
 pub mod stripe;
 pub mod telemetry;

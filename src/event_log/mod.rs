@@ -3,12 +3,9 @@
 //! The database enforces immutability with triggers; this module only ever INSERTs and SELECTs.
 //! One submodule per backend, sharing the query shapes defined here.
 
-mod appender;
 mod postgres;
 pub mod redaction;
 mod sqlite;
-
-pub use appender::{Appender, DEFAULT_SEEN_CACHE_SIZE};
 
 use chrono::{DateTime, Utc};
 use ledger_projections::Envelope;
@@ -204,7 +201,7 @@ fn is_transient(code: Option<&str>) -> bool {
 
 /// Appends `entry` unless its event id is already in the log. Concurrent appends of the same
 /// id (two deliveries, two instances) resolve on the unique constraint: exactly one wins.
-/// The webhook path goes through [`Appender`], which batches; this is the one-off form.
+/// The webhook path goes through `ingest::Writer`, which batches; this is the one-off form.
 pub async fn append(db: &Db, entry: &NewEntry) -> Result<AppendOutcome, StorageError> {
     if let Some(outcome) = existing(db, entry).await? {
         return Ok(outcome);
@@ -306,6 +303,43 @@ pub async fn list(db: &Db, filter: &EventFilter, page: &PageRequest) -> Result<P
     Ok(Page {
         events,
         next_position,
+    })
+}
+
+/// Entries after `position`, oldest first, with payloads: the tailing read of the catch-up
+/// projector and rebuild. Safe against the commit-order trap because appends are serialised.
+pub async fn read_after(
+    db: &Db,
+    position: i64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StorageError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS}, payload FROM event_log WHERE position > $1 ORDER BY position LIMIT {limit}"
+    );
+    match db {
+        Db::Postgres(pool) => {
+            let rows = sqlx::query(&sql).bind(position).fetch_all(pool).await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| decode_stored_event!(row, true))
+                .collect::<Result<_, _>>()?)
+        }
+        Db::Sqlite(db) => {
+            let rows = sqlx::query(&sql).bind(position).fetch_all(&db.read).await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| decode_stored_event!(row, true))
+                .collect::<Result<_, _>>()?)
+        }
+    }
+}
+
+/// The highest position in the log (0 when empty).
+pub async fn last_position(db: &Db) -> Result<i64, StorageError> {
+    const SQL: &str = "SELECT COALESCE(MAX(position), 0) FROM event_log";
+    Ok(match db {
+        Db::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await?,
+        Db::Sqlite(db) => sqlx::query_scalar(SQL).fetch_one(&db.read).await?,
     })
 }
 

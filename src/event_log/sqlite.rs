@@ -23,7 +23,7 @@ pub(super) async fn insert_batch(
     db: &SqliteDb,
     entries: &[&NewEntry],
 ) -> Result<Vec<Inserted>, StorageError> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.write.begin_with("BEGIN IMMEDIATE").await?;
     let mut result = Vec::with_capacity(entries.len());
     for entry in entries {
         let env = &entry.envelope;

@@ -40,15 +40,7 @@ pub async fn receive(
         .get("stripe-signature")
         .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
 
-    match ingest::ingest(
-        &state.appender,
-        &state.webhook,
-        signature,
-        &body,
-        state.now(),
-    )
-    .await
-    {
+    match ingest::ingest(&state.writer, &state.webhook, signature, &body, state.now()).await {
         Ok(ingested) => {
             let (status, position) = match ingested.outcome {
                 AppendOutcome::Appended { position } => ("recorded", position),
@@ -94,10 +86,19 @@ fn reject(e: IngestError) -> ApiError {
         IngestError::LivemodeMismatch { expected } => format!(
             "the event's livemode does not match this service's {expected} mode (misrouted or forged)"
         ),
-        IngestError::Storage(_) | IngestError::Timeout => String::new(),
+        IngestError::Storage(_) | IngestError::Timeout | IngestError::Projection(_) => {
+            String::new()
+        }
     };
     match e {
         IngestError::Storage(storage) => ApiError::from(storage),
+        // The detail was logged by the projector; the code tells Stripe (and operators) that
+        // the event is safe in the log and will be projected on retry.
+        IngestError::Projection(_) => ApiError::client(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            "the event is recorded but could not be projected; it is dead-lettered and will be retried",
+        ),
         IngestError::Timeout => ApiError::Unavailable {
             detail: "event log append exceeded the ingest budget".to_owned(),
         },

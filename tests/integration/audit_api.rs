@@ -13,7 +13,7 @@ fn event_at(id: &str, event_type: &str, object_id: &str, created: i64) -> Vec<u8
     json!({
         "id": id, "object": "event", "api_version": "2025-03-31.basil", "created": created,
         "livemode": false, "type": event_type, "pending_webhooks": 1, "request": null,
-        "data": {"object": {"id": object_id, "object": object}}
+        "data": {"object": {"id": object_id, "object": object, "status": "active"}}
     })
     .to_string()
     .into_bytes()

@@ -330,8 +330,30 @@ pub fn event_json(id: &str, event_type: &str, livemode: bool) -> Value {
         "pending_webhooks": 1,
         "request": {"id": null, "idempotency_key": null},
         "type": event_type,
-        "data": {"object": {"id": format!("cus_{id}"), "object": "customer", "livemode": livemode, "metadata": {}}}
+        "data": {"object": object_for(id, event_type, livemode)}
     })
+}
+
+/// A plausible `data.object` for the event type, complete enough to be projected.
+pub fn object_for(id: &str, event_type: &str, livemode: bool) -> Value {
+    if event_type.starts_with("customer.subscription.") {
+        json!({
+            "id": format!("sub_{id}"), "object": "subscription", "customer": format!("cus_{id}"),
+            "status": if event_type.ends_with(".deleted") { "canceled" } else { "active" },
+            "livemode": livemode, "metadata": {}, "cancel_at_period_end": false,
+            "items": {"object": "list", "data": [{"id": format!("si_{id}"), "quantity": 1,
+                "current_period_start": 1_763_800_000, "current_period_end": 1_766_392_000,
+                "price": {"id": "price_tier1", "unit_amount": 1500, "currency": "usd"}}]}
+        })
+    } else if event_type.starts_with("invoice.") {
+        json!({
+            "id": format!("in_{id}"), "object": "invoice", "customer": format!("cus_{id}"),
+            "status": if event_type == "invoice.paid" { "paid" } else { "open" },
+            "amount_due": 1500, "currency": "usd", "livemode": livemode
+        })
+    } else {
+        json!({"id": format!("cus_{id}"), "object": "customer", "livemode": livemode, "metadata": {}})
+    }
 }
 
 pub fn unique_id(prefix: &str) -> String {

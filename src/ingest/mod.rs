@@ -7,9 +7,11 @@ use ledger_projections::{Envelope, EnvelopeError};
 use sha2::{Digest, Sha256};
 
 use crate::config::WebhookConfig;
-use crate::event_log::{
-    redaction, AppendOutcome, Appender, NewEntry, Source, StorageError, Verification,
-};
+mod writer;
+
+pub use writer::{WriteError, Writer, DEFAULT_SEEN_CACHE_SIZE};
+
+use crate::event_log::{redaction, AppendOutcome, NewEntry, Source, StorageError, Verification};
 use crate::stripe::keys::Mode;
 use crate::stripe::signature::{self, SignatureError};
 
@@ -24,6 +26,8 @@ pub enum IngestError {
         expected: Mode,
     },
     Storage(StorageError),
+    /// Logged, but not projected; recorded as a dead letter.
+    Projection(String),
     /// The database did not answer within the ingest budget.
     Timeout,
 }
@@ -39,6 +43,7 @@ impl IngestError {
             IngestError::LivemodeMismatch { .. } => "livemode_mismatch",
             IngestError::Storage(StorageError::Unavailable(_)) => "storage_unavailable",
             IngestError::Storage(StorageError::Other(_)) => "internal_error",
+            IngestError::Projection(_) => "projection_failed",
             IngestError::Timeout => "storage_unavailable",
         }
     }
@@ -54,7 +59,7 @@ pub struct Ingested {
 
 /// Verifies and appends one delivery. `now` is unix seconds (injected for tests).
 pub async fn ingest(
-    appender: &Appender,
+    writer: &Writer,
     config: &WebhookConfig,
     signature_header: Option<&str>,
     body: &[u8],
@@ -105,10 +110,13 @@ pub async fn ingest(
 
     let event_id = entry.envelope.id.clone();
     let event_type = entry.envelope.event_type.clone();
-    let outcome = tokio::time::timeout(config.ingest_timeout, appender.append(entry))
+    let outcome = tokio::time::timeout(config.ingest_timeout, writer.append(entry))
         .await
         .map_err(|_| IngestError::Timeout)?
-        .map_err(IngestError::Storage)?;
+        .map_err(|e| match e {
+            WriteError::Storage(e) => IngestError::Storage(e),
+            WriteError::Projection(e) => IngestError::Projection(e),
+        })?;
     Ok(Ingested {
         event_id,
         event_type,

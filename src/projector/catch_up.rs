@@ -1,0 +1,90 @@
+//! Brings the read models up to the end of the log: after a crash between append and
+//! projection, for entries appended by other sources, and as a safety net for everything else.
+//!
+//! It tails the log by position, which is safe because appends are serialised (see
+//! `event_log::APPEND_LOCK`). Re-projecting an entry that was already projected changes
+//! nothing, so the checkpoint only saves work; several instances may run it at once.
+
+use super::{project_each, Entry};
+use crate::db::Db;
+use crate::event_log::{self, StorageError};
+
+const CHECKPOINT: &str = "catch_up";
+const CHUNK: u32 = 500;
+
+#[derive(Debug, Clone, Default)]
+pub struct CatchUpReport {
+    pub projected: usize,
+    pub failed: usize,
+    pub position: i64,
+}
+
+pub async fn catch_up(db: &Db) -> Result<CatchUpReport, StorageError> {
+    let mut report = CatchUpReport {
+        position: checkpoint(db).await?,
+        ..Default::default()
+    };
+    loop {
+        let stored = event_log::read_after(db, report.position, CHUNK).await?;
+        let Some(last) = stored.last().map(|e| e.position) else {
+            break;
+        };
+        let entries: Vec<Entry> = stored.iter().map(Entry::from).collect();
+        for result in project_each(db, &entries).await {
+            match result {
+                Ok(()) => report.projected += 1,
+                Err(super::ProjectError::Storage(e)) => return Err(e),
+                // Dead-lettered; the retrier takes it from here.
+                Err(super::ProjectError::Event { .. }) => report.failed += 1,
+            }
+        }
+        save_checkpoint(db, last).await?;
+        report.position = last;
+    }
+    Ok(report)
+}
+
+pub async fn checkpoint(db: &Db) -> Result<i64, StorageError> {
+    const SQL: &str = "SELECT position FROM projection_checkpoints WHERE name = $1";
+    let found: Option<i64> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(SQL)
+                .bind(CHECKPOINT)
+                .fetch_optional(pool)
+                .await?
+        }
+        Db::Sqlite(db) => {
+            sqlx::query_scalar(SQL)
+                .bind(CHECKPOINT)
+                .fetch_optional(&db.read)
+                .await?
+        }
+    };
+    Ok(found.unwrap_or(0))
+}
+
+async fn save_checkpoint(db: &Db, position: i64) -> Result<(), StorageError> {
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET position = GREATEST(projection_checkpoints.position, excluded.position)",
+            )
+            .bind(CHECKPOINT)
+            .bind(position)
+            .execute(pool)
+            .await?;
+        }
+        Db::Sqlite(db) => {
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET position = MAX(projection_checkpoints.position, excluded.position)",
+            )
+            .bind(CHECKPOINT)
+            .bind(position)
+            .execute(&db.write)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The projector: folds log entries into the read models, in transactions of the shell around
+//! the pure folds of `ledger-projections`.
+//!
+//! Because every state is a join-semilattice, projecting an event twice, or events in any
+//! order, gives the same rows; the projector therefore never needs to know whether an entry was
+//! already applied, which is what makes retries, catch-up and rebuild simple.
+
+mod catch_up;
+mod rebuild;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
+
+use ledger_projections::{
+    decode, CustomerState, Fact, InvoiceState, LoggedEvent, OrderState, PaymentState,
+    SubscriptionState,
+};
+use serde_json::Value;
+
+pub use catch_up::{catch_up, CatchUpReport};
+pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
+use store::{Key, Row, Tx};
+
+use crate::db::Db;
+use crate::event_log::StorageError;
+
+/// A log entry to project.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub position: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The event cannot be folded (malformed object for its type); it goes to dead letters.
+    #[error("event {event_id} cannot be projected: {reason}")]
+    Event { event_id: String, reason: String },
+}
+
+/// Decodes entries into facts grouped per object; an undecodable entry fails the whole call
+/// (callers retry entry by entry to isolate it).
+fn facts_of(entries: &[Entry]) -> Result<BTreeMap<Key, Fact>, ProjectError> {
+    let mut merged: BTreeMap<Key, Fact> = BTreeMap::new();
+    for entry in entries {
+        let payload: Value =
+            serde_json::from_str(&entry.payload).map_err(|e| ProjectError::Event {
+                event_id: entry.event_id.clone(),
+                reason: format!("stored payload is not JSON: {e}"),
+            })?;
+        let event = LoggedEvent {
+            event_id: &entry.event_id,
+            event_type: &entry.event_type,
+            created: entry.created,
+            payload: &payload,
+        };
+        let facts = decode(&event).map_err(|e| ProjectError::Event {
+            event_id: entry.event_id.clone(),
+            reason: e.to_string(),
+        })?;
+        for fact in facts {
+            let key: Key = (fact.kind(), fact.id().to_owned());
+            match merged.get_mut(&key) {
+                Some(existing) => {
+                    join(existing, fact);
+                }
+                None => {
+                    merged.insert(key, fact);
+                }
+            }
+        }
+    }
+    Ok(merged)
+}
+
+/// Joins two facts about the same object (same kind by construction).
+fn join(into: &mut Fact, other: Fact) -> bool {
+    match (into, other) {
+        (Fact::Customer(a), Fact::Customer(b)) => a.join(b),
+        (Fact::Subscription(a), Fact::Subscription(b)) => a.join(b),
+        (Fact::Invoice(a), Fact::Invoice(b)) => a.join(b),
+        (Fact::Order(a), Fact::Order(b)) => a.join(b),
+        (Fact::Payment(a), Fact::Payment(b)) => a.join(b),
+        _ => false,
+    }
+}
+
+/// Reads a stored state back into its typed form.
+pub fn state_from_json(kind: &str, json: &str) -> Result<Fact, StorageError> {
+    let bad = |e: serde_json::Error| StorageError::Other(format!("unreadable {kind} state: {e}"));
+    Ok(match kind {
+        "customer" => Fact::Customer(serde_json::from_str::<CustomerState>(json).map_err(bad)?),
+        "subscription" => {
+            Fact::Subscription(serde_json::from_str::<SubscriptionState>(json).map_err(bad)?)
+        }
+        "invoice" => Fact::Invoice(serde_json::from_str::<InvoiceState>(json).map_err(bad)?),
+        "order" => Fact::Order(serde_json::from_str::<OrderState>(json).map_err(bad)?),
+        "payment" => Fact::Payment(serde_json::from_str::<PaymentState>(json).map_err(bad)?),
+        other => {
+            return Err(StorageError::Other(format!(
+                "unknown read-model kind {other}"
+            )))
+        }
+    })
+}
+
+/// The stored row of a state: its JSON and the columns the read API filters on.
+pub fn row_of(fact: &Fact) -> Row {
+    let (customer_id, user_id, status, state) = match fact {
+        Fact::Customer(s) => (
+            Some(s.id.clone()),
+            s.user_id().map(str::to_owned),
+            Some(if s.deleted() { "deleted" } else { "active" }.to_owned()),
+            serde_json::to_string(s),
+        ),
+        Fact::Subscription(s) => (
+            s.view().and_then(|v| v.customer.clone()),
+            s.user_id().map(str::to_owned),
+            s.status().map(str::to_owned),
+            serde_json::to_string(s),
+        ),
+        Fact::Invoice(s) => (
+            s.view().and_then(|v| v.customer.clone()),
+            None,
+            s.view().and_then(|v| v.status.clone()),
+            serde_json::to_string(s),
+        ),
+        Fact::Order(s) => (
+            s.view().and_then(|v| v.customer.clone()),
+            s.user.as_ref().map(|l| l.value.clone()),
+            Some(s.status().to_owned()),
+            serde_json::to_string(s),
+        ),
+        Fact::Payment(s) => (
+            s.customer.clone(),
+            None,
+            Some(
+                if s.refunded {
+                    "refunded"
+                } else if s.succeeded_at.is_some() {
+                    "succeeded"
+                } else if s.last_failure.is_some() {
+                    "failed"
+                } else {
+                    "pending"
+                }
+                .to_owned(),
+            ),
+            serde_json::to_string(s),
+        ),
+    };
+    Row {
+        kind: fact.kind(),
+        id: fact.id().to_owned(),
+        customer_id,
+        user_id,
+        status,
+        state: state.expect("read-model states serialise"),
+    }
+}
+
+/// Folds `facts` into `generation` inside `tx`: lock, load, join, write what changed.
+async fn write_facts(
+    tx: &mut Tx<'_>,
+    generation: i64,
+    facts: BTreeMap<Key, Fact>,
+    lock: bool,
+) -> Result<usize, ProjectError> {
+    if facts.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<Key> = facts.keys().cloned().collect();
+    // A rebuild writes a generation nobody else writes: no per-object locks needed.
+    if lock {
+        tx.lock(&keys).await?;
+    }
+    let mut existing: HashMap<Key, String> = tx.load(generation, &keys).await?;
+    let mut rows = Vec::with_capacity(facts.len());
+    for (key, fact) in facts {
+        let row = match existing.remove(&key) {
+            Some(json) => {
+                let mut state = state_from_json(key.0, &json)?;
+                if !join(&mut state, fact) {
+                    continue;
+                }
+                row_of(&state)
+            }
+            None => row_of(&fact),
+        };
+        rows.push(row);
+    }
+    let written = rows.len();
+    tx.upsert(generation, &rows).await?;
+    Ok(written)
+}
+
+/// Projects entries into the active read models in one transaction.
+pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
+    let facts = facts_of(entries)?;
+    let mut tx = Tx::begin(db).await?;
+    let generation = tx.active_generation().await?;
+    write_facts(&mut tx, generation, facts, true).await?;
+    let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
+    tx.clear_dead_letters(&ids).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Projects entries together, and if that fails, one by one, so one bad entry cannot hold
+/// the others back. Failures are recorded as dead letters. Returns one result per entry.
+pub async fn project_each(db: &Db, entries: &[Entry]) -> Vec<Result<(), ProjectError>> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    match project(db, entries).await {
+        Ok(()) => return entries.iter().map(|_| Ok(())).collect(),
+        Err(e) if entries.len() == 1 => {
+            record_failure(db, &entries[0], &e).await;
+            return vec![Err(e)];
+        }
+        Err(_) => {}
+    }
+    let mut results = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let result = project(db, std::slice::from_ref(entry)).await;
+        if let Err(e) = &result {
+            record_failure(db, entry, e).await;
+        }
+        results.push(result);
+    }
+    results
+}
+
+async fn record_failure(db: &Db, entry: &Entry, error: &ProjectError) {
+    tracing::error!(event_id = %entry.event_id, event_type = %entry.event_type, error = %error, "projection failed");
+    if let Err(e) =
+        store::record_dead_letter(db, &entry.event_id, entry.position, &error.to_string()).await
+    {
+        tracing::error!(event_id = %entry.event_id, error = %e, "could not record the dead letter");
+    }
+}
+
+/// Re-projects every dead letter (the background retrier and `dead-letters retry --all`).
+/// Returns (retried, still failing).
+pub async fn retry_dead_letters(db: &Db) -> Result<(usize, usize), StorageError> {
+    let dead = store::dead_letters(db).await?;
+    let mut failing = 0;
+    for letter in &dead {
+        let Some(stored) = crate::event_log::get(db, &letter.event_id).await? else {
+            continue;
+        };
+        let entry = Entry::from(&stored);
+        if project_each(db, std::slice::from_ref(&entry)).await[0].is_err() {
+            failing += 1;
+        }
+    }
+    Ok((dead.len(), failing))
+}
+
+impl From<&crate::event_log::StoredEvent> for Entry {
+    fn from(e: &crate::event_log::StoredEvent) -> Self {
+        Entry {
+            position: e.position,
+            event_id: e.event_id.clone(),
+            event_type: e.event_type.clone(),
+            created: e.stripe_created,
+            payload: e.payload.clone().unwrap_or_default(),
+        }
+    }
+}
