@@ -361,7 +361,8 @@ pub async fn record_dead_letter(
 pub async fn dead_letters(db: &Db) -> Result<Vec<DeadLetter>, StorageError> {
     const SQL: &str = "SELECT event_id, position, error, attempts, first_seen_at, last_seen_at \
                        FROM dead_letters ORDER BY position";
-    let rows: Vec<(String, i64, String, i32, DateTime<Utc>, DateTime<Utc>)> = match db {
+    type DeadLetterRow = (String, i64, String, i32, DateTime<Utc>, DateTime<Utc>);
+    let rows: Vec<DeadLetterRow> = match db {
         Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
         Db::Sqlite(db) => sqlx::query_as(SQL).fetch_all(&db.read).await?,
     };
