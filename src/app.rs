@@ -29,6 +29,8 @@ pub struct AppState {
     pub webhook: Arc<WebhookConfig>,
     pub tokens: Arc<ApiTokens>,
     pub clock: Clock,
+    /// How long `past_due` keeps access, from the first failed payment of the dunning cycle.
+    pub grace_period_secs: i64,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
             webhook: Arc::new(config.webhook.clone()),
             tokens: Arc::new(config.api_tokens.clone()),
             clock: system_clock(),
+            grace_period_secs: i64::from(config.grace_period_days) * 86_400,
         }
     }
 
@@ -122,6 +125,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {} (LISTEN_ADDR)", config.listen_addr))?;
     let state = AppState::new(db.clone(), &config);
     let server = start(state, listener)?;
+    let background = spawn_background(db.clone(), server.shutdown.subscribe());
     tracing::info!(
         addr = %server.addr,
         database = %db.backend(),
@@ -130,9 +134,42 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         "stripe-ledger listening"
     );
     server.run_until(shutdown_signal()).await?;
+    let _ = background.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the catch-up projector looks for unprojected log entries, and the dead-letter
+/// retrier re-projects failures.
+const CATCH_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const RETRY_DEAD_LETTERS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The projector's background jobs: catch-up (at start and then periodically) and the
+/// dead-letter retrier. Both are idempotent, so several instances may run them at once.
+pub fn spawn_background(db: Db, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
+        let mut retry = tokio::time::interval(RETRY_DEAD_LETTERS_EVERY);
+        loop {
+            tokio::select! {
+                // The only change ever sent is "stop" (or the sender is gone).
+                _ = stopped.changed() => return,
+                _ = catch_up.tick() => match crate::projector::catch_up(&db).await {
+                    Ok(r) if r.projected + r.failed > 0 => {
+                        tracing::info!(projected = r.projected, failed = r.failed, position = r.position, "catch-up projected log entries");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "catch-up failed; will retry"),
+                },
+                _ = retry.tick() => match crate::projector::retry_dead_letters(&db).await {
+                    Ok((0, _)) => {}
+                    Ok((retried, failing)) => tracing::info!(retried, failing, "dead letters retried"),
+                    Err(e) => tracing::warn!(error = %e, "dead-letter retry failed; will retry"),
+                },
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

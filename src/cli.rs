@@ -36,8 +36,37 @@ pub enum Command {
     /// Browse the raw event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Replay the whole log into fresh read models and switch to them atomically.
+    Rebuild(RebuildArgs),
+    /// Project log entries the read models have not seen yet, then exit.
+    CatchUp,
+    /// Logged events whose projection failed.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
     /// Measure webhook ingestion over real HTTP against a freshly started server.
     Bench(BenchOptions),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// Rebuild on the side and report differences from the live read models; switch nothing.
+    /// Exit code 1 when they differ.
+    #[arg(long)]
+    pub check: bool,
+    /// Only these read models (customer, subscription, invoice, order, payment); repeatable.
+    #[arg(long = "projection")]
+    pub projections: Vec<String>,
+    /// Log entries folded per transaction.
+    #[arg(long, default_value_t = 5_000)]
+    pub chunk: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters with their error and attempt count.
+    List,
+    /// Re-project every dead letter (a success clears it).
+    Retry,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +215,63 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let code = events(&db, command, &mut out).await?;
             out.flush()?;
             Ok(code)
+        }
+        Command::Rebuild(args) => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            let options = crate::projector::RebuildOptions {
+                check_only: args.check,
+                kinds: (!args.projections.is_empty()).then_some(args.projections),
+                chunk: args.chunk.max(1),
+                progress: true,
+            };
+            let report = crate::projector::rebuild(&db, &options).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!(
+                "{} events in {:.1} s ({:.0} events/s)",
+                report.events,
+                report.elapsed.as_secs_f64(),
+                report.events as f64 / report.elapsed.as_secs_f64().max(0.001)
+            );
+            Ok(if args.check && !report.differences.is_empty() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::CatchUp => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            let r = crate::projector::catch_up(&db).await?;
+            println!(
+                "projected {} entries ({} failed), log position {}",
+                r.projected, r.failed, r.position
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeadLetters(command) => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            match command {
+                DeadLettersCommand::List => {
+                    let letters = crate::projector::store::dead_letters(&db).await?;
+                    println!("{}", serde_json::to_string_pretty(&letters)?);
+                }
+                DeadLettersCommand::Retry => {
+                    let (retried, failing) = crate::projector::retry_dead_letters(&db).await?;
+                    println!("retried {retried}, still failing {failing}");
+                    if failing > 0 {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(options) => {
             crate::telemetry::init(LogFormat::Pretty);

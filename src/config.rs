@@ -98,6 +98,8 @@ pub struct ServeConfig {
     pub secret_key: Option<SecretKey>,
     pub api_tokens: ApiTokens,
     pub log_format: LogFormat,
+    /// `GRACE_PERIOD_DAYS`: access kept while `past_due`.
+    pub grace_period_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -189,7 +191,16 @@ impl ServeConfig {
             Some(_) => return Err(ConfigError::new("LOG_FORMAT", "must be `pretty` or `json`")),
         };
 
+        let grace_period_days = parse_opt::<u32>(env, "GRACE_PERIOD_DAYS")?.unwrap_or(7);
+        if grace_period_days > 90 {
+            return Err(ConfigError::new(
+                "GRACE_PERIOD_DAYS",
+                "must be between 0 and 90",
+            ));
+        }
+
         Ok(ServeConfig {
+            grace_period_days,
             listen_addr,
             database,
             webhook: WebhookConfig {

@@ -1,6 +1,8 @@
 //! Queries over the read models (the active generation), for the read API and the CLI.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+
+use ledger_projections::{Fact, InvoiceState, SubscriptionState};
 
 use crate::db::Db;
 use crate::event_log::StorageError;
@@ -21,14 +23,15 @@ pub struct Query {
 
 #[derive(Debug, Clone)]
 pub struct Page {
-    pub items: Vec<Value>,
+    /// State JSON of each row.
+    pub items: Vec<String>,
     pub next_after: Option<String>,
 }
 
 const ACTIVE: &str = "(SELECT active_generation FROM projection_meta)";
 
-/// One object's state, as JSON.
-pub async fn get(db: &Db, kind: &str, id: &str) -> Result<Option<Value>, StorageError> {
+/// One object's state JSON.
+pub async fn get(db: &Db, kind: &str, id: &str) -> Result<Option<String>, StorageError> {
     let sql = format!(
         "SELECT state FROM read_models WHERE generation = {ACTIVE} AND kind = $1 AND id = $2"
     );
@@ -48,7 +51,7 @@ pub async fn get(db: &Db, kind: &str, id: &str) -> Result<Option<Value>, Storage
                 .await?
         }
     };
-    state.map(|s| parse(&s)).transpose()
+    Ok(state)
 }
 
 pub async fn list(db: &Db, kind: &str, query: &Query) -> Result<Page, StorageError> {
@@ -92,10 +95,7 @@ pub async fn list(db: &Db, kind: &str, query: &Query) -> Result<Page, StorageErr
     let more = rows.len() > query.limit as usize;
     let rows = &rows[..rows.len().min(query.limit as usize)];
     Ok(Page {
-        items: rows
-            .iter()
-            .map(|(_, s)| parse(s))
-            .collect::<Result<_, _>>()?,
+        items: rows.iter().map(|(_, s)| s.clone()).collect(),
         next_after: if more {
             rows.last().map(|(id, _)| id.clone())
         } else {
@@ -134,7 +134,160 @@ pub async fn all_states(
     })
 }
 
-fn parse(state: &str) -> Result<Value, StorageError> {
-    serde_json::from_str(state)
-        .map_err(|e| StorageError::Other(format!("unreadable read-model state: {e}")))
+/// Everything entitlements need about a user: their subscriptions (linked directly, or through
+/// a customer linked to them) and those customers' invoices.
+pub async fn user_billing(
+    db: &Db,
+    user_id: &str,
+) -> Result<(Vec<SubscriptionState>, Vec<InvoiceState>), StorageError> {
+    let mut subscriptions: BTreeMap<String, SubscriptionState> = BTreeMap::new();
+    let mut invoices: BTreeMap<String, InvoiceState> = BTreeMap::new();
+    let typed = |kind: &str, json: &str| crate::projector::state_from_json(kind, json);
+    let mut customers: Vec<String> = Vec::new();
+    for json in all_states(db, "customer", "user_id", user_id).await? {
+        if let Fact::Customer(c) = typed("customer", &json)? {
+            customers.push(c.id);
+        }
+    }
+    for json in all_states(db, "subscription", "user_id", user_id).await? {
+        if let Fact::Subscription(s) = typed("subscription", &json)? {
+            if let Some(customer) = s.view().and_then(|v| v.customer.clone()) {
+                customers.push(customer);
+            }
+            subscriptions.insert(s.id.clone(), s);
+        }
+    }
+    customers.sort();
+    customers.dedup();
+    for customer in &customers {
+        for json in all_states(db, "subscription", "customer_id", customer).await? {
+            if let Fact::Subscription(s) = typed("subscription", &json)? {
+                subscriptions.entry(s.id.clone()).or_insert(s);
+            }
+        }
+        for json in all_states(db, "invoice", "customer_id", customer).await? {
+            if let Fact::Invoice(i) = typed("invoice", &json)? {
+                invoices.insert(i.id.clone(), i);
+            }
+        }
+    }
+    Ok((
+        subscriptions.into_values().collect(),
+        invoices.into_values().collect(),
+    ))
+}
+
+/// The JSON app services get: Stripe's ids, integer minor units with their currency, RFC 3339
+/// timestamps, and none of the fold's bookkeeping (versions, candidates).
+pub mod views {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use ledger_projections::{
+        CustomerState, Entitlement, InvoiceState, OrderState, PaymentState, SubscriptionState,
+    };
+    use serde_json::{json, Value};
+
+    pub fn time(secs: Option<i64>) -> Value {
+        secs.and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
+            .map_or(Value::Null, |t| {
+                Value::String(t.to_rfc3339_opts(SecondsFormat::Secs, true))
+            })
+    }
+
+    pub fn customer(s: &CustomerState) -> Value {
+        let v = s.snapshot.as_ref().map(|r| r.value());
+        json!({
+            "id": s.id,
+            "object": "customer",
+            "user_id": s.user_id(),
+            "email": v.and_then(|v| v.email.clone()),
+            "deleted": s.deleted(),
+            "created": time(v.and_then(|v| v.created)),
+        })
+    }
+
+    pub fn subscription(s: &SubscriptionState) -> Value {
+        let Some(v) = s.view() else {
+            // Known only from a link (Checkout) so far; its own events have not arrived.
+            return json!({"id": s.id, "object": "subscription", "user_id": s.user_id(), "status": null});
+        };
+        json!({
+            "id": s.id,
+            "object": "subscription",
+            "customer": v.customer,
+            "user_id": s.user_id(),
+            "status": v.status,
+            "items": v.items.iter().map(|i| json!({
+                "id": i.id,
+                "price": i.price_id,
+                "product": i.product,
+                "quantity": i.quantity,
+                "unit_amount": i.unit_amount,
+                "currency": i.currency,
+                "interval": i.interval,
+                "current_period_start": time(i.current_period_start),
+                "current_period_end": time(i.current_period_end),
+            })).collect::<Vec<_>>(),
+            "current_period_start": time(v.current_period_start),
+            "current_period_end": time(v.current_period_end),
+            "cancel_at_period_end": v.cancel_at_period_end,
+            "cancel_at": time(v.cancel_at),
+            "canceled_at": time(v.canceled_at),
+            "ended_at": time(v.ended_at),
+            "trial_end": time(v.trial_end),
+            "latest_invoice": v.latest_invoice,
+            "created": time(v.created),
+            "conflicts": s.snapshot.as_ref().map(|r| r.conflicts()).unwrap_or_default(),
+        })
+    }
+
+    pub fn invoice(s: &InvoiceState) -> Value {
+        let v = s.view();
+        json!({
+            "id": s.id,
+            "object": "invoice",
+            "customer": v.and_then(|v| v.customer.clone()),
+            "subscription": v.and_then(|v| v.subscription.clone()),
+            "status": v.and_then(|v| v.status.clone()),
+            "amount_due": v.and_then(|v| v.amount_due),
+            "amount_paid": v.and_then(|v| v.amount_paid),
+            "amount_remaining": v.and_then(|v| v.amount_remaining),
+            "currency": v.and_then(|v| v.currency.clone()),
+            "hosted_invoice_url": v.and_then(|v| v.hosted_invoice_url.clone()),
+            "billing_reason": v.and_then(|v| v.billing_reason.clone()),
+            "attempt_count": v.and_then(|v| v.attempt_count),
+            "next_payment_attempt": time(v.and_then(|v| v.next_payment_attempt)),
+            "first_failed_at": time(s.first_failed_at),
+            "paid_at": time(s.paid_at),
+            "action_required_at": time(s.action_required_at),
+            "created": time(v.and_then(|v| v.created)),
+        })
+    }
+
+    pub fn order(s: &OrderState, payment: Option<&PaymentState>) -> Value {
+        let v = s.view();
+        json!({
+            "id": s.id,
+            "object": "order",
+            "customer": v.and_then(|v| v.customer.clone()),
+            "user_id": s.user.as_ref().map(|l| l.value.clone()),
+            "status": s.status(),
+            "amount_total": v.and_then(|v| v.amount_total),
+            "currency": v.and_then(|v| v.currency.clone()),
+            "payment_intent": v.and_then(|v| v.payment_intent.clone()),
+            "refunded": payment.is_some_and(|p| p.refunded),
+            "amount_refunded": payment.and_then(|p| p.amount_refunded),
+            "disputed": payment.is_some_and(|p| p.disputed),
+            "created": time(v.and_then(|v| v.created)),
+        })
+    }
+
+    pub fn entitlement(user_id: &str, e: &Entitlement) -> Value {
+        json!({
+            "user_id": user_id,
+            "access": e.access,
+            "reason": e.reason,
+            "until": time(e.until),
+            "subscription_id": e.subscription_id,
+        })
+    }
 }
