@@ -157,9 +157,10 @@ async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds) {
     let mut projection: Vec<Option<Result<(), WriteError>>> = vec![None; batch.len()];
     for ((i, _), result) in to_project.iter().zip(projected) {
         projection[*i] = Some(result.map_err(|e| match e {
-            // The database failed, not the event: "retry later", like an append failure.
-            projector::ProjectError::Storage(e) => WriteError::Storage(e),
-            e @ projector::ProjectError::Event { .. } => WriteError::Projection(e.to_string()),
+            // The database is unreachable, not the event at fault: "retry later", like an
+            // append failure.
+            projector::ProjectError::Storage(e) if e.is_transient() => WriteError::Storage(e),
+            e => WriteError::Projection(e.to_string()),
         }));
     }
 

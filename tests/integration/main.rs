@@ -6,8 +6,10 @@ mod cli;
 mod event_log;
 mod health;
 mod helpers;
+mod projections;
 mod secrets;
 mod signature_vectors;
+mod stripe_objects;
 mod webhook;
 
 /// Golden files live in the top-level `snapshots/`, named by the test, not the module path.

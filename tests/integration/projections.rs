@@ -1,0 +1,491 @@
+//! Read models folded from the log: through the webhook, the read API, rebuild and catch-up.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use stripe_ledger::projector::{self, RebuildOptions};
+
+use crate::helpers::{TestApp, TestDatabase, READ_TOKEN};
+use crate::stripe_objects::{
+    checkout_subscription, customer, event, invoice, subscription, MONTH, T0,
+};
+
+async fn read(app: &TestApp, path: &str) -> crate::helpers::Reply {
+    app.get(path, Some(READ_TOKEN)).await
+}
+
+async fn deliver_all(app: &TestApp, events: &[Vec<u8>]) {
+    for e in events {
+        let reply = app.deliver(e).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+}
+
+fn lifecycle(n: &str) -> Vec<Vec<u8>> {
+    let (cus, sub, user) = (format!("cus_{n}"), format!("sub_{n}"), format!("user_{n}"));
+    let end = T0 + MONTH;
+    vec![
+        event(
+            &format!("evt_{n}_1"),
+            "customer.created",
+            T0,
+            customer(&cus, None),
+        ),
+        event(
+            &format!("evt_{n}_2"),
+            "checkout.session.completed",
+            T0 + 5,
+            checkout_subscription(&format!("cs_{n}"), &cus, &sub, &user),
+        ),
+        event(
+            &format!("evt_{n}_3"),
+            "customer.subscription.created",
+            T0 + 4,
+            subscription(&sub, &cus, "active", end, false),
+        ),
+        event(
+            &format!("evt_{n}_4"),
+            "invoice.paid",
+            T0 + 4,
+            invoice(&sub, &cus, end, "paid", 1),
+        ),
+    ]
+}
+
+async fn check_rebuild(app: &TestApp) {
+    let report = projector::rebuild(
+        &app.db,
+        &RebuildOptions {
+            check_only: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.differences.is_empty(),
+        "rebuild differs from live: {:?}",
+        report.differences
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_checkout_grants_the_user_access_once_its_webhooks_are_in() {
+    let app = TestApp::builder().clock_at(T0 + 60).spawn().await;
+    let before = read(&app, "/api/entitlements/user_a").await;
+    assert_eq!(before.json["access"], "denied");
+    assert_eq!(before.json["reason"], "no_subscription");
+
+    deliver_all(&app, &lifecycle("a")).await;
+
+    let e = read(&app, "/api/entitlements/user_a").await;
+    assert_eq!(e.status, 200, "{}", e.text);
+    assert_eq!(e.json["access"], "granted");
+    assert_eq!(e.json["reason"], "subscription_active");
+    assert_eq!(e.json["subscription_id"], "sub_a");
+    assert_eq!(e.json["until"], "2025-12-22T08:26:40Z");
+
+    let sub = read(&app, "/api/subscriptions/sub_a").await;
+    assert_eq!(sub.json["status"], "active");
+    assert_eq!(sub.json["user_id"], "user_a");
+    assert_eq!(sub.json["items"][0]["unit_amount"], 1500);
+    assert_eq!(sub.json["items"][0]["currency"], "usd");
+    let by_user = read(&app, "/api/customers?user_id=user_a").await;
+    assert_eq!(by_user.json["data"][0]["id"], "cus_a");
+    let invoices = read(&app, "/api/invoices?customer=cus_a").await;
+    assert_eq!(invoices.json["data"][0]["status"], "paid");
+    assert_eq!(invoices.json["data"][0]["subscription"], "sub_a");
+    check_rebuild(&app).await;
+}
+
+#[tokio::test]
+async fn a_late_update_never_resurrects_a_canceled_subscription() {
+    let app = TestApp::builder().clock_at(T0 + MONTH + 60).spawn().await;
+    let end = T0 + MONTH;
+    deliver_all(&app, &lifecycle("late")).await;
+    deliver_all(
+        &app,
+        &[event(
+            "evt_late_del",
+            "customer.subscription.deleted",
+            end,
+            subscription("sub_late", "cus_late", "canceled", end, true),
+        )],
+    )
+    .await;
+    // Stripe retries an update from before the deletion.
+    deliver_all(
+        &app,
+        &[event(
+            "evt_late_upd",
+            "customer.subscription.updated",
+            end - 1,
+            subscription("sub_late", "cus_late", "active", end, true),
+        )],
+    )
+    .await;
+    let sub = read(&app, "/api/subscriptions/sub_late").await;
+    assert_eq!(sub.json["status"], "canceled");
+    let e = read(&app, "/api/entitlements/user_late").await;
+    assert_eq!(e.json["access"], "denied");
+    assert_eq!(e.json["reason"], "canceled");
+    check_rebuild(&app).await;
+}
+
+#[tokio::test]
+async fn past_due_keeps_access_for_the_grace_period_from_the_first_failed_payment() {
+    let end = T0 + MONTH;
+    let failed_at = end + 100;
+    let events = |n: &str| {
+        let mut e = lifecycle(n);
+        let (cus, sub) = (format!("cus_{n}"), format!("sub_{n}"));
+        let next = end + MONTH;
+        e.push(event(
+            &format!("evt_{n}_f1"),
+            "invoice.payment_failed",
+            failed_at,
+            invoice(&sub, &cus, next, "open", 1),
+        ));
+        e.push(event(
+            &format!("evt_{n}_pd"),
+            "customer.subscription.updated",
+            failed_at + 1,
+            subscription(&sub, &cus, "past_due", next, false),
+        ));
+        e.push(event(
+            &format!("evt_{n}_f2"),
+            "invoice.payment_failed",
+            failed_at + 3 * 86_400,
+            invoice(&sub, &cus, next, "open", 2),
+        ));
+        e
+    };
+    let during = TestApp::builder()
+        .env("GRACE_PERIOD_DAYS", "7")
+        .clock_at(failed_at + 6 * 86_400)
+        .spawn()
+        .await;
+    deliver_all(&during, &events("g1")).await;
+    let e = read(&during, "/api/entitlements/user_g1").await;
+    assert_eq!(e.json["access"], "grace", "{}", e.text);
+    assert_eq!(e.json["reason"], "past_due_grace");
+    assert_eq!(e.json["until"], views_time(failed_at + 7 * 86_400));
+
+    let after = TestApp::builder()
+        .env("GRACE_PERIOD_DAYS", "7")
+        .clock_at(failed_at + 8 * 86_400)
+        .spawn()
+        .await;
+    deliver_all(&after, &events("g2")).await;
+    let e = read(&after, "/api/entitlements/user_g2").await;
+    assert_eq!(e.json["access"], "denied");
+    assert_eq!(e.json["reason"], "past_due_grace_expired");
+}
+
+fn views_time(secs: i64) -> Value {
+    stripe_ledger::read_models::views::time(Some(secs))
+}
+
+#[tokio::test]
+async fn a_projection_failure_is_dead_lettered_answered_500_and_cleared_by_a_successful_retry() {
+    let app = TestApp::spawn().await;
+    // An operator's mistake poisons a read-model row; projecting onto it fails.
+    deliver_all(&app, &lifecycle("dl")).await;
+    poison(&app, "subscription", "sub_dl").await;
+    let update = event(
+        "evt_dl_upd",
+        "customer.subscription.updated",
+        T0 + 100,
+        subscription("sub_dl", "cus_dl", "past_due", T0 + MONTH, false),
+    );
+    let reply = app.deliver(&update).await;
+    assert_eq!(reply.status, 500, "{}", reply.text);
+    assert_eq!(reply.code(), "projection_failed");
+    // Logged all the same, and listed as a dead letter.
+    assert_eq!(app.audit("/api/audit/events/evt_dl_upd").await.status, 200);
+    let dead = app.audit("/api/dead-letters").await;
+    assert_eq!(dead.json["data"][0]["event_id"], "evt_dl_upd");
+    assert_eq!(dead.json["data"][0]["attempts"], 1);
+    // Stripe retries before the fix: still failing, attempts counted.
+    assert_eq!(app.deliver(&update).await.status, 500);
+    let dead = app.audit("/api/dead-letters").await;
+    assert_eq!(dead.json["data"][0]["attempts"], 2);
+
+    // The operator rebuilds (which replaces the poisoned row); the next retry succeeds.
+    projector::rebuild(&app.db, &RebuildOptions::default())
+        .await
+        .unwrap();
+    let retry = app.deliver(&update).await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    assert_eq!(retry.json["status"], "duplicate");
+    assert_eq!(
+        app.audit("/api/dead-letters").await.json["data"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        read(&app, "/api/subscriptions/sub_dl").await.json["status"],
+        "past_due"
+    );
+    check_rebuild(&app).await;
+}
+
+async fn poison(app: &TestApp, kind: &str, id: &str) {
+    let sql = "UPDATE read_models SET state = 'not json' WHERE kind = $1 AND id = $2";
+    match &app.db {
+        stripe_ledger::db::Db::Postgres(pool) => {
+            sqlx::query(sql)
+                .bind(kind)
+                .bind(id)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        stripe_ledger::db::Db::Sqlite(db) => {
+            sqlx::query(sql)
+                .bind(kind)
+                .bind(id)
+                .execute(&db.write)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn catch_up_projects_entries_appended_by_other_sources() {
+    let app = TestApp::spawn().await;
+    let body = event(
+        "evt_backfill_1",
+        "customer.subscription.created",
+        T0,
+        subscription("sub_bf", "cus_bf", "trialing", T0 + MONTH, false),
+    );
+    let envelope = ledger_projections::Envelope::parse(&body).unwrap();
+    use sha2::Digest as _;
+    let entry = stripe_ledger::event_log::NewEntry {
+        envelope,
+        source: stripe_ledger::event_log::Source::ApiBackfill,
+        payload: String::from_utf8(body.clone()).unwrap(),
+        payload_redacted: false,
+        raw_body_sha256: hex::encode(sha2::Sha256::digest(&body)),
+        verification: None,
+        received_at: chrono::Utc::now(),
+    };
+    stripe_ledger::event_log::append(&app.db, &entry)
+        .await
+        .unwrap();
+    assert_eq!(read(&app, "/api/subscriptions/sub_bf").await.status, 404);
+    let report = projector::catch_up(&app.db).await.unwrap();
+    assert!(report.projected >= 1);
+    assert_eq!(
+        read(&app, "/api/subscriptions/sub_bf").await.json["status"],
+        "trialing"
+    );
+    // A second run finds nothing new.
+    assert_eq!(projector::catch_up(&app.db).await.unwrap().projected, 0);
+}
+
+#[tokio::test]
+async fn rebuild_switches_to_an_identical_generation_and_a_partial_rebuild_keeps_the_rest() {
+    let app = TestApp::spawn().await;
+    deliver_all(&app, &lifecycle("rb")).await;
+    let before = read(&app, "/api/subscriptions/sub_rb").await.json;
+    let report = projector::rebuild(&app.db, &RebuildOptions::default())
+        .await
+        .unwrap();
+    assert!(report.switched);
+    assert_eq!(report.events, 4);
+    assert_eq!(read(&app, "/api/subscriptions/sub_rb").await.json, before);
+    let partial = RebuildOptions {
+        kinds: Some(vec!["subscriptions".into()]),
+        ..Default::default()
+    };
+    projector::rebuild(&app.db, &partial).await.unwrap();
+    assert_eq!(read(&app, "/api/subscriptions/sub_rb").await.json, before);
+    assert_eq!(
+        read(&app, "/api/customers/cus_rb").await.json["user_id"],
+        "user_rb"
+    );
+    check_rebuild(&app).await;
+    let unknown = RebuildOptions {
+        kinds: Some(vec!["widgets".into()]),
+        ..Default::default()
+    };
+    assert!(projector::rebuild(&app.db, &unknown).await.is_err());
+}
+
+#[tokio::test]
+async fn a_rebuild_under_concurrent_ingestion_loses_nothing() {
+    let app = Arc::new(TestApp::spawn().await);
+    deliver_all(
+        &app,
+        &(0..20)
+            .flat_map(|i| lifecycle(&format!("pre{i}")))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let ingest = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            for i in 0..30 {
+                deliver_all(&app, &lifecycle(&format!("during{i}"))).await;
+            }
+        })
+    };
+    let mut rebuilds = 0;
+    while !ingest.is_finished() {
+        projector::rebuild(
+            &app.db,
+            &RebuildOptions {
+                chunk: 7,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        rebuilds += 1;
+    }
+    ingest.await.unwrap();
+    assert!(rebuilds >= 1);
+    for i in 0..30 {
+        let sub = read(&app, &format!("/api/subscriptions/sub_during{i}")).await;
+        assert_eq!(
+            sub.json["status"], "active",
+            "sub_during{i} lost by a rebuild"
+        );
+        let e = read(&app, &format!("/api/entitlements/user_during{i}")).await;
+        assert_eq!(e.json["access"], "granted", "user_during{i}");
+    }
+    check_rebuild(&app).await;
+}
+
+#[tokio::test]
+async fn two_instances_ingesting_interleaved_events_for_one_subscription_end_like_one_instance() {
+    let end = T0 + MONTH;
+    let events: Vec<Vec<u8>> = {
+        let mut e = lifecycle("ii");
+        for k in 0..12 {
+            let status = if k % 3 == 2 { "past_due" } else { "active" };
+            // Same-second pairs, and periods that move on.
+            let t = T0 + 10 + k / 2;
+            e.push(event(
+                &format!("evt_ii_u{k}"),
+                "customer.subscription.updated",
+                t,
+                subscription(
+                    "sub_ii",
+                    "cus_ii",
+                    status,
+                    end + (k % 4) * MONTH,
+                    k % 5 == 0,
+                ),
+            ));
+        }
+        e.push(event(
+            "evt_ii_del",
+            "customer.subscription.deleted",
+            T0 + 30,
+            subscription("sub_ii", "cus_ii", "canceled", end + 3 * MONTH, true),
+        ));
+        e
+    };
+    let database = TestDatabase::create().await;
+    let a = Arc::new(TestApp::builder().database(database.clone()).spawn().await);
+    let b = Arc::new(
+        TestApp::builder()
+            .database(database.clone())
+            .env("STRIPE_WEBHOOK_SECRET", &a.secret)
+            .spawn()
+            .await,
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, body) in events.iter().enumerate() {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let body = body.clone();
+        tasks.spawn(async move { app.deliver(&body).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let single = TestApp::spawn().await;
+    deliver_all(&single, &events).await;
+    for path in [
+        "/api/subscriptions/sub_ii",
+        "/api/customers/cus_ii",
+        "/api/invoices?customer=cus_ii",
+        "/api/entitlements/user_ii",
+    ] {
+        assert_eq!(
+            read(&a, path).await.json,
+            read(&single, path).await.json,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        read(&a, "/api/subscriptions/sub_ii").await.json["status"],
+        "canceled"
+    );
+    check_rebuild(&a).await;
+}
+
+#[tokio::test]
+async fn the_read_api_needs_a_read_token_and_validates_its_parameters() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/api/customers/cus_x",
+        "/api/subscriptions?status=active",
+        "/api/entitlements/user_x",
+        "/api/orders?customer=cus_x",
+    ] {
+        assert_eq!(app.get(path, None).await.status, 401, "{path}");
+        let audit_only = app.get(path, Some(crate::helpers::AUDIT_TOKEN)).await;
+        assert_eq!(audit_only.status, 403, "{path}");
+    }
+    assert_eq!(
+        app.get("/api/dead-letters", Some(READ_TOKEN)).await.status,
+        403
+    );
+    let cases = [
+        ("/api/subscriptions?colour=blue", 400, "unknown_parameter"),
+        ("/api/subscriptions?limit=0", 400, "invalid_parameter"),
+        ("/api/subscriptions?cursor=sub_1", 400, "invalid_cursor"),
+        (
+            "/api/subscriptions/sub_missing",
+            404,
+            "subscription_not_found",
+        ),
+        ("/api/customers/cus_missing", 404, "customer_not_found"),
+    ];
+    for (path, status, code) in cases {
+        let r = read(&app, path).await;
+        assert_eq!((r.status, r.code()), (status, code), "{path}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_list_by_status_with_cursor_pagination() {
+    let app = TestApp::spawn().await;
+    for i in 0..5 {
+        deliver_all(&app, &lifecycle(&format!("pg{i}"))).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/subscriptions?status=active&limit=2".to_owned();
+    loop {
+        let page = read(&app, &path).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        for s in page.json["data"].as_array().unwrap() {
+            seen.push(s["id"].as_str().unwrap().to_owned());
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/subscriptions?status=active&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["sub_pg0", "sub_pg1", "sub_pg2", "sub_pg3", "sub_pg4"]
+    );
+    let none = read(&app, "/api/subscriptions?status=canceled").await;
+    assert_eq!(none.json["data"], serde_json::json!([]));
+}
