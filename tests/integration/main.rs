@@ -7,6 +7,7 @@ mod event_log;
 mod health;
 mod helpers;
 mod projections;
+mod scenarios;
 mod secrets;
 mod signature_vectors;
 mod stripe_objects;
