@@ -33,6 +33,10 @@ pub struct BenchOptions {
         default_value = "sqlite,postgres"
     )]
     pub backend: Vec<BenchBackend>,
+    /// Instead of ingestion: append this many generated events straight to a fresh log, then
+    /// time `rebuild` over them (events/s and this process's peak RSS).
+    #[arg(long)]
+    pub rebuild: Option<usize>,
     /// A PostgreSQL server URL the bench may create (and drop) a scratch database on.
     /// (TLS is switched off by default: it is loopback, and it would dominate the profile.)
     #[arg(
@@ -102,6 +106,124 @@ impl std::fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// Results of `bench --rebuild`.
+pub struct RebuildBench(pub Vec<(BenchBackend, usize, Duration, Option<u64>)>);
+
+impl std::fmt::Display for RebuildBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "| backend  | events    | rebuild s | events/s | peak RSS (bench process) |")?;
+        writeln!(f, "|----------|-----------|-----------|----------|--------------------------|")?;
+        for (backend, events, elapsed, rss) in &self.0 {
+            writeln!(
+                f,
+                "| {:<8} | {:>9} | {:>9.1} | {:>8.0} | {:>24} |",
+                match backend {
+                    BenchBackend::Sqlite => "sqlite",
+                    BenchBackend::Postgres => "postgres",
+                },
+                events,
+                elapsed.as_secs_f64(),
+                *events as f64 / elapsed.as_secs_f64(),
+                rss.map_or_else(|| "n/a".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `n` generated events (customers, subscriptions, invoices over n/20 users) and times
+/// a full rebuild of the read models from them.
+pub async fn run_rebuild(options: &BenchOptions, n: usize) -> anyhow::Result<RebuildBench> {
+    use crate::db::{Db, DbTarget};
+    use crate::event_log::{self, NewEntry, Source};
+    use sha2::Digest as _;
+    let mut results = Vec::new();
+    for backend in &options.backend {
+        let scratch = Scratch::create(*backend, &options.postgres_admin_url).await?;
+        let outcome = async {
+            let db = Db::connect(&DbTarget::parse(&scratch.url)?, &Default::default()).await?;
+            db.migrate().await?;
+            let users = (n / 20).max(1);
+            let mut batch = Vec::with_capacity(1000);
+            for i in 0..n {
+                let body = generated_event(i, users);
+                let envelope = ledger_projections::Envelope::parse(&body)?;
+                batch.push(NewEntry {
+                    envelope,
+                    source: Source::ApiBackfill,
+                    raw_body_sha256: hex::encode(sha2::Sha256::digest(&body)),
+                    payload: String::from_utf8(body)?,
+                    payload_redacted: false,
+                    verification: None,
+                    received_at: chrono::Utc::now(),
+                });
+                if batch.len() == 1000 || i + 1 == n {
+                    let refs: Vec<&NewEntry> = batch.iter().collect();
+                    event_log::append_batch(&db, &refs).await?;
+                    batch.clear();
+                    if (i + 1) % 100_000 == 0 {
+                        eprintln!("{backend:?}: appended {} events", i + 1);
+                    }
+                }
+            }
+            reset_peak_rss(Some(std::process::id()));
+            let started = Instant::now();
+            let report = crate::projector::rebuild(
+                &db,
+                &crate::projector::RebuildOptions {
+                    progress: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let elapsed = started.elapsed();
+            let rss = peak_rss_kib(std::process::id());
+            db.close().await;
+            anyhow::Ok((report.events, elapsed, rss))
+        }
+        .await;
+        scratch.drop_database().await;
+        let (events, elapsed, rss) = outcome?;
+        results.push((*backend, events, elapsed, rss));
+    }
+    Ok(RebuildBench(results))
+}
+
+/// The i-th event of a generated history: per user a customer, a subscription that is created,
+/// updated many times, and invoices that fail and get paid.
+fn generated_event(i: usize, users: usize) -> Vec<u8> {
+    let user = i % users;
+    let step = i / users;
+    let created = 1_700_000_000 + (step as i64) * 3_600;
+    let (event_type, object) = match step {
+        0 => (
+            "customer.created",
+            serde_json::json!({"id": format!("cus_b{user}"), "object": "customer",
+                "email": format!("u{user}@example.com"), "metadata": {"user_id": format!("user_{user}")}}),
+        ),
+        s if s % 3 == 1 => (
+            "invoice.paid",
+            serde_json::json!({"id": format!("in_b{user}_{s}"), "object": "invoice", "customer": format!("cus_b{user}"),
+                "status": "paid", "amount_due": 1500, "amount_paid": 1500, "currency": "usd", "attempt_count": 1,
+                "parent": {"type": "subscription_details", "subscription_details": {"subscription": format!("sub_b{user}")}}}),
+        ),
+        s => (
+            if s == 2 { "customer.subscription.created" } else { "customer.subscription.updated" },
+            serde_json::json!({"id": format!("sub_b{user}"), "object": "subscription", "customer": format!("cus_b{user}"),
+                "status": if s % 7 == 5 { "past_due" } else { "active" }, "cancel_at_period_end": false,
+                "latest_invoice": format!("in_b{user}_{}", s - 1), "metadata": {},
+                "items": {"object": "list", "data": [{"id": format!("si_b{user}"), "quantity": 1 + (s % 3),
+                    "current_period_start": created, "current_period_end": created + 2_592_000,
+                    "price": {"id": "price_tier1", "unit_amount": 1500, "currency": "usd", "recurring": {"interval": "month"}}}]}}),
+        ),
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "id": format!("evt_b{i:09}"), "object": "event", "api_version": "2025-03-31.basil",
+        "created": created, "livemode": false, "type": event_type, "data": {"object": object}
+    }))
+    .expect("static JSON serialises")
 }
 
 pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {

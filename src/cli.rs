@@ -275,6 +275,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(options) => {
             crate::telemetry::init(LogFormat::Pretty);
+            if let Some(n) = options.rebuild {
+                println!("{}", bench::run_rebuild(&options, n).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let report = bench::run(options).await?;
             println!("{report}");
             Ok(ExitCode::SUCCESS)

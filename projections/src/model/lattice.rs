@@ -1,47 +1,16 @@
-//! The ordering rule, made explicit, and the small lattices every read model is built from.
+//! The small lattices every read model is built from.
 //!
-//! Stripe delivers at least once and in no particular order, and `created` has one-second
-//! resolution. Every piece of read-model state is therefore a join-semilattice: merging the
-//! information of an event is a `join` that is commutative, associative and idempotent, so any
-//! delivery order and any duplication yield identical state, and a rebuild from the log gives
-//! exactly what ingestion gave.
-//!
-//! **The ordering rule** for whole-object snapshots (a subscription, an invoice, ...): the
-//! snapshot with the greater [`Version`] wins, comparing in turn
-//!
-//! 1. `absorb`: lifecycle stages that only move forward. A terminal state (a canceled
-//!    subscription, a deleted customer, a paid or void invoice) outranks everything before it,
-//!    whatever its timestamp, so a late older update never resurrects it;
-//! 2. `created`: Stripe's event time (seconds);
-//! 3. `progress`: an object fact that only grows (a subscription's latest item period end, an
-//!    invoice's attempt count), which orders same-second snapshots;
-//! 4. `type_rank`: within one second, `*.created` before `*.updated` before `*.deleted`;
-//! 5. `event_id`: a deterministic tie-break.
-//!
-//! Snapshots that tie on 1–4 but differ are genuine conflicts: the tie-break still picks one
-//! deterministically, and the event ids are reported in `conflicts` so that the shell can append
-//! a re-fetch of the object to the log.
+//! Every piece of read-model state is a join-semilattice: merging the information of an event
+//! is a `join` that is commutative, associative and idempotent, so any delivery order and any
+//! duplication yield identical state, and a rebuild from the log gives exactly what ingestion
+//! gave. Which snapshot of an object wins is decided by the ordering rule in
+//! [`super::ordering`].
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Version {
-    pub absorb: u8,
-    pub created: i64,
-    pub progress: i64,
-    pub type_rank: u8,
-    pub event_id: String,
-}
-
-impl Version {
-    fn level(&self) -> (u8, i64) {
-        (self.absorb, self.created)
-    }
-
-    fn rank(&self) -> (u8, i64, i64, u8) {
-        (self.absorb, self.created, self.progress, self.type_rank)
-    }
-}
+pub use super::ordering::Version;
 
 /// A snapshot of an object as one event rendered it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,21 +66,43 @@ impl<V: Clone + PartialEq> Register<V> {
         ids
     }
 
+    /// Every snapshot on the top level survives, one per event id: dropping same-level losers
+    /// would make conflict detection depend on which snapshot arrived first.
     pub fn join(&mut self, other: Register<V>) -> bool {
-        let before = self.candidates.len();
-        let before_top = self.winner().version.clone();
         let level = self
             .winner()
             .version
             .level()
             .max(other.winner().version.level());
-        let mut all: Vec<Candidate<V>> = std::mem::take(&mut self.candidates);
-        all.extend(other.candidates);
-        all.retain(|c| c.version.level() == level);
+        let before: Vec<Version> = self.candidates.iter().map(|c| c.version.clone()).collect();
+        // One candidate per event: if an event was decoded twice under different versions (a
+        // state stored by an older build, joined with a re-projection), the greater one stays,
+        // which keeps this a join whatever the order.
+        let mut by_event: BTreeMap<String, Candidate<V>> = BTreeMap::new();
+        for c in std::mem::take(&mut self.candidates)
+            .into_iter()
+            .chain(other.candidates)
+            .filter(|c| c.version.level() == level)
+        {
+            match by_event.get(&c.version.event_id) {
+                Some(kept) if kept.version >= c.version => {}
+                _ => {
+                    by_event.insert(c.version.event_id.clone(), c);
+                }
+            }
+        }
+        let mut all: Vec<Candidate<V>> = by_event.into_values().collect();
         all.sort_by(|a, b| a.version.cmp(&b.version));
-        all.dedup_by(|a, b| a.version.event_id == b.version.event_id);
         self.candidates = all;
-        self.candidates.len() != before || self.winner().version != before_top
+        self.candidates
+            .iter()
+            .map(|c| &c.version)
+            .ne(before.iter())
+    }
+
+    /// Every snapshot still competing, oldest first; the last one is the winner.
+    pub fn candidates(&self) -> &[Candidate<V>] {
+        &self.candidates
     }
 }
 
@@ -176,6 +167,7 @@ mod tests {
             absorb,
             created,
             progress,
+            stage: 0,
             type_rank: 1,
             event_id: id.to_owned(),
         }

@@ -1,9 +1,12 @@
-//! Read models as join-semilattices: see `lattice` for the ordering rule.
+//! Read models as join-semilattices; `ordering` holds the rule that picks a snapshot winner.
 
 pub mod decode;
 pub mod entitlement;
 pub mod lattice;
 pub mod objects;
+pub mod ordering;
 
+#[cfg(test)]
+mod decode_tests;
 #[cfg(test)]
 mod tests;

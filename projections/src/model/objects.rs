@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::lattice::{join_flag, join_link, join_max, join_min, Link, Register, Version};
+use super::lattice::{join_flag, join_link, join_max, join_min, Link, Register};
+use super::ordering::{self, Lifecycle};
 
 fn s(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
@@ -188,10 +189,13 @@ impl SubscriptionView {
 
     /// Terminal statuses absorb: nothing after them can bring the subscription back.
     pub fn absorb(&self) -> u8 {
-        u8::from(matches!(
-            self.status.as_str(),
-            "canceled" | "incomplete_expired"
-        ))
+        self.lifecycle(false).absorb
+    }
+
+    /// Its place under the ordering rule; a `customer.subscription.deleted` is terminal
+    /// whatever status the object shows.
+    pub fn lifecycle(&self, deleted_event: bool) -> Lifecycle {
+        ordering::subscription(&self.status, deleted_event, self.current_period_end)
     }
 }
 
@@ -275,13 +279,11 @@ impl InvoiceView {
 
     /// Invoice statuses only move forward: draft → open → (uncollectible →) paid | void.
     pub fn absorb(&self) -> u8 {
-        match self.status.as_deref() {
-            Some("draft") | None => 0,
-            Some("open") => 1,
-            Some("uncollectible") => 2,
-            Some("paid") | Some("void") => 3,
-            Some(_) => 1,
-        }
+        self.lifecycle().absorb
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        ordering::invoice(self.status.as_deref(), self.attempt_count)
     }
 }
 
@@ -355,18 +357,16 @@ impl OrderView {
 
     /// A session only leaves `open`, for `complete` or `expired`.
     pub fn absorb(&self) -> u8 {
-        u8::from(matches!(
-            self.status.as_deref(),
-            Some("complete") | Some("expired")
-        ))
+        self.lifecycle().absorb
     }
 
     /// Payment status only moves forward: unpaid → paid / no_payment_required.
     pub fn progress(&self) -> i64 {
-        i64::from(matches!(
-            self.payment_status.as_deref(),
-            Some("paid") | Some("no_payment_required")
-        ))
+        self.lifecycle().progress
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        ordering::checkout_session(self.status.as_deref(), self.payment_status.as_deref())
     }
 }
 
@@ -480,29 +480,5 @@ fn join_register<V: Clone + PartialEq>(
             true
         }
         (Some(m), Some(o)) => m.join(o),
-    }
-}
-
-/// The version of a snapshot carried by an event.
-pub(crate) fn version(
-    event_id: &str,
-    event_type: &str,
-    created: i64,
-    absorb: u8,
-    progress: i64,
-) -> Version {
-    let type_rank = if event_type.ends_with(".created") {
-        0
-    } else if event_type.ends_with(".deleted") {
-        2
-    } else {
-        1
-    };
-    Version {
-        absorb,
-        created,
-        progress,
-        type_rank,
-        event_id: event_id.to_owned(),
     }
 }
