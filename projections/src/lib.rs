@@ -11,12 +11,14 @@ pub mod model;
 
 pub use envelope::{Envelope, EnvelopeError, ObjectRef};
 pub use model::decode::{
-    decode, fold_all, DecodeError, Fact, LoggedEvent, Projection, KINDS, OBJECT_SNAPSHOT,
-    PROJECTED_TYPES,
+    decode, fold_all, Conflict, DecodeError, Fact, LoggedEvent, Projection, UserLinks, KINDS,
+    OBJECT_SNAPSHOT, PROJECTED_TYPES,
 };
 pub use model::entitlement::{entitlement, Access, Entitlement};
-pub use model::lattice::{Link, Register, Version};
+pub use model::lattice::{Candidate, Link, Register};
 pub use model::objects::{
     CustomerState, CustomerView, InvoiceState, InvoiceView, ItemView, OrderState, OrderView,
     PaymentState, SubscriptionState, SubscriptionView,
 };
+pub use model::ordering;
+pub use model::ordering::{Lifecycle, Version};

@@ -1,15 +1,16 @@
 //! From one logged event to the facts it states about each object.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::lattice::{Link, Register};
 use super::objects::{
-    version, CustomerState, CustomerView, InvoiceState, InvoiceView, OrderState, OrderView,
-    PaymentState, SubscriptionState, SubscriptionView,
+    CustomerState, CustomerView, InvoiceState, InvoiceView, OrderState, OrderView, PaymentState,
+    SubscriptionState, SubscriptionView,
 };
+use super::ordering::{self, version};
 
 /// An entry of the event log, as the folds see it. The log position is deliberately absent:
 /// it differs between delivery orders, and nothing may depend on it.
@@ -131,6 +132,11 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
     let err = |e: String| DecodeError(format!("{t}: {e}"));
 
     let kind = if t == OBJECT_SNAPSHOT {
+        // Written by our own reconciliation: a snapshot that does not say what it is would be
+        // folded into nothing, silently, so it is an error.
+        if object_type.is_empty() {
+            return Err(err("object snapshot without data.object.object".into()));
+        }
         object_type
     } else {
         t.split('.').next().unwrap_or("")
@@ -147,13 +153,8 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
         | ("customer", "customer.subscription.pending_update_expired")
         | ("subscription", _) => {
             let view = SubscriptionView::decode(object).map_err(err)?;
-            let v = version(
-                event.event_id,
-                t,
-                event.created,
-                view.absorb(),
-                view.current_period_end.unwrap_or(0),
-            );
+            let deleted = t == "customer.subscription.deleted";
+            let v = version(event.event_id, t, event.created, view.lifecycle(deleted));
             let mut state = SubscriptionState::new(view.id.clone());
             state.user = link(view.metadata_user_id.clone());
             let customer = view.customer.clone();
@@ -172,7 +173,12 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
             let deleted = t == "customer.deleted";
             let view = CustomerView::decode(object, deleted)
                 .ok_or_else(|| err("customer without an id".into()))?;
-            let v = version(event.event_id, t, event.created, u8::from(view.deleted), 0);
+            let v = version(
+                event.event_id,
+                t,
+                event.created,
+                ordering::customer(view.deleted),
+            );
             let mut state = CustomerState::new(view.id.clone());
             state.user = link(view.metadata_user_id.clone());
             state.snapshot = Some(Register::new(v, view));
@@ -180,13 +186,7 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
         }
         ("invoice", _) => {
             let view = InvoiceView::decode(object).map_err(err)?;
-            let v = version(
-                event.event_id,
-                t,
-                event.created,
-                view.absorb(),
-                view.attempt_count.unwrap_or(0),
-            );
+            let v = version(event.event_id, t, event.created, view.lifecycle());
             let mut state = InvoiceState::new(view.id.clone());
             match t {
                 "invoice.payment_failed" => {
@@ -197,13 +197,22 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
                 "invoice.payment_action_required" => state.action_required_at = Some(event.created),
                 _ => {}
             }
-            if view.status.as_deref() == Some("paid") {
-                state.paid_at = Some(event.created);
+            // Pre-basil objects say `paid: true`; basil dropped the field, so the status is
+            // the signal both share. Stripe's own transition time is the same in every
+            // snapshot, which makes it the better `paid_at` when present.
+            let paid = view.status.as_deref() == Some("paid")
+                || object.get("paid").and_then(Value::as_bool) == Some(true);
+            if paid {
+                let stamped = object
+                    .get("status_transitions")
+                    .and_then(|s| s.get("paid_at"))
+                    .and_then(Value::as_i64);
+                state.paid_at = Some(stamped.map_or(event.created, |p| p.min(event.created)));
             }
             state.snapshot = Some(Register::new(v, view));
             vec![Fact::Invoice(state)]
         }
-        ("charge", _) => charge(event, object)?,
+        ("charge", _) | ("dispute", _) => charge(event, object)?,
         ("payment_intent", _) => {
             let id =
                 id_of_object(object).ok_or_else(|| err("payment intent without an id".into()))?;
@@ -214,17 +223,19 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
                 .get("currency")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            match t {
-                "payment_intent.succeeded" => state.succeeded_at = Some(event.created),
-                "payment_intent.payment_failed" => {
-                    let code = object
-                        .get("last_payment_error")
-                        .and_then(|e| e.get("decline_code").or_else(|| e.get("code")))
-                        .and_then(Value::as_str)
-                        .unwrap_or("payment_failed");
-                    state.last_failure = link(Some(code.to_owned()));
-                }
-                _ => {}
+            // A re-fetched snapshot says so only through its status.
+            let succeeded = t == "payment_intent.succeeded"
+                || object.get("status").and_then(Value::as_str) == Some("succeeded");
+            if succeeded {
+                state.succeeded_at = Some(event.created);
+            }
+            if t == "payment_intent.payment_failed" {
+                let code = object
+                    .get("last_payment_error")
+                    .and_then(|e| e.get("decline_code").or_else(|| e.get("code")))
+                    .and_then(Value::as_str)
+                    .unwrap_or("payment_failed");
+                state.last_failure = link(Some(code.to_owned()));
             }
             vec![Fact::Payment(state)]
         }
@@ -277,13 +288,7 @@ fn checkout(
             }
         }
         "payment" => {
-            let v = version(
-                event.event_id,
-                t,
-                event.created,
-                view.absorb(),
-                view.progress(),
-            );
+            let v = version(event.event_id, t, event.created, view.lifecycle());
             let mut order = OrderState::new(view.id.clone());
             order.user = user;
             order.async_payment_failed = t == "checkout.session.async_payment_failed";
@@ -302,21 +307,28 @@ fn charge(event: &LoggedEvent<'_>, object: &Value) -> Result<Vec<Fact>, DecodeEr
         return Ok(Vec::new());
     };
     let mut state = PaymentState::new(payment_intent);
-    if t == "charge.refunded" {
+    // By object, not by event type: `charge.dispute.*` carry a dispute, `charge.*` and a
+    // re-fetched snapshot of a charge carry a charge.
+    let object_type = object.get("object").and_then(Value::as_str);
+    let is_dispute = object_type == Some("dispute")
+        || (object_type.is_none() && t.starts_with("charge.dispute."));
+    if is_dispute {
+        state.disputed = true;
+        if let Some(status) = object.get("status").and_then(Value::as_str) {
+            let v = version(event.event_id, t, event.created, ordering::dispute(status));
+            state.dispute_status = Some(Register::new(v, status.to_owned()));
+        }
+    } else {
         state.amount_refunded = object.get("amount_refunded").and_then(Value::as_i64);
         state.refunded = object
             .get("refunded")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        state.disputed = object
+            .get("disputed")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         state.customer = object.get("customer").and_then(id_value);
-    } else {
-        // charge.dispute.*: the object is a dispute.
-        state.disputed = true;
-        if let Some(status) = object.get("status").and_then(Value::as_str) {
-            let closed = u8::from(matches!(status, "won" | "lost" | "warning_closed"));
-            let v = version(event.event_id, t, event.created, closed, 0);
-            state.dispute_status = Some(Register::new(v, status.to_owned()));
-        }
     }
     Ok(vec![Fact::Payment(state)])
 }
@@ -360,6 +372,146 @@ impl Projection {
             Fact::Payment(s) => merge(&mut self.payments, s.id.clone(), s, PaymentState::join),
         }
     }
+}
+
+/// Objects whose snapshots tie under the ordering rule but disagree: the shell appends a
+/// re-fetch (`ledger.object_snapshot`) of each, which outranks the tie once folded.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Conflict {
+    pub kind: &'static str,
+    pub id: String,
+    /// The tied events, sorted.
+    pub event_ids: Vec<String>,
+}
+
+impl Projection {
+    /// Merges another projection (e.g. of a disjoint batch of events) into this one.
+    pub fn join(&mut self, other: Projection) -> bool {
+        let mut changed = false;
+        for s in other.customers.into_values() {
+            changed |= self.apply(Fact::Customer(s));
+        }
+        for s in other.subscriptions.into_values() {
+            changed |= self.apply(Fact::Subscription(s));
+        }
+        for s in other.invoices.into_values() {
+            changed |= self.apply(Fact::Invoice(s));
+        }
+        for s in other.orders.into_values() {
+            changed |= self.apply(Fact::Order(s));
+        }
+        for s in other.payments.into_values() {
+            changed |= self.apply(Fact::Payment(s));
+        }
+        changed
+    }
+
+    /// Every unresolved same-second conflict, sorted by kind and id.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        fn collect<S>(
+            out: &mut Vec<Conflict>,
+            kind: &'static str,
+            map: &BTreeMap<String, S>,
+            of: fn(&S) -> Vec<String>,
+        ) {
+            for (id, s) in map {
+                let event_ids = of(s);
+                if !event_ids.is_empty() {
+                    out.push(Conflict {
+                        kind,
+                        id: id.clone(),
+                        event_ids,
+                    });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        collect(
+            &mut out,
+            "customer",
+            &self.customers,
+            CustomerState::conflicts,
+        );
+        collect(
+            &mut out,
+            "subscription",
+            &self.subscriptions,
+            SubscriptionState::conflicts,
+        );
+        collect(&mut out, "invoice", &self.invoices, InvoiceState::conflicts);
+        collect(&mut out, "order", &self.orders, OrderState::conflicts);
+        collect(&mut out, "payment", &self.payments, PaymentState::conflicts);
+        out.sort();
+        out
+    }
+
+    /// App user → the customers and subscriptions linked to them (by Checkout's
+    /// `client_reference_id` or `metadata.user_id`). Derived from the states, so it is as
+    /// order-independent as they are.
+    pub fn user_links(&self) -> BTreeMap<String, UserLinks> {
+        let mut links: BTreeMap<String, UserLinks> = BTreeMap::new();
+        for c in self.customers.values() {
+            if let Some(user) = c.user_id() {
+                links
+                    .entry(user.to_owned())
+                    .or_default()
+                    .customers
+                    .insert(c.id.clone());
+            }
+        }
+        for s in self.subscriptions.values() {
+            if let Some(user) = s.user_id() {
+                links
+                    .entry(user.to_owned())
+                    .or_default()
+                    .subscriptions
+                    .insert(s.id.clone());
+            }
+        }
+        links
+    }
+
+    /// The subscriptions of an app user, linked directly or through one of their customers,
+    /// and those customers' invoices: what [`crate::entitlement`] needs.
+    pub fn billing_of_user(&self, user_id: &str) -> (Vec<SubscriptionState>, Vec<InvoiceState>) {
+        let links = self.user_links().remove(user_id).unwrap_or_default();
+        let mut customers = links.customers;
+        let mut subscriptions: BTreeMap<&str, &SubscriptionState> = BTreeMap::new();
+        for id in &links.subscriptions {
+            if let Some(s) = self.subscriptions.get(id) {
+                subscriptions.insert(&s.id, s);
+                if let Some(c) = s.view().and_then(|v| v.customer.clone()) {
+                    customers.insert(c);
+                }
+            }
+        }
+        for s in self.subscriptions.values() {
+            if s.view()
+                .and_then(|v| v.customer.as_ref())
+                .is_some_and(|c| customers.contains(c))
+            {
+                subscriptions.insert(&s.id, s);
+            }
+        }
+        let invoices = self
+            .invoices
+            .values()
+            .filter(|i| {
+                i.view()
+                    .and_then(|v| v.customer.as_ref())
+                    .is_some_and(|c| customers.contains(c))
+            })
+            .cloned()
+            .collect();
+        (subscriptions.into_values().cloned().collect(), invoices)
+    }
+}
+
+/// What is linked to one app user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLinks {
+    pub customers: BTreeSet<String>,
+    pub subscriptions: BTreeSet<String>,
 }
 
 /// Folds events (in any order, with any duplicates) into read models.

@@ -66,10 +66,14 @@ fn evaluate(
         subscription_id: Some(view.id.clone()),
     };
     Some(match view.status.as_str() {
+        // A scheduled cancellation (`cancel_at`) ends access before the period does.
         "active" => make(
             Access::Granted,
             "subscription_active",
-            view.current_period_end,
+            match (view.current_period_end, view.cancel_at) {
+                (Some(end), Some(cancel)) => Some(end.min(cancel)),
+                (end, cancel) => end.or(cancel),
+            },
         ),
         "trialing" => make(
             Access::Granted,
@@ -91,7 +95,7 @@ fn evaluate(
                         .filter(|i| {
                             i.view().is_some_and(|v| {
                                 v.subscription.as_deref() == Some(&view.id)
-                                    && v.status.as_deref() != Some("paid")
+                                    && !matches!(v.status.as_deref(), Some("paid" | "void"))
                             })
                         })
                         .filter_map(|i| i.first_failed_at)

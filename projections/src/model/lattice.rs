@@ -22,9 +22,31 @@ pub struct Candidate<V> {
 /// Last-writer-wins under the ordering rule, keeping every candidate of the top level
 /// (`absorb`, `created`) so that conflict detection is itself order-independent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredRegister<V>")]
 pub struct Register<V> {
     /// Sorted by version, all on the same level, distinct event ids. Never empty.
     candidates: Vec<Candidate<V>>,
+}
+
+// States come back from the database as JSON; an empty register would make `value()` panic
+// in the server, so reading one is an error instead.
+#[derive(Deserialize)]
+struct StoredRegister<V> {
+    candidates: Vec<Candidate<V>>,
+}
+
+impl<V> TryFrom<StoredRegister<V>> for Register<V> {
+    type Error = &'static str;
+
+    fn try_from(stored: StoredRegister<V>) -> Result<Self, Self::Error> {
+        if stored.candidates.is_empty() {
+            return Err("a register needs at least one candidate");
+        }
+        let mut candidates = stored.candidates;
+        // Restores the invariant `winner()` relies on, whoever wrote the JSON.
+        candidates.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(Register { candidates })
+    }
 }
 
 impl<V: Clone + PartialEq> Register<V> {
@@ -94,10 +116,7 @@ impl<V: Clone + PartialEq> Register<V> {
         let mut all: Vec<Candidate<V>> = by_event.into_values().collect();
         all.sort_by(|a, b| a.version.cmp(&b.version));
         self.candidates = all;
-        self.candidates
-            .iter()
-            .map(|c| &c.version)
-            .ne(before.iter())
+        self.candidates.iter().map(|c| &c.version).ne(before.iter())
     }
 
     /// Every snapshot still competing, oldest first; the last one is the winner.
@@ -196,6 +215,16 @@ mod tests {
             "c",
             "an absorbing state outranks newer ones"
         );
+    }
+
+    #[test]
+    fn a_stored_register_round_trips_and_an_empty_one_is_rejected() {
+        let mut r = Register::new(v(0, 10, 0, "evt_a"), "a".to_owned());
+        r.join(Register::new(v(0, 10, 0, "evt_b"), "b".to_owned()));
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Register<String>>(&json).unwrap(), r);
+        let empty = serde_json::from_str::<Register<String>>(r#"{"candidates":[]}"#);
+        assert!(empty.unwrap_err().to_string().contains("at least one"));
     }
 
     #[test]

@@ -92,6 +92,19 @@ impl CustomerState {
     pub fn deleted(&self) -> bool {
         self.snapshot.as_ref().is_some_and(|r| r.value().deleted)
     }
+
+    pub fn view(&self) -> Option<&CustomerView> {
+        self.snapshot.as_ref().map(Register::value)
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.view().and_then(|v| v.email.as_deref())
+    }
+
+    /// Event ids of same-second snapshots that disagree (empty when none).
+    pub fn conflicts(&self) -> Vec<String> {
+        register_conflicts(&self.snapshot)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,6 +240,11 @@ impl SubscriptionState {
         self.view().map(|v| v.status.as_str())
     }
 
+    /// Event ids of same-second snapshots that disagree (empty when none).
+    pub fn conflicts(&self) -> Vec<String> {
+        register_conflicts(&self.snapshot)
+    }
+
     pub fn user_id(&self) -> Option<&str> {
         self.user.as_ref().map(|l| l.value.as_str())
     }
@@ -322,6 +340,15 @@ impl InvoiceState {
     pub fn view(&self) -> Option<&InvoiceView> {
         self.snapshot.as_ref().map(Register::value)
     }
+
+    pub fn status(&self) -> Option<&str> {
+        self.view().and_then(|v| v.status.as_deref())
+    }
+
+    /// Event ids of same-second snapshots that disagree (empty when none).
+    pub fn conflicts(&self) -> Vec<String> {
+        register_conflicts(&self.snapshot)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -399,6 +426,15 @@ impl OrderState {
         self.snapshot.as_ref().map(Register::value)
     }
 
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|l| l.value.as_str())
+    }
+
+    /// Event ids of same-second snapshots that disagree (empty when none).
+    pub fn conflicts(&self) -> Vec<String> {
+        register_conflicts(&self.snapshot)
+    }
+
     /// `open`, `paid`, `awaiting_payment` (delayed methods), `payment_failed` or `expired`.
     pub fn status(&self) -> &'static str {
         let Some(v) = self.view() else {
@@ -467,6 +503,11 @@ impl PaymentState {
         changed |= join_register(&mut self.dispute_status, other.dispute_status);
         changed
     }
+
+    /// Event ids of same-second dispute updates that disagree (empty when none).
+    pub fn conflicts(&self) -> Vec<String> {
+        register_conflicts(&self.dispute_status)
+    }
 }
 
 fn join_register<V: Clone + PartialEq>(
@@ -481,4 +522,11 @@ fn join_register<V: Clone + PartialEq>(
         }
         (Some(m), Some(o)) => m.join(o),
     }
+}
+
+fn register_conflicts<V: Clone + PartialEq>(register: &Option<Register<V>>) -> Vec<String> {
+    register
+        .as_ref()
+        .map(Register::conflicts)
+        .unwrap_or_default()
 }

@@ -217,7 +217,10 @@ mod tests {
     fn within_one_second_created_precedes_updated_precedes_deleted() {
         assert!(type_rank("customer.created") < type_rank("customer.updated"));
         assert!(type_rank("customer.updated") < type_rank("customer.deleted"));
-        assert_eq!(type_rank("invoice.paid"), type_rank("ledger.object_snapshot"));
+        assert_eq!(
+            type_rank("invoice.paid"),
+            type_rank("ledger.object_snapshot")
+        );
     }
 
     #[test]

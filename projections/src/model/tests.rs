@@ -9,28 +9,39 @@ use crate::{decode, entitlement, fold_all, Access, LoggedEvent, Projection};
 /// One generated step of a lifecycle, before it becomes an event.
 #[derive(Debug, Clone)]
 enum Step {
-    Trial,
-    Activate,
-    ChangePrice(u8),
-    ChangeQuantity(u8),
+    TrialStarted,
+    Activated,
+    PriceChanged(u8),
+    QuantityChanged(u8),
     PaymentFailed,
-    PastDue,
+    WentPastDue,
     Recovered,
-    CancelAtPeriodEnd,
+    CancellationScheduled,
     Deleted,
+    Paused,
+    Resumed,
+    ActionRequired,
+    EmailChanged(u8),
+    /// Two updates of the same second that disagree: only a re-fetch could order them.
+    ConflictingUpdatesInOneSecond(u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        Just(Step::Trial),
-        Just(Step::Activate),
-        (0u8..3).prop_map(Step::ChangePrice),
-        (1u8..4).prop_map(Step::ChangeQuantity),
+        Just(Step::TrialStarted),
+        Just(Step::Activated),
+        (0u8..3).prop_map(Step::PriceChanged),
+        (1u8..4).prop_map(Step::QuantityChanged),
         Just(Step::PaymentFailed),
-        Just(Step::PastDue),
+        Just(Step::WentPastDue),
         Just(Step::Recovered),
-        Just(Step::CancelAtPeriodEnd),
+        Just(Step::CancellationScheduled),
         Just(Step::Deleted),
+        Just(Step::Paused),
+        Just(Step::Resumed),
+        Just(Step::ActionRequired),
+        (0u8..3).prop_map(Step::EmailChanged),
+        (1u8..4).prop_map(Step::ConflictingUpdatesInOneSecond),
     ]
 }
 
@@ -89,6 +100,14 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
         subscription("incomplete", 0, 1, period_end, false),
         &mut out,
     );
+    next(
+        t + 1,
+        "checkout.session.completed",
+        json!({"id": "cs_1", "object": "checkout.session", "mode": "subscription",
+               "client_reference_id": "user_1", "customer": "cus_1", "subscription": "sub_1",
+               "payment_status": "paid", "status": "complete"}),
+        &mut out,
+    );
     let mut deleted = false;
     for (i, s) in steps.iter().enumerate() {
         t += i64::from(gaps.get(i).copied().unwrap_or(1));
@@ -96,13 +115,13 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
             break;
         }
         match s {
-            Step::Trial => next(
+            Step::TrialStarted => next(
                 t,
                 "customer.subscription.updated",
                 subscription("trialing", price, quantity, period_end, false),
                 &mut out,
             ),
-            Step::Activate => {
+            Step::Activated => {
                 next(
                     t,
                     "invoice.paid",
@@ -116,7 +135,7 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
                     &mut out,
                 );
             }
-            Step::ChangePrice(p) => {
+            Step::PriceChanged(p) => {
                 price = *p;
                 next(
                     t,
@@ -125,7 +144,7 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
                     &mut out,
                 );
             }
-            Step::ChangeQuantity(q) => {
+            Step::QuantityChanged(q) => {
                 quantity = *q;
                 next(
                     t,
@@ -144,7 +163,7 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
                     &mut out,
                 );
             }
-            Step::PastDue => {
+            Step::WentPastDue => {
                 attempts += 1;
                 next(
                     t,
@@ -173,12 +192,51 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
                     &mut out,
                 );
             }
-            Step::CancelAtPeriodEnd => next(
+            Step::CancellationScheduled => next(
                 t,
                 "customer.subscription.updated",
                 subscription("active", price, quantity, period_end, true),
                 &mut out,
             ),
+            Step::Paused => next(
+                t,
+                "customer.subscription.paused",
+                subscription("paused", price, quantity, period_end, false),
+                &mut out,
+            ),
+            Step::Resumed => next(
+                t,
+                "customer.subscription.resumed",
+                subscription("active", price, quantity, period_end, false),
+                &mut out,
+            ),
+            Step::ActionRequired => next(
+                t,
+                "invoice.payment_action_required",
+                invoice("open", period_end, attempts.max(1)),
+                &mut out,
+            ),
+            Step::EmailChanged(e) => next(
+                t,
+                "customer.updated",
+                json!({"id": "cus_1", "object": "customer", "email": format!("u{e}@example.com"),
+                       "metadata": {"user_id": "user_1"}}),
+                &mut out,
+            ),
+            Step::ConflictingUpdatesInOneSecond(q) => {
+                next(
+                    t,
+                    "customer.subscription.updated",
+                    subscription("active", price, *q, period_end, false),
+                    &mut out,
+                );
+                next(
+                    t,
+                    "customer.subscription.updated",
+                    subscription("past_due", price, quantity, period_end, false),
+                    &mut out,
+                );
+            }
             Step::Deleted => {
                 deleted = true;
                 next(
@@ -225,26 +283,71 @@ fn delivery(events: &[Value], seed: u64) -> Vec<&Value> {
     out
 }
 
+/// Renders a basil object as an endpoint pinned before basil would have received it: periods
+/// on the subscription, `invoice.subscription` and `invoice.paid` instead of `parent`.
+fn to_pre_basil(event: &mut Value) {
+    event["api_version"] = json!("2024-09-30.acacia");
+    let object = &mut event["data"]["object"];
+    match object["object"].as_str() {
+        Some("subscription") => {
+            let item = object["items"]["data"][0].as_object_mut().unwrap();
+            let start = item.remove("current_period_start").unwrap();
+            let end = item.remove("current_period_end").unwrap();
+            object["current_period_start"] = start;
+            object["current_period_end"] = end;
+        }
+        Some("invoice") => {
+            let subscription = object["parent"]["subscription_details"]["subscription"].clone();
+            object.as_object_mut().unwrap().remove("parent");
+            object["subscription"] = subscription;
+            object["paid"] = json!(object["status"] == "paid");
+        }
+        _ => {}
+    }
+}
+
+fn access_of(p: &Projection, now: i64) -> crate::Entitlement {
+    let (subscriptions, invoices) = p.billing_of_user("user_1");
+    entitlement(&subscriptions, &invoices, now, 7 * 86_400)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn every_delivery_order_and_duplication_yields_identical_read_models(
-        steps in prop::collection::vec(step(), 0..12),
-        gaps in prop::collection::vec(0u8..3, 12),
+        steps in prop::collection::vec(step(), 0..14),
+        gaps in prop::collection::vec(0u8..3, 14),
+        pre_basil in prop::collection::vec(any::<bool>(), 32),
         seeds in prop::collection::vec(any::<u64>(), 3),
+        now_offset in 0i64..(120 * 86_400),
     ) {
-        let events = lifecycle(&steps, &gaps);
+        let mut events = lifecycle(&steps, &gaps);
+        // Endpoints change API version over a subscription's life: mix both shapes.
+        for (e, old) in events.iter_mut().zip(pre_basil.iter().cycle()) {
+            if *old {
+                to_pre_basil(e);
+            }
+        }
         let in_order = fold(&events.iter().collect::<Vec<_>>());
-        let now = 1_763_800_000 + 86_400;
-        let access = entitlement(&in_order.subscriptions.values().cloned().collect::<Vec<_>>(),
-            &in_order.invoices.values().cloned().collect::<Vec<_>>(), now, 7 * 86_400);
+        let now = 1_763_800_000 + now_offset;
+        let access = access_of(&in_order, now);
         for seed in seeds {
-            let shuffled = fold(&delivery(&events, seed));
+            let delivered = delivery(&events, seed);
+            let shuffled = fold(&delivered);
             prop_assert_eq!(&shuffled, &in_order);
-            let again = entitlement(&shuffled.subscriptions.values().cloned().collect::<Vec<_>>(),
-                &shuffled.invoices.values().cloned().collect::<Vec<_>>(), now, 7 * 86_400);
-            prop_assert_eq!(&again, &access);
+            prop_assert_eq!(shuffled.conflicts(), in_order.conflicts());
+            prop_assert_eq!(access_of(&shuffled, now), access.clone());
+
+            // Any grouping of the joins gives the same states: two batches folded apart,
+            // then joined, as the shell joins a stored state with a new batch.
+            let split = (seed % (delivered.len() as u64 + 1)) as usize;
+            let mut first = fold(&delivered[..split]);
+            let second = fold(&delivered[split..]);
+            first.join(second.clone());
+            prop_assert_eq!(&first, &in_order);
+            // Joining what is already there changes nothing.
+            prop_assert!(!first.join(second));
         }
         // A deleted subscription stays canceled whatever came after it in delivery.
         if steps.iter().any(|s| matches!(s, Step::Deleted)) {
@@ -442,4 +545,223 @@ fn same_second_conflicting_snapshots_are_reported_for_a_refetch() {
             .conflicts(),
         ["evt_0001", "evt_0002"]
     );
+}
+
+fn sub_state(events: &[Value]) -> Projection {
+    fold(&events.iter().collect::<Vec<_>>())
+}
+
+fn with(mut object: Value, patch: Value) -> Value {
+    for (k, v) in patch.as_object().unwrap() {
+        object[k] = v.clone();
+    }
+    object
+}
+
+const END: i64 = 1_763_800_000 + 2_592_000;
+const GRACE: i64 = 7 * 86_400;
+
+fn access_for(events: &[Value], now: i64) -> crate::Entitlement {
+    let p = sub_state(events);
+    entitlement(
+        &p.subscriptions.values().cloned().collect::<Vec<_>>(),
+        &p.invoices.values().cloned().collect::<Vec<_>>(),
+        now,
+        GRACE,
+    )
+}
+
+#[test]
+fn an_active_subscription_grants_until_its_period_end_or_its_scheduled_cancellation() {
+    let active = subscription("active", 0, 1, END, false);
+    let e = access_for(
+        &[event(
+            1,
+            "customer.subscription.updated",
+            10,
+            active.clone(),
+        )],
+        20,
+    );
+    assert_eq!(
+        (e.access, e.reason.as_str(), e.until),
+        (Access::Granted, "subscription_active", Some(END))
+    );
+    assert_eq!(e.subscription_id.as_deref(), Some("sub_1"));
+    let cancel_at = with(active, json!({"cancel_at": END - 100}));
+    let e = access_for(
+        &[event(1, "customer.subscription.updated", 10, cancel_at)],
+        20,
+    );
+    assert_eq!(e.until, Some(END - 100));
+}
+
+#[test]
+fn a_trialing_subscription_grants_until_the_trial_ends() {
+    let trial = with(
+        subscription("trialing", 0, 1, END, false),
+        json!({"trial_end": END - 5}),
+    );
+    let e = access_for(&[event(1, "customer.subscription.created", 10, trial)], 20);
+    assert_eq!(
+        (e.access, e.reason.as_str(), e.until),
+        (Access::Granted, "trialing", Some(END - 5))
+    );
+}
+
+#[test]
+fn statuses_outside_active_trialing_and_past_due_deny() {
+    for status in [
+        "incomplete",
+        "incomplete_expired",
+        "unpaid",
+        "canceled",
+        "paused",
+    ] {
+        let e = access_for(
+            &[event(
+                1,
+                "customer.subscription.updated",
+                10,
+                subscription(status, 0, 1, END, false),
+            )],
+            20,
+        );
+        assert_eq!(e.access, Access::Denied, "{status}");
+        assert_eq!(e.reason, status);
+    }
+    let none = entitlement(&[], &[], 0, GRACE);
+    assert_eq!(
+        (none.access, none.reason.as_str(), none.subscription_id),
+        (Access::Denied, "no_subscription", None)
+    );
+}
+
+#[test]
+fn past_due_without_a_known_failure_grants_grace_from_the_period_end() {
+    // The subscription points at an invoice whose failure event has not arrived yet.
+    let events = [event(
+        1,
+        "customer.subscription.updated",
+        END + 5,
+        subscription("past_due", 0, 1, END, false),
+    )];
+    let e = access_for(&events, END + 10);
+    assert_eq!((e.access, e.until), (Access::Grace, Some(END + GRACE)));
+    let e = access_for(&events, END + GRACE);
+    assert_eq!(
+        (e.access, e.reason.as_str()),
+        (Access::Denied, "past_due_grace_expired")
+    );
+}
+
+#[test]
+fn the_best_of_several_subscriptions_decides_access_whatever_their_order() {
+    let canceled = with(
+        subscription("canceled", 0, 1, END, false),
+        json!({"id": "sub_a"}),
+    );
+    let past_due = with(
+        subscription("past_due", 0, 1, END, false),
+        json!({"id": "sub_b"}),
+    );
+    let active = with(
+        subscription("active", 0, 1, END, false),
+        json!({"id": "sub_c"}),
+    );
+    let p = sub_state(&[
+        event(1, "customer.subscription.deleted", 10, canceled),
+        event(2, "customer.subscription.updated", 10, past_due),
+        event(3, "customer.subscription.updated", 10, active),
+    ]);
+    let mut subs: Vec<_> = p.subscriptions.values().cloned().collect();
+    let best = entitlement(&subs, &[], 20, GRACE);
+    assert_eq!(best.subscription_id.as_deref(), Some("sub_c"));
+    subs.reverse();
+    assert_eq!(entitlement(&subs, &[], 20, GRACE), best);
+    // Without the active one, grace beats a denial.
+    subs.retain(|s| s.id != "sub_c");
+    let grace = entitlement(&subs, &[], 20, GRACE);
+    assert_eq!(
+        (grace.access, grace.subscription_id.as_deref()),
+        (Access::Grace, Some("sub_b"))
+    );
+}
+
+#[test]
+fn a_late_customer_update_never_undeletes_a_customer() {
+    let customer = json!({"id": "cus_1", "object": "customer", "email": "a@example.com"});
+    let deleted = event(1, "customer.deleted", 100, customer.clone());
+    let late = event(
+        2,
+        "customer.updated",
+        200,
+        with(customer, json!({"email": "b@example.com"})),
+    );
+    for order in [[&deleted, &late], [&late, &deleted]] {
+        let p = fold(&order);
+        assert!(p.customers["cus_1"].deleted());
+        assert_eq!(p.customers["cus_1"].email(), Some("a@example.com"));
+    }
+}
+
+#[test]
+fn a_late_payment_failure_never_reopens_a_paid_invoice_but_still_dates_the_dunning() {
+    let failed = event(1, "invoice.payment_failed", 100, invoice("open", END, 1));
+    let paid = event(2, "invoice.paid", 90, invoice("paid", END, 2));
+    let p = fold(&[&paid, &failed]);
+    let inv = &p.invoices[&format!("in_{END}")];
+    assert_eq!(inv.status(), Some("paid"));
+    assert_eq!(inv.first_failed_at, Some(100));
+    assert_eq!(inv.paid_at, Some(90));
+}
+
+#[test]
+fn the_first_user_link_wins_so_a_later_claim_cannot_steal_a_customer() {
+    let first = event(
+        1,
+        "customer.created",
+        10,
+        json!({"id": "cus_1", "object": "customer", "metadata": {"user_id": "user_1"}}),
+    );
+    let later = event(
+        2,
+        "customer.updated",
+        20,
+        json!({"id": "cus_1", "object": "customer", "metadata": {"user_id": "user_2"}}),
+    );
+    let p = fold(&[&later, &first]);
+    assert_eq!(p.customers["cus_1"].user_id(), Some("user_1"));
+    let links = p.user_links();
+    assert!(links["user_1"].customers.contains("cus_1"));
+    assert!(!links.contains_key("user_2"));
+}
+
+#[test]
+fn a_conflict_is_resolved_by_a_later_refetched_snapshot() {
+    let a = event(
+        1,
+        "customer.subscription.updated",
+        50,
+        subscription("active", 0, 1, END, false),
+    );
+    let b = event(
+        2,
+        "customer.subscription.updated",
+        50,
+        subscription("past_due", 0, 1, END, false),
+    );
+    let p = fold(&[&a, &b]);
+    assert_eq!(p.conflicts().len(), 1);
+    assert_eq!(p.conflicts()[0].kind, "subscription");
+    assert_eq!(p.conflicts()[0].event_ids, ["evt_0001", "evt_0002"]);
+    let refetch = event(
+        3,
+        crate::OBJECT_SNAPSHOT,
+        60,
+        subscription("active", 0, 1, END, false),
+    );
+    let p = fold(&[&b, &refetch, &a]);
+    assert!(p.conflicts().is_empty());
+    assert_eq!(p.subscriptions["sub_1"].status(), Some("active"));
 }
