@@ -113,8 +113,14 @@ pub struct RebuildBench(pub Vec<(BenchBackend, usize, Duration, Option<u64>)>);
 
 impl std::fmt::Display for RebuildBench {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "| backend  | events    | rebuild s | events/s | peak RSS (bench process) |")?;
-        writeln!(f, "|----------|-----------|-----------|----------|--------------------------|")?;
+        writeln!(
+            f,
+            "| backend  | events    | rebuild s | events/s | peak RSS (bench process) |"
+        )?;
+        writeln!(
+            f,
+            "|----------|-----------|-----------|----------|--------------------------|"
+        )?;
         for (backend, events, elapsed, rss) in &self.0 {
             writeln!(
                 f,
@@ -126,7 +132,10 @@ impl std::fmt::Display for RebuildBench {
                 events,
                 elapsed.as_secs_f64(),
                 *events as f64 / elapsed.as_secs_f64(),
-                rss.map_or_else(|| "n/a".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                rss.map_or_else(
+                    || "n/a".to_owned(),
+                    |k| format!("{:.1} MiB", k as f64 / 1024.0)
+                ),
             )?;
         }
         Ok(())
@@ -210,7 +219,11 @@ fn generated_event(i: usize, users: usize) -> Vec<u8> {
                 "parent": {"type": "subscription_details", "subscription_details": {"subscription": format!("sub_b{user}")}}}),
         ),
         s => (
-            if s == 2 { "customer.subscription.created" } else { "customer.subscription.updated" },
+            if s == 2 {
+                "customer.subscription.created"
+            } else {
+                "customer.subscription.updated"
+            },
             serde_json::json!({"id": format!("sub_b{user}"), "object": "subscription", "customer": format!("cus_b{user}"),
                 "status": if s % 7 == 5 { "past_due" } else { "active" }, "cancel_at_period_end": false,
                 "latest_invoice": format!("in_b{user}_{}", s - 1), "metadata": {},
