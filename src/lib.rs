@@ -14,6 +14,7 @@ pub mod db;
 pub mod event_log;
 pub mod http;
 pub mod ingest;
+pub mod jwt;
 pub mod projector;
 pub mod read_models;
 pub mod secret;

@@ -97,6 +97,7 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
         elapsed: Duration::ZERO,
     };
     let mut position = 0;
+    let mut chunks = 0u64;
     // Replay in chunks, each its own transaction, while the service keeps serving.
     loop {
         let stored = event_log::read_after(db, position, options.chunk).await?;
@@ -107,6 +108,17 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
         fold_chunk(&mut tx, generation, &stored, &kinds, &mut report).await?;
         tx.commit().await?;
         position = last;
+        chunks += 1;
+        // The new generation grows fast; without fresh statistics PostgreSQL keeps planning
+        // the state look-up as if the table were empty (a sequential scan per chunk).
+        if chunks.is_power_of_two() {
+            if let Db::Postgres(pool) = db {
+                sqlx::query("ANALYZE read_models")
+                    .execute(pool)
+                    .await
+                    .map_err(StorageError::from)?;
+            }
+        }
         if options.progress {
             show_progress(report.events, target, started);
         }
