@@ -31,11 +31,17 @@ pub struct AppState {
     pub clock: Clock,
     /// How long `past_due` keeps access, from the first failed payment of the dunning cycle.
     pub grace_period_secs: i64,
+    /// Checkout and portal; `None` when not configured.
+    pub billing: Option<Arc<crate::billing::Billing>>,
 }
 
 impl AppState {
     pub fn new(db: Db, config: &ServeConfig) -> Self {
+        let billing = config.billing.clone().map(|b| {
+            Arc::new(crate::billing::Billing::new(b).expect("the HTTP client builds with static settings"))
+        });
         AppState {
+            billing,
             writer: Writer::start(db.clone(), config.webhook.seen_cache_size),
             db,
             webhook: Arc::new(config.webhook.clone()),

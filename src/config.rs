@@ -21,14 +21,17 @@ pub const DEFAULT_INGEST_TIMEOUT_MS: u64 = 1500;
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {problem}")]
 pub struct ConfigError {
-    pub variable: &'static str,
+    pub variable: std::borrow::Cow<'static, str>,
     pub problem: String,
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+    fn new(
+        variable: impl Into<std::borrow::Cow<'static, str>>,
+        problem: impl Into<String>,
+    ) -> Self {
         ConfigError {
-            variable,
+            variable: variable.into(),
             problem: problem.into(),
         }
     }
@@ -37,6 +40,8 @@ impl ConfigError {
 /// A source of configuration values: the process environment in production, a map in tests.
 pub trait Lookup {
     fn get(&self, key: &str) -> Option<String>;
+    /// Names of the variables that start with `prefix` (for `STRIPE_PRICE_IDS_<TIER>`).
+    fn names_with_prefix(&self, prefix: &str) -> Vec<String>;
 }
 
 pub struct ProcessEnv;
@@ -46,11 +51,32 @@ impl Lookup for ProcessEnv {
         // Unset and empty mean the same thing: `FOO=` in a .env file is "not configured".
         std::env::var(key).ok().filter(|v| !v.trim().is_empty())
     }
+
+    fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        names.sort();
+        names
+    }
 }
 
-impl<F: Fn(&str) -> Option<String>> Lookup for F {
+/// Configuration from a map: tests, and embedding.
+#[derive(Debug, Clone, Default)]
+pub struct MapEnv(pub std::collections::BTreeMap<String, String>);
+
+impl Lookup for MapEnv {
     fn get(&self, key: &str) -> Option<String> {
-        self(key).filter(|v| !v.trim().is_empty())
+        self.0.get(key).filter(|v| !v.trim().is_empty()).cloned()
+    }
+
+    fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.0
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }
 
@@ -100,6 +126,119 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// `GRACE_PERIOD_DAYS`: access kept while `past_due`.
     pub grace_period_days: u32,
+    /// Checkout and the Customer Portal; `None` when `JWT_SECRET` is not set.
+    pub billing: Option<BillingConfig>,
+}
+
+/// What `POST /api/checkout` and `POST /api/billing-portal` need.
+#[derive(Debug, Clone)]
+pub struct BillingConfig {
+    pub secret_key: SecretKey,
+    pub publishable_key: Option<String>,
+    pub api_base: String,
+    /// Tier name (lowercase) → price id, from `STRIPE_PRICE_IDS_<TIER>`.
+    pub tiers: std::collections::BTreeMap<String, String>,
+    /// Product name (lowercase) → price id, from `STRIPE_PRICE_IDS_ONE_TIME_<NAME>`.
+    pub one_time: std::collections::BTreeMap<String, String>,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub portal_return_url: String,
+    pub jwt: crate::jwt::JwtKey,
+}
+
+impl BillingConfig {
+    /// Billing is on when `JWT_SECRET` is set; then everything it needs must be there too.
+    fn from_lookup(
+        env: &impl Lookup,
+        secret_key: Option<&SecretKey>,
+    ) -> Result<Option<BillingConfig>, ConfigError> {
+        let Some(jwt) = env.get("JWT_SECRET") else {
+            return Ok(None);
+        };
+        let jwt = crate::jwt::JwtKey::new(&jwt).map_err(|e| ConfigError::new("JWT_SECRET", e))?;
+        let secret_key = secret_key.cloned().ok_or_else(|| {
+            ConfigError::new("STRIPE_SECRET_KEY", "is required when JWT_SECRET enables checkout")
+        })?;
+        let publishable_key = env.get("STRIPE_PUBLISHABLE_KEY").map(|k| k.trim().to_owned());
+        if let Some(pk) = &publishable_key {
+            let mode = if pk.starts_with("pk_test_") {
+                Mode::Test
+            } else if pk.starts_with("pk_live_") {
+                Mode::Live
+            } else {
+                return Err(ConfigError::new(
+                    "STRIPE_PUBLISHABLE_KEY",
+                    "must start with pk_test_ or pk_live_",
+                ));
+            };
+            if mode != secret_key.mode() {
+                return Err(ConfigError::new(
+                    "STRIPE_PUBLISHABLE_KEY",
+                    format!(
+                        "is a {mode}-mode key but STRIPE_SECRET_KEY is a {}-mode key",
+                        secret_key.mode()
+                    ),
+                ));
+            }
+        }
+        let mut tiers = std::collections::BTreeMap::new();
+        let mut one_time = std::collections::BTreeMap::new();
+        const PREFIX: &str = "STRIPE_PRICE_IDS_";
+        const ONE_TIME: &str = "STRIPE_PRICE_IDS_ONE_TIME_";
+        for name in env.names_with_prefix(PREFIX) {
+            let Some(price) = env.get(&name) else { continue };
+            let price = price.trim().to_owned();
+            let variable = name.clone();
+            if !price.starts_with("price_") || price.chars().any(|c| c.is_whitespace()) {
+                return Err(ConfigError::new(
+                    variable,
+                    "must be a Stripe price id (price_...)",
+                ));
+            }
+            if let Some(product) = name.strip_prefix(ONE_TIME) {
+                if product.is_empty() {
+                    return Err(ConfigError::new(variable, "needs a product name after the prefix"));
+                }
+                one_time.insert(product.to_ascii_lowercase(), price);
+            } else {
+                let tier = &name[PREFIX.len()..];
+                if tier.is_empty() {
+                    return Err(ConfigError::new(variable, "needs a tier name after the prefix"));
+                }
+                tiers.insert(tier.to_ascii_lowercase(), price);
+            }
+        }
+        if tiers.is_empty() && one_time.is_empty() {
+            return Err(ConfigError::new(
+                "STRIPE_PRICE_IDS_<TIER>",
+                "at least one price is required when JWT_SECRET enables checkout",
+            ));
+        }
+        let url = |variable: &'static str| -> Result<String, ConfigError> {
+            let value = env
+                .get(variable)
+                .ok_or_else(|| ConfigError::new(variable, "is required when JWT_SECRET enables checkout"))?;
+            let value = value.trim().to_owned();
+            if !(value.starts_with("https://") || value.starts_with("http://")) {
+                return Err(ConfigError::new(variable, "must be an http(s) URL"));
+            }
+            Ok(value)
+        };
+        Ok(Some(BillingConfig {
+            api_base: env
+                .get("STRIPE_API_BASE")
+                .map(|b| b.trim().to_owned())
+                .unwrap_or_else(|| crate::stripe::client::DEFAULT_API_BASE.to_owned()),
+            success_url: url("CHECKOUT_SUCCESS_URL")?,
+            cancel_url: url("CHECKOUT_CANCEL_URL")?,
+            portal_return_url: url("STRIPE_PORTAL_RETURN_URL")?,
+            secret_key,
+            publishable_key,
+            tiers,
+            one_time,
+            jwt,
+        }))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -199,7 +338,10 @@ impl ServeConfig {
             ));
         }
 
+        let billing = BillingConfig::from_lookup(env, secret_key.as_ref())?;
+
         Ok(ServeConfig {
+            billing,
             grace_period_days,
             listen_addr,
             database,
@@ -234,14 +376,14 @@ fn parse_opt<T: std::str::FromStr>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k: &str| map.get(k).cloned()
+    fn env(pairs: &[(&str, &str)]) -> MapEnv {
+        MapEnv(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum Source {
     ApiBackfill,
     /// An object fetched by reconciliation to repair drift.
     ReconcileRepair,
+    /// An object as the Stripe API returned it to one of our own calls (e.g. a customer we
+    /// created for Checkout), logged so the read models know it before its webhook arrives.
+    ApiResponse,
 }
 
 impl Source {
@@ -37,6 +40,7 @@ impl Source {
             Source::Webhook => "webhook",
             Source::ApiBackfill => "api_backfill",
             Source::ReconcileRepair => "reconcile_repair",
+            Source::ApiResponse => "api_response",
         }
     }
 }
@@ -340,6 +344,42 @@ pub async fn last_position(db: &Db) -> Result<i64, StorageError> {
     Ok(match db {
         Db::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await?,
         Db::Sqlite(db) => sqlx::query_scalar(SQL).fetch_one(&db.read).await?,
+    })
+}
+
+/// A log entry for an object the Stripe API returned: a synthetic `ledger.object_snapshot`
+/// event whose id is derived from the object's content, so logging the same response twice
+/// is one entry. `now` becomes its `created`, the time we learned this state.
+pub fn object_snapshot_entry(object: &serde_json::Value, source: Source, now: DateTime<Utc>) -> Result<NewEntry, StorageError> {
+    use sha2::{Digest, Sha256};
+    let object_json = object.to_string();
+    let id = format!("snap_{}", &hex::encode(Sha256::digest(object_json.as_bytes()))[..32]);
+    let livemode = object.get("livemode").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let body = serde_json::json!({
+        "id": id,
+        "object": "event",
+        "type": ledger_projections::OBJECT_SNAPSHOT,
+        "api_version": crate::stripe::client::API_VERSION,
+        "created": now.timestamp(),
+        "livemode": livemode,
+        "data": {"object": object},
+    })
+    .to_string();
+    let envelope = Envelope::parse(body.as_bytes())
+        .map_err(|e| StorageError::Other(format!("snapshot envelope: {e}")))?;
+    let raw_body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
+    let (payload, payload_redacted) = match redaction::redact(body.as_bytes()) {
+        redaction::Redacted::Unchanged => (body, false),
+        redaction::Redacted::Changed(json) => (json, true),
+    };
+    Ok(NewEntry {
+        envelope,
+        source,
+        payload,
+        payload_redacted,
+        raw_body_sha256,
+        verification: None,
+        received_at: now,
     })
 }
 

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers translate between HTTP and the library; no logic lives here.
 
 mod audit;
+mod billing_api;
 pub mod error;
 mod health;
 mod read_api;
@@ -24,6 +25,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit/events", get(audit::list_events))
         .route("/api/audit/events/{event_id}", get(audit::show_event))
         .route("/api/dead-letters", get(read_api::dead_letters))
+        .route("/api/checkout", post(billing_api::checkout))
+        .route("/api/billing-portal", post(billing_api::portal))
+        .route("/api/config", get(billing_api::config))
         .route("/api/customers", get(read_api::list_customers))
         .route("/api/customers/{id}", get(read_api::show_customer))
         .route("/api/subscriptions", get(read_api::list_subscriptions))

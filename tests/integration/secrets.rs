@@ -82,15 +82,22 @@ async fn secrets_never_appear_in_logs_or_responses() {
 
 #[test]
 fn the_configuration_debug_output_names_no_secret() {
-    let env = |k: &str| -> Option<String> {
-        match k {
-            "STRIPE_WEBHOOK_SECRET" => Some("whsec_debugcheck_secret_value".into()),
-            "STRIPE_SECRET_KEY" => Some("sk_live_debugcheck_secret_value".into()),
-            "API_TOKENS" => Some("audit:debugcheck_secret_value_token".into()),
-            "DATABASE_URL" => Some("postgres://user:debugcheck_pw@localhost/db".into()),
-            _ => None,
-        }
-    };
+    let env = stripe_ledger::config::MapEnv(
+        [
+            ("STRIPE_WEBHOOK_SECRET", "whsec_debugcheck_secret_value"),
+            ("STRIPE_SECRET_KEY", "sk_live_debugcheck_secret_value"),
+            ("API_TOKENS", "audit:debugcheck_secret_value_token"),
+            ("DATABASE_URL", "postgres://user:debugcheck_pw@localhost/db"),
+            ("JWT_SECRET", "debugcheck_secret_value_debugcheck_secret_value"),
+            ("STRIPE_PRICE_IDS_TIER1", "price_1"),
+            ("CHECKOUT_SUCCESS_URL", "https://app.example.com/ok"),
+            ("CHECKOUT_CANCEL_URL", "https://app.example.com/cancel"),
+            ("STRIPE_PORTAL_RETURN_URL", "https://app.example.com/account"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
     let config = ServeConfig::from_lookup(&env).unwrap();
     let debug = format!("{config:?}");
     assert!(!debug.contains("debugcheck_secret_value"), "{debug}");

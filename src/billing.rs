@@ -1,0 +1,213 @@
+//! Checkout and the Customer Portal for signed-in users.
+//!
+//! The user's Stripe customer comes from the read models. When there is none, one is created
+//! with `metadata[user_id]` and an idempotency key derived from the user id, so racing requests
+//! (on any instance) get the same customer from Stripe; the customer Stripe returns is appended
+//! to the log and projected at once, so the next request finds it without waiting for the
+//! `customer.created` webhook.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use ledger_projections::{Access, Fact};
+use serde_json::Value;
+
+use crate::config::BillingConfig;
+use crate::db::Db;
+use crate::event_log::{self, Source, StorageError};
+use crate::projector::{self, state_from_json, Entry};
+use crate::read_models;
+use crate::stripe::client::{StripeClient, StripeError};
+
+#[derive(Debug, Clone)]
+pub enum Purchase {
+    /// A subscription to a tier (`STRIPE_PRICE_IDS_<TIER>`).
+    Tier(String),
+    /// A one-time product (`STRIPE_PRICE_IDS_ONE_TIME_<NAME>`).
+    OneTime(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("unknown {kind} `{name}`; valid: {valid}")]
+    Unknown {
+        kind: &'static str,
+        name: String,
+        valid: String,
+    },
+    #[error("the user already has access through {subscription}")]
+    AlreadySubscribed { subscription: String },
+    #[error("the user has no Stripe customer yet")]
+    NoCustomer,
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub struct Billing {
+    pub config: BillingConfig,
+    client: StripeClient,
+    /// One customer lookup-or-create per user at a time in this process (Stripe's idempotency
+    /// key covers other instances).
+    user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckoutSession {
+    pub url: String,
+    pub session_id: String,
+}
+
+impl Billing {
+    pub fn new(config: BillingConfig) -> Result<Billing, String> {
+        let client = StripeClient::new(
+            &config.api_base,
+            config.secret_key.clone(),
+            std::time::Duration::from_secs(10),
+        )?;
+        Ok(Billing {
+            config,
+            client,
+            user_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn with_client(mut self, client: StripeClient) -> Self {
+        self.client = client;
+        self
+    }
+
+    pub async fn checkout(
+        &self,
+        db: &Db,
+        user_id: &str,
+        purchase: &Purchase,
+        now: i64,
+        grace_period_secs: i64,
+    ) -> Result<CheckoutSession, BillingError> {
+        let (mode, price) = match purchase {
+            Purchase::Tier(tier) => ("subscription", lookup("tier", tier, &self.config.tiers)?),
+            Purchase::OneTime(name) => ("payment", lookup("product", name, &self.config.one_time)?),
+        };
+        if mode == "subscription" {
+            let (subscriptions, invoices) = read_models::user_billing(db, user_id).await?;
+            let e = ledger_projections::entitlement(&subscriptions, &invoices, now, grace_period_secs);
+            if e.access != Access::Denied {
+                return Err(BillingError::AlreadySubscribed {
+                    subscription: e.subscription_id.unwrap_or_default(),
+                });
+            }
+        }
+        let customer = self.customer_for(db, user_id).await?;
+        let mut form = vec![
+            ("mode".to_owned(), mode.to_owned()),
+            ("customer".to_owned(), customer),
+            ("client_reference_id".to_owned(), user_id.to_owned()),
+            ("line_items[0][price]".to_owned(), price.to_owned()),
+            ("line_items[0][quantity]".to_owned(), "1".to_owned()),
+            ("success_url".to_owned(), self.config.success_url.clone()),
+            ("cancel_url".to_owned(), self.config.cancel_url.clone()),
+            ("metadata[user_id]".to_owned(), user_id.to_owned()),
+        ];
+        if mode == "subscription" {
+            form.push(("subscription_data[metadata][user_id]".to_owned(), user_id.to_owned()));
+        } else {
+            form.push(("payment_intent_data[metadata][user_id]".to_owned(), user_id.to_owned()));
+        }
+        // A fresh key per user request; the client reuses it on its own retries.
+        let key = format!("stripe-ledger-checkout-{}", uuid::Uuid::new_v4());
+        let session = self.client.post("/v1/checkout/sessions", &form, &key).await?;
+        let field = |name: &str| session.get(name).and_then(Value::as_str).map(str::to_owned);
+        match (field("url"), field("id")) {
+            (Some(url), Some(session_id)) => Ok(CheckoutSession { url, session_id }),
+            _ => Err(StripeError::Network("the Checkout Session has no url or id".into()).into()),
+        }
+    }
+
+    pub async fn portal(&self, db: &Db, user_id: &str) -> Result<String, BillingError> {
+        let customer = self.existing_customer(db, user_id).await?.ok_or(BillingError::NoCustomer)?;
+        let form = vec![
+            ("customer".to_owned(), customer),
+            ("return_url".to_owned(), self.config.portal_return_url.clone()),
+        ];
+        let key = format!("stripe-ledger-portal-{}", uuid::Uuid::new_v4());
+        let session = self.client.post("/v1/billing_portal/sessions", &form, &key).await?;
+        session
+            .get("url")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| StripeError::Network("the portal session has no url".into()).into())
+    }
+
+    /// The user's customer from the read models: not deleted, earliest id first.
+    async fn existing_customer(&self, db: &Db, user_id: &str) -> Result<Option<String>, StorageError> {
+        let mut found = Vec::new();
+        for json in read_models::all_states(db, "customer", "user_id", user_id).await? {
+            if let Fact::Customer(c) = state_from_json("customer", &json)? {
+                if !c.deleted() {
+                    found.push(c.id);
+                }
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().next())
+    }
+
+    async fn customer_for(&self, db: &Db, user_id: &str) -> Result<String, BillingError> {
+        let lock = {
+            let mut locks = self.user_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(user_id.to_owned()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if let Some(customer) = self.existing_customer(db, user_id).await? {
+            return Ok(customer);
+        }
+        let form = vec![("metadata[user_id]".to_owned(), user_id.to_owned())];
+        // Derived from the user: any instance, any retry, gets the same customer from Stripe.
+        let key = format!("stripe-ledger-customer-{user_id}");
+        let customer = self.client.post("/v1/customers", &form, &key).await?;
+        let id = customer
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| StripeError::Network("the customer has no id".into()))?;
+        // Learned from the API: into the log first, then folded like any entry.
+        let entry = event_log::object_snapshot_entry(&customer, Source::ApiResponse, Utc::now())?;
+        let position = event_log::append(db, &entry).await?.position();
+        let projected = projector::project_each(
+            db,
+            &[Entry {
+                position,
+                event_id: entry.envelope.id.clone(),
+                event_type: entry.envelope.event_type.clone(),
+                created: entry.envelope.created,
+                payload: entry.payload.clone(),
+            }],
+        )
+        .await;
+        if let Some(Err(e)) = projected.into_iter().next() {
+            // The customer exists at Stripe and in the log; the retrier will project it.
+            tracing::warn!(customer = %id, error = %e, "could not project the new customer yet");
+        }
+        let mut locks = self.user_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.remove(user_id);
+        Ok(id)
+    }
+}
+
+fn lookup<'a>(
+    kind: &'static str,
+    name: &str,
+    prices: &'a std::collections::BTreeMap<String, String>,
+) -> Result<&'a str, BillingError> {
+    prices
+        .get(&name.to_ascii_lowercase())
+        .map(String::as_str)
+        .ok_or_else(|| BillingError::Unknown {
+            kind,
+            name: name.chars().take(64).collect(),
+            valid: prices.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+}
