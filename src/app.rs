@@ -38,7 +38,10 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: Db, config: &ServeConfig) -> Self {
         let billing = config.billing.clone().map(|b| {
-            Arc::new(crate::billing::Billing::new(b).expect("the HTTP client builds with static settings"))
+            Arc::new(
+                crate::billing::Billing::new(b)
+                    .expect("the HTTP client builds with static settings"),
+            )
         });
         AppState {
             billing,

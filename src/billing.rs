@@ -65,7 +65,7 @@ impl Billing {
         let client = StripeClient::new(
             &config.api_base,
             config.secret_key.clone(),
-            std::time::Duration::from_secs(10),
+            config.stripe_timeout,
         )?;
         Ok(Billing {
             config,
@@ -93,7 +93,8 @@ impl Billing {
         };
         if mode == "subscription" {
             let (subscriptions, invoices) = read_models::user_billing(db, user_id).await?;
-            let e = ledger_projections::entitlement(&subscriptions, &invoices, now, grace_period_secs);
+            let e =
+                ledger_projections::entitlement(&subscriptions, &invoices, now, grace_period_secs);
             if e.access != Access::Denied {
                 return Err(BillingError::AlreadySubscribed {
                     subscription: e.subscription_id.unwrap_or_default(),
@@ -112,13 +113,22 @@ impl Billing {
             ("metadata[user_id]".to_owned(), user_id.to_owned()),
         ];
         if mode == "subscription" {
-            form.push(("subscription_data[metadata][user_id]".to_owned(), user_id.to_owned()));
+            form.push((
+                "subscription_data[metadata][user_id]".to_owned(),
+                user_id.to_owned(),
+            ));
         } else {
-            form.push(("payment_intent_data[metadata][user_id]".to_owned(), user_id.to_owned()));
+            form.push((
+                "payment_intent_data[metadata][user_id]".to_owned(),
+                user_id.to_owned(),
+            ));
         }
         // A fresh key per user request; the client reuses it on its own retries.
         let key = format!("stripe-ledger-checkout-{}", uuid::Uuid::new_v4());
-        let session = self.client.post("/v1/checkout/sessions", &form, &key).await?;
+        let session = self
+            .client
+            .post("/v1/checkout/sessions", &form, &key)
+            .await?;
         let field = |name: &str| session.get(name).and_then(Value::as_str).map(str::to_owned);
         match (field("url"), field("id")) {
             (Some(url), Some(session_id)) => Ok(CheckoutSession { url, session_id }),
@@ -127,13 +137,22 @@ impl Billing {
     }
 
     pub async fn portal(&self, db: &Db, user_id: &str) -> Result<String, BillingError> {
-        let customer = self.existing_customer(db, user_id).await?.ok_or(BillingError::NoCustomer)?;
+        let customer = self
+            .existing_customer(db, user_id)
+            .await?
+            .ok_or(BillingError::NoCustomer)?;
         let form = vec![
             ("customer".to_owned(), customer),
-            ("return_url".to_owned(), self.config.portal_return_url.clone()),
+            (
+                "return_url".to_owned(),
+                self.config.portal_return_url.clone(),
+            ),
         ];
         let key = format!("stripe-ledger-portal-{}", uuid::Uuid::new_v4());
-        let session = self.client.post("/v1/billing_portal/sessions", &form, &key).await?;
+        let session = self
+            .client
+            .post("/v1/billing_portal/sessions", &form, &key)
+            .await?;
         session
             .get("url")
             .and_then(Value::as_str)
@@ -142,7 +161,11 @@ impl Billing {
     }
 
     /// The user's customer from the read models: not deleted, earliest id first.
-    async fn existing_customer(&self, db: &Db, user_id: &str) -> Result<Option<String>, StorageError> {
+    async fn existing_customer(
+        &self,
+        db: &Db,
+        user_id: &str,
+    ) -> Result<Option<String>, StorageError> {
         let mut found = Vec::new();
         for json in read_models::all_states(db, "customer", "user_id", user_id).await? {
             if let Fact::Customer(c) = state_from_json("customer", &json)? {

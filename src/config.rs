@@ -144,6 +144,8 @@ pub struct BillingConfig {
     pub cancel_url: String,
     pub portal_return_url: String,
     pub jwt: crate::jwt::JwtKey,
+    /// Per-attempt timeout for Stripe API calls (`STRIPE_TIMEOUT_MS`, default 10 s).
+    pub stripe_timeout: Duration,
 }
 
 impl BillingConfig {
@@ -157,9 +159,14 @@ impl BillingConfig {
         };
         let jwt = crate::jwt::JwtKey::new(&jwt).map_err(|e| ConfigError::new("JWT_SECRET", e))?;
         let secret_key = secret_key.cloned().ok_or_else(|| {
-            ConfigError::new("STRIPE_SECRET_KEY", "is required when JWT_SECRET enables checkout")
+            ConfigError::new(
+                "STRIPE_SECRET_KEY",
+                "is required when JWT_SECRET enables checkout",
+            )
         })?;
-        let publishable_key = env.get("STRIPE_PUBLISHABLE_KEY").map(|k| k.trim().to_owned());
+        let publishable_key = env
+            .get("STRIPE_PUBLISHABLE_KEY")
+            .map(|k| k.trim().to_owned());
         if let Some(pk) = &publishable_key {
             let mode = if pk.starts_with("pk_test_") {
                 Mode::Test
@@ -186,7 +193,9 @@ impl BillingConfig {
         const PREFIX: &str = "STRIPE_PRICE_IDS_";
         const ONE_TIME: &str = "STRIPE_PRICE_IDS_ONE_TIME_";
         for name in env.names_with_prefix(PREFIX) {
-            let Some(price) = env.get(&name) else { continue };
+            let Some(price) = env.get(&name) else {
+                continue;
+            };
             let price = price.trim().to_owned();
             let variable = name.clone();
             if !price.starts_with("price_") || price.chars().any(|c| c.is_whitespace()) {
@@ -197,13 +206,19 @@ impl BillingConfig {
             }
             if let Some(product) = name.strip_prefix(ONE_TIME) {
                 if product.is_empty() {
-                    return Err(ConfigError::new(variable, "needs a product name after the prefix"));
+                    return Err(ConfigError::new(
+                        variable,
+                        "needs a product name after the prefix",
+                    ));
                 }
                 one_time.insert(product.to_ascii_lowercase(), price);
             } else {
                 let tier = &name[PREFIX.len()..];
                 if tier.is_empty() {
-                    return Err(ConfigError::new(variable, "needs a tier name after the prefix"));
+                    return Err(ConfigError::new(
+                        variable,
+                        "needs a tier name after the prefix",
+                    ));
                 }
                 tiers.insert(tier.to_ascii_lowercase(), price);
             }
@@ -215,16 +230,24 @@ impl BillingConfig {
             ));
         }
         let url = |variable: &'static str| -> Result<String, ConfigError> {
-            let value = env
-                .get(variable)
-                .ok_or_else(|| ConfigError::new(variable, "is required when JWT_SECRET enables checkout"))?;
+            let value = env.get(variable).ok_or_else(|| {
+                ConfigError::new(variable, "is required when JWT_SECRET enables checkout")
+            })?;
             let value = value.trim().to_owned();
             if !(value.starts_with("https://") || value.starts_with("http://")) {
                 return Err(ConfigError::new(variable, "must be an http(s) URL"));
             }
             Ok(value)
         };
+        let timeout_ms = parse_opt::<u64>(env, "STRIPE_TIMEOUT_MS")?.unwrap_or(10_000);
+        if !(100..=80_000).contains(&timeout_ms) {
+            return Err(ConfigError::new(
+                "STRIPE_TIMEOUT_MS",
+                "must be between 100 and 80000",
+            ));
+        }
         Ok(Some(BillingConfig {
+            stripe_timeout: Duration::from_millis(timeout_ms),
             api_base: env
                 .get("STRIPE_API_BASE")
                 .map(|b| b.trim().to_owned())

@@ -56,7 +56,9 @@ impl JwtError {
 
     pub fn message(self) -> &'static str {
         match self {
-            JwtError::Missing => "a signed-in user's token is required: Authorization: Bearer <jwt>",
+            JwtError::Missing => {
+                "a signed-in user's token is required: Authorization: Bearer <jwt>"
+            }
             JwtError::Malformed => "the token is not a JWT",
             JwtError::Algorithm => "only HS256 tokens are accepted",
             JwtError::Signature => "the token's signature is invalid",
@@ -82,25 +84,36 @@ struct Claims {
 impl JwtKey {
     pub fn new(secret: &str) -> Result<JwtKey, String> {
         if secret.len() < MIN_SECRET_LEN {
-            return Err(format!("must be at least {MIN_SECRET_LEN} bytes (HS256 needs a 256-bit key)"));
+            return Err(format!(
+                "must be at least {MIN_SECRET_LEN} bytes (HS256 needs a 256-bit key)"
+            ));
         }
         Ok(JwtKey(Secret::new(secret.as_bytes().to_vec())))
     }
 
     /// Checks an `Authorization` header and returns the user id (`sub`).
     pub fn verify(&self, header: Option<&str>, now: i64) -> Result<String, JwtError> {
-        let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(JwtError::Missing)?;
+        let header = header
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .ok_or(JwtError::Missing)?;
         let token = match header.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => return Err(JwtError::Missing),
         };
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(JwtError::Malformed);
         };
-        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| JwtError::Malformed);
-        let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| JwtError::Malformed)?;
+        let decode = |part: &str| {
+            URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| JwtError::Malformed)
+        };
+        let header: Header =
+            serde_json::from_slice(&decode(h)?).map_err(|_| JwtError::Malformed)?;
         if header.alg != "HS256" {
             return Err(JwtError::Algorithm);
         }
@@ -110,7 +123,8 @@ impl JwtKey {
         mac.update(h.as_bytes());
         mac.update(b".");
         mac.update(p.as_bytes());
-        mac.verify_slice(&signature).map_err(|_| JwtError::Signature)?;
+        mac.verify_slice(&signature)
+            .map_err(|_| JwtError::Signature)?;
         // Claims are read only after the signature holds.
         let claims: Claims = serde_json::from_slice(&decode(p)?).map_err(|_| JwtError::Claims)?;
         let exp = claims.exp.ok_or(JwtError::Claims)?;
@@ -120,14 +134,18 @@ impl JwtKey {
         if claims.nbf.is_some_and(|nbf| now + LEEWAY_SECS < nbf) {
             return Err(JwtError::NotYetValid);
         }
-        let sub = claims.sub.filter(|s| !s.is_empty() && s.len() <= 255).ok_or(JwtError::Claims)?;
+        let sub = claims
+            .sub
+            .filter(|s| !s.is_empty() && s.len() <= 255)
+            .ok_or(JwtError::Claims)?;
         Ok(sub)
     }
 
     /// Issues a token (tests, and apps that want to see the expected shape).
     pub fn sign(&self, sub: &str, exp: i64) -> String {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = URL_SAFE_NO_PAD.encode(serde_json::json!({"sub": sub, "exp": exp}).to_string());
+        let claims =
+            URL_SAFE_NO_PAD.encode(serde_json::json!({"sub": sub, "exp": exp}).to_string());
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose())
             .expect("HMAC accepts keys of any length");
         mac.update(header.as_bytes());
@@ -153,7 +171,10 @@ mod tests {
         let c = URL_SAFE_NO_PAD.encode(claims);
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
         mac.update(format!("{h}.{c}").as_bytes());
-        format!("{h}.{c}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        format!(
+            "{h}.{c}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
     }
 
     #[test]
@@ -172,11 +193,23 @@ mod tests {
             URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
             URL_SAFE_NO_PAD.encode(r#"{"sub":"user_1","exp":1000}"#)
         );
-        let hs512 = forge(r#"{"alg":"HS512"}"#, r#"{"sub":"u","exp":1000}"#, SECRET.as_bytes());
-        let other_key = forge(r#"{"alg":"HS256"}"#, r#"{"sub":"u","exp":1000}"#, b"another-secret-another-secret-xx");
+        let hs512 = forge(
+            r#"{"alg":"HS512"}"#,
+            r#"{"sub":"u","exp":1000}"#,
+            SECRET.as_bytes(),
+        );
+        let other_key = forge(
+            r#"{"alg":"HS256"}"#,
+            r#"{"sub":"u","exp":1000}"#,
+            b"another-secret-another-secret-xx",
+        );
         let no_exp = forge(r#"{"alg":"HS256"}"#, r#"{"sub":"u"}"#, SECRET.as_bytes());
         let no_sub = forge(r#"{"alg":"HS256"}"#, r#"{"exp":1000}"#, SECRET.as_bytes());
-        let future = forge(r#"{"alg":"HS256"}"#, r#"{"sub":"u","exp":5000,"nbf":2000}"#, SECRET.as_bytes());
+        let future = forge(
+            r#"{"alg":"HS256"}"#,
+            r#"{"sub":"u","exp":5000,"nbf":2000}"#,
+            SECRET.as_bytes(),
+        );
         let mut tampered = good.clone();
         tampered.insert(good.find('.').unwrap() + 2, 'A');
         let cases: Vec<(Option<String>, JwtError)> = vec![
@@ -192,9 +225,16 @@ mod tests {
             (Some(bearer(&future)), JwtError::NotYetValid),
         ];
         for (header, expected) in cases {
-            assert_eq!(key.verify(header.as_deref(), 900), Err(expected), "{header:?}");
+            assert_eq!(
+                key.verify(header.as_deref(), 900),
+                Err(expected),
+                "{header:?}"
+            );
         }
-        assert_eq!(key.verify(Some(&bearer(&good)), 1_031), Err(JwtError::Expired));
+        assert_eq!(
+            key.verify(Some(&bearer(&good)), 1_031),
+            Err(JwtError::Expired)
+        );
     }
 
     #[test]

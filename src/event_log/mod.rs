@@ -350,11 +350,21 @@ pub async fn last_position(db: &Db) -> Result<i64, StorageError> {
 /// A log entry for an object the Stripe API returned: a synthetic `ledger.object_snapshot`
 /// event whose id is derived from the object's content, so logging the same response twice
 /// is one entry. `now` becomes its `created`, the time we learned this state.
-pub fn object_snapshot_entry(object: &serde_json::Value, source: Source, now: DateTime<Utc>) -> Result<NewEntry, StorageError> {
+pub fn object_snapshot_entry(
+    object: &serde_json::Value,
+    source: Source,
+    now: DateTime<Utc>,
+) -> Result<NewEntry, StorageError> {
     use sha2::{Digest, Sha256};
     let object_json = object.to_string();
-    let id = format!("snap_{}", &hex::encode(Sha256::digest(object_json.as_bytes()))[..32]);
-    let livemode = object.get("livemode").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let id = format!(
+        "snap_{}",
+        &hex::encode(Sha256::digest(object_json.as_bytes()))[..32]
+    );
+    let livemode = object
+        .get("livemode")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
     let body = serde_json::json!({
         "id": id,
         "object": "event",

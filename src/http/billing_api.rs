@@ -26,7 +26,9 @@ fn billing(state: &AppState) -> Result<&Arc<Billing>, ApiError> {
 }
 
 fn user(state: &AppState, billing: &Billing, headers: &HeaderMap) -> Result<String, ApiError> {
-    let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     billing
         .config
         .jwt
@@ -37,7 +39,11 @@ fn user(state: &AppState, billing: &Billing, headers: &HeaderMap) -> Result<Stri
 fn error(e: BillingError) -> Response {
     match e {
         BillingError::Unknown { kind, name, valid } => ApiError::bad_request(
-            if kind == "tier" { "unknown_tier" } else { "unknown_product" },
+            if kind == "tier" {
+                "unknown_tier"
+            } else {
+                "unknown_product"
+            },
             format!("unknown {kind} `{name}`; valid: {valid}"),
         )
         .into_response(),
@@ -58,17 +64,29 @@ fn error(e: BillingError) -> Response {
         BillingError::Stripe(e) => {
             tracing::error!(error = %e, "Stripe request failed");
             let (status, code, message) = if e.is_transient() {
-                (StatusCode::SERVICE_UNAVAILABLE, "stripe_unavailable", "Stripe is unavailable; retry in a few seconds".to_owned())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "stripe_unavailable",
+                    "Stripe is unavailable; retry in a few seconds".to_owned(),
+                )
             } else {
                 let detail = match &e {
-                    StripeError::Api { code: Some(code), .. } => format!(" ({code})"),
+                    StripeError::Api {
+                        code: Some(code), ..
+                    } => format!(" ({code})"),
                     _ => String::new(),
                 };
-                (StatusCode::BAD_GATEWAY, "stripe_request_failed", format!("Stripe refused the request{detail}"))
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "stripe_request_failed",
+                    format!("Stripe refused the request{detail}"),
+                )
             };
             let mut response = ApiError::client(status, code, message).into_response();
             if status == StatusCode::SERVICE_UNAVAILABLE {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             response
         }
@@ -80,8 +98,12 @@ pub async fn checkout(State(state): State<AppState>, headers: HeaderMap, body: B
     let result = async {
         let billing = billing(&state)?;
         let user_id = user(&state, billing, &headers)?;
-        let body: Value = serde_json::from_slice(&body)
-            .map_err(|_| ApiError::bad_request("invalid_body", "the body must be JSON like {\"tier\": \"tier1\"}"))?;
+        let body: Value = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_body",
+                "the body must be JSON like {\"tier\": \"tier1\"}",
+            )
+        })?;
         let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
         let purchase = match (field("tier"), field("one_time")) {
             (Some(tier), None) => Purchase::Tier(tier),
@@ -101,10 +123,18 @@ pub async fn checkout(State(state): State<AppState>, headers: HeaderMap, body: B
         Err(e) => return e.into_response(),
     };
     match billing
-        .checkout(&state.db, &user_id, &purchase, state.now(), state.grace_period_secs)
+        .checkout(
+            &state.db,
+            &user_id,
+            &purchase,
+            state.now(),
+            state.grace_period_secs,
+        )
         .await
     {
-        Ok(session) => Json(json!({"url": session.url, "session_id": session.session_id})).into_response(),
+        Ok(session) => {
+            Json(json!({"url": session.url, "session_id": session.session_id})).into_response()
+        }
         Err(e) => error(e),
     }
 }
@@ -126,7 +156,10 @@ pub async fn portal(State(state): State<AppState>, headers: HeaderMap) -> Respon
 
 /// What a signed-in front end needs: the publishable key (the only key that ever leaves the
 /// server) and the names it may offer.
-pub async fn config(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let billing = billing(&state)?;
     user(&state, billing, &headers)?;
     Ok(Json(json!({

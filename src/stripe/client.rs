@@ -97,7 +97,8 @@ impl StripeClient {
         form: &[(String, String)],
         idempotency_key: &str,
     ) -> Result<Value, StripeError> {
-        self.send(reqwest::Method::POST, path, form, Some(idempotency_key)).await
+        self.send(reqwest::Method::POST, path, form, Some(idempotency_key))
+            .await
     }
 
     pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, StripeError> {
@@ -218,7 +219,9 @@ pub fn encode_form(params: &[(String, String)]) -> String {
         let mut out = String::with_capacity(s.len());
         for b in s.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
                 b'[' | b']' => out.push(b as char),
                 _ => out.push_str(&format!("%{b:02X}")),
             }
@@ -240,7 +243,10 @@ mod tests {
     fn forms_are_encoded_with_stripe_brackets() {
         let form = vec![
             ("line_items[0][price]".to_owned(), "price_1".to_owned()),
-            ("success_url".to_owned(), "https://x.test/ok?a=1&b=2".to_owned()),
+            (
+                "success_url".to_owned(),
+                "https://x.test/ok?a=1&b=2".to_owned(),
+            ),
         ];
         assert_eq!(
             encode_form(&form),

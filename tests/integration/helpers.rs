@@ -200,7 +200,8 @@ impl TestAppBuilder {
             ),
         ]);
         env.extend(self.env);
-        let config = ServeConfig::from_lookup(&stripe_ledger::config::MapEnv(env.clone())).expect("test config");
+        let config = ServeConfig::from_lookup(&stripe_ledger::config::MapEnv(env.clone()))
+            .expect("test config");
         let db = Db::connect(&config.database.target, &config.database.pool)
             .await
             .expect("connect to the test database");

@@ -2,8 +2,10 @@
 //! same tests on PostgreSQL.
 
 mod audit_api;
+mod billing;
 mod cli;
 mod event_log;
+mod fake_stripe;
 mod health;
 mod helpers;
 mod projections;

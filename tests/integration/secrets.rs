@@ -88,11 +88,17 @@ fn the_configuration_debug_output_names_no_secret() {
             ("STRIPE_SECRET_KEY", "sk_live_debugcheck_secret_value"),
             ("API_TOKENS", "audit:debugcheck_secret_value_token"),
             ("DATABASE_URL", "postgres://user:debugcheck_pw@localhost/db"),
-            ("JWT_SECRET", "debugcheck_secret_value_debugcheck_secret_value"),
+            (
+                "JWT_SECRET",
+                "debugcheck_secret_value_debugcheck_secret_value",
+            ),
             ("STRIPE_PRICE_IDS_TIER1", "price_1"),
             ("CHECKOUT_SUCCESS_URL", "https://app.example.com/ok"),
             ("CHECKOUT_CANCEL_URL", "https://app.example.com/cancel"),
-            ("STRIPE_PORTAL_RETURN_URL", "https://app.example.com/account"),
+            (
+                "STRIPE_PORTAL_RETURN_URL",
+                "https://app.example.com/account",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
