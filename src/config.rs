@@ -458,4 +458,78 @@ mod tests {
         .unwrap();
         assert_eq!(config.webhook.mode, Mode::Live);
     }
+
+    fn billing_env(extra: &[(&str, &str)]) -> MapEnv {
+        let mut pairs = vec![
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("STRIPE_SECRET_KEY", "sk_test_abc"),
+            ("STRIPE_PRICE_IDS_TIER1", "price_1"),
+            ("STRIPE_PRICE_IDS_ONE_TIME_EBOOK", "price_2"),
+            ("CHECKOUT_SUCCESS_URL", "https://app.example.com/ok"),
+            ("CHECKOUT_CANCEL_URL", "https://app.example.com/cancel"),
+            (
+                "STRIPE_PORTAL_RETURN_URL",
+                "https://app.example.com/account",
+            ),
+        ];
+        pairs.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        pairs.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
+        env(&pairs)
+    }
+
+    #[test]
+    fn billing_reads_tiers_and_one_time_products_from_their_prefixes() {
+        let config = ServeConfig::from_lookup(&billing_env(&[])).unwrap();
+        let billing = config.billing.unwrap();
+        assert_eq!(
+            billing.tiers.get("tier1").map(String::as_str),
+            Some("price_1")
+        );
+        assert_eq!(
+            billing.one_time.get("ebook").map(String::as_str),
+            Some("price_2")
+        );
+        assert!(!billing.tiers.contains_key("one_time_ebook"));
+        assert!(
+            ServeConfig::from_lookup(&env(&[("STRIPE_WEBHOOK_SECRET", "whsec_x")]))
+                .unwrap()
+                .billing
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn billing_misconfiguration_stops_the_service_naming_the_variable() {
+        let cases = [
+            (
+                vec![("STRIPE_PUBLISHABLE_KEY", "pk_live_abc")],
+                "STRIPE_PUBLISHABLE_KEY",
+            ),
+            (
+                vec![("STRIPE_PUBLISHABLE_KEY", "sk_test_oops")],
+                "STRIPE_PUBLISHABLE_KEY",
+            ),
+            (vec![("STRIPE_SECRET_KEY", "")], "STRIPE_SECRET_KEY"),
+            (
+                vec![("STRIPE_PRICE_IDS_TIER1", "prod_123")],
+                "STRIPE_PRICE_IDS_TIER1",
+            ),
+            (vec![("CHECKOUT_SUCCESS_URL", "")], "CHECKOUT_SUCCESS_URL"),
+            (
+                vec![("STRIPE_PORTAL_RETURN_URL", "ftp://x")],
+                "STRIPE_PORTAL_RETURN_URL",
+            ),
+            (vec![("JWT_SECRET", "short")], "JWT_SECRET"),
+        ];
+        for (extra, variable) in cases {
+            let err = ServeConfig::from_lookup(&billing_env(&extra)).unwrap_err();
+            assert_eq!(err.variable, variable, "{extra:?}");
+        }
+        let live = billing_env(&[
+            ("STRIPE_SECRET_KEY", "sk_live_abc"),
+            ("STRIPE_PUBLISHABLE_KEY", "pk_live_abc"),
+        ]);
+        assert!(ServeConfig::from_lookup(&live).is_ok());
+    }
 }
