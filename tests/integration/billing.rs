@@ -379,6 +379,25 @@ async fn stripe_failures_are_retried_with_the_same_idempotency_key_or_reported_c
         .unwrap()
         .contains("resource_missing"));
 
+    // A 402 (a card or payment error) is not retried either.
+    let before = fake.requests(sessions).len();
+    fake.fail_next(
+        sessions,
+        Failure {
+            status: 402,
+            body: error_body("card_error", "card_declined"),
+            headers: vec![],
+            delay_ms: 0,
+        },
+    );
+    let r = post(&app, "/api/checkout", Some(&user), json!({"tier": "tier1"})).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("card_declined"));
+    assert_eq!(fake.requests(sessions).len(), before + 1);
+
     // Stripe-Should-Retry: false wins over a 5xx: one attempt only.
     let before = fake.requests(sessions).len();
     fake.fail_next(
