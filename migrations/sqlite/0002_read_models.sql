@@ -35,6 +35,13 @@ CREATE TABLE dead_letters (
     last_seen_at   TEXT    NOT NULL
 );
 
+-- Log positions projected since the catch-up projector's checkpoint, so that it re-projects
+-- only what ingestion did not (crashes between append and projection, other sources).
+-- Rows at or below the checkpoint are deleted as it advances.
+CREATE TABLE projected_positions (
+    position  INTEGER PRIMARY KEY
+);
+
 -- How far each background reader of the log has got.
 CREATE TABLE projection_checkpoints (
     name      TEXT    PRIMARY KEY,

@@ -2,8 +2,10 @@
 //! projection, for entries appended by other sources, and as a safety net for everything else.
 //!
 //! It tails the log by position, which is safe because appends are serialised (see
-//! `event_log::APPEND_LOCK`). Re-projecting an entry that was already projected changes
-//! nothing, so the checkpoint only saves work; several instances may run it at once.
+//! `event_log::APPEND_LOCK`), and skips entries that ingestion has already projected (they are
+//! listed in `projected_positions` until the checkpoint passes them). Re-projecting an entry
+//! changes nothing, so an entry whose projection is still in flight may be projected twice,
+//! harmlessly; several instances may run it at once.
 
 use super::{project_each, Entry};
 use crate::db::Db;
@@ -29,7 +31,12 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpReport, StorageError> {
         let Some(last) = stored.last().map(|e| e.position) else {
             break;
         };
-        let entries: Vec<Entry> = stored.iter().map(Entry::from).collect();
+        let covered = projected_between(db, report.position, last).await?;
+        let entries: Vec<Entry> = stored
+            .iter()
+            .filter(|e| covered.binary_search(&e.position).is_err())
+            .map(Entry::from)
+            .collect();
         for result in project_each(db, &entries).await {
             match result {
                 Ok(()) => report.projected += 1,
@@ -42,6 +49,28 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpReport, StorageError> {
         report.position = last;
     }
     Ok(report)
+}
+
+/// Positions in (after, upto] that ingestion has projected, sorted.
+async fn projected_between(db: &Db, after: i64, upto: i64) -> Result<Vec<i64>, StorageError> {
+    const SQL: &str = "SELECT position FROM projected_positions \
+                       WHERE position > $1 AND position <= $2 ORDER BY position";
+    Ok(match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(SQL)
+                .bind(after)
+                .bind(upto)
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Sqlite(db) => {
+            sqlx::query_scalar(SQL)
+                .bind(after)
+                .bind(upto)
+                .fetch_all(&db.read)
+                .await?
+        }
+    })
 }
 
 pub async fn checkpoint(db: &Db) -> Result<i64, StorageError> {
@@ -64,8 +93,10 @@ pub async fn checkpoint(db: &Db) -> Result<i64, StorageError> {
 }
 
 async fn save_checkpoint(db: &Db, position: i64) -> Result<(), StorageError> {
+    const FORGET: &str = "DELETE FROM projected_positions WHERE position <= $1";
     match db {
         Db::Postgres(pool) => {
+            sqlx::query(FORGET).bind(position).execute(pool).await?;
             sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
                  ON CONFLICT (name) DO UPDATE SET position = GREATEST(projection_checkpoints.position, excluded.position)",
@@ -76,6 +107,7 @@ async fn save_checkpoint(db: &Db, position: i64) -> Result<(), StorageError> {
             .await?;
         }
         Db::Sqlite(db) => {
+            sqlx::query(FORGET).bind(position).execute(&db.write).await?;
             sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
                  ON CONFLICT (name) DO UPDATE SET position = MAX(projection_checkpoints.position, excluded.position)",

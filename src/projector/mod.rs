@@ -206,7 +206,8 @@ pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
     let generation = tx.active_generation().await?;
     write_facts(&mut tx, generation, facts, true).await?;
     let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
-    tx.clear_dead_letters(&ids).await?;
+    let positions: Vec<i64> = entries.iter().map(|e| e.position).collect();
+    tx.mark_projected(&positions, &ids).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -242,16 +242,36 @@ impl Tx<'_> {
         Ok(rows.into_iter().map(|(k, i, s)| ((k, i), s)).collect())
     }
 
-    pub async fn clear_dead_letters(&mut self, event_ids: &[&str]) -> Result<(), StorageError> {
-        for id in event_ids {
-            match self {
-                Tx::Postgres(tx) => {
-                    sqlx::query("DELETE FROM dead_letters WHERE event_id = $1")
-                        .bind(id)
-                        .execute(&mut **tx)
-                        .await?;
+    /// Records that these log entries are projected and clears their dead letters.
+    pub async fn mark_projected(
+        &mut self,
+        positions: &[i64],
+        event_ids: &[&str],
+    ) -> Result<(), StorageError> {
+        match self {
+            Tx::Postgres(tx) => {
+                sqlx::query(
+                    "INSERT INTO projected_positions (position) SELECT unnest($1::int8[]) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(positions)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("DELETE FROM dead_letters WHERE event_id = ANY($1)")
+                    .bind(event_ids)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Tx::Sqlite(tx) => {
+                for position in positions {
+                    sqlx::query(
+                        "INSERT INTO projected_positions (position) VALUES ($1) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(position)
+                    .execute(&mut **tx)
+                    .await?;
                 }
-                Tx::Sqlite(tx) => {
+                for id in event_ids {
                     sqlx::query("DELETE FROM dead_letters WHERE event_id = $1")
                         .bind(id)
                         .execute(&mut **tx)
