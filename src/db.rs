@@ -28,6 +28,54 @@ pub struct SqliteDb {
     pub write: SqlitePool,
 }
 
+/// A transaction on either backend. Storage modules add their own methods to it.
+pub enum Tx<'c> {
+    Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'c, sqlx::Sqlite>),
+}
+
+impl Tx<'_> {
+    pub async fn begin(db: &Db) -> Result<Tx<'static>, crate::event_log::StorageError> {
+        Ok(match db {
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                // Generic plans cached while the tables were small stay sequential scans;
+                // these statements are cheap to plan, so plan them for the data at hand.
+                sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+                    .execute(&mut *tx)
+                    .await?;
+                Tx::Postgres(tx)
+            }
+            // The single writer connection: writes serialise in order, without busy waits.
+            // IMMEDIATE takes the write lock up front: a deferred transaction that reads first
+            // and writes later gets SQLITE_BUSY at once (no busy wait) when another process on
+            // the same file is writing.
+            Db::Sqlite(db) => Tx::Sqlite(db.write.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    pub async fn commit(self) -> Result<(), crate::event_log::StorageError> {
+        match self {
+            Tx::Postgres(tx) => tx.commit().await?,
+            Tx::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Runs a statement without parameters or results (savepoints, locks).
+    pub async fn execute(&mut self, sql: &str) -> Result<(), crate::event_log::StorageError> {
+        match self {
+            Tx::Postgres(tx) => {
+                sqlx::query(sql).execute(&mut **tx).await?;
+            }
+            Tx::Sqlite(tx) => {
+                sqlx::query(sql).execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,

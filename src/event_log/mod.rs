@@ -233,6 +233,19 @@ pub async fn append_batch(
     db: &Db,
     entries: &[&NewEntry],
 ) -> Result<Vec<AppendOutcome>, StorageError> {
+    let mut tx = crate::db::Tx::begin(db).await?;
+    let outcomes = append_in(&mut tx, entries).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Appends inside the caller's transaction, so that what is done with the entries (the
+/// projection) commits with them. On PostgreSQL the transaction holds the append lock until it
+/// ends: keep it short.
+pub async fn append_in(
+    tx: &mut crate::db::Tx<'_>,
+    entries: &[&NewEntry],
+) -> Result<Vec<AppendOutcome>, StorageError> {
     // The first occurrence of each id is written; later ones in the same batch are duplicates.
     let mut first_index: std::collections::HashMap<&str, usize> = Default::default();
     let mut unique = Vec::with_capacity(entries.len());
@@ -244,9 +257,9 @@ pub async fn append_batch(
                 i
             });
     }
-    let positions = match db {
-        Db::Postgres(pool) => postgres::insert_batch(pool, &unique).await?,
-        Db::Sqlite(db) => sqlite::insert_batch(db, &unique).await?,
+    let positions = match tx {
+        crate::db::Tx::Postgres(tx) => postgres::insert_batch(tx, &unique).await?,
+        crate::db::Tx::Sqlite(tx) => sqlite::insert_batch(tx, &unique).await?,
     };
     let by_id: std::collections::HashMap<&str, Inserted> = unique
         .iter()

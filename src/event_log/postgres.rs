@@ -1,17 +1,20 @@
 use std::collections::HashMap;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::{
     decode_stored_event, Bind, Inserted, ListQuery, NewEntry, StorageError, StoredEvent,
     APPEND_LOCK, SUMMARY_COLUMNS,
 };
 
-pub(super) async fn find(pool: &PgPool, event_id: &str) -> Result<Option<Inserted>, StorageError> {
+pub(super) async fn find<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    event_id: &str,
+) -> Result<Option<Inserted>, StorageError> {
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT position, raw_body_sha256 FROM event_log WHERE event_id = $1")
             .bind(event_id)
-            .fetch_optional(pool)
+            .fetch_optional(executor)
             .await?;
     Ok(row.map(|(position, raw_body_sha256)| Inserted {
         position,
@@ -20,15 +23,21 @@ pub(super) async fn find(pool: &PgPool, event_id: &str) -> Result<Option<Inserte
     }))
 }
 
+/// Appends inside `tx`, which then holds the append lock until it commits (see `insert`).
+///
 /// The INSERT comes first: nearly every entry reaching here is new (duplicates are mostly
-/// answered from the appender's cache). Ids that conflict are then looked up one by one, with
+/// answered from the writer's cache). Ids that conflict are then looked up one by one, with
 /// the unique-index equality plan; an `= ANY($1)` lookup of the whole batch looked cheaper, but
 /// its cached generic plan, made while the table was small, stays a sequential scan.
 pub(super) async fn insert_batch(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     entries: &[&NewEntry],
 ) -> Result<Vec<Inserted>, StorageError> {
-    let mut result: HashMap<String, i64> = insert(pool, entries).await?.into_iter().collect();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let mut result: HashMap<String, i64> = insert(&mut *tx, entries).await?.into_iter().collect();
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
         let inserted = match result.remove(entry.envelope.id.as_str()) {
@@ -39,7 +48,7 @@ pub(super) async fn insert_batch(
             },
             // Already logged, or won by a concurrent append (another request or instance).
             // The conflict check waited for that transaction, so a fresh read sees it.
-            None => find(pool, &entry.envelope.id).await?.ok_or_else(|| {
+            None => find(&mut *tx, &entry.envelope.id).await?.ok_or_else(|| {
                 StorageError::Other(format!(
                     "event {} vanished during append",
                     entry.envelope.id
@@ -55,12 +64,15 @@ pub(super) async fn insert_batch(
 ///
 /// The commit-order trap: positions come from a sequence at insert time but become visible at
 /// commit, so without care a reader tailing `position > checkpoint` could pass a position whose
-/// transaction commits later. The statement first takes an advisory lock held to commit, so
-/// appends (from any instance) commit one batch at a time in position order: once a position is
-/// visible, every smaller position is visible or will never exist. Readers can then tail by
-/// position alone. Group commit keeps the serialisation cheap: a batch shares one lock and one
-/// commit.
-async fn insert(pool: &PgPool, entries: &[&NewEntry]) -> Result<Vec<(String, i64)>, StorageError> {
+/// transaction commits later. The caller's transaction holds an advisory lock until it
+/// commits, so appends (from any instance) commit one batch at a time in position order: once a
+/// position is visible, every smaller position is visible or will never exist. Readers can then
+/// tail by position alone. Group commit keeps the serialisation cheap: a batch shares one lock
+/// and one commit.
+async fn insert(
+    tx: &mut PgConnection,
+    entries: &[&NewEntry],
+) -> Result<Vec<(String, i64)>, StorageError> {
     fn column<'a, T>(entries: &[&'a NewEntry], f: impl Fn(&'a NewEntry) -> T) -> Vec<T> {
         entries.iter().map(|e| f(e)).collect()
     }
@@ -71,19 +83,18 @@ async fn insert(pool: &PgPool, entries: &[&NewEntry]) -> Result<Vec<(String, i64
             .as_ref()
             .and_then(|o| o.object_type.clone())
     };
-    let rows = sqlx::query_as(&format!(
-        "WITH append_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({APPEND_LOCK})) \
-         INSERT INTO event_log (event_id, event_type, api_version, livemode, account, \
+    let rows = sqlx::query_as(
+        "INSERT INTO event_log (event_id, event_type, api_version, livemode, account, \
          object_id, object_type, stripe_created, received_at, source, payload, \
          payload_redacted, raw_body_sha256, signature_header, signature_timestamp, \
          verified_by_index, verified_by_fingerprint) \
-         SELECT u.* FROM append_lock CROSS JOIN UNNEST($1::text[], $2::text[], $3::text[], \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], \
          $4::bool[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::timestamptz[], \
          $10::text[], $11::text[], $12::bool[], $13::text[], $14::text[], $15::int8[], \
          $16::int4[], $17::text[]) AS u \
          ORDER BY 1 \
-         ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position"
-    ))
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position",
+    )
     .bind(column(entries, |e| e.envelope.id.as_str()))
     .bind(column(entries, |e| e.envelope.event_type.as_str()))
     .bind(column(entries, |e| e.envelope.api_version.as_deref()))
@@ -111,7 +122,7 @@ async fn insert(pool: &PgPool, entries: &[&NewEntry]) -> Result<Vec<(String, i64
             .as_ref()
             .map(|v| v.secret_fingerprint.as_str())
     }))
-    .fetch_all(pool)
+    .fetch_all(tx)
     .await?;
     Ok(rows)
 }

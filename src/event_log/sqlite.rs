@@ -18,19 +18,17 @@ pub(super) async fn find(db: &SqliteDb, event_id: &str) -> Result<Option<Inserte
     }))
 }
 
-/// One transaction on the single writer connection: the batch costs one fsync.
+/// Appends inside `tx`, a transaction on the single writer connection: the batch shares the
+/// transaction's one fsync, and SQLite's single writer keeps positions in commit order.
 pub(super) async fn insert_batch(
-    db: &SqliteDb,
+    tx: &mut sqlx::SqliteConnection,
     entries: &[&NewEntry],
 ) -> Result<Vec<Inserted>, StorageError> {
-    let mut tx = db.write.begin_with("BEGIN IMMEDIATE").await?;
     let mut result = Vec::with_capacity(entries.len());
     for entry in entries {
         let env = &entry.envelope;
         let object = env.object.as_ref();
         let v = entry.verification.as_ref();
-        // The first statement of the transaction writes, so the write lock is taken up front
-        // and a second process on the same file waits (busy_timeout) instead of failing.
         let position: Option<i64> = sqlx::query_scalar(
             "INSERT INTO event_log (event_id, event_type, api_version, livemode, account, \
              object_id, object_type, stripe_created, received_at, source, payload, \
@@ -86,7 +84,6 @@ pub(super) async fn insert_batch(
         };
         result.push(inserted);
     }
-    tx.commit().await?;
     Ok(result)
 }
 

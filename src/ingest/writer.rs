@@ -3,11 +3,12 @@
 //!
 //! Every append is a commit, and a commit is an fsync. Under concurrent deliveries the
 //! appender gathers whatever is waiting into one batch, so many events share one commit; with
-//! a single delivery in flight it writes immediately, adding no latency. Right after the append
-//! commits, the batch's events are projected (one transaction for the batch, or one per event
-//! if that fails), so a 200 means the read models already reflect the event. An event whose
-//! projection fails stays logged, is recorded as a dead letter, and its request fails so
-//! Stripe retries; a retry finds it logged and projects it again.
+//! a single delivery in flight it writes immediately, adding no latency. The batch's events are
+//! projected in the same transaction that appends them (behind savepoints, together and then
+//! one by one if that fails), so a 200 means the read models already reflect the event. An
+//! event whose projection fails is still logged, is recorded as a dead letter in that same
+//! transaction, and its request fails so Stripe retries; a retry finds it logged and projects
+//! it again.
 //!
 //! Stripe's retries usually come back to the instance that logged the event, so ids this
 //! instance has committed and projected are remembered (a bounded FIFO set): such a duplicate is answered
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::db::Db;
-use crate::event_log::{self, append_batch, AppendOutcome, NewEntry, StorageError};
+use crate::event_log::{self, AppendOutcome, NewEntry, StorageError};
 use crate::projector::{self, Entry};
 
 /// Most entries written in one batch: bounds statement size and the time a batch holds locks.
@@ -113,71 +114,77 @@ fn unavailable(why: &str) -> WriteError {
 }
 
 async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds) {
-    let entries: Vec<&NewEntry> = batch.iter().map(|p| &p.entry).collect();
-    let appended: Vec<Result<AppendOutcome, StorageError>> = match append_batch(db, &entries).await
-    {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+    match write_together(db, &batch).await {
+        Ok(replies) => reply(batch, replies, seen),
         // A permanent failure may be one bad entry: retry one by one so the others land and
         // only the culprit fails.
         Err(e) if !e.is_transient() && batch.len() > 1 => {
             tracing::warn!(error = %e, size = batch.len(), "batch append failed; retrying entries one by one");
-            let mut one_by_one = Vec::with_capacity(batch.len());
-            for pending in &batch {
-                one_by_one.push(append_batch(db, &[&pending.entry]).await.map(|o| o[0]));
+            for pending in batch {
+                let replies = match write_together(db, std::slice::from_ref(&pending)).await {
+                    Ok(replies) => replies,
+                    Err(e) => vec![Err(WriteError::Storage(e))],
+                };
+                reply(vec![pending], replies, seen);
             }
-            one_by_one
         }
-        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
-    };
+        Err(e) => {
+            let replies = batch
+                .iter()
+                .map(|_| Err(WriteError::Storage(e.clone())))
+                .collect();
+            reply(batch, replies, seen);
+        }
+    }
+}
 
-    // Project what is logged: new entries from this batch, and duplicates from the database
-    // (their first projection may have failed or still be in flight; joins are idempotent, so
-    // projecting again is always safe). Duplicates use the stored payload, which is what a
-    // rebuild will see.
+/// Appends the batch and projects it in one transaction: one commit, and a 200 means both.
+/// A duplicate found in the database is projected again from its stored payload (its first
+/// projection may have failed or still be in flight; joins are idempotent, so projecting
+/// again is always safe), which is how Stripe's retry heals a failed projection.
+async fn write_together(
+    db: &Db,
+    batch: &[Pending],
+) -> Result<Vec<Result<AppendOutcome, WriteError>>, StorageError> {
+    let entries: Vec<&NewEntry> = batch.iter().map(|p| &p.entry).collect();
+    let mut tx = crate::db::Tx::begin(db).await?;
+    let outcomes = event_log::append_in(&mut tx, &entries).await?;
     let mut to_project: Vec<(usize, Entry)> = Vec::new();
-    for (i, (pending, outcome)) in batch.iter().zip(&appended).enumerate() {
+    for (i, (pending, outcome)) in batch.iter().zip(&outcomes).enumerate() {
         match outcome {
-            Ok(AppendOutcome::Appended { position }) => {
-                to_project.push((i, entry_of(&pending.entry, *position)))
+            AppendOutcome::Appended { position } => {
+                to_project.push((i, entry_of(&pending.entry, *position)));
             }
-            Ok(AppendOutcome::Duplicate { .. }) => {
-                match event_log::get(db, &pending.entry.envelope.id).await {
-                    Ok(Some(stored)) => to_project.push((i, Entry::from(&stored))),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not load a duplicate for re-projection")
-                    }
+            AppendOutcome::Duplicate { .. } => {
+                if let Some(stored) = event_log::get(db, &pending.entry.envelope.id).await? {
+                    to_project.push((i, Entry::from(&stored)));
                 }
             }
-            Err(_) => {}
         }
     }
     let entries: Vec<Entry> = to_project.iter().map(|(_, e)| e.clone()).collect();
-    let projected = projector::project_each(db, &entries).await;
-    let mut projection: Vec<Option<Result<(), WriteError>>> = vec![None; batch.len()];
+    let projected = projector::project_each_in(&mut tx, &entries).await?;
+    tx.commit().await?;
+    let mut replies: Vec<Result<AppendOutcome, WriteError>> =
+        outcomes.into_iter().map(Ok).collect();
     for ((i, _), result) in to_project.iter().zip(projected) {
-        projection[*i] = Some(result.map_err(|e| match e {
-            // The database is unreachable, not the event at fault: "retry later", like an
-            // append failure.
-            projector::ProjectError::Storage(e) if e.is_transient() => WriteError::Storage(e),
-            e => WriteError::Projection(e.to_string()),
-        }));
+        if let Err(e) = result {
+            replies[*i] = Err(WriteError::Projection(e));
+        }
     }
+    Ok(replies)
+}
 
+fn reply(batch: Vec<Pending>, replies: Vec<Result<AppendOutcome, WriteError>>, seen: &SeenIds) {
     let mut committed = Vec::new();
-    for ((pending, outcome), projected) in batch.into_iter().zip(appended).zip(projection) {
-        let reply = match (outcome, projected) {
-            (Err(e), _) => Err(WriteError::Storage(e)),
-            (Ok(_), Some(Err(e))) => Err(e),
-            (Ok(outcome), _) => {
-                committed.push((
-                    pending.entry.envelope.id.clone(),
-                    pending.entry.raw_body_sha256.clone(),
-                    outcome.position(),
-                ));
-                Ok(outcome)
-            }
-        };
+    for (pending, reply) in batch.into_iter().zip(replies) {
+        if let Ok(outcome) = &reply {
+            committed.push((
+                pending.entry.envelope.id.clone(),
+                pending.entry.raw_body_sha256.clone(),
+                outcome.position(),
+            ));
+        }
         let _ = pending.reply.send(reply);
     }
     seen.remember(committed);

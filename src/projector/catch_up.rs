@@ -107,7 +107,10 @@ async fn save_checkpoint(db: &Db, position: i64) -> Result<(), StorageError> {
             .await?;
         }
         Db::Sqlite(db) => {
-            sqlx::query(FORGET).bind(position).execute(&db.write).await?;
+            sqlx::query(FORGET)
+                .bind(position)
+                .execute(&db.write)
+                .await?;
             sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
                  ON CONFLICT (name) DO UPDATE SET position = MAX(projection_checkpoints.position, excluded.position)",

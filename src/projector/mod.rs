@@ -201,15 +201,63 @@ async fn write_facts(
 
 /// Projects entries into the active read models in one transaction.
 pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
-    let facts = facts_of(entries)?;
     let mut tx = Tx::begin(db).await?;
+    project_in(&mut tx, entries).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Projects entries inside the caller's transaction (ingestion: the one that appended them).
+pub async fn project_in(tx: &mut Tx<'_>, entries: &[Entry]) -> Result<(), ProjectError> {
+    let facts = facts_of(entries)?;
     let generation = tx.active_generation().await?;
-    write_facts(&mut tx, generation, facts, true).await?;
+    write_facts(tx, generation, facts, true).await?;
     let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
     let positions: Vec<i64> = entries.iter().map(|e| e.position).collect();
     tx.mark_projected(&positions, &ids).await?;
-    tx.commit().await?;
     Ok(())
+}
+
+/// Projects each entry inside `tx` behind a savepoint: together first, then one by one if that
+/// fails, so that one bad entry neither fails the others nor the transaction. An entry that
+/// cannot be projected is recorded as a dead letter in the same transaction. A storage error
+/// aborts (the caller rolls back).
+pub async fn project_each_in(
+    tx: &mut Tx<'_>,
+    entries: &[Entry],
+) -> Result<Vec<Result<(), String>>, StorageError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    tx.execute("SAVEPOINT projection").await?;
+    match project_in(tx, entries).await {
+        Ok(()) => {
+            tx.execute("RELEASE SAVEPOINT projection").await?;
+            return Ok(entries.iter().map(|_| Ok(())).collect());
+        }
+        Err(ProjectError::Storage(e)) if e.is_transient() => return Err(e),
+        Err(_) => tx.execute("ROLLBACK TO SAVEPOINT projection").await?,
+    }
+    let mut results = Vec::with_capacity(entries.len());
+    for entry in entries {
+        tx.execute("SAVEPOINT projection_one").await?;
+        match project_in(tx, std::slice::from_ref(entry)).await {
+            Ok(()) => {
+                tx.execute("RELEASE SAVEPOINT projection_one").await?;
+                results.push(Ok(()));
+            }
+            Err(ProjectError::Storage(e)) if e.is_transient() => return Err(e),
+            Err(e) => {
+                tx.execute("ROLLBACK TO SAVEPOINT projection_one").await?;
+                tracing::error!(event_id = %entry.event_id, event_type = %entry.event_type, error = %e, "projection failed");
+                tx.record_dead_letter(&entry.event_id, entry.position, &e.to_string())
+                    .await?;
+                results.push(Err(e.to_string()));
+            }
+        }
+    }
+    tx.execute("RELEASE SAVEPOINT projection").await?;
+    Ok(results)
 }
 
 /// Projects entries together, and if that fails, one by one, so one bad entry cannot hold

@@ -24,40 +24,9 @@ pub struct Row {
 
 pub type Key = (&'static str, String);
 
-/// A transaction on the database that holds read models, on either backend.
-pub enum Tx<'c> {
-    Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
-    Sqlite(sqlx::Transaction<'c, sqlx::Sqlite>),
-}
+pub use crate::db::Tx;
 
 impl Tx<'_> {
-    pub async fn begin(db: &Db) -> Result<Tx<'static>, StorageError> {
-        Ok(match db {
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                // Generic plans cached while the tables were small stay sequential scans;
-                // these statements are cheap to plan, so plan them for the data at hand.
-                sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-                    .execute(&mut *tx)
-                    .await?;
-                Tx::Postgres(tx)
-            }
-            // The single writer connection: projections serialise with appends and each other.
-            // IMMEDIATE takes the write lock up front: a deferred transaction that reads first
-            // and writes later gets SQLITE_BUSY at once (no busy wait) when another process on
-            // the same file is writing.
-            Db::Sqlite(db) => Tx::Sqlite(db.write.begin_with("BEGIN IMMEDIATE").await?),
-        })
-    }
-
-    pub async fn commit(self) -> Result<(), StorageError> {
-        match self {
-            Tx::Postgres(tx) => tx.commit().await?,
-            Tx::Sqlite(tx) => tx.commit().await?,
-        }
-        Ok(())
-    }
-
     pub async fn active_generation(&mut self) -> Result<i64, StorageError> {
         const SQL: &str = "SELECT active_generation FROM projection_meta";
         Ok(match self {
@@ -242,6 +211,37 @@ impl Tx<'_> {
         Ok(rows.into_iter().map(|(k, i, s)| ((k, i), s)).collect())
     }
 
+    /// Records (or counts again) a projection failure inside the transaction.
+    pub async fn record_dead_letter(
+        &mut self,
+        event_id: &str,
+        position: i64,
+        error: &str,
+    ) -> Result<(), StorageError> {
+        let now = Utc::now();
+        match self {
+            Tx::Postgres(tx) => {
+                sqlx::query(DEAD_LETTER_UPSERT)
+                    .bind(event_id)
+                    .bind(position)
+                    .bind(error)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Tx::Sqlite(tx) => {
+                sqlx::query(DEAD_LETTER_UPSERT)
+                    .bind(event_id)
+                    .bind(position)
+                    .bind(error)
+                    .bind(now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Records that these log entries are projected and clears their dead letters.
     pub async fn mark_projected(
         &mut self,
@@ -332,6 +332,12 @@ async fn upsert_sqlite(
     Ok(())
 }
 
+const DEAD_LETTER_UPSERT: &str = "INSERT INTO dead_letters \
+     (event_id, position, error, attempts, first_seen_at, last_seen_at) \
+     VALUES ($1, $2, $3, 1, $4, $4) \
+     ON CONFLICT (event_id) DO UPDATE SET error = excluded.error, \
+     attempts = dead_letters.attempts + 1, last_seen_at = excluded.last_seen_at";
+
 /// A logged event that could not be projected.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
@@ -351,10 +357,7 @@ pub async fn record_dead_letter(
     error: &str,
 ) -> Result<(), StorageError> {
     let now = Utc::now();
-    const SQL: &str = "INSERT INTO dead_letters (event_id, position, error, attempts, first_seen_at, last_seen_at) \
-         VALUES ($1, $2, $3, 1, $4, $4) \
-         ON CONFLICT (event_id) DO UPDATE SET error = excluded.error, \
-         attempts = dead_letters.attempts + 1, last_seen_at = excluded.last_seen_at";
+    const SQL: &str = DEAD_LETTER_UPSERT;
     match db {
         Db::Postgres(pool) => {
             sqlx::query(SQL)
