@@ -21,9 +21,11 @@ CREATE TABLE read_models (
     state        TEXT    NOT NULL,
     PRIMARY KEY (generation, kind, id)
 );
-CREATE INDEX read_models_customer ON read_models (generation, kind, customer_id, id);
-CREATE INDEX read_models_user ON read_models (generation, kind, user_id, id);
-CREATE INDEX read_models_status ON read_models (generation, kind, status, id);
+-- The filter column leads: with (generation, kind) first, a planner without statistics (a new
+-- table) takes these for the primary key and scans a whole kind to find one id.
+CREATE INDEX read_models_customer ON read_models (customer_id, generation, kind, id);
+CREATE INDEX read_models_user ON read_models (user_id, generation, kind, id);
+CREATE INDEX read_models_status ON read_models (status, generation, kind, id);
 
 -- Events that are logged but could not be projected. Cleared when a retry succeeds.
 CREATE TABLE dead_letters (
