@@ -430,4 +430,12 @@ async fn stripe_failures_are_retried_with_the_same_idempotency_key_or_reported_c
     assert_eq!(r.json["error"]["code"], "stripe_unavailable");
     assert_eq!(r.headers["retry-after"], "5");
     assert!(!r.text.contains(SECRET_KEY));
+    // Neither the Stripe key nor the JWT secret reaches a log line.
+    let logs = crate::helpers::captured_logs();
+    assert!(
+        logs.contains("Stripe request failed"),
+        "log capture is not working"
+    );
+    assert!(!logs.contains(SECRET_KEY));
+    assert!(!logs.contains(JWT_SECRET));
 }
