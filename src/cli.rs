@@ -43,6 +43,12 @@ pub enum Command {
     /// Logged events whose projection failed.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Append every event from Stripe's `GET /v1/events` that the log lacks (missed webhooks).
+    SyncEvents {
+        /// How far back: 30d, 12h, 90m or seconds. Stripe keeps events for 30 days.
+        #[arg(long, default_value = "3d")]
+        since: String,
+    },
     /// Measure webhook ingestion over real HTTP against a freshly started server.
     Bench(BenchOptions),
 }
@@ -271,6 +277,41 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SyncEvents { since } => {
+            let window = crate::reconcile::sync_events::parse_window(&since)
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let key = match std::env::var("STRIPE_SECRET_KEY") {
+                Ok(k) if !k.trim().is_empty() => crate::stripe::keys::SecretKey::parse(k.trim())
+                    .map_err(|e| anyhow::anyhow!("STRIPE_SECRET_KEY: {e}"))?,
+                _ => {
+                    eprintln!("configuration error: STRIPE_SECRET_KEY: is required to list events");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let base = std::env::var("STRIPE_API_BASE")
+                .ok()
+                .filter(|b| !b.trim().is_empty())
+                .unwrap_or_else(|| crate::stripe::client::DEFAULT_API_BASE.to_owned());
+            let mode = key.mode();
+            let client = crate::stripe::client::StripeClient::new(
+                &base,
+                key,
+                std::time::Duration::from_secs(30),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            let now = chrono::Utc::now().timestamp();
+            let report =
+                crate::reconcile::sync_events(&db, &client, mode, now - window, now).await?;
+            if report.window_exceeds_retention {
+                eprintln!("warning: Stripe keeps events for 30 days; older missed events cannot be recovered");
+            }
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(options) => {

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod jwt;
 pub mod projector;
 pub mod read_models;
+pub mod reconcile;
 pub mod secret;
 pub mod stripe;
 pub mod telemetry;

@@ -47,6 +47,10 @@ struct Inner {
     idempotent: HashMap<String, (u16, Value)>,
     customers: HashMap<String, Value>,
     sessions: HashMap<String, Value>,
+    /// Events `GET /v1/events` lists, newest first, as Stripe does.
+    events: Vec<Value>,
+    /// Largest page served, whatever `limit` asks (to exercise pagination with few objects).
+    page_cap: usize,
     failures: HashMap<String, VecDeque<Failure>>,
     next: u64,
 }
@@ -64,6 +68,7 @@ impl FakeStripe {
             .route("/v1/customers", post(create_customer))
             .route("/v1/checkout/sessions", post(create_session))
             .route("/v1/billing_portal/sessions", post(create_portal))
+            .route("/v1/events", axum::routing::get(list_events))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         fake.base_url = format!("http://{}", listener.local_addr().unwrap());
@@ -84,6 +89,16 @@ impl FakeStripe {
 
     pub fn customers(&self) -> usize {
         self.inner.lock().unwrap().customers.len()
+    }
+
+    /// Makes `GET /v1/events` list this event (as if Stripe had tried to deliver it).
+    pub fn add_event(&self, event: Value) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.events.insert(0, event);
+    }
+
+    pub fn cap_pages(&self, size: usize) {
+        self.inner.lock().unwrap().page_cap = size;
     }
 
     pub fn fail_next(&self, path: &str, failure: Failure) {
@@ -196,6 +211,48 @@ async fn failure_response(f: Failure) -> Response {
         r.headers_mut().insert(name, value.parse().unwrap());
     }
     r
+}
+
+async fn list_events(
+    State(fake): State<FakeStripe>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    if let Some(f) = fake.record("/v1/events", &headers, query.as_bytes()) {
+        return failure_response(f).await;
+    }
+    let params = parse_form(query.as_bytes());
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let inner = fake.inner.lock().unwrap();
+    let limit = get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(10)
+        .min(100);
+    let limit = if inner.page_cap > 0 {
+        limit.min(inner.page_cap)
+    } else {
+        limit
+    };
+    let since = get("created[gte]")
+        .and_then(|c| c.parse::<i64>().ok())
+        .unwrap_or(0);
+    let mut candidates = inner
+        .events
+        .iter()
+        .filter(|e| e["created"].as_i64().unwrap_or(0) >= since)
+        .skip_while(|e| get("starting_after").is_some_and(|after| e["id"] != after.as_str()))
+        .skip(usize::from(get("starting_after").is_some()))
+        .cloned();
+    let data: Vec<Value> = candidates.by_ref().take(limit).collect();
+    let has_more = candidates.next().is_some();
+    Json(json!({"object": "list", "url": "/v1/events", "has_more": has_more, "data": data}))
+        .into_response()
 }
 
 async fn create_customer(

@@ -9,6 +9,7 @@ mod fake_stripe;
 mod health;
 mod helpers;
 mod projections;
+mod reconcile;
 mod scenarios;
 mod secrets;
 mod signature_vectors;

@@ -1,0 +1,6 @@
+//! Making drift visible and repairable against the Stripe API. Anything learned from the API
+//! is appended to the log first, then folded like every other entry.
+
+pub mod sync_events;
+
+pub use sync_events::{sync_events, SyncReport};

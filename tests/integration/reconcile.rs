@@ -1,0 +1,99 @@
+//! Gap fill from Stripe's event list: a webhook Stripe never delivered is found and projected.
+
+use serde_json::Value;
+use stripe_ledger::stripe::client::StripeClient;
+use stripe_ledger::stripe::keys::{Mode, SecretKey};
+
+use crate::fake_stripe::{Failure, FakeStripe};
+use crate::helpers::{TestApp, READ_TOKEN};
+use crate::stripe_objects::{customer, event, subscription, MONTH, T0};
+
+fn json(bytes: Vec<u8>) -> Value {
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn sync_events_appends_and_projects_missed_events_across_pages_and_a_rate_limit() {
+    let fake = FakeStripe::start().await;
+    let app = TestApp::spawn().await;
+    let delivered = event(
+        "evt_sync_1",
+        "customer.created",
+        T0,
+        customer("cus_sync", Some("user_sync")),
+    );
+    let missed_sub = event(
+        "evt_sync_2",
+        "customer.subscription.created",
+        T0 + 5,
+        subscription("sub_sync", "cus_sync", "active", T0 + MONTH, false),
+    );
+    let missed_upd = event(
+        "evt_sync_3",
+        "customer.subscription.updated",
+        T0 + 9,
+        subscription("sub_sync", "cus_sync", "past_due", T0 + MONTH, false),
+    );
+    // The first was delivered as a webhook; the other two never were.
+    assert_eq!(app.deliver(&delivered).await.status, 200);
+    for e in [&delivered, &missed_sub, &missed_upd] {
+        fake.add_event(json(e.clone()));
+    }
+    fake.add_event(serde_json::json!({"id": "evt_sync_live", "object": "event", "type": "customer.created",
+        "livemode": true, "created": T0 + 10, "data": {"object": {"id": "cus_live", "object": "customer"}}}));
+    fake.cap_pages(2);
+    fake.fail_next("/v1/events", Failure { status: 429, body: serde_json::json!({"error": {"type": "rate_limit_error", "message": "slow down"}}), headers: vec![("retry-after", "0".into())], delay_ms: 0 });
+
+    let client = StripeClient::new(
+        &fake.base_url,
+        SecretKey::parse("sk_test_sync0123").unwrap(),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap()
+    .with_backoff(std::time::Duration::from_millis(10));
+    let now = T0 + 86_400;
+    let report =
+        stripe_ledger::reconcile::sync_events(&app.db, &client, Mode::Test, T0 - 3_600, now)
+            .await
+            .unwrap();
+    assert_eq!(report.listed, 4);
+    assert_eq!(report.appended, 2);
+    assert_eq!(report.already_logged, 1);
+    assert_eq!(
+        report.refused, 1,
+        "a live-mode event is not for a test-mode ledger"
+    );
+    assert!(!report.window_exceeds_retention);
+    // Pagination: 4 events at 2 a page, plus the rate-limited attempt, retried.
+    let pages = fake.requests("/v1/events");
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[2].field("starting_after"), Some("evt_sync_3"));
+
+    let sub = app
+        .get("/api/subscriptions/sub_sync", Some(READ_TOKEN))
+        .await;
+    assert_eq!(sub.json["status"], "past_due", "{}", sub.text);
+    let logged = app
+        .audit("/api/audit/events?source=api_backfill&order=asc")
+        .await;
+    let ids: Vec<&str> = logged.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["evt_sync_2", "evt_sync_3"]);
+
+    // Running it again appends nothing.
+    let again =
+        stripe_ledger::reconcile::sync_events(&app.db, &client, Mode::Test, T0 - 3_600, now)
+            .await
+            .unwrap();
+    assert_eq!(again.appended, 0);
+    assert_eq!(again.already_logged, 3);
+    let wide =
+        stripe_ledger::reconcile::sync_events(&app.db, &client, Mode::Test, now - 31 * 86_400, now)
+            .await
+            .unwrap();
+    assert!(wide.window_exceeds_retention);
+}
