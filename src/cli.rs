@@ -43,6 +43,15 @@ pub enum Command {
     /// Logged events whose projection failed.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Diff the read models against Stripe (subscriptions, customers); exit 3 on drift.
+    Reconcile {
+        /// Append Stripe's version of every drifting object to the log (never edits read
+        /// models directly).
+        #[arg(long)]
+        repair: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
     /// Append every event from Stripe's `GET /v1/events` that the log lacks (missed webhooks).
     SyncEvents {
         /// How far back: 30d, 12h, 90m or seconds. Stripe keeps events for 30 days.
@@ -279,28 +288,50 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reconcile { repair, format } => {
+            let Some((client, _mode)) = stripe_client()? else {
+                return Ok(ExitCode::from(2));
+            };
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            let report = crate::reconcile::reconcile(&db, &client, repair).await?;
+            match format {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                OutputFormat::Text => {
+                    println!(
+                        "checked {} subscriptions, {} customers; {} drift item(s); {} repaired",
+                        report.subscriptions_checked,
+                        report.customers_checked,
+                        report.drift.len(),
+                        report.repaired
+                    );
+                    for d in &report.drift {
+                        println!(
+                            "{:<13} {:<28} {:<18} {:<22} local={} stripe={}",
+                            d.kind,
+                            d.id,
+                            d.problem,
+                            d.field.unwrap_or("-"),
+                            d.local.as_ref().map_or("-".into(), |v| v.to_string()),
+                            d.stripe.as_ref().map_or("-".into(), |v| v.to_string()),
+                        );
+                    }
+                }
+            }
+            Ok(if report.drift.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
         Command::SyncEvents { since } => {
             let window = crate::reconcile::sync_events::parse_window(&since)
                 .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
-            let key = match std::env::var("STRIPE_SECRET_KEY") {
-                Ok(k) if !k.trim().is_empty() => crate::stripe::keys::SecretKey::parse(k.trim())
-                    .map_err(|e| anyhow::anyhow!("STRIPE_SECRET_KEY: {e}"))?,
-                _ => {
-                    eprintln!("configuration error: STRIPE_SECRET_KEY: is required to list events");
-                    return Ok(ExitCode::from(2));
-                }
+            let Some((client, mode)) = stripe_client()? else {
+                return Ok(ExitCode::from(2));
             };
-            let base = std::env::var("STRIPE_API_BASE")
-                .ok()
-                .filter(|b| !b.trim().is_empty())
-                .unwrap_or_else(|| crate::stripe::client::DEFAULT_API_BASE.to_owned());
-            let mode = key.mode();
-            let client = crate::stripe::client::StripeClient::new(
-                &base,
-                key,
-                std::time::Duration::from_secs(30),
-            )
-            .map_err(|e| anyhow::anyhow!(e))?;
             let db = match open_db().await? {
                 Ok(db) => db,
                 Err(code) => return Ok(code),
@@ -325,6 +356,33 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A Stripe client from `STRIPE_SECRET_KEY` (and `STRIPE_API_BASE`), for the commands that
+/// list objects. `None` (after printing why) when the key is missing.
+fn stripe_client() -> anyhow::Result<
+    Option<(
+        crate::stripe::client::StripeClient,
+        crate::stripe::keys::Mode,
+    )>,
+> {
+    let key = match std::env::var("STRIPE_SECRET_KEY") {
+        Ok(k) if !k.trim().is_empty() => crate::stripe::keys::SecretKey::parse(k.trim())
+            .map_err(|e| anyhow::anyhow!("STRIPE_SECRET_KEY: {e}"))?,
+        _ => {
+            eprintln!("configuration error: STRIPE_SECRET_KEY: is required to talk to Stripe");
+            return Ok(None);
+        }
+    };
+    let base = std::env::var("STRIPE_API_BASE")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| crate::stripe::client::DEFAULT_API_BASE.to_owned());
+    let mode = key.mode();
+    let client =
+        crate::stripe::client::StripeClient::new(&base, key, std::time::Duration::from_secs(30))
+            .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Some((client, mode)))
 }
 
 fn config_error(e: crate::config::ConfigError) -> ExitCode {

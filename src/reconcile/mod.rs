@@ -1,6 +1,8 @@
 //! Making drift visible and repairable against the Stripe API. Anything learned from the API
 //! is appended to the log first, then folded like every other entry.
 
+pub mod diff;
 pub mod sync_events;
 
+pub use diff::{reconcile, Drift, ReconcileReport};
 pub use sync_events::{sync_events, SyncReport};

@@ -49,6 +49,8 @@ struct Inner {
     sessions: HashMap<String, Value>,
     /// Events `GET /v1/events` lists, newest first, as Stripe does.
     events: Vec<Value>,
+    /// What `GET /v1/subscriptions` and `GET /v1/customers` list.
+    lists: HashMap<String, Vec<Value>>,
     /// Largest page served, whatever `limit` asks (to exercise pagination with few objects).
     page_cap: usize,
     failures: HashMap<String, VecDeque<Failure>>,
@@ -65,10 +67,14 @@ impl FakeStripe {
     pub async fn start() -> FakeStripe {
         let mut fake = FakeStripe::default();
         let router = Router::new()
-            .route("/v1/customers", post(create_customer))
             .route("/v1/checkout/sessions", post(create_session))
             .route("/v1/billing_portal/sessions", post(create_portal))
             .route("/v1/events", axum::routing::get(list_events))
+            .route("/v1/subscriptions", axum::routing::get(list_objects))
+            .route(
+                "/v1/customers",
+                axum::routing::get(list_objects).post(create_customer),
+            )
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         fake.base_url = format!("http://{}", listener.local_addr().unwrap());
@@ -95,6 +101,15 @@ impl FakeStripe {
     pub fn add_event(&self, event: Value) {
         let mut inner = self.inner.lock().unwrap();
         inner.events.insert(0, event);
+    }
+
+    /// Sets what a list endpoint (`/v1/subscriptions`, `/v1/customers`) returns.
+    pub fn set_list(&self, path: &str, objects: Vec<Value>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .lists
+            .insert(path.to_owned(), objects);
     }
 
     pub fn cap_pages(&self, size: usize) {
@@ -253,6 +268,43 @@ async fn list_events(
     let has_more = candidates.next().is_some();
     Json(json!({"object": "list", "url": "/v1/events", "has_more": has_more, "data": data}))
         .into_response()
+}
+
+async fn list_objects(
+    State(fake): State<FakeStripe>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    if let Some(f) = fake.record(&path, &headers, query.as_bytes()) {
+        return failure_response(f).await;
+    }
+    let params = parse_form(query.as_bytes());
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let inner = fake.inner.lock().unwrap();
+    let limit = get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(10)
+        .min(100);
+    let limit = if inner.page_cap > 0 {
+        limit.min(inner.page_cap)
+    } else {
+        limit
+    };
+    let all = inner.lists.get(&path).cloned().unwrap_or_default();
+    let mut rest = all
+        .into_iter()
+        .skip_while(|o| get("starting_after").is_some_and(|after| o["id"] != after.as_str()))
+        .skip(usize::from(get("starting_after").is_some()));
+    let data: Vec<Value> = rest.by_ref().take(limit).collect();
+    let has_more = rest.next().is_some();
+    Json(json!({"object": "list", "url": path, "has_more": has_more, "data": data})).into_response()
 }
 
 async fn create_customer(

@@ -97,3 +97,127 @@ async fn sync_events_appends_and_projects_missed_events_across_pages_and_a_rate_
             .unwrap();
     assert!(wide.window_exceeds_retention);
 }
+
+#[tokio::test]
+async fn reconcile_reports_each_drift_kind_and_a_repair_leaves_only_what_cannot_be_repaired() {
+    let fake = FakeStripe::start().await;
+    let app = TestApp::spawn().await;
+    let end = T0 + MONTH;
+    // Local: sub_a active, sub_c active (gone at Stripe), customers cus_a and cus_c.
+    for e in [
+        event(
+            "evt_rc_1",
+            "customer.created",
+            T0,
+            customer("cus_a", Some("user_a")),
+        ),
+        event(
+            "evt_rc_2",
+            "customer.subscription.created",
+            T0,
+            subscription("sub_a", "cus_a", "active", end, false),
+        ),
+        event("evt_rc_3", "customer.created", T0, customer("cus_c", None)),
+        event(
+            "evt_rc_4",
+            "customer.subscription.created",
+            T0,
+            subscription("sub_c", "cus_c", "active", end, false),
+        ),
+    ] {
+        assert_eq!(app.deliver(&e).await.status, 200);
+    }
+    // Stripe: sub_a is past_due with cancel_at_period_end (a missed update), sub_b is unknown
+    // locally (a missed creation); cus_a's email changed; cus_b is unknown locally.
+    let mut past_due = subscription("sub_a", "cus_a", "past_due", end, true);
+    past_due["latest_invoice"] = Value::Null;
+    fake.set_list(
+        "/v1/subscriptions",
+        vec![
+            past_due,
+            subscription("sub_b", "cus_b", "trialing", end, false),
+        ],
+    );
+    let mut cus_a = customer("cus_a", Some("user_a"));
+    cus_a["email"] = "new@example.com".into();
+    fake.set_list(
+        "/v1/customers",
+        vec![
+            cus_a,
+            customer("cus_b", Some("user_b")),
+            customer("cus_c", None),
+        ],
+    );
+    fake.cap_pages(1);
+    let client = StripeClient::new(
+        &fake.base_url,
+        SecretKey::parse("sk_test_rc0123").unwrap(),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+
+    let report = stripe_ledger::reconcile::reconcile(&app.db, &client, false)
+        .await
+        .unwrap();
+    let summary: Vec<(String, String, Option<&str>)> = report
+        .drift
+        .iter()
+        .map(|d| (d.id.clone(), d.problem.to_owned(), d.field))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("sub_a".to_owned(), "field".to_owned(), Some("status")),
+            (
+                "sub_a".to_owned(),
+                "field".to_owned(),
+                Some("cancel_at_period_end")
+            ),
+            ("sub_b".to_owned(), "missing_locally".to_owned(), None),
+            ("sub_c".to_owned(), "missing_at_stripe".to_owned(), None),
+            ("cus_a".to_owned(), "field".to_owned(), Some("email")),
+            ("cus_b".to_owned(), "missing_locally".to_owned(), None),
+        ]
+    );
+    assert_eq!(report.repaired, 0);
+    assert_eq!(
+        fake.requests("/v1/subscriptions").len(),
+        2,
+        "one object a page"
+    );
+
+    let repaired = stripe_ledger::reconcile::reconcile(&app.db, &client, true)
+        .await
+        .unwrap();
+    assert_eq!(repaired.repaired, 4);
+    assert_eq!(
+        app.get("/api/subscriptions/sub_a", Some(READ_TOKEN))
+            .await
+            .json["status"],
+        "past_due"
+    );
+    assert_eq!(
+        app.get("/api/subscriptions/sub_b", Some(READ_TOKEN))
+            .await
+            .json["status"],
+        "trialing"
+    );
+    let logged = app.audit("/api/audit/events?source=reconcile_repair").await;
+    assert_eq!(logged.json["data"].as_array().unwrap().len(), 4);
+
+    // Only what a repair cannot fix remains; repairing again appends nothing new.
+    let after = stripe_ledger::reconcile::reconcile(&app.db, &client, true)
+        .await
+        .unwrap();
+    let left: Vec<&str> = after.drift.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(left, ["sub_c"]);
+    assert_eq!(after.repaired, 0);
+    // A rebuild reproduces the repaired state: the same report.
+    stripe_ledger::projector::rebuild(&app.db, &Default::default())
+        .await
+        .unwrap();
+    let rebuilt = stripe_ledger::reconcile::reconcile(&app.db, &client, false)
+        .await
+        .unwrap();
+    assert_eq!(rebuilt.drift, after.drift);
+}

@@ -1,0 +1,295 @@
+//! Reconciliation: diff the read models against the objects the Stripe API lists, and repair
+//! drift by appending what Stripe says to the log (source `reconcile_repair`), never by editing
+//! read models. A repaired object is folded like any entry: its snapshot is the newest
+//! information, so the ordering rule lets it win unless the local state is terminal.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use ledger_projections::{CustomerView, Fact, SubscriptionView};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::Db;
+use crate::event_log::{self, AppendOutcome, Source, StorageError};
+use crate::projector::{self, state_from_json, Entry};
+use crate::stripe::client::{StripeClient, StripeError};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Drift {
+    pub kind: &'static str,
+    pub id: String,
+    /// `missing_locally`, `missing_at_stripe` or `field`.
+    pub problem: &'static str,
+    pub field: Option<&'static str>,
+    pub local: Option<Value>,
+    pub stripe: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileReport {
+    pub subscriptions_checked: usize,
+    pub customers_checked: usize,
+    pub drift: Vec<Drift>,
+    /// Objects appended to the log as repairs (0 without `repair`, or when nothing changed).
+    pub repaired: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Lists every object of a kind, following Stripe's pagination.
+async fn list_all(
+    client: &StripeClient,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Result<Vec<Value>, StripeError> {
+    let mut out = Vec::new();
+    let mut starting_after: Option<String> = None;
+    loop {
+        let mut query: Vec<(String, String)> = vec![("limit".into(), "100".into())];
+        query.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        if let Some(after) = &starting_after {
+            query.push(("starting_after".into(), after.clone()));
+        }
+        let page = client.get(path, &query).await?;
+        let data = page
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let has_more = page
+            .get("has_more")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        starting_after = data
+            .last()
+            .and_then(|o| o.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        out.extend(data);
+        if !has_more || starting_after.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn local_states(db: &Db, kind: &str) -> Result<BTreeMap<String, Fact>, StorageError> {
+    let mut out = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let q = crate::read_models::Query {
+            after_id: after.clone(),
+            limit: 100,
+            ..Default::default()
+        };
+        let page = crate::read_models::list(db, kind, &q).await?;
+        for json in &page.items {
+            let fact = state_from_json(kind, json)?;
+            out.insert(fact.id().to_owned(), fact);
+        }
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn subscription_drift(id: &str, local: &SubscriptionView, stripe: &SubscriptionView) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    let mut check = |field: &'static str, l: Value, s: Value| {
+        if l != s {
+            drift.push(Drift {
+                kind: "subscription",
+                id: id.to_owned(),
+                problem: "field",
+                field: Some(field),
+                local: Some(l),
+                stripe: Some(s),
+            });
+        }
+    };
+    check(
+        "status",
+        local.status.clone().into(),
+        stripe.status.clone().into(),
+    );
+    check(
+        "customer",
+        local.customer.clone().into(),
+        stripe.customer.clone().into(),
+    );
+    let items = |v: &SubscriptionView| -> Value {
+        v.items
+            .iter()
+            .map(|i| serde_json::json!({"price": i.price_id, "quantity": i.quantity}))
+            .collect()
+    };
+    check("items", items(local), items(stripe));
+    check(
+        "current_period_end",
+        local.current_period_end.into(),
+        stripe.current_period_end.into(),
+    );
+    check(
+        "cancel_at_period_end",
+        local.cancel_at_period_end.into(),
+        stripe.cancel_at_period_end.into(),
+    );
+    drift
+}
+
+/// Diffs subscriptions and customers; with `repair`, appends Stripe's version of every
+/// drifting or missing object to the log and projects it.
+pub async fn reconcile(
+    db: &Db,
+    client: &StripeClient,
+    repair: bool,
+) -> Result<ReconcileReport, ReconcileError> {
+    let mut report = ReconcileReport::default();
+    let mut to_repair: Vec<Value> = Vec::new();
+
+    let stripe_subs = list_all(client, "/v1/subscriptions", &[("status", "all")]).await?;
+    let mut local_subs = local_states(db, "subscription").await?;
+    report.subscriptions_checked = stripe_subs.len();
+    for object in &stripe_subs {
+        let Ok(stripe) = SubscriptionView::decode(object) else {
+            continue;
+        };
+        match local_subs.remove(&stripe.id) {
+            Some(Fact::Subscription(local)) if local.view().is_some() => {
+                let drift = subscription_drift(&stripe.id, local.view().expect("checked"), &stripe);
+                if !drift.is_empty() {
+                    to_repair.push(object.clone());
+                }
+                report.drift.extend(drift);
+            }
+            _ => {
+                report.drift.push(Drift {
+                    kind: "subscription",
+                    id: stripe.id.clone(),
+                    problem: "missing_locally",
+                    field: None,
+                    local: None,
+                    stripe: Some(stripe.status.clone().into()),
+                });
+                to_repair.push(object.clone());
+            }
+        }
+    }
+    for (id, fact) in local_subs {
+        if let Fact::Subscription(s) = fact {
+            if s.view().is_some() {
+                report.drift.push(Drift {
+                    kind: "subscription",
+                    id,
+                    problem: "missing_at_stripe",
+                    field: None,
+                    local: s.status().map(Value::from),
+                    stripe: None,
+                });
+            }
+        }
+    }
+
+    let stripe_customers = list_all(client, "/v1/customers", &[]).await?;
+    let mut local_customers = local_states(db, "customer").await?;
+    report.customers_checked = stripe_customers.len();
+    for object in &stripe_customers {
+        let Some(stripe) = CustomerView::decode(object, false) else {
+            continue;
+        };
+        match local_customers.remove(&stripe.id) {
+            Some(Fact::Customer(local)) => {
+                let local_view = local.snapshot.as_ref().map(|r| r.value().clone());
+                let mut drifted = false;
+                if local.deleted() {
+                    report.drift.push(Drift {
+                        kind: "customer",
+                        id: stripe.id.clone(),
+                        problem: "field",
+                        field: Some("deleted"),
+                        local: Some(true.into()),
+                        stripe: Some(false.into()),
+                    });
+                    drifted = true;
+                }
+                if let Some(v) = &local_view {
+                    if v.email != stripe.email {
+                        report.drift.push(Drift {
+                            kind: "customer",
+                            id: stripe.id.clone(),
+                            problem: "field",
+                            field: Some("email"),
+                            local: Some(v.email.clone().into()),
+                            stripe: Some(stripe.email.clone().into()),
+                        });
+                        drifted = true;
+                    }
+                }
+                if drifted {
+                    to_repair.push(object.clone());
+                }
+            }
+            _ => {
+                report.drift.push(Drift {
+                    kind: "customer",
+                    id: stripe.id.clone(),
+                    problem: "missing_locally",
+                    field: None,
+                    local: None,
+                    stripe: None,
+                });
+                to_repair.push(object.clone());
+            }
+        }
+    }
+    for (id, fact) in local_customers {
+        if let Fact::Customer(c) = fact {
+            // Stripe does not list deleted customers; a deleted one is in agreement.
+            if c.snapshot.is_some() && !c.deleted() {
+                report.drift.push(Drift {
+                    kind: "customer",
+                    id,
+                    problem: "missing_at_stripe",
+                    field: None,
+                    local: None,
+                    stripe: None,
+                });
+            }
+        }
+    }
+
+    if repair {
+        let now = Utc::now();
+        for object in &to_repair {
+            let entry = event_log::object_snapshot_entry(object, Source::ReconcileRepair, now)?;
+            if let AppendOutcome::Appended { position } = event_log::append(db, &entry).await? {
+                report.repaired += 1;
+                let e = Entry {
+                    position,
+                    event_id: entry.envelope.id.clone(),
+                    event_type: entry.envelope.event_type.clone(),
+                    created: entry.envelope.created,
+                    payload: entry.payload.clone(),
+                };
+                if let Some(Err(e)) = projector::project_each(db, &[e]).await.into_iter().next() {
+                    tracing::warn!(error = %e, "a repair could not be projected; it is a dead letter");
+                }
+            }
+        }
+    }
+    if !report.drift.is_empty() {
+        tracing::warn!(
+            drift = report.drift.len(),
+            repaired = report.repaired,
+            "reconciliation found drift"
+        );
+    }
+    Ok(report)
+}
