@@ -299,26 +299,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let report = crate::reconcile::reconcile(&db, &client, repair).await?;
             match format {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                OutputFormat::Text => {
-                    println!(
-                        "checked {} subscriptions, {} customers; {} drift item(s); {} repaired",
-                        report.subscriptions_checked,
-                        report.customers_checked,
-                        report.drift.len(),
-                        report.repaired
-                    );
-                    for d in &report.drift {
-                        println!(
-                            "{:<13} {:<28} {:<18} {:<22} local={} stripe={}",
-                            d.kind,
-                            d.id,
-                            d.problem,
-                            d.field.unwrap_or("-"),
-                            d.local.as_ref().map_or("-".into(), |v| v.to_string()),
-                            d.stripe.as_ref().map_or("-".into(), |v| v.to_string()),
-                        );
-                    }
-                }
+                OutputFormat::Text => print!("{}", crate::reconcile::render_text(&report)),
             }
             Ok(if report.drift.is_empty() {
                 ExitCode::SUCCESS

@@ -293,3 +293,30 @@ pub async fn reconcile(
     }
     Ok(report)
 }
+
+/// The text report of `stripe-ledger reconcile`.
+pub fn render_text(report: &ReconcileReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "checked {} subscriptions, {} customers; {} drift item(s); {} repaired",
+        report.subscriptions_checked,
+        report.customers_checked,
+        report.drift.len(),
+        report.repaired
+    );
+    for d in &report.drift {
+        let _ = writeln!(
+            out,
+            "{:<13} {:<28} {:<18} {:<22} local={} stripe={}",
+            d.kind,
+            d.id,
+            d.problem,
+            d.field.unwrap_or("-"),
+            d.local.as_ref().map_or("-".into(), |v| v.to_string()),
+            d.stripe.as_ref().map_or("-".into(), |v| v.to_string()),
+        );
+    }
+    out
+}

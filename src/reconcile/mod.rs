@@ -4,5 +4,5 @@
 pub mod diff;
 pub mod sync_events;
 
-pub use diff::{reconcile, Drift, ReconcileReport};
+pub use diff::{reconcile, render_text, Drift, ReconcileReport};
 pub use sync_events::{sync_events, SyncReport};

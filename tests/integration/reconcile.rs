@@ -185,6 +185,13 @@ async fn reconcile_reports_each_drift_kind_and_a_repair_leaves_only_what_cannot_
         2,
         "one object a page"
     );
+    crate::golden().bind(|| {
+        insta::assert_json_snapshot!("reconcile_report_json", report);
+        insta::assert_snapshot!(
+            "reconcile_report_text",
+            stripe_ledger::reconcile::render_text(&report)
+        );
+    });
 
     let repaired = stripe_ledger::reconcile::reconcile(&app.db, &client, true)
         .await
