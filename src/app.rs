@@ -135,6 +135,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let state = AppState::new(db.clone(), &config);
     let server = start(state, listener)?;
     let background = spawn_background(db.clone(), server.shutdown.subscribe());
+    let reconciliation = match &config.secret_key {
+        Some(key) => Some(spawn_reconciliation(
+            db.clone(),
+            key.clone(),
+            &config,
+            server.shutdown.subscribe(),
+        )?),
+        None => None,
+    };
     tracing::info!(
         addr = %server.addr,
         database = %db.backend(),
@@ -144,6 +153,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     server.run_until(shutdown_signal()).await?;
     let _ = background.await;
+    if let Some(r) = reconciliation {
+        let _ = r.await;
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -179,6 +191,44 @@ pub fn spawn_background(db: Db, mut stopped: watch::Receiver<bool>) -> JoinHandl
             }
         }
     })
+}
+
+/// Scheduled reconciliation and gap fill: every minute each instance asks for the lease; the
+/// one that gets it runs, and the lease keeps the others (and itself) off until the next
+/// interval.
+fn spawn_reconciliation(
+    db: Db,
+    key: crate::stripe::keys::SecretKey,
+    config: &ServeConfig,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let base = config
+        .billing
+        .as_ref()
+        .map(|b| b.api_base.clone())
+        .unwrap_or_else(|| crate::stripe::client::DEFAULT_API_BASE.to_owned());
+    let mode = key.mode();
+    let client =
+        crate::stripe::client::StripeClient::new(&base, key, std::time::Duration::from_secs(30))
+            .map_err(|e| anyhow::anyhow!(e))?;
+    let interval = config.reconcile_interval_secs;
+    let repair = config.reconcile_repair;
+    let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = tick.tick() => {
+                    match crate::reconcile::schedule::run_if_due(&db, &client, mode, repair, interval, &holder).await {
+                        Ok(Some(run)) => tracing::info!(run, "scheduled reconciliation finished"),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "scheduled reconciliation could not start"),
+                    }
+                }
+            }
+        }
+    }))
 }
 
 async fn shutdown_signal() {

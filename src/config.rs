@@ -128,6 +128,10 @@ pub struct ServeConfig {
     pub grace_period_days: u32,
     /// Checkout and the Customer Portal; `None` when `JWT_SECRET` is not set.
     pub billing: Option<BillingConfig>,
+    /// `RECONCILE_INTERVAL` (seconds; default one day). Scheduled only with a secret key.
+    pub reconcile_interval_secs: i64,
+    /// `RECONCILE_REPAIR`: scheduled runs append repairs, not only report.
+    pub reconcile_repair: bool,
 }
 
 /// What `POST /api/checkout` and `POST /api/billing-portal` need.
@@ -362,8 +366,31 @@ impl ServeConfig {
         }
 
         let billing = BillingConfig::from_lookup(env, secret_key.as_ref())?;
+        let reconcile_interval_secs = match env.get("RECONCILE_INTERVAL") {
+            None => 86_400,
+            Some(v) => crate::reconcile::sync_events::parse_window(&v)
+                .map_err(|e| ConfigError::new("RECONCILE_INTERVAL", e))?,
+        };
+        if reconcile_interval_secs < 60 {
+            return Err(ConfigError::new(
+                "RECONCILE_INTERVAL",
+                "must be at least 60 seconds",
+            ));
+        }
+        let reconcile_repair = match env.get("RECONCILE_REPAIR").as_deref().map(str::trim) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "RECONCILE_REPAIR",
+                    "must be true or false",
+                ))
+            }
+        };
 
         Ok(ServeConfig {
+            reconcile_interval_secs,
+            reconcile_repair,
             billing,
             grace_period_days,
             listen_addr,

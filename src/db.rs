@@ -262,6 +262,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0002_read_models.sql"),
         include_str!("../migrations/sqlite/0002_read_models.sql"),
     ),
+    (
+        3,
+        "reconciliation",
+        include_str!("../migrations/postgres/0003_reconciliation.sql"),
+        include_str!("../migrations/sqlite/0003_reconciliation.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

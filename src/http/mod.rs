@@ -25,6 +25,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit/events", get(audit::list_events))
         .route("/api/audit/events/{event_id}", get(audit::show_event))
         .route("/api/dead-letters", get(read_api::dead_letters))
+        .route("/api/reconciliations", get(read_api::reconciliations))
+        .route("/api/reconciliations/{id}", get(read_api::reconciliation))
         .route("/api/checkout", post(billing_api::checkout))
         .route("/api/billing-portal", post(billing_api::portal))
         .route("/api/config", get(billing_api::config))

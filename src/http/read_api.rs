@@ -245,3 +245,29 @@ pub async fn dead_letters(
     let letters = store::dead_letters(&state.db).await?;
     Ok(Json(json!({"data": letters, "next_cursor": null})))
 }
+
+/// `GET /api/reconciliations`: the latest scheduled runs, newest first (operations data).
+pub async fn reconciliations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.require(&headers, Scope::Audit)?;
+    let runs = crate::reconcile::schedule::runs(&state.db, 100).await?;
+    Ok(Json(json!({"data": runs, "next_cursor": null})))
+}
+
+/// `GET /api/reconciliations/{id}`: one run with its full report.
+pub async fn reconciliation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<crate::reconcile::schedule::Run>, ApiError> {
+    state.require(&headers, Scope::Audit)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_parameter", "the run id is a number"))?;
+    crate::reconcile::schedule::run(&state.db, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("reconciliation_not_found", "no run with that id"))
+}

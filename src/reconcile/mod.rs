@@ -2,6 +2,7 @@
 //! is appended to the log first, then folded like every other entry.
 
 pub mod diff;
+pub mod schedule;
 pub mod sync_events;
 
 pub use diff::{reconcile, render_text, Drift, ReconcileReport};

@@ -228,3 +228,55 @@ async fn reconcile_reports_each_drift_kind_and_a_repair_leaves_only_what_cannot_
         .unwrap();
     assert_eq!(rebuilt.drift, after.drift);
 }
+
+#[tokio::test]
+async fn two_instances_due_at_once_run_the_scheduled_reconciliation_once() {
+    let fake = FakeStripe::start().await;
+    fake.set_list(
+        "/v1/subscriptions",
+        vec![subscription("sub_s", "cus_s", "active", T0 + MONTH, false)],
+    );
+    let database = crate::helpers::TestDatabase::create().await;
+    let a = TestApp::builder().database(database.clone()).spawn().await;
+    let b = TestApp::builder()
+        .database(database.clone())
+        .env("STRIPE_WEBHOOK_SECRET", &a.secret)
+        .spawn()
+        .await;
+    let client = StripeClient::new(
+        &fake.base_url,
+        SecretKey::parse("sk_test_sched0123").unwrap(),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    use stripe_ledger::reconcile::schedule::run_if_due;
+    let (ra, rb) = tokio::join!(
+        run_if_due(&a.db, &client, Mode::Test, false, 86_400, "instance-a"),
+        run_if_due(&b.db, &client, Mode::Test, false, 86_400, "instance-b"),
+    );
+    let ran: Vec<i64> = [ra.unwrap(), rb.unwrap()].into_iter().flatten().collect();
+    assert_eq!(ran.len(), 1, "exactly one instance runs it");
+    // Still leased for this interval: nobody runs it again.
+    assert_eq!(
+        run_if_due(&a.db, &client, Mode::Test, false, 86_400, "instance-a")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let list = a.audit("/api/reconciliations").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(list.json["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list.json["data"][0]["status"], "succeeded");
+    assert_eq!(
+        list.json["data"][0]["drift_count"], 1,
+        "sub_s is missing locally"
+    );
+    let one = a.audit(&format!("/api/reconciliations/{}", ran[0])).await;
+    assert_eq!(one.json["report"]["reconcile"]["drift"][0]["id"], "sub_s");
+    assert_eq!(
+        a.get("/api/reconciliations", Some(READ_TOKEN)).await.status,
+        403
+    );
+    assert_eq!(a.audit("/api/reconciliations/999").await.status, 404);
+}
