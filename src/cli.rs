@@ -51,6 +51,9 @@ pub enum Command {
         repair: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
+        /// Which objects: subscriptions, customers (comma-separated).
+        #[arg(long, default_value = "subscriptions,customers")]
+        objects: String,
     },
     /// Append every event from Stripe's `GET /v1/events` that the log lacks (missed webhooks).
     SyncEvents {
@@ -80,8 +83,11 @@ pub struct RebuildArgs {
 pub enum DeadLettersCommand {
     /// List dead letters with their error and attempt count.
     List,
-    /// Re-project every dead letter (a success clears it).
-    Retry,
+    /// Re-project dead letters (a success clears the entry): all, or one event.
+    Retry {
+        /// Only this event.
+        event_id: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -278,8 +284,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let letters = crate::projector::store::dead_letters(&db).await?;
                     println!("{}", serde_json::to_string_pretty(&letters)?);
                 }
-                DeadLettersCommand::Retry => {
-                    let (retried, failing) = crate::projector::retry_dead_letters(&db).await?;
+                DeadLettersCommand::Retry { event_id } => {
+                    let (retried, failing) = match event_id {
+                        None => crate::projector::retry_dead_letters(&db).await?,
+                        Some(id) => crate::projector::retry_dead_letter(&db, &id).await?,
+                    };
                     println!("retried {retried}, still failing {failing}");
                     if failing > 0 {
                         return Ok(ExitCode::FAILURE);
@@ -288,7 +297,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reconcile { repair, format } => {
+        Command::Reconcile {
+            repair,
+            format,
+            objects,
+        } => {
+            let objects = crate::reconcile::Objects::parse(&objects)
+                .map_err(|e| anyhow::anyhow!("--objects: {e}"))?;
             let Some((client, _mode)) = stripe_client()? else {
                 return Ok(ExitCode::from(2));
             };
@@ -296,7 +311,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(db) => db,
                 Err(code) => return Ok(code),
             };
-            let report = crate::reconcile::reconcile(&db, &client, repair).await?;
+            let report = crate::reconcile::reconcile_objects(&db, &client, repair, objects).await?;
             match format {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 OutputFormat::Text => print!("{}", crate::reconcile::render_text(&report)),

@@ -311,6 +311,17 @@ pub async fn retry_dead_letters(db: &Db) -> Result<(usize, usize), StorageError>
     Ok((dead.len(), failing))
 }
 
+/// Re-projects one logged event (whether or not it is a dead letter). Returns (1, 0) on
+/// success, (1, 1) when it still fails, (0, 0) when the log has no such event.
+pub async fn retry_dead_letter(db: &Db, event_id: &str) -> Result<(usize, usize), StorageError> {
+    let Some(stored) = crate::event_log::get(db, event_id).await? else {
+        return Ok((0, 0));
+    };
+    let entry = Entry::from(&stored);
+    let failed = project_each(db, std::slice::from_ref(&entry)).await[0].is_err();
+    Ok((1, usize::from(failed)))
+}
+
 impl From<&crate::event_log::StoredEvent> for Entry {
     fn from(e: &crate::event_log::StoredEvent) -> Self {
         Entry {

@@ -151,120 +151,174 @@ pub async fn reconcile(
     client: &StripeClient,
     repair: bool,
 ) -> Result<ReconcileReport, ReconcileError> {
+    reconcile_objects(db, client, repair, Objects::default()).await
+}
+
+/// Which objects to reconcile.
+#[derive(Debug, Clone, Copy)]
+pub struct Objects {
+    pub subscriptions: bool,
+    pub customers: bool,
+}
+
+impl Default for Objects {
+    fn default() -> Self {
+        Objects {
+            subscriptions: true,
+            customers: true,
+        }
+    }
+}
+
+impl Objects {
+    /// Parses `subscriptions,customers` (either or both).
+    pub fn parse(list: &str) -> Result<Objects, String> {
+        let mut objects = Objects {
+            subscriptions: false,
+            customers: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "subscriptions" | "subscription" => objects.subscriptions = true,
+                "customers" | "customer" => objects.customers = true,
+                other => {
+                    return Err(format!(
+                        "unknown object `{other}`; expected subscriptions, customers"
+                    ))
+                }
+            }
+        }
+        if !objects.subscriptions && !objects.customers {
+            return Err("name at least one of subscriptions, customers".to_owned());
+        }
+        Ok(objects)
+    }
+}
+
+/// [`reconcile`] limited to some kinds of objects.
+pub async fn reconcile_objects(
+    db: &Db,
+    client: &StripeClient,
+    repair: bool,
+    objects: Objects,
+) -> Result<ReconcileReport, ReconcileError> {
     let mut report = ReconcileReport::default();
     let mut to_repair: Vec<Value> = Vec::new();
 
-    let stripe_subs = list_all(client, "/v1/subscriptions", &[("status", "all")]).await?;
-    let mut local_subs = local_states(db, "subscription").await?;
-    report.subscriptions_checked = stripe_subs.len();
-    for object in &stripe_subs {
-        let Ok(stripe) = SubscriptionView::decode(object) else {
-            continue;
-        };
-        match local_subs.remove(&stripe.id) {
-            Some(Fact::Subscription(local)) if local.view().is_some() => {
-                let drift = subscription_drift(&stripe.id, local.view().expect("checked"), &stripe);
-                if !drift.is_empty() {
+    if objects.subscriptions {
+        let stripe_subs = list_all(client, "/v1/subscriptions", &[("status", "all")]).await?;
+        let mut local_subs = local_states(db, "subscription").await?;
+        report.subscriptions_checked = stripe_subs.len();
+        for object in &stripe_subs {
+            let Ok(stripe) = SubscriptionView::decode(object) else {
+                continue;
+            };
+            match local_subs.remove(&stripe.id) {
+                Some(Fact::Subscription(local)) if local.view().is_some() => {
+                    let drift =
+                        subscription_drift(&stripe.id, local.view().expect("checked"), &stripe);
+                    if !drift.is_empty() {
+                        to_repair.push(object.clone());
+                    }
+                    report.drift.extend(drift);
+                }
+                _ => {
+                    report.drift.push(Drift {
+                        kind: "subscription",
+                        id: stripe.id.clone(),
+                        problem: "missing_locally",
+                        field: None,
+                        local: None,
+                        stripe: Some(stripe.status.clone().into()),
+                    });
                     to_repair.push(object.clone());
                 }
-                report.drift.extend(drift);
-            }
-            _ => {
-                report.drift.push(Drift {
-                    kind: "subscription",
-                    id: stripe.id.clone(),
-                    problem: "missing_locally",
-                    field: None,
-                    local: None,
-                    stripe: Some(stripe.status.clone().into()),
-                });
-                to_repair.push(object.clone());
             }
         }
-    }
-    for (id, fact) in local_subs {
-        if let Fact::Subscription(s) = fact {
-            if s.view().is_some() {
-                report.drift.push(Drift {
-                    kind: "subscription",
-                    id,
-                    problem: "missing_at_stripe",
-                    field: None,
-                    local: s.status().map(Value::from),
-                    stripe: None,
-                });
-            }
-        }
-    }
-
-    let stripe_customers = list_all(client, "/v1/customers", &[]).await?;
-    let mut local_customers = local_states(db, "customer").await?;
-    report.customers_checked = stripe_customers.len();
-    for object in &stripe_customers {
-        let Some(stripe) = CustomerView::decode(object, false) else {
-            continue;
-        };
-        match local_customers.remove(&stripe.id) {
-            Some(Fact::Customer(local)) => {
-                let local_view = local.snapshot.as_ref().map(|r| r.value().clone());
-                let mut drifted = false;
-                if local.deleted() {
+        for (id, fact) in local_subs {
+            if let Fact::Subscription(s) = fact {
+                if s.view().is_some() {
                     report.drift.push(Drift {
-                        kind: "customer",
-                        id: stripe.id.clone(),
-                        problem: "field",
-                        field: Some("deleted"),
-                        local: Some(true.into()),
-                        stripe: Some(false.into()),
+                        kind: "subscription",
+                        id,
+                        problem: "missing_at_stripe",
+                        field: None,
+                        local: s.status().map(Value::from),
+                        stripe: None,
                     });
-                    drifted = true;
                 }
-                if let Some(v) = &local_view {
-                    if v.email != stripe.email {
+            }
+        }
+    }
+    if objects.customers {
+        let stripe_customers = list_all(client, "/v1/customers", &[]).await?;
+        let mut local_customers = local_states(db, "customer").await?;
+        report.customers_checked = stripe_customers.len();
+        for object in &stripe_customers {
+            let Some(stripe) = CustomerView::decode(object, false) else {
+                continue;
+            };
+            match local_customers.remove(&stripe.id) {
+                Some(Fact::Customer(local)) => {
+                    let local_view = local.snapshot.as_ref().map(|r| r.value().clone());
+                    let mut drifted = false;
+                    if local.deleted() {
                         report.drift.push(Drift {
                             kind: "customer",
                             id: stripe.id.clone(),
                             problem: "field",
-                            field: Some("email"),
-                            local: Some(v.email.clone().into()),
-                            stripe: Some(stripe.email.clone().into()),
+                            field: Some("deleted"),
+                            local: Some(true.into()),
+                            stripe: Some(false.into()),
                         });
                         drifted = true;
                     }
+                    if let Some(v) = &local_view {
+                        if v.email != stripe.email {
+                            report.drift.push(Drift {
+                                kind: "customer",
+                                id: stripe.id.clone(),
+                                problem: "field",
+                                field: Some("email"),
+                                local: Some(v.email.clone().into()),
+                                stripe: Some(stripe.email.clone().into()),
+                            });
+                            drifted = true;
+                        }
+                    }
+                    if drifted {
+                        to_repair.push(object.clone());
+                    }
                 }
-                if drifted {
+                _ => {
+                    report.drift.push(Drift {
+                        kind: "customer",
+                        id: stripe.id.clone(),
+                        problem: "missing_locally",
+                        field: None,
+                        local: None,
+                        stripe: None,
+                    });
                     to_repair.push(object.clone());
                 }
             }
-            _ => {
-                report.drift.push(Drift {
-                    kind: "customer",
-                    id: stripe.id.clone(),
-                    problem: "missing_locally",
-                    field: None,
-                    local: None,
-                    stripe: None,
-                });
-                to_repair.push(object.clone());
+        }
+        for (id, fact) in local_customers {
+            if let Fact::Customer(c) = fact {
+                // Stripe does not list deleted customers; a deleted one is in agreement.
+                if c.snapshot.is_some() && !c.deleted() {
+                    report.drift.push(Drift {
+                        kind: "customer",
+                        id,
+                        problem: "missing_at_stripe",
+                        field: None,
+                        local: None,
+                        stripe: None,
+                    });
+                }
             }
         }
     }
-    for (id, fact) in local_customers {
-        if let Fact::Customer(c) = fact {
-            // Stripe does not list deleted customers; a deleted one is in agreement.
-            if c.snapshot.is_some() && !c.deleted() {
-                report.drift.push(Drift {
-                    kind: "customer",
-                    id,
-                    problem: "missing_at_stripe",
-                    field: None,
-                    local: None,
-                    stripe: None,
-                });
-            }
-        }
-    }
-
     if repair {
         let now = Utc::now();
         for object in &to_repair {

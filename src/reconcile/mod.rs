@@ -5,5 +5,5 @@ pub mod diff;
 pub mod schedule;
 pub mod sync_events;
 
-pub use diff::{reconcile, render_text, Drift, ReconcileReport};
+pub use diff::{reconcile, reconcile_objects, render_text, Drift, Objects, ReconcileReport};
 pub use sync_events::{sync_events, SyncReport};

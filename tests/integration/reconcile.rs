@@ -154,7 +154,19 @@ async fn reconcile_reports_each_drift_kind_and_a_repair_leaves_only_what_cannot_
         SecretKey::parse("sk_test_rc0123").unwrap(),
         std::time::Duration::from_secs(5),
     )
-    .unwrap();
+    .unwrap()
+    .with_backoff(std::time::Duration::from_millis(10));
+    // A rate limit in the middle of reconciliation (the customer listing, after the
+    // subscriptions), refused once and retried.
+    fake.fail_next(
+        "/v1/customers",
+        Failure {
+            status: 429,
+            body: serde_json::json!({"error": {"type": "rate_limit_error", "message": "slow down"}}),
+            headers: vec![("retry-after", "0".into())],
+            delay_ms: 0,
+        },
+    );
 
     let report = stripe_ledger::reconcile::reconcile(&app.db, &client, false)
         .await
@@ -184,6 +196,11 @@ async fn reconcile_reports_each_drift_kind_and_a_repair_leaves_only_what_cannot_
         fake.requests("/v1/subscriptions").len(),
         2,
         "one object a page"
+    );
+    assert_eq!(
+        fake.requests("/v1/customers").len(),
+        4,
+        "3 pages and one retried 429"
     );
     crate::golden().bind(|| {
         insta::assert_json_snapshot!("reconcile_report_json", report);
@@ -279,4 +296,15 @@ async fn two_instances_due_at_once_run_the_scheduled_reconciliation_once() {
         403
     );
     assert_eq!(a.audit("/api/reconciliations/999").await.status, 404);
+}
+
+#[test]
+fn reconcile_objects_are_parsed_and_unknown_ones_refused() {
+    use stripe_ledger::reconcile::Objects;
+    let both = Objects::parse("subscriptions,customers").unwrap();
+    assert!(both.subscriptions && both.customers);
+    let subs = Objects::parse("subscriptions").unwrap();
+    assert!(subs.subscriptions && !subs.customers);
+    assert!(Objects::parse("invoices").is_err());
+    assert!(Objects::parse("").is_err());
 }
