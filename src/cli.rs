@@ -83,9 +83,13 @@ pub struct RebuildArgs {
 pub enum DeadLettersCommand {
     /// List dead letters with their error and attempt count.
     List,
-    /// Re-project dead letters (a success clears the entry): all, or one event.
+    /// Re-project dead letters (a success clears the entry): `--all`, or one event.
     Retry {
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "event_id")]
+        all: bool,
         /// Only this event.
+        #[arg(required_unless_present = "all")]
         event_id: Option<String>,
     },
 }
@@ -284,7 +288,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let letters = crate::projector::store::dead_letters(&db).await?;
                     println!("{}", serde_json::to_string_pretty(&letters)?);
                 }
-                DeadLettersCommand::Retry { event_id } => {
+                DeadLettersCommand::Retry { all: _, event_id } => {
                     let (retried, failing) = match event_id {
                         None => crate::projector::retry_dead_letters(&db).await?,
                         Some(id) => crate::projector::retry_dead_letter(&db, &id).await?,

@@ -73,6 +73,13 @@ async fn list_all(
             .and_then(Value::as_str)
             .map(str::to_owned);
         out.extend(data);
+        // Progress for an operator at a terminal; nothing in logs or pipes.
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprint!("\rlisted {} from {path}   ", out.len());
+            if !has_more {
+                eprintln!();
+            }
+        }
         if !has_more || starting_after.is_none() {
             return Ok(out);
         }

@@ -131,6 +131,9 @@ async fn reconcile_reports_each_drift_kind_and_a_repair_leaves_only_what_cannot_
     // locally (a missed creation); cus_a's email changed; cus_b is unknown locally.
     let mut past_due = subscription("sub_a", "cus_a", "past_due", end, true);
     past_due["latest_invoice"] = Value::Null;
+    // ...and its quantity and period end moved on (an upgrade and a renewal we missed).
+    past_due["items"]["data"][0]["quantity"] = 2.into();
+    past_due["items"]["data"][0]["current_period_end"] = (end + MONTH).into();
     fake.set_list(
         "/v1/subscriptions",
         vec![
@@ -180,6 +183,12 @@ async fn reconcile_reports_each_drift_kind_and_a_repair_leaves_only_what_cannot_
         summary,
         vec![
             ("sub_a".to_owned(), "field".to_owned(), Some("status")),
+            ("sub_a".to_owned(), "field".to_owned(), Some("items")),
+            (
+                "sub_a".to_owned(),
+                "field".to_owned(),
+                Some("current_period_end")
+            ),
             (
                 "sub_a".to_owned(),
                 "field".to_owned(),
