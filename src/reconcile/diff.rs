@@ -43,49 +43,6 @@ pub enum ReconcileError {
     Storage(#[from] StorageError),
 }
 
-/// Lists every object of a kind, following Stripe's pagination.
-async fn list_all(
-    client: &StripeClient,
-    path: &str,
-    extra: &[(&str, &str)],
-) -> Result<Vec<Value>, StripeError> {
-    let mut out = Vec::new();
-    let mut starting_after: Option<String> = None;
-    loop {
-        let mut query: Vec<(String, String)> = vec![("limit".into(), "100".into())];
-        query.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        if let Some(after) = &starting_after {
-            query.push(("starting_after".into(), after.clone()));
-        }
-        let page = client.get(path, &query).await?;
-        let data = page
-            .get("data")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let has_more = page
-            .get("has_more")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        starting_after = data
-            .last()
-            .and_then(|o| o.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        out.extend(data);
-        // Progress for an operator at a terminal; nothing in logs or pipes.
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprint!("\rlisted {} from {path}   ", out.len());
-            if !has_more {
-                eprintln!();
-            }
-        }
-        if !has_more || starting_after.is_none() {
-            return Ok(out);
-        }
-    }
-}
-
 async fn local_states(db: &Db, kind: &str) -> Result<BTreeMap<String, Fact>, StorageError> {
     let mut out = BTreeMap::new();
     let mut after = None;
@@ -213,7 +170,9 @@ pub async fn reconcile_objects(
     let mut to_repair: Vec<Value> = Vec::new();
 
     if objects.subscriptions {
-        let stripe_subs = list_all(client, "/v1/subscriptions", &[("status", "all")]).await?;
+        let stripe_subs = client
+            .list_all("/v1/subscriptions", &[("status", "all")])
+            .await?;
         let mut local_subs = local_states(db, "subscription").await?;
         report.subscriptions_checked = stripe_subs.len();
         for object in &stripe_subs {
@@ -258,7 +217,7 @@ pub async fn reconcile_objects(
         }
     }
     if objects.customers {
-        let stripe_customers = list_all(client, "/v1/customers", &[]).await?;
+        let stripe_customers = client.list_all("/v1/customers", &[]).await?;
         let mut local_customers = local_states(db, "customer").await?;
         report.customers_checked = stripe_customers.len();
         for object in &stripe_customers {

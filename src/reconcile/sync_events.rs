@@ -6,7 +6,6 @@
 
 use chrono::Utc;
 use ledger_projections::Envelope;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::db::Db;
@@ -57,36 +56,10 @@ pub async fn sync_events(
             "sync-events window reaches past Stripe's 30-day event retention"
         );
     }
-    let mut listed: Vec<Value> = Vec::new();
-    let mut starting_after: Option<String> = None;
-    loop {
-        let mut query = vec![
-            ("limit".to_owned(), "100".to_owned()),
-            ("created[gte]".to_owned(), since.to_string()),
-        ];
-        if let Some(after) = &starting_after {
-            query.push(("starting_after".to_owned(), after.clone()));
-        }
-        let page = client.get("/v1/events", &query).await?;
-        let data = page
-            .get("data")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let has_more = page
-            .get("has_more")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        starting_after = data
-            .last()
-            .and_then(|e| e.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        listed.extend(data);
-        if !has_more || starting_after.is_none() {
-            break;
-        }
-    }
+    let since_param = since.to_string();
+    let mut listed = client
+        .list_all("/v1/events", &[("created[gte]", since_param.as_str())])
+        .await?;
     report.listed = listed.len();
     // Stripe lists newest first; the log should receive them oldest first.
     listed.reverse();

@@ -105,6 +105,50 @@ impl StripeClient {
         self.send(reqwest::Method::GET, path, query, None).await
     }
 
+    /// Every object of a list endpoint, following `has_more` / `starting_after` (100 a page;
+    /// each page retried like any request). Shows progress when stderr is a terminal.
+    pub async fn list_all(
+        &self,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Vec<Value>, StripeError> {
+        let mut out = Vec::new();
+        let mut starting_after: Option<String> = None;
+        loop {
+            let mut query: Vec<(String, String)> = vec![("limit".into(), "100".into())];
+            query.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            if let Some(after) = &starting_after {
+                query.push(("starting_after".into(), after.clone()));
+            }
+            let page = self.get(path, &query).await?;
+            let data = page
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let has_more = page
+                .get("has_more")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            starting_after = data
+                .last()
+                .and_then(|o| o.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            out.extend(data);
+            // Progress for an operator at a terminal; nothing in logs or pipes.
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprint!("\rlisted {} from {path}   ", out.len());
+                if !has_more {
+                    eprintln!();
+                }
+            }
+            if !has_more || starting_after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,

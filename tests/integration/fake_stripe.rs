@@ -238,36 +238,17 @@ async fn list_events(
         return failure_response(f).await;
     }
     let params = parse_form(query.as_bytes());
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    let inner = fake.inner.lock().unwrap();
-    let limit = get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(10)
-        .min(100);
-    let limit = if inner.page_cap > 0 {
-        limit.min(inner.page_cap)
-    } else {
-        limit
-    };
-    let since = get("created[gte]")
+    let since = param(&params, "created[gte]")
         .and_then(|c| c.parse::<i64>().ok())
         .unwrap_or(0);
-    let mut candidates = inner
+    let inner = fake.inner.lock().unwrap();
+    let events = inner
         .events
         .iter()
         .filter(|e| e["created"].as_i64().unwrap_or(0) >= since)
-        .skip_while(|e| get("starting_after").is_some_and(|after| e["id"] != after.as_str()))
-        .skip(usize::from(get("starting_after").is_some()))
-        .cloned();
-    let data: Vec<Value> = candidates.by_ref().take(limit).collect();
-    let has_more = candidates.next().is_some();
-    Json(json!({"object": "list", "url": "/v1/events", "has_more": has_more, "data": data}))
-        .into_response()
+        .cloned()
+        .collect();
+    paginate("/v1/events", events, &params, inner.page_cap)
 }
 
 async fn list_objects(
@@ -281,27 +262,35 @@ async fn list_objects(
         return failure_response(f).await;
     }
     let params = parse_form(query.as_bytes());
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
     let inner = fake.inner.lock().unwrap();
-    let limit = get("limit")
+    let objects = inner.lists.get(&path).cloned().unwrap_or_default();
+    paginate(&path, objects, &params, inner.page_cap)
+}
+
+fn param(params: &[(String, String)], name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Stripe's list pagination: `limit` (capped by `page_cap` when set), `starting_after`,
+/// `has_more`.
+fn paginate(path: &str, all: Vec<Value>, params: &[(String, String)], page_cap: usize) -> Response {
+    let limit = param(params, "limit")
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(10)
         .min(100);
-    let limit = if inner.page_cap > 0 {
-        limit.min(inner.page_cap)
+    let limit = if page_cap > 0 {
+        limit.min(page_cap)
     } else {
         limit
     };
-    let all = inner.lists.get(&path).cloned().unwrap_or_default();
+    let after = param(params, "starting_after");
     let mut rest = all
         .into_iter()
-        .skip_while(|o| get("starting_after").is_some_and(|after| o["id"] != after.as_str()))
-        .skip(usize::from(get("starting_after").is_some()));
+        .skip_while(|o| after.as_deref().is_some_and(|a| o["id"] != a))
+        .skip(usize::from(after.is_some()));
     let data: Vec<Value> = rest.by_ref().take(limit).collect();
     let has_more = rest.next().is_some();
     Json(json!({"object": "list", "url": path, "has_more": has_more, "data": data})).into_response()
