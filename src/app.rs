@@ -1,7 +1,9 @@
 //! The application: shared state, and starting and stopping the HTTP server.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::http::HeaderMap;
@@ -14,6 +16,8 @@ use crate::config::{ServeConfig, WebhookConfig};
 use crate::db::Db;
 use crate::http::{self, ApiError};
 use crate::ingest::Writer;
+use crate::metrics::Metrics;
+use crate::outbox::mail::Mailer;
 
 /// Unix seconds. Injectable so tests can check the timestamp tolerance at exact boundaries.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -33,6 +37,15 @@ pub struct AppState {
     pub grace_period_secs: i64,
     /// Checkout and portal; `None` when not configured.
     pub billing: Option<Arc<crate::billing::Billing>>,
+    pub metrics: Arc<Metrics>,
+    /// The outbox's transport (SMTP, or the log).
+    pub mailer: Arc<Mailer>,
+    /// Linked from payment-failure emails without a hosted invoice page.
+    pub billing_url: Option<String>,
+    /// How long a stop waits for in-flight work before answering 503.
+    pub shutdown_timeout: Duration,
+    /// Set when a stop begins: `/readyz` then says 503 so load balancers move on.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -45,6 +58,13 @@ impl AppState {
         });
         AppState {
             billing,
+            metrics: Arc::new(Metrics::new()),
+            mailer: Arc::new(
+                Mailer::new(&config.mail).expect("SMTP_URL was checked with the configuration"),
+            ),
+            billing_url: config.mail.billing_url.clone(),
+            shutdown_timeout: config.shutdown_timeout,
+            draining: Arc::new(AtomicBool::new(false)),
             writer: Writer::start(db.clone(), config.webhook.seen_cache_size),
             db,
             webhook: Arc::new(config.webhook.clone()),
@@ -75,24 +95,43 @@ impl AppState {
 pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    /// Flipped when the shutdown deadline passes: requests still running answer 503.
+    deadline: watch::Sender<bool>,
+    timeout: Duration,
+    draining: Arc<AtomicBool>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
-impl RunningServer {
-    /// Stops accepting connections, lets in-flight requests finish, and waits.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
-        self.task.await.context("server task panicked")??;
-        Ok(())
-    }
+/// After the deadline, the requests cut short need a moment to write their 503s.
+const AFTER_DEADLINE: Duration = Duration::from_secs(2);
 
-    /// Waits until `signal` resolves, then shuts down gracefully.
-    pub async fn run_until(
-        self,
-        signal: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
-        signal.await;
-        self.shutdown().await
+impl RunningServer {
+    /// Stops accepting connections and lets in-flight requests finish; those still running
+    /// at the deadline are answered 503 (Stripe retries them), and the server is done.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.draining.store(true, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        let finished = tokio::time::timeout(self.timeout, &mut self.task).await;
+        let result = match finished {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_secs = self.timeout.as_secs(),
+                    "requests still running at the shutdown deadline are answered 503"
+                );
+                let _ = self.deadline.send(true);
+                match tokio::time::timeout(AFTER_DEADLINE, &mut self.task).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        self.task.abort();
+                        tracing::warn!("connections still open after the deadline were closed");
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        result.context("server task panicked")??;
+        Ok(())
     }
 }
 
@@ -100,7 +139,10 @@ impl RunningServer {
 pub fn start(state: AppState, listener: TcpListener) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (shutdown, mut stopped) = watch::channel(false);
-    let router = http::router(state);
+    let (deadline, deadline_passed) = watch::channel(false);
+    let timeout = state.shutdown_timeout;
+    let draining = state.draining.clone();
+    let router = http::router(state, deadline_passed);
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -111,6 +153,9 @@ pub fn start(state: AppState, listener: TcpListener) -> anyhow::Result<RunningSe
     Ok(RunningServer {
         addr,
         shutdown,
+        deadline,
+        timeout,
+        draining,
         task,
     })
 }
@@ -133,8 +178,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {} (LISTEN_ADDR)", config.listen_addr))?;
     let state = AppState::new(db.clone(), &config);
+    let metrics = state.metrics.clone();
+    let mailer = state.mailer.clone();
+    let billing_url = state.billing_url.clone();
     let server = start(state, listener)?;
-    let background = spawn_background(db.clone(), server.shutdown.subscribe());
+    let outbox = crate::outbox::spawn_worker(
+        db.clone(),
+        mailer,
+        billing_url,
+        metrics.clone(),
+        config.outbox_interval,
+        server.shutdown.subscribe(),
+    );
+    let background = spawn_background(db.clone(), metrics, server.shutdown.subscribe());
     let reconciliation = match &config.secret_key {
         Some(key) => Some(spawn_reconciliation(
             db.clone(),
@@ -149,12 +205,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         database = %db.backend(),
         mode = %config.webhook.mode,
         webhook_secrets = config.webhook.secrets.len(),
+        email = if config.mail.smtp_url.is_some() { "smtp" } else { "log" },
         "stripe-ledger listening"
     );
-    server.run_until(shutdown_signal()).await?;
-    let _ = background.await;
-    if let Some(r) = reconciliation {
-        let _ = r.await;
+    shutdown_signal().await;
+    let stopping = std::time::Instant::now();
+    server.shutdown().await?;
+    // Jobs were told to stop together with the server and finish the run they are in; all of
+    // it is resumable (claims and leases lapse, checkpoints hold), so past the deadline we go.
+    let remaining = config
+        .shutdown_timeout
+        .saturating_sub(stopping.elapsed())
+        .max(Duration::from_secs(1));
+    let jobs = async {
+        let _ = background.await;
+        let _ = outbox.await;
+        if let Some(r) = reconciliation {
+            let _ = r.await;
+        }
+    };
+    if tokio::time::timeout(remaining, jobs).await.is_err() {
+        tracing::warn!("background jobs still running at the shutdown deadline were abandoned; they resume on the next start");
     }
     db.close().await;
     tracing::info!("stopped");
@@ -168,7 +239,11 @@ const RETRY_DEAD_LETTERS_EVERY: std::time::Duration = std::time::Duration::from_
 
 /// The projector's background jobs: catch-up (at start and then periodically) and the
 /// dead-letter retrier. Both are idempotent, so several instances may run them at once.
-pub fn spawn_background(db: Db, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn_background(
+    db: Db,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
         let mut retry = tokio::time::interval(RETRY_DEAD_LETTERS_EVERY);
@@ -178,6 +253,7 @@ pub fn spawn_background(db: Db, mut stopped: watch::Receiver<bool>) -> JoinHandl
                 _ = stopped.changed() => return,
                 _ = catch_up.tick() => match crate::projector::catch_up(&db).await {
                     Ok(r) if r.projected + r.failed > 0 => {
+                        metrics.projection_failed("catch_up", r.failed as u64);
                         tracing::info!(projected = r.projected, failed = r.failed, position = r.position, "catch-up projected log entries");
                     }
                     Ok(_) => {}
@@ -185,7 +261,10 @@ pub fn spawn_background(db: Db, mut stopped: watch::Receiver<bool>) -> JoinHandl
                 },
                 _ = retry.tick() => match crate::projector::retry_dead_letters(&db).await {
                     Ok((0, _)) => {}
-                    Ok((retried, failing)) => tracing::info!(retried, failing, "dead letters retried"),
+                    Ok((retried, failing)) => {
+                        metrics.projection_failed("retry", failing as u64);
+                        tracing::info!(retried, failing, "dead letters retried");
+                    }
                     Err(e) => tracing::warn!(error = %e, "dead-letter retry failed; will retry"),
                 },
             }

@@ -11,6 +11,8 @@ pub enum Scope {
     Read,
     /// The raw event log and operations data.
     Audit,
+    /// `GET /metrics`, for the Prometheus scraper.
+    Metrics,
 }
 
 impl Scope {
@@ -18,6 +20,7 @@ impl Scope {
         match self {
             Scope::Read => "read",
             Scope::Audit => "audit",
+            Scope::Metrics => "metrics",
         }
     }
 
@@ -25,6 +28,7 @@ impl Scope {
         match s {
             "read" => Some(Scope::Read),
             "audit" => Some(Scope::Audit),
+            "metrics" => Some(Scope::Metrics),
             _ => None,
         }
     }
@@ -51,7 +55,7 @@ impl std::fmt::Debug for ApiTokens {
 pub enum TokensError {
     #[error("entry #{0} is not `scope:token`")]
     NotAPair(usize),
-    #[error("entry #{0} has an unknown scope (expected `read` or `audit`)")]
+    #[error("entry #{0} has an unknown scope (expected `read`, `audit` or `metrics`)")]
     UnknownScope(usize),
     #[error("entry #{0} has a token shorter than {MIN_TOKEN_LEN} characters")]
     TooShort(usize),

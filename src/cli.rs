@@ -43,6 +43,9 @@ pub enum Command {
     /// Logged events whose projection failed.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Notification emails written by the projector: list, re-queue, deliver.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Diff the read models against Stripe (subscriptions, customers); exit 3 on drift.
     Reconcile {
         /// Append Stripe's version of every drifting object to the log (never edits read
@@ -92,6 +95,30 @@ pub enum DeadLettersCommand {
         #[arg(required_unless_present = "all")]
         event_id: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Notifications, oldest first, with their delivery state.
+    List {
+        /// Only this status: pending, sent, failed or skipped.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::outbox::STATUSES))]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Put failed notifications back in the queue: `--all`, or one by id (a skipped one too).
+    /// A sent notification is never sent again.
+    Retry {
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(required_unless_present = "all")]
+        id: Option<i64>,
+    },
+    /// Deliver what is due now, then exit (SMTP_URL and MAIL_FROM as for `serve`).
+    Deliver,
 }
 
 #[derive(Debug, Args)]
@@ -301,6 +328,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Outbox(command) => {
+            let mail = match crate::config::mail_config(&ProcessEnv, None) {
+                Ok(m) => m,
+                Err(e) => return Ok(config_error(e)),
+            };
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            outbox(&db, &mail, command, &mut std::io::stdout().lock()).await
+        }
         Command::Reconcile {
             repair,
             format,
@@ -399,6 +437,82 @@ async fn open_db() -> anyhow::Result<Result<Db, ExitCode>> {
         .await
         .context("could not connect to the database (DATABASE_URL)")?;
     Ok(Ok(db))
+}
+
+/// `stripe-ledger outbox ...`, writing to `out`. Exit code 1 when `retry` found nothing to
+/// re-queue or `deliver` left failures.
+pub async fn outbox(
+    db: &Db,
+    mail: &crate::outbox::mail::MailConfig,
+    command: OutboxCommand,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now().timestamp();
+    match command {
+        OutboxCommand::List {
+            status,
+            limit,
+            format,
+        } => {
+            let (items, _) = crate::outbox::list(db, status.as_deref(), None, limit.max(1)).await?;
+            match format {
+                OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?,
+                OutputFormat::Text => {
+                    writeln!(
+                        out,
+                        "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  last error",
+                        "id", "status", "kind", "customer", "attempts", "created"
+                    )?;
+                    for i in &items {
+                        writeln!(
+                            out,
+                            "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  {}",
+                            i.id,
+                            i.status,
+                            i.kind,
+                            i.customer_id,
+                            i.attempts,
+                            i.created_at
+                                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                                .unwrap_or_default(),
+                            i.last_error.as_deref().unwrap_or("")
+                        )?;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OutboxCommand::Retry { all: _, id } => {
+            let target = match id {
+                Some(id) => crate::outbox::RetryTarget::One(id),
+                None => crate::outbox::RetryTarget::AllFailed,
+            };
+            let n = crate::outbox::retry(db, target, now).await?;
+            writeln!(out, "re-queued {n}")?;
+            Ok(if n == 0 && id.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        OutboxCommand::Deliver => {
+            let mailer = crate::outbox::mail::Mailer::new(mail)
+                .map_err(|e| anyhow::anyhow!("SMTP_URL {e}"))?;
+            let report =
+                crate::outbox::deliver_due(db, &mailer, mail.billing_url.as_deref(), None, now)
+                    .await?;
+            writeln!(
+                out,
+                "sent {}, retrying {}, failed {}, skipped {}",
+                report.sent, report.retrying, report.failed, report.skipped
+            )?;
+            Ok(if report.failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
 }
 
 /// `stripe-ledger events ...`, writing to `out`. Returns the exit code: 1 for an unknown event.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::auth::ApiTokens;
 use crate::db::{DbTarget, PoolSettings};
+use crate::secret::Secret;
 use crate::stripe::keys::{Mode, SecretKey};
 use crate::stripe::signature::{WebhookSecrets, DEFAULT_TOLERANCE_SECS};
 
@@ -17,6 +18,8 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:3000";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Stripe gives an endpoint a few seconds; answering 503 by then makes it retry promptly.
 pub const DEFAULT_INGEST_TIMEOUT_MS: u64 = 1500;
+/// The sender when only logging emails (no `SMTP_URL`).
+pub const DEFAULT_MAIL_FROM: &str = "stripe-ledger <billing@localhost>";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {problem}")]
@@ -132,6 +135,13 @@ pub struct ServeConfig {
     pub reconcile_interval_secs: i64,
     /// `RECONCILE_REPAIR`: scheduled runs append repairs, not only report.
     pub reconcile_repair: bool,
+    /// `SMTP_URL`, `MAIL_FROM`, `BILLING_URL`: the outbox's email delivery.
+    pub mail: crate::outbox::mail::MailConfig,
+    /// `OUTBOX_INTERVAL_MS`: how often the outbox worker looks for due notifications.
+    pub outbox_interval: Duration,
+    /// `SHUTDOWN_TIMEOUT_SECS`: how long a stop waits for in-flight requests and jobs; requests
+    /// still running then are answered 503 so that Stripe retries them.
+    pub shutdown_timeout: Duration,
 }
 
 /// What `POST /api/checkout` and `POST /api/billing-portal` need.
@@ -388,7 +398,26 @@ impl ServeConfig {
             }
         };
 
+        let mail = mail_config(env, billing.as_ref().map(|b| b.portal_return_url.as_str()))?;
+        let outbox_interval_ms = parse_opt::<u64>(env, "OUTBOX_INTERVAL_MS")?.unwrap_or(2000);
+        if !(50..=600_000).contains(&outbox_interval_ms) {
+            return Err(ConfigError::new(
+                "OUTBOX_INTERVAL_MS",
+                "must be between 50 and 600000",
+            ));
+        }
+        let shutdown_timeout_secs = parse_opt::<u64>(env, "SHUTDOWN_TIMEOUT_SECS")?.unwrap_or(20);
+        if !(1..=600).contains(&shutdown_timeout_secs) {
+            return Err(ConfigError::new(
+                "SHUTDOWN_TIMEOUT_SECS",
+                "must be between 1 and 600",
+            ));
+        }
+
         Ok(ServeConfig {
+            mail,
+            outbox_interval: Duration::from_millis(outbox_interval_ms),
+            shutdown_timeout: Duration::from_secs(shutdown_timeout_secs),
             reconcile_interval_secs,
             reconcile_repair,
             billing,
@@ -408,6 +437,49 @@ impl ServeConfig {
             log_format,
         })
     }
+}
+
+/// `SMTP_URL`, `MAIL_FROM` and `BILLING_URL` (which defaults to the portal's return URL, the
+/// app's billing page). Without `SMTP_URL` emails go to the log.
+pub fn mail_config(
+    env: &impl Lookup,
+    portal_return_url: Option<&str>,
+) -> Result<crate::outbox::mail::MailConfig, ConfigError> {
+    let smtp_url = env
+        .get("SMTP_URL")
+        .map(|u| Secret::new(u.trim().to_owned()));
+    let from = match (env.get("MAIL_FROM"), &smtp_url) {
+        (Some(from), _) => crate::outbox::mail::MailConfig::parse_from(&from)
+            .map_err(|e| ConfigError::new("MAIL_FROM", e))?,
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "MAIL_FROM",
+                "is required when SMTP_URL is set (the sender of billing emails)",
+            ))
+        }
+        (None, None) => crate::outbox::mail::MailConfig::parse_from(DEFAULT_MAIL_FROM)
+            .expect("the default sender parses"),
+    };
+    let billing_url = match env.get("BILLING_URL") {
+        Some(url) => {
+            let url = url.trim().to_owned();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::new("BILLING_URL", "must be an http(s) URL"));
+            }
+            Some(url)
+        }
+        None => portal_return_url.map(str::to_owned),
+    };
+    let mail = crate::outbox::mail::MailConfig {
+        smtp_url,
+        from,
+        billing_url,
+    };
+    if let Some(url) = &mail.smtp_url {
+        // Checked now so a typo stops the start, not the first email hours later.
+        crate::outbox::mail::check_smtp_url(url).map_err(|e| ConfigError::new("SMTP_URL", e))?;
+    }
+    Ok(mail)
 }
 
 fn parse_opt<T: std::str::FromStr>(

@@ -268,6 +268,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0003_reconciliation.sql"),
         include_str!("../migrations/sqlite/0003_reconciliation.sql"),
     ),
+    (
+        4,
+        "outbox",
+        include_str!("../migrations/postgres/0004_outbox.sql"),
+        include_str!("../migrations/sqlite/0004_outbox.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

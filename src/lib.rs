@@ -16,6 +16,8 @@ pub mod event_log;
 pub mod http;
 pub mod ingest;
 pub mod jwt;
+pub mod metrics;
+pub mod outbox;
 pub mod projector;
 pub mod read_models;
 pub mod reconcile;

@@ -16,3 +16,9 @@ pub fn init(format: LogFormat) {
         LogFormat::Pretty => builder.try_init(),
     };
 }
+
+/// Names the Stripe event the current request handles, on every line it logs from now on
+/// (the request span declares the field; elsewhere this does nothing).
+pub fn record_event_id(event_id: &str) {
+    tracing::Span::current().record("stripe_event_id", event_id);
+}

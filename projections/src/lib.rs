@@ -8,6 +8,7 @@
 
 pub mod envelope;
 pub mod model;
+pub mod notification;
 
 pub use envelope::{Envelope, EnvelopeError, ObjectRef};
 pub use model::decode::{
@@ -22,3 +23,4 @@ pub use model::objects::{
 };
 pub use model::ordering;
 pub use model::ordering::{Lifecycle, Version};
+pub use notification::{notifications, Notification, NotificationDetails, NotificationKind};

@@ -22,6 +22,8 @@ pub enum ApiError {
     Unavailable { detail: String },
     /// A bug or an unexpected failure; detail is logged, never returned.
     Internal { detail: String },
+    /// The service is stopping and the request did not finish in time: retry elsewhere.
+    ShuttingDown,
 }
 
 impl ApiError {
@@ -66,7 +68,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Client { status, .. } => *status,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::Client { code, .. } => code,
             ApiError::Unavailable { .. } => "storage_unavailable",
             ApiError::Internal { .. } => "internal_error",
+            ApiError::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -107,6 +112,10 @@ impl IntoResponse for ApiError {
             ApiError::Internal { detail } => {
                 tracing::error!(code, %detail, "internal error");
                 "internal error".to_owned()
+            }
+            ApiError::ShuttingDown => {
+                "the service is shutting down; retry (another instance, or this one once restarted)"
+                    .to_owned()
             }
         };
         let mut response = (

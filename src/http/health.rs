@@ -12,6 +12,9 @@ pub async fn healthz() -> Json<Value> {
 
 /// The database answers within the ingest budget: safe to route Stripe's webhooks here.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::ShuttingDown);
+    }
     match tokio::time::timeout(state.webhook.ingest_timeout, state.db.ping()).await {
         Ok(Ok(())) => Ok(Json(
             json!({"status": "ready", "database": state.db.backend().to_string()}),
@@ -23,4 +26,23 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             detail: "readiness check timed out".to_owned(),
         }),
     }
+}
+
+/// `GET /metrics`: Prometheus text format, behind a `metrics`-scope token.
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    state.require(&headers, crate::auth::Scope::Metrics)?;
+    // A slow database must not hang the scrape: its gauges then report `database_up 0`.
+    let body = state.metrics.render(&state.db).await;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }

@@ -5,6 +5,7 @@ mod billing_api;
 pub mod error;
 mod health;
 mod read_api;
+pub mod request_context;
 mod webhook;
 
 use std::collections::BTreeMap;
@@ -17,11 +18,14 @@ pub use error::ApiError;
 
 use crate::app::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// `deadline_passed` flips when a shutdown's deadline passes (see `request_context`).
+pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/webhooks/stripe", post(webhook::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/outbox", get(read_api::outbox))
         .route("/api/audit/events", get(audit::list_events))
         .route("/api/audit/events/{event_id}", get(audit::show_event))
         .route("/api/dead-letters", get(read_api::dead_letters))
@@ -40,6 +44,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            deadline_passed,
+            request_context::request_context,
+        ))
 }
 
 async fn not_found() -> ApiError {

@@ -271,3 +271,40 @@ pub async fn reconciliation(
         .map(Json)
         .ok_or_else(|| ApiError::not_found("reconciliation_not_found", "no run with that id"))
 }
+
+/// `GET /api/outbox?status=pending|sent|failed|skipped`: notifications and their delivery
+/// (operations data), oldest first.
+pub async fn outbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    state.require(&headers, Scope::Audit)?;
+    let q = parse_list(query.as_deref(), &[("status", "status")])?;
+    if let Some(status) = &q.status {
+        if !crate::outbox::STATUSES.contains(&status.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!(
+                    "`status` must be one of: {}",
+                    crate::outbox::STATUSES.join(", ")
+                ),
+            ));
+        }
+    }
+    let after = match &q.after_id {
+        Some(id) => Some(id.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "`cursor` is not a cursor returned by this API",
+            )
+        })?),
+        None => None,
+    };
+    let (items, next) = crate::outbox::list(&state.db, q.status.as_deref(), after, q.limit).await?;
+    let items = items
+        .into_iter()
+        .map(|i| serde_json::to_value(i).expect("outbox items serialise"))
+        .collect();
+    Ok(list_body(items, next.map(|id| id.to_string())))
+}

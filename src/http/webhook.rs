@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -7,14 +9,43 @@ use serde_json::{json, Value};
 use super::ApiError;
 use crate::app::AppState;
 use crate::event_log::AppendOutcome;
-use crate::ingest::{self, IngestError};
+use crate::ingest::{self, IngestError, Ingested};
+use crate::metrics::WebhookOutcome;
 
-/// `POST /webhooks/stripe`: 200 only once the event is durably in the log.
+/// `POST /webhooks/stripe`: 200 only once the event is durably in the log and projected.
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    let result = handle(&state, &headers, body).await;
+    let (event_type, outcome, code) = match &result {
+        Ok((ingested, _)) => (
+            ingested.event_type.as_str(),
+            match ingested.outcome {
+                AppendOutcome::Appended { .. } => WebhookOutcome::Recorded,
+                AppendOutcome::Duplicate { .. } => WebhookOutcome::Duplicate,
+            },
+            "",
+        ),
+        Err(e) if e.status().is_client_error() => ("", WebhookOutcome::Rejected, e.code()),
+        Err(e) => ("", WebhookOutcome::Failed, e.code()),
+    };
+    state
+        .metrics
+        .webhook(event_type, outcome, code, started.elapsed());
+    if code == "projection_failed" {
+        state.metrics.projection_failed("webhook", 1);
+    }
+    result.map(|(_, body)| body)
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Ingested, Json<Value>), ApiError> {
     let limit = state.webhook.max_body_bytes;
     let too_large = || reject(IngestError::PayloadTooLarge { limit });
     // Refuse early on a declared length, without reading a byte of it.
@@ -64,12 +95,13 @@ pub async fn receive(
                 outcome = status,
                 "webhook accepted"
             );
-            Ok(Json(json!({
+            let body = Json(json!({
                 "received": true,
                 "status": status,
                 "event_id": ingested.event_id,
                 "position": position,
-            })))
+            }));
+            Ok((ingested, body))
         }
         Err(e) => Err(reject(e)),
     }
@@ -94,11 +126,14 @@ fn reject(e: IngestError) -> ApiError {
         IngestError::Storage(storage) => ApiError::from(storage),
         // The detail was logged by the projector; the code tells Stripe (and operators) that
         // the event is safe in the log and will be projected on retry.
-        IngestError::Projection(_) => ApiError::client(
+        IngestError::Projection(error) => {
+            tracing::error!(%error, "projection failed; the event is dead-lettered and Stripe will retry");
+            ApiError::client(
             StatusCode::INTERNAL_SERVER_ERROR,
             code,
             "the event is recorded but could not be projected; it is dead-lettered and will be retried",
-        ),
+        )
+        }
         IngestError::Timeout => ApiError::Unavailable {
             detail: "event log append exceeded the ingest budget".to_owned(),
         },

@@ -81,6 +81,8 @@ pub async fn ingest(
     .map_err(IngestError::Signature)?;
 
     let envelope = Envelope::parse(body).map_err(IngestError::Envelope)?;
+    // Verified: from here on, every line logged for this request names the event.
+    crate::telemetry::record_event_id(&envelope.id);
     let expected = config.mode;
     if envelope.livemode != expected.is_live() {
         return Err(IngestError::LivemodeMismatch { expected });

@@ -12,8 +12,8 @@ pub mod store;
 use std::collections::{BTreeMap, HashMap};
 
 use ledger_projections::{
-    decode, CustomerState, Fact, InvoiceState, LoggedEvent, OrderState, PaymentState,
-    SubscriptionState,
+    decode, CustomerState, Fact, InvoiceState, LoggedEvent, Notification, OrderState, PaymentState,
+    SubscriptionState, OBJECT_SNAPSHOT,
 };
 use serde_json::Value;
 
@@ -43,9 +43,16 @@ pub enum ProjectError {
     Event { event_id: String, reason: String },
 }
 
+/// Notifications to enqueue, each with the event id that caused it.
+type Caused = Vec<(Notification, String)>;
+
 /// Decodes entries into facts grouped per object; an undecodable entry fails the whole call
-/// (callers retry entry by entry to isolate it).
-fn facts_of(entries: &[Entry]) -> Result<BTreeMap<Key, Fact>, ProjectError> {
+/// (callers retry entry by entry to isolate it). With `notifications`, also collects what the
+/// entries ask to be notified (a rebuild passes `None`: replaying history sends nothing).
+fn facts_of(
+    entries: &[Entry],
+    mut notifications: Option<&mut Caused>,
+) -> Result<BTreeMap<Key, Fact>, ProjectError> {
     let mut merged: BTreeMap<Key, Fact> = BTreeMap::new();
     for entry in entries {
         let payload: Value =
@@ -63,6 +70,15 @@ fn facts_of(entries: &[Entry]) -> Result<BTreeMap<Key, Fact>, ProjectError> {
             event_id: entry.event_id.clone(),
             reason: e.to_string(),
         })?;
+        // Our own re-fetched snapshots repair state; they announce nothing. A missed
+        // announcement comes back through `sync-events` as Stripe's own event.
+        if let Some(sink) = notifications.as_deref_mut() {
+            if entry.event_type != OBJECT_SNAPSHOT {
+                for n in ledger_projections::notifications(&event, &facts) {
+                    sink.push((n, entry.event_id.clone()));
+                }
+            }
+        }
         for fact in facts {
             let key: Key = (fact.kind(), fact.id().to_owned());
             match merged.get_mut(&key) {
@@ -209,9 +225,14 @@ pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
 
 /// Projects entries inside the caller's transaction (ingestion: the one that appended them).
 pub async fn project_in(tx: &mut Tx<'_>, entries: &[Entry]) -> Result<(), ProjectError> {
-    let facts = facts_of(entries)?;
+    let mut notifications = Caused::new();
+    let facts = facts_of(entries, Some(&mut notifications))?;
     let generation = tx.active_generation().await?;
     write_facts(tx, generation, facts, true).await?;
+    if !notifications.is_empty() {
+        tx.enqueue_notifications(&notifications, chrono::Utc::now().timestamp())
+            .await?;
+    }
     let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
     let positions: Vec<i64> = entries.iter().map(|e| e.position).collect();
     tx.mark_projected(&positions, &ids).await?;
@@ -249,7 +270,7 @@ pub async fn project_each_in(
             Err(ProjectError::Storage(e)) if e.is_transient() => return Err(e),
             Err(e) => {
                 tx.execute("ROLLBACK TO SAVEPOINT projection_one").await?;
-                tracing::error!(event_id = %entry.event_id, event_type = %entry.event_type, error = %e, "projection failed");
+                // Logged by the request waiting for it, inside its span (request and event id).
                 tx.record_dead_letter(&entry.event_id, entry.position, &e.to_string())
                     .await?;
                 results.push(Err(e.to_string()));

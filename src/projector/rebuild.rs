@@ -177,7 +177,7 @@ async fn fold_chunk(
         report.events += 1;
         // Decoded one entry at a time: an undecodable entry is skipped, exactly as it is a
         // dead letter (unprojected) in the live models.
-        match facts_of(std::slice::from_ref(&Entry::from(e))) {
+        match facts_of(std::slice::from_ref(&Entry::from(e)), None) {
             Ok(facts) => {
                 for (key, fact) in facts {
                     if !kinds.contains(key.0) {

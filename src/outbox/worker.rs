@@ -1,0 +1,225 @@
+//! The delivery worker: claim due rows, look up the recipient, send, record the outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_projections::{Fact, NotificationDetails, NotificationKind};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::mail::{compose, Mailer, SendError};
+use super::{claim, settle, Item, Outcome};
+use crate::db::Db;
+use crate::event_log::StorageError;
+use crate::metrics::Metrics;
+
+/// Attempts before a row is marked failed (about nine hours of backoff).
+pub const MAX_ATTEMPTS: i32 = 15;
+/// Rows one claim takes.
+const BATCH: i64 = 20;
+/// How long a claim keeps other workers off a row: longer than one batch of SMTP timeouts.
+const CLAIM_SECS: i64 = 20 * 15 + 60;
+
+/// Seconds before attempt `attempts + 1`: 30 s doubling, capped at an hour.
+pub fn backoff_secs(attempts: i32) -> i64 {
+    let exponent = attempts.clamp(1, 8) - 1;
+    (30_i64 << exponent).min(3600)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryReport {
+    pub sent: usize,
+    pub retrying: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl DeliveryReport {
+    pub fn total(&self) -> usize {
+        self.sent + self.retrying + self.failed + self.skipped
+    }
+}
+
+/// Delivers every row due at `now`, batch by batch, until none is left.
+pub async fn deliver_due(
+    db: &Db,
+    mailer: &Mailer,
+    billing_url: Option<&str>,
+    metrics: Option<&Metrics>,
+    now: i64,
+) -> Result<DeliveryReport, StorageError> {
+    let mut report = DeliveryReport::default();
+    loop {
+        let items = claim(db, now, now + CLAIM_SECS, BATCH).await?;
+        if items.is_empty() {
+            return Ok(report);
+        }
+        for item in items {
+            let outcome = attempt(db, mailer, billing_url, &item, now).await?;
+            let label = match &outcome {
+                Outcome::Sent => {
+                    report.sent += 1;
+                    "sent"
+                }
+                Outcome::Retry { error, .. } => {
+                    tracing::warn!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %error, "outbox delivery failed; will retry");
+                    report.retrying += 1;
+                    "retry"
+                }
+                Outcome::Failed { error } => {
+                    tracing::error!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %error, "outbox delivery failed for good; `outbox retry` re-queues it");
+                    report.failed += 1;
+                    "failed"
+                }
+                Outcome::Skipped { reason } => {
+                    tracing::info!(outbox_id = item.id, kind = %item.kind, %reason, "outbox notification skipped");
+                    report.skipped += 1;
+                    "skipped"
+                }
+            };
+            if let Some(m) = metrics {
+                m.outbox_delivery(&item.kind, label);
+            }
+            settle(db, item.id, &outcome, now).await?;
+        }
+    }
+}
+
+/// One attempt at one row. Storage errors abort the run (the claim lapses and another run
+/// takes the row over); everything else is an outcome.
+async fn attempt(
+    db: &Db,
+    mailer: &Mailer,
+    billing_url: Option<&str>,
+    item: &Item,
+    now: i64,
+) -> Result<Outcome, StorageError> {
+    let retry_or_fail = |error: String| {
+        if item.attempts >= MAX_ATTEMPTS {
+            Outcome::Failed { error }
+        } else {
+            Outcome::Retry {
+                at: now + backoff_secs(item.attempts),
+                error,
+            }
+        }
+    };
+    let Some(kind) = NotificationKind::parse(&item.kind) else {
+        return Ok(Outcome::Failed {
+            error: format!("unknown notification kind {}", item.kind),
+        });
+    };
+    let details: NotificationDetails =
+        serde_json::from_value(item.details.clone()).unwrap_or_default();
+    // The customer's own event may not have arrived yet: then the address is not known yet.
+    let customer = match crate::read_models::get(db, "customer", &item.customer_id).await? {
+        Some(json) => match crate::projector::state_from_json("customer", &json)? {
+            Fact::Customer(c) => Some(c),
+            _ => None,
+        },
+        None => None,
+    };
+    let Some(customer) = customer else {
+        return Ok(retry_or_fail(format!(
+            "customer {} is not known yet",
+            item.customer_id
+        )));
+    };
+    if customer.deleted() {
+        return Ok(Outcome::Skipped {
+            reason: "the customer was deleted".into(),
+        });
+    }
+    let Some(to) = customer.email().map(str::to_owned) else {
+        return Ok(retry_or_fail(format!(
+            "customer {} has no email address yet",
+            item.customer_id
+        )));
+    };
+    if kind == NotificationKind::AccessEnded {
+        if let Some(other) =
+            other_access(db, &item.customer_id, details.subscription.as_deref()).await?
+        {
+            return Ok(Outcome::Skipped {
+                reason: format!("access continues through subscription {other}"),
+            });
+        }
+    }
+    let email = compose(
+        kind,
+        &details,
+        &to,
+        &item.dedupe_key,
+        mailer.from(),
+        billing_url,
+    );
+    Ok(match mailer.send(&email).await {
+        Ok(()) => Outcome::Sent,
+        Err(SendError::Permanent(error)) => Outcome::Failed { error },
+        Err(SendError::Transient(error)) => retry_or_fail(error),
+    })
+}
+
+/// Another subscription of the customer that still gives access, if any.
+async fn other_access(
+    db: &Db,
+    customer: &str,
+    ended: Option<&str>,
+) -> Result<Option<String>, StorageError> {
+    for json in crate::read_models::all_states(db, "subscription", "customer_id", customer).await? {
+        if let Fact::Subscription(s) = crate::projector::state_from_json("subscription", &json)? {
+            if Some(s.id.as_str()) == ended {
+                continue;
+            }
+            if matches!(s.status(), Some("active" | "trialing" | "past_due")) {
+                return Ok(Some(s.id));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `serve`'s worker: delivers what is due every `every`, until told to stop. A run in progress
+/// when the stop comes is finished (its claims would otherwise hold rows for minutes).
+pub fn spawn_worker(
+    db: Db,
+    mailer: Arc<Mailer>,
+    billing_url: Option<String>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = tick.tick() => {
+                    let now = chrono::Utc::now().timestamp();
+                    match deliver_due(&db, &mailer, billing_url.as_deref(), Some(&metrics), now).await {
+                        Ok(r) if r.total() > 0 => tracing::info!(sent = r.sent, retrying = r.retrying, failed = r.failed, skipped = r.skipped, "outbox delivered"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "outbox delivery run failed; will retry"),
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_thirty_seconds_up_to_an_hour() {
+        assert_eq!(backoff_secs(1), 30);
+        assert_eq!(backoff_secs(2), 60);
+        assert_eq!(backoff_secs(3), 120);
+        assert_eq!(backoff_secs(7), 1920);
+        assert_eq!(backoff_secs(8), 3600);
+        assert_eq!(backoff_secs(MAX_ATTEMPTS), 3600);
+    }
+}
