@@ -206,7 +206,15 @@ impl Metrics {
 
     /// Reads the database gauges, then renders everything in the Prometheus text format.
     pub async fn render(&self, db: &Db) -> String {
-        match database_gauges(db).await {
+        // A blocked database must not hang the scrape past Prometheus's own timeout.
+        let gauges = tokio::time::timeout(GAUGES_TIMEOUT, database_gauges(db))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StorageError::Unavailable(
+                    "the database gauges timed out".into(),
+                ))
+            });
+        match gauges {
             Ok(g) => {
                 self.database_up.set(1);
                 self.dead_letters.set(g.dead_letters);
@@ -236,6 +244,8 @@ impl Metrics {
         out
     }
 }
+
+const GAUGES_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct DatabaseGauges {
     dead_letters: i64,

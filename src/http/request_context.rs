@@ -35,6 +35,9 @@ pub async fn request_context(
         path = %request.uri().path(),
         stripe_event_id = tracing::field::Empty,
     );
+    let started = std::time::Instant::now();
+    // Probes and scrapes would drown the access log; they go to debug.
+    let routine = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
     let mut deadline = deadline;
     let passed = async move {
         // A dropped sender means no deadline will ever come, not that it has passed.
@@ -49,6 +52,15 @@ pub async fn request_context(
             ApiError::ShuttingDown.into_response()
         }
     };
+    span.in_scope(|| {
+        let status = response.status().as_u16();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if routine {
+            tracing::debug!(status, elapsed_ms, "request finished");
+        } else {
+            tracing::info!(status, elapsed_ms, "request finished");
+        }
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -18,6 +18,7 @@ use stripe_ledger::stripe::signature;
 
 pub const AUDIT_TOKEN: &str = "audit-token-for-tests-0123456789";
 pub const READ_TOKEN: &str = "read-token-for-tests-0123456789";
+pub const METRICS_TOKEN: &str = "metrics-token-for-tests-0123456789";
 
 /// Every log line any test produces, for the tests that check what is (not) logged.
 pub fn captured_logs() -> String {
@@ -153,8 +154,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Option<i64>,
     pub database: Arc<TestDatabase>,
-    // Kept so the server runs as long as the app; dropping it stops accepting connections.
-    _server: RunningServer,
+    /// The app's state, for driving its jobs (outbox delivery) directly.
+    pub state: AppState,
+    // Kept so the server runs as long as the app; `stop` shuts it down gracefully.
+    server: Option<RunningServer>,
 }
 
 #[derive(Default)]
@@ -196,7 +199,7 @@ impl TestAppBuilder {
             ("LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             (
                 "API_TOKENS".to_owned(),
-                format!("audit:{AUDIT_TOKEN},read:{READ_TOKEN}"),
+                format!("audit:{AUDIT_TOKEN},read:{READ_TOKEN},metrics:{METRICS_TOKEN}"),
             ),
         ]);
         env.extend(self.env);
@@ -213,7 +216,7 @@ impl TestAppBuilder {
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
             .unwrap();
-        let server = app::start(state, listener).unwrap();
+        let server = app::start(state.clone(), listener).unwrap();
         TestApp {
             base_url: format!("http://{}", server.addr),
             db,
@@ -227,7 +230,8 @@ impl TestAppBuilder {
             client: reqwest::Client::new(),
             clock: self.clock,
             database,
-            _server: server,
+            state,
+            server: Some(server),
         }
     }
 }
@@ -311,6 +315,33 @@ impl TestApp {
         self.get(path, Some(AUDIT_TOKEN)).await
     }
 
+    /// A graceful stop, as on SIGTERM: in-flight requests finish or, past the deadline, get 503.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("graceful shutdown");
+        }
+    }
+
+    /// One run of the outbox worker, as `serve` runs it, at `now` (unix seconds).
+    pub async fn deliver_outbox(&self, now: i64) -> stripe_ledger::outbox::DeliveryReport {
+        stripe_ledger::outbox::deliver_due(
+            &self.db,
+            &self.state.mailer,
+            self.state.billing_url.as_deref(),
+            Some(&self.state.metrics),
+            now,
+        )
+        .await
+        .expect("outbox delivery")
+    }
+
+    /// `GET /metrics`, parsed into `name{labels}` → value.
+    pub async fn metrics(&self) -> BTreeMap<String, f64> {
+        let reply = self.get("/metrics", Some(METRICS_TOKEN)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        parse_metrics(&reply.text)
+    }
+
     pub async fn event_count(&self) -> i64 {
         stripe_ledger::event_log::count(&self.db).await.unwrap()
     }
@@ -359,4 +390,41 @@ pub fn object_for(id: &str, event_type: &str, livemode: bool) -> Value {
 
 pub fn unique_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Parses the Prometheus/OpenMetrics text format: one sample per line, `name{labels} value`,
+/// comments skipped. Label sets are kept as written (the exporter orders them stably).
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample line: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number in: {line}"));
+        assert!(
+            samples.insert(series.to_owned(), value).is_none(),
+            "series repeated: {series}"
+        );
+    }
+    samples
+}
+
+/// A log entry as `sync-events` appends it (source `api_backfill`, unsigned), for tests that
+/// append without going through ingestion (and so without projecting).
+pub fn backfill_entry(body: &[u8]) -> stripe_ledger::event_log::NewEntry {
+    use sha2::Digest as _;
+    stripe_ledger::event_log::NewEntry {
+        envelope: ledger_projections::Envelope::parse(body).expect("a valid event"),
+        source: stripe_ledger::event_log::Source::ApiBackfill,
+        payload: String::from_utf8(body.to_vec()).expect("UTF-8"),
+        payload_redacted: false,
+        raw_body_sha256: hex::encode(sha2::Sha256::digest(body)),
+        verification: None,
+        received_at: chrono::Utc::now(),
+    }
 }

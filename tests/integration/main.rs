@@ -8,11 +8,15 @@ mod event_log;
 mod fake_stripe;
 mod health;
 mod helpers;
+mod observability;
+mod outbox;
 mod projections;
 mod reconcile;
 mod scenarios;
 mod secrets;
+mod shutdown;
 mod signature_vectors;
+mod smtp_sink;
 mod stripe_objects;
 mod webhook;
 

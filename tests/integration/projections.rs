@@ -260,17 +260,7 @@ async fn catch_up_projects_entries_appended_by_other_sources() {
         T0,
         subscription("sub_bf", "cus_bf", "trialing", T0 + MONTH, false),
     );
-    let envelope = ledger_projections::Envelope::parse(&body).unwrap();
-    use sha2::Digest as _;
-    let entry = stripe_ledger::event_log::NewEntry {
-        envelope,
-        source: stripe_ledger::event_log::Source::ApiBackfill,
-        payload: String::from_utf8(body.clone()).unwrap(),
-        payload_redacted: false,
-        raw_body_sha256: hex::encode(sha2::Sha256::digest(&body)),
-        verification: None,
-        received_at: chrono::Utc::now(),
-    };
+    let entry = crate::helpers::backfill_entry(&body);
     stripe_ledger::event_log::append(&app.db, &entry)
         .await
         .unwrap();

@@ -1,0 +1,525 @@
+//! The outbox: notifications written with the projection, delivered over real SMTP (a sink on
+//! loopback), once per cause whatever Stripe does.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+use stripe_ledger::outbox::{self, RetryTarget};
+use stripe_ledger::projector::{self, RebuildOptions};
+
+use crate::helpers::{unique_id, TestApp, AUDIT_TOKEN, READ_TOKEN};
+use crate::smtp_sink::SmtpSink;
+
+const T0: i64 = 1_763_800_000;
+
+fn envelope(event_type: &str, created: i64, object: Value) -> Vec<u8> {
+    json!({
+        "id": unique_id("evt"),
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": created,
+        "livemode": false,
+        "type": event_type,
+        "data": {"object": object}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn customer(cus: &str, email: &str) -> Vec<u8> {
+    envelope(
+        "customer.created",
+        T0,
+        json!({"id": cus, "object": "customer", "email": email, "metadata": {"user_id": format!("user_{cus}")}}),
+    )
+}
+
+fn subscription(event_type: &str, created: i64, sub: &str, cus: &str, status: &str) -> Vec<u8> {
+    envelope(
+        event_type,
+        created,
+        json!({
+            "id": sub, "object": "subscription", "customer": cus, "status": status,
+            "cancel_at_period_end": false, "metadata": {},
+            "items": {"object": "list", "data": [{"id": format!("si_{sub}"), "quantity": 1,
+                "current_period_start": T0, "current_period_end": T0 + 2_592_000,
+                "price": {"id": "price_pro", "unit_amount": 1500, "currency": "eur"}}]}
+        }),
+    )
+}
+
+fn payment_failed(inv: &str, cus: &str, attempt: i64, hosted: Option<&str>) -> Vec<u8> {
+    envelope(
+        "invoice.payment_failed",
+        T0 + 100 + attempt,
+        json!({
+            "id": inv, "object": "invoice", "customer": cus, "status": "open",
+            "amount_due": 1999, "currency": "eur", "attempt_count": attempt,
+            "hosted_invoice_url": hosted, "next_payment_attempt": T0 + 86_400 * 3
+        }),
+    )
+}
+
+async fn app_with(sink: &SmtpSink) -> TestApp {
+    TestApp::builder()
+        .env("SMTP_URL", &sink.url())
+        .env("MAIL_FROM", "Example Billing <billing@example.com>")
+        .env("BILLING_URL", "https://app.example.com/billing")
+        .spawn()
+        .await
+}
+
+async fn deliver_all(app: &TestApp, events: &[Vec<u8>]) {
+    for body in events {
+        let reply = app.deliver(body).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+}
+
+fn recipients(sink: &SmtpSink) -> Vec<String> {
+    let mut to: Vec<String> = sink
+        .messages()
+        .iter()
+        .flat_map(|m| m.rcpt_to.clone())
+        .collect();
+    to.sort();
+    to
+}
+
+#[tokio::test]
+async fn a_lifecycle_delivered_twice_in_any_order_sends_one_welcome_and_a_rebuild_or_replay_sends_none(
+) {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let orders: [&[usize]; 3] = [&[0, 1, 2, 3], &[3, 2, 1, 0], &[2, 0, 3, 1]];
+    let mut emails = Vec::new();
+    let mut all_events = Vec::new();
+    for order in orders {
+        let cus = unique_id("cus");
+        let sub = unique_id("sub");
+        let email = format!("{cus}@example.com");
+        let events = [
+            customer(&cus, &email),
+            subscription(
+                "customer.subscription.created",
+                T0,
+                &sub,
+                &cus,
+                "incomplete",
+            ),
+            subscription(
+                "customer.subscription.updated",
+                T0 + 5,
+                &sub,
+                &cus,
+                "active",
+            ),
+            // A renewal while active: a second "active" fact, the same cause.
+            subscription(
+                "customer.subscription.updated",
+                T0 + 9,
+                &sub,
+                &cus,
+                "active",
+            ),
+        ];
+        for &i in order {
+            deliver_all(&app, &[events[i].clone(), events[i].clone()]).await;
+        }
+        emails.push(email);
+        all_events.extend(events);
+    }
+
+    let report = app.deliver_outbox(app.now()).await;
+    assert_eq!(report.sent, 3, "{report:?}");
+    emails.sort();
+    assert_eq!(recipients(&sink), emails);
+    for message in sink.messages() {
+        assert_eq!(
+            message.header("Subject").as_deref(),
+            Some("Welcome: your subscription is active")
+        );
+        assert_eq!(message.mail_from, "billing@example.com");
+    }
+
+    // Replaying every logged event (the dead-letter retrier's path) and rebuilding the read
+    // models write no new notification, and so send nothing.
+    for body in &all_events {
+        let id = serde_json::from_slice::<Value>(body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            projector::retry_dead_letter(&app.db, &id).await.unwrap(),
+            (1, 0)
+        );
+    }
+    projector::rebuild(
+        &app.db,
+        &RebuildOptions {
+            chunk: 500,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let again = app.deliver_outbox(app.now() + 86_400).await;
+    assert_eq!(again.total(), 0, "{again:?}");
+    assert_eq!(sink.count(), 3);
+    let (items, _) = outbox::list(&app.db, None, None, 100).await.unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(items
+        .iter()
+        .all(|i| i.status == "sent" && i.kind == "welcome"));
+}
+
+#[tokio::test]
+async fn a_welcome_waits_for_the_customers_address_and_is_sent_once_it_arrives() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let cus = unique_id("cus");
+    let sub = unique_id("sub");
+    deliver_all(
+        &app,
+        &[subscription(
+            "customer.subscription.created",
+            T0,
+            &sub,
+            &cus,
+            "trialing",
+        )],
+    )
+    .await;
+    let now = app.now();
+    let first = app.deliver_outbox(now).await;
+    assert_eq!(first.retrying, 1, "{first:?}");
+    assert_eq!(sink.count(), 0);
+    let (pending, _) = outbox::list(&app.db, Some("pending"), None, 10)
+        .await
+        .unwrap();
+    assert!(pending[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("not known yet"));
+
+    deliver_all(&app, &[customer(&cus, "late@example.com")]).await;
+    // Not due before its backoff...
+    assert_eq!(app.deliver_outbox(now + 1).await.total(), 0);
+    // ...and sent once it is.
+    let later = app.deliver_outbox(now + outbox::backoff_secs(1)).await;
+    assert_eq!(later.sent, 1, "{later:?}");
+    assert_eq!(recipients(&sink), vec!["late@example.com".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_failed_payment_emails_the_hosted_invoice_link_once_per_attempt() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let cus = unique_id("cus");
+    let inv = unique_id("in");
+    let link = format!("https://invoice.stripe.com/i/acct_1/{inv}");
+    let first = payment_failed(&inv, &cus, 1, Some(&link));
+    deliver_all(
+        &app,
+        &[
+            customer(&cus, "payer@example.com"),
+            first.clone(),
+            first,
+            payment_failed(&inv, &cus, 2, None),
+        ],
+    )
+    .await;
+    let report = app.deliver_outbox(app.now()).await;
+    assert_eq!(report.sent, 2, "{report:?}");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    let bodies: Vec<&str> = messages.iter().map(|m| m.data.as_str()).collect();
+    assert!(bodies.iter().all(|b| b.contains("19.99 EUR")), "{bodies:?}");
+    // The first attempt links Stripe's hosted invoice; the second had none, so the app's page.
+    assert!(bodies.iter().any(|b| b.contains(&link)), "{bodies:?}");
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("https://app.example.com/billing")),
+        "{bodies:?}"
+    );
+    let ids: BTreeSet<String> = messages
+        .iter()
+        .map(|m| m.header("Message-ID").unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "one Message-ID per cause");
+}
+
+#[tokio::test]
+async fn access_ended_is_sent_when_a_subscription_ends_but_not_while_another_one_continues() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let alone = unique_id("cus");
+    let both = unique_id("cus");
+    let (sub_a, sub_b, sub_c) = (unique_id("sub"), unique_id("sub"), unique_id("sub"));
+    deliver_all(
+        &app,
+        &[
+            customer(&alone, "alone@example.com"),
+            customer(&both, "both@example.com"),
+            subscription(
+                "customer.subscription.created",
+                T0,
+                &sub_a,
+                &alone,
+                "active",
+            ),
+            subscription(
+                "customer.subscription.deleted",
+                T0 + 50,
+                &sub_a,
+                &alone,
+                "canceled",
+            ),
+            subscription("customer.subscription.created", T0, &sub_b, &both, "active"),
+            subscription("customer.subscription.created", T0, &sub_c, &both, "active"),
+            subscription(
+                "customer.subscription.deleted",
+                T0 + 50,
+                &sub_b,
+                &both,
+                "canceled",
+            ),
+        ],
+    )
+    .await;
+    let report = app.deliver_outbox(app.now()).await;
+    // Two welcomes, one "ended" for the customer left without access, one skipped.
+    assert_eq!((report.sent, report.skipped), (3, 1), "{report:?}");
+    let ended: Vec<String> = sink
+        .messages()
+        .iter()
+        .filter(|m| m.header("Subject").as_deref() == Some("Your subscription has ended"))
+        .flat_map(|m| m.rcpt_to.clone())
+        .collect();
+    assert_eq!(ended, vec!["alone@example.com".to_owned()]);
+    let (skipped, _) = outbox::list(&app.db, Some("skipped"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].last_error.as_deref().unwrap().contains(&sub_c));
+}
+
+#[tokio::test]
+async fn smtp_refusals_are_retried_with_backoff_or_failed_for_good_until_an_operator_retries() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let (temp, perm) = (unique_id("cus"), unique_id("cus"));
+    deliver_all(
+        &app,
+        &[
+            customer(&temp, "temp@example.com"),
+            subscription(
+                "customer.subscription.created",
+                T0,
+                &unique_id("sub"),
+                &temp,
+                "active",
+            ),
+        ],
+    )
+    .await;
+    let now = app.now();
+    sink.refuse_next(451);
+    let first = app.deliver_outbox(now).await;
+    assert_eq!(first.retrying, 1, "{first:?}");
+    let (pending, _) = outbox::list(&app.db, Some("pending"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending[0].attempts, 1);
+    assert_eq!(
+        pending[0].next_attempt_at.unwrap().timestamp(),
+        now + outbox::backoff_secs(1)
+    );
+    let second = app.deliver_outbox(now + outbox::backoff_secs(1)).await;
+    assert_eq!(second.sent, 1, "{second:?}");
+
+    deliver_all(
+        &app,
+        &[
+            customer(&perm, "perm@example.com"),
+            subscription(
+                "customer.subscription.created",
+                T0,
+                &unique_id("sub"),
+                &perm,
+                "active",
+            ),
+        ],
+    )
+    .await;
+    sink.refuse_next(550);
+    let refused = app.deliver_outbox(now + 1000).await;
+    assert_eq!(refused.failed, 1, "{refused:?}");
+    // Failed rows are visible to operators, behind the audit scope.
+    assert_eq!(app.get("/api/outbox", None).await.status, 401);
+    assert_eq!(app.get("/api/outbox", Some(READ_TOKEN)).await.status, 403);
+    let failed = app
+        .get("/api/outbox?status=failed", Some(AUDIT_TOKEN))
+        .await;
+    assert_eq!(failed.status, 200, "{}", failed.text);
+    let data = failed.json["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["kind"], "welcome");
+    assert!(data[0]["last_error"].as_str().unwrap().contains("550"));
+    let bad = app.get("/api/outbox?status=lost", Some(AUDIT_TOKEN)).await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_parameter"));
+
+    // Nothing is due until an operator re-queues it; then it goes out once.
+    assert_eq!(app.deliver_outbox(now + 100_000).await.total(), 0);
+    assert_eq!(
+        outbox::retry(&app.db, RetryTarget::AllFailed, now + 100_000)
+            .await
+            .unwrap(),
+        1
+    );
+    let retried = app.deliver_outbox(now + 100_000).await;
+    assert_eq!(retried.sent, 1, "{retried:?}");
+    assert_eq!(
+        recipients(&sink),
+        vec!["perm@example.com".to_owned(), "temp@example.com".to_owned()]
+    );
+    // A sent row is never re-queued.
+    assert_eq!(
+        outbox::retry(&app.db, RetryTarget::AllFailed, now + 100_001)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn two_instances_delivering_at_once_send_each_notification_once() {
+    let sink = SmtpSink::start().await;
+    let first = app_with(&sink).await;
+    let second = TestApp::builder()
+        .database(first.database.clone())
+        .env("SMTP_URL", &sink.url())
+        .env("MAIL_FROM", "Example Billing <billing@example.com>")
+        .spawn()
+        .await;
+    let mut events = Vec::new();
+    for _ in 0..30 {
+        let cus = unique_id("cus");
+        events.push(customer(&cus, &format!("{cus}@example.com")));
+        events.push(subscription(
+            "customer.subscription.created",
+            T0,
+            &unique_id("sub"),
+            &cus,
+            "active",
+        ));
+    }
+    deliver_all(&first, &events).await;
+    let now = first.now();
+    let (a, b) = tokio::join!(first.deliver_outbox(now), second.deliver_outbox(now));
+    assert_eq!(a.sent + b.sent, 30, "{a:?} {b:?}");
+    let to = recipients(&sink);
+    let unique: BTreeSet<&String> = to.iter().collect();
+    assert_eq!((to.len(), unique.len()), (30, 30));
+}
+
+#[tokio::test]
+async fn without_smtp_the_email_goes_to_the_log_with_the_address_masked() {
+    let app = TestApp::spawn().await;
+    let cus = unique_id("cus");
+    deliver_all(
+        &app,
+        &[
+            customer(&cus, "logged.person@example.com"),
+            subscription(
+                "customer.subscription.created",
+                T0,
+                &unique_id("sub"),
+                &cus,
+                "active",
+            ),
+        ],
+    )
+    .await;
+    let report = app.deliver_outbox(app.now()).await;
+    assert_eq!(report.sent, 1, "{report:?}");
+    let logs = crate::helpers::captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("SMTP_URL is not set") && l.contains("l***@example.com"))
+        .expect("the email is logged");
+    assert!(!line.contains("logged.person"), "{line}");
+}
+
+#[tokio::test]
+async fn the_cli_lists_and_requeues_outbox_items() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let cus = unique_id("cus");
+    deliver_all(
+        &app,
+        &[
+            customer(&cus, "cli@example.com"),
+            subscription(
+                "customer.subscription.created",
+                T0,
+                &unique_id("sub"),
+                &cus,
+                "active",
+            ),
+        ],
+    )
+    .await;
+    sink.refuse_next(550);
+    app.deliver_outbox(app.now()).await;
+    let mail = stripe_ledger::config::mail_config(
+        &stripe_ledger::config::MapEnv(
+            [
+                ("SMTP_URL".to_owned(), sink.url()),
+                ("MAIL_FROM".to_owned(), "billing@example.com".to_owned()),
+            ]
+            .into(),
+        ),
+        None,
+    )
+    .unwrap();
+    let run = |command| {
+        let db = app.db.clone();
+        let mail = mail.clone();
+        async move {
+            let mut out = Vec::new();
+            let code = stripe_ledger::cli::outbox(&db, &mail, command, &mut out)
+                .await
+                .unwrap();
+            (code, String::from_utf8(out).unwrap())
+        }
+    };
+    let (_, listed) = run(stripe_ledger::cli::OutboxCommand::List {
+        status: Some("failed".into()),
+        limit: 10,
+        format: stripe_ledger::cli::OutputFormat::Text,
+    })
+    .await;
+    assert!(
+        listed.contains("failed") && listed.contains(&cus),
+        "{listed}"
+    );
+    let id = outbox::list(&app.db, Some("failed"), None, 1)
+        .await
+        .unwrap()
+        .0[0]
+        .id;
+    let (code, out) = run(stripe_ledger::cli::OutboxCommand::Retry {
+        all: false,
+        id: Some(id),
+    })
+    .await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert_eq!(out.trim(), "re-queued 1");
+    let (code, out) = run(stripe_ledger::cli::OutboxCommand::Deliver).await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "{out}");
+    assert_eq!(out.trim(), "sent 1, retrying 0, failed 0, skipped 0");
+    assert_eq!(recipients(&sink), vec!["cli@example.com".to_owned()]);
+}
