@@ -227,7 +227,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if tokio::time::timeout(remaining, jobs).await.is_err() {
         tracing::warn!("background jobs still running at the shutdown deadline were abandoned; they resume on the next start");
     }
-    db.close().await;
+    // A connection still held by a write cut off at the deadline must not keep us here.
+    if tokio::time::timeout(Duration::from_secs(5), db.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still busy at exit were dropped");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -92,6 +92,11 @@ fn the_configuration_debug_output_names_no_secret() {
                 "JWT_SECRET",
                 "debugcheck_secret_value_debugcheck_secret_value",
             ),
+            (
+                "SMTP_URL",
+                "smtp://mailer:debugcheck_pw@smtp.example.com:587?tls=required",
+            ),
+            ("MAIL_FROM", "billing@example.com"),
             ("STRIPE_PRICE_IDS_TIER1", "price_1"),
             ("CHECKOUT_SUCCESS_URL", "https://app.example.com/ok"),
             ("CHECKOUT_CANCEL_URL", "https://app.example.com/cancel"),
@@ -108,4 +113,46 @@ fn the_configuration_debug_output_names_no_secret() {
     let debug = format!("{config:?}");
     assert!(!debug.contains("debugcheck_secret_value"), "{debug}");
     assert!(!debug.contains("debugcheck_pw"), "{debug}");
+}
+
+#[tokio::test]
+async fn the_smtp_password_never_appears_in_logs_or_the_outbox_when_delivery_fails() {
+    let password = unique_id("smtppw");
+    // Nothing listens there: every attempt fails with a connection error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = TestApp::builder()
+        .env("SMTP_URL", &format!("smtp://mailer:{password}@{closed}"))
+        .env("MAIL_FROM", "billing@example.com")
+        .spawn()
+        .await;
+    let body = event(&unique_id("evt_smtp"), "customer.created");
+    let customer = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["data"]["object"]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut updated = serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+    updated["id"] = unique_id("evt_smtp").into();
+    updated["data"]["object"]["email"] = "someone@example.com".into();
+    let subscription = serde_json::json!({
+        "id": unique_id("evt_smtp"), "object": "event", "api_version": "2025-03-31.basil",
+        "created": 1_763_800_000, "livemode": false, "type": "customer.subscription.created",
+        "data": {"object": {"id": unique_id("sub"), "object": "subscription", "customer": customer,
+            "status": "active", "items": {"object": "list", "data": []}}}
+    });
+    for b in [updated.to_string(), subscription.to_string()] {
+        assert_eq!(app.deliver(b.as_bytes()).await.status, 200);
+    }
+    let report = app.deliver_outbox(app.now()).await;
+    assert_eq!(report.retrying, 1, "{report:?}");
+    let outbox = app.audit("/api/outbox").await;
+    assert!(outbox.text.contains("last_error"), "{}", outbox.text);
+    assert!(!outbox.text.contains(&password), "{}", outbox.text);
+    assert!(
+        !captured_logs().contains(&password),
+        "the logs contain the SMTP password"
+    );
 }

@@ -457,6 +457,15 @@ async fn a_blocked_database_answers_503_within_the_budget_and_the_retry_loses_no
     let retry = app.deliver(&body).await;
     assert_eq!(retry.status, 200, "{}", retry.text);
     assert_eq!(app.event_count().await, 1);
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let invoice = event["data"]["object"]["id"].as_str().unwrap();
+    assert!(
+        stripe_ledger::read_models::get(&app.db, "invoice", invoice)
+            .await
+            .unwrap()
+            .is_some(),
+        "the retried event is projected"
+    );
 }
 
 #[tokio::test]
