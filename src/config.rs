@@ -448,6 +448,10 @@ pub fn mail_config(
     let smtp_url = env
         .get("SMTP_URL")
         .map(|u| Secret::new(u.trim().to_owned()));
+    if let Some(url) = &smtp_url {
+        // Checked now so a typo stops the start, not the first email hours later.
+        crate::outbox::mail::check_smtp_url(url).map_err(|e| ConfigError::new("SMTP_URL", e))?;
+    }
     let from = match (env.get("MAIL_FROM"), &smtp_url) {
         (Some(from), _) => crate::outbox::mail::MailConfig::parse_from(&from)
             .map_err(|e| ConfigError::new("MAIL_FROM", e))?,
@@ -475,10 +479,6 @@ pub fn mail_config(
         from,
         billing_url,
     };
-    if let Some(url) = &mail.smtp_url {
-        // Checked now so a typo stops the start, not the first email hours later.
-        crate::outbox::mail::check_smtp_url(url).map_err(|e| ConfigError::new("SMTP_URL", e))?;
-    }
     Ok(mail)
 }
 
@@ -536,6 +536,12 @@ mod tests {
             ("WEBHOOK_TOLERANCE_SECS", "0"),
             ("API_TOKENS", "admin:topsecretvalue1234567"),
             ("LOG_FORMAT", "topsecretvalue"),
+            ("SMTP_URL", "gopher://user:topsecretvalue@host"),
+            ("MAIL_FROM", "not an address topsecretvalue"),
+            ("BILLING_URL", "ftp://topsecretvalue"),
+            ("OUTBOX_INTERVAL_MS", "topsecretvalue"),
+            ("OUTBOX_INTERVAL_MS", "10"),
+            ("SHUTDOWN_TIMEOUT_SECS", "0"),
         ];
         for (variable, value) in cases {
             let err = ServeConfig::from_lookup(&env(&[
@@ -630,5 +636,35 @@ mod tests {
             ("STRIPE_PUBLISHABLE_KEY", "pk_live_abc"),
         ]);
         assert!(ServeConfig::from_lookup(&live).is_ok());
+    }
+
+    #[test]
+    fn email_is_logged_by_default_and_smtp_needs_a_sender() {
+        let default =
+            ServeConfig::from_lookup(&env(&[("STRIPE_WEBHOOK_SECRET", "whsec_x")])).unwrap();
+        assert!(default.mail.smtp_url.is_none());
+        assert_eq!(default.mail.from.email.to_string(), "billing@localhost");
+        assert_eq!(default.shutdown_timeout, Duration::from_secs(20));
+        let err = ServeConfig::from_lookup(&env(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            (
+                "SMTP_URL",
+                "smtp://user:pw@smtp.example.com:587?tls=required",
+            ),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "MAIL_FROM");
+        let smtp = ServeConfig::from_lookup(&env(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            ("SMTP_URL", "smtps://user:pw@smtp.example.com"),
+            ("MAIL_FROM", "Billing <billing@example.com>"),
+            ("BILLING_URL", "https://app.example.com/billing"),
+        ]))
+        .unwrap();
+        assert!(smtp.mail.smtp_url.is_some());
+        assert_eq!(
+            smtp.mail.billing_url.as_deref(),
+            Some("https://app.example.com/billing")
+        );
     }
 }
