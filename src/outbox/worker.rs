@@ -137,6 +137,16 @@ async fn attempt(
             item.customer_id
         )));
     };
+    if kind == NotificationKind::PaymentFailed {
+        // Stripe's retry may have collected the money before this email went out.
+        if let Some(status) = invoice_status(db, details.invoice.as_deref()).await? {
+            if matches!(status.as_str(), "paid" | "void") {
+                return Ok(Outcome::Skipped {
+                    reason: format!("the invoice is {status} by now"),
+                });
+            }
+        }
+    }
     if kind == NotificationKind::AccessEnded {
         if let Some(other) =
             other_access(db, &item.customer_id, details.subscription.as_deref()).await?
@@ -158,6 +168,19 @@ async fn attempt(
         Ok(()) => Outcome::Sent,
         Err(SendError::Permanent(error)) => Outcome::Failed { error },
         Err(SendError::Transient(error)) => retry_or_fail(error),
+    })
+}
+
+async fn invoice_status(db: &Db, invoice: Option<&str>) -> Result<Option<String>, StorageError> {
+    let Some(id) = invoice else {
+        return Ok(None);
+    };
+    Ok(match crate::read_models::get(db, "invoice", id).await? {
+        Some(json) => match crate::projector::state_from_json("invoice", &json)? {
+            Fact::Invoice(i) => i.view().and_then(|v| v.status.clone()),
+            _ => None,
+        },
+        None => None,
     })
 }
 

@@ -523,3 +523,36 @@ async fn the_cli_lists_and_requeues_outbox_items() {
     assert_eq!(out.trim(), "sent 1, retrying 0, failed 0, skipped 0");
     assert_eq!(recipients(&sink), vec!["cli@example.com".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_payment_failure_already_recovered_when_the_worker_runs_is_not_sent() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let cus = unique_id("cus");
+    let inv = unique_id("in");
+    let paid = envelope(
+        "invoice.paid",
+        T0 + 500,
+        json!({"id": inv, "object": "invoice", "customer": cus, "status": "paid",
+               "amount_due": 1999, "amount_paid": 1999, "currency": "eur", "attempt_count": 2}),
+    );
+    deliver_all(
+        &app,
+        &[
+            customer(&cus, "recovered@example.com"),
+            payment_failed(&inv, &cus, 1, None),
+            paid,
+        ],
+    )
+    .await;
+    let report = app.deliver_outbox(app.now()).await;
+    assert_eq!((report.sent, report.skipped), (0, 1), "{report:?}");
+    assert_eq!(sink.count(), 0);
+    let (skipped, _) = outbox::list(&app.db, Some("skipped"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        skipped[0].last_error.as_deref(),
+        Some("the invoice is paid by now")
+    );
+}

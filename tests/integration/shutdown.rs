@@ -135,7 +135,12 @@ async fn sigterm_under_load_exits_cleanly_and_every_acknowledged_event_is_logged
             }
         }));
     }
+    let load_deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while outcomes.lock().unwrap().len() < 200 {
+        assert!(
+            tokio::time::Instant::now() < load_deadline,
+            "the server stopped answering before SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Command::new("kill")
