@@ -37,15 +37,13 @@ pub enum Tx<'c> {
 impl Tx<'_> {
     pub async fn begin(db: &Db) -> Result<Tx<'static>, crate::event_log::StorageError> {
         Ok(match db {
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                // Generic plans cached while the tables were small stay sequential scans;
-                // these statements are cheap to plan, so plan them for the data at hand.
-                sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-                    .execute(&mut *tx)
-                    .await?;
-                Tx::Postgres(tx)
-            }
+            // Generic plans cached while the tables were small stay sequential scans; these
+            // statements are cheap to plan, so plan them for the data at hand. Sent with the
+            // BEGIN as one simple query: one round trip inside the append's critical path.
+            Db::Postgres(pool) => Tx::Postgres(
+                pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
+                    .await?,
+            ),
             // The single writer connection: writes serialise in order, without busy waits.
             // IMMEDIATE takes the write lock up front: a deferred transaction that reads first
             // and writes later gets SQLITE_BUSY at once (no busy wait) when another process on

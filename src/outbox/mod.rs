@@ -103,34 +103,60 @@ impl Tx<'_> {
         notifications: &[(Notification, String)],
         now: i64,
     ) -> Result<(), StorageError> {
-        const SQL: &str = "INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, \
-             status, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) ON CONFLICT (dedupe_key) DO NOTHING";
-        for (n, event_id) in notifications {
-            let details =
-                serde_json::to_string(&n.details).expect("notification details serialise");
-            match self {
-                Tx::Postgres(tx) => {
-                    sqlx::query(SQL)
-                        .bind(&n.dedupe_key)
-                        .bind(n.kind.as_str())
-                        .bind(&n.customer)
-                        .bind(event_id)
-                        .bind(&details)
-                        .bind(now)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                Tx::Sqlite(tx) => {
-                    sqlx::query(SQL)
-                        .bind(&n.dedupe_key)
-                        .bind(n.kind.as_str())
-                        .bind(&n.customer)
-                        .bind(event_id)
-                        .bind(&details)
-                        .bind(now)
-                        .execute(&mut **tx)
-                        .await?;
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let details: Vec<String> = notifications
+            .iter()
+            .map(|(n, _)| {
+                serde_json::to_string(&n.details).expect("notification details serialise")
+            })
+            .collect();
+        match self {
+            // One statement for the whole batch: this runs inside the append's critical section.
+            Tx::Postgres(tx) => {
+                let keys: Vec<&str> = notifications
+                    .iter()
+                    .map(|(n, _)| n.dedupe_key.as_str())
+                    .collect();
+                let kinds: Vec<&str> = notifications.iter().map(|(n, _)| n.kind.as_str()).collect();
+                let customers: Vec<&str> = notifications
+                    .iter()
+                    .map(|(n, _)| n.customer.as_str())
+                    .collect();
+                let events: Vec<&str> = notifications.iter().map(|(_, e)| e.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, \
+                     status, attempts, next_attempt_at, created_at) \
+                     SELECT k, kind, c, e, d, 'pending', 0, $6, $6 \
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS n(k, kind, c, e, d) \
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                )
+                .bind(&keys)
+                .bind(&kinds)
+                .bind(&customers)
+                .bind(&events)
+                .bind(&details)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Tx::Sqlite(tx) => {
+                for ((n, event_id), details) in notifications.iter().zip(&details) {
+                    sqlx::query(
+                        "INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, \
+                         status, attempts, next_attempt_at, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
+                         ON CONFLICT (dedupe_key) DO NOTHING",
+                    )
+                    .bind(&n.dedupe_key)
+                    .bind(n.kind.as_str())
+                    .bind(&n.customer)
+                    .bind(event_id)
+                    .bind(details)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
                 }
             }
         }
@@ -183,10 +209,15 @@ pub async fn claim(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Sent,
-    /// Try again at this time.
+    /// The transport failed; try again at this time.
     Retry {
         at: i64,
         error: String,
+    },
+    /// Something the email needs has not arrived yet (the customer's address); look again then.
+    Wait {
+        at: i64,
+        reason: String,
     },
     Failed {
         error: String,
@@ -202,6 +233,7 @@ pub async fn settle(db: &Db, id: i64, outcome: &Outcome, now: i64) -> Result<(),
     let (status, next_at, error, sent_at): (&str, i64, Option<&str>, Option<i64>) = match outcome {
         Outcome::Sent => ("sent", now, None, Some(now)),
         Outcome::Retry { at, error } => ("pending", *at, Some(error), None),
+        Outcome::Wait { at, reason } => ("pending", *at, Some(reason), None),
         Outcome::Failed { error } => ("failed", now, Some(error), None),
         Outcome::Skipped { reason } => ("skipped", now, Some(reason), None),
     };

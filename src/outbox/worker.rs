@@ -62,6 +62,11 @@ pub async fn deliver_due(
                     report.sent += 1;
                     "sent"
                 }
+                Outcome::Wait { reason, .. } => {
+                    tracing::info!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %reason, "outbox notification waits");
+                    report.retrying += 1;
+                    "waiting"
+                }
                 Outcome::Retry { error, .. } => {
                     tracing::warn!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %error, "outbox delivery failed; will retry");
                     report.retrying += 1;
@@ -95,13 +100,24 @@ async fn attempt(
     item: &Item,
     now: i64,
 ) -> Result<Outcome, StorageError> {
+    let give_up = item.attempts >= MAX_ATTEMPTS;
     let retry_or_fail = |error: String| {
-        if item.attempts >= MAX_ATTEMPTS {
+        if give_up {
             Outcome::Failed { error }
         } else {
             Outcome::Retry {
                 at: now + backoff_secs(item.attempts),
                 error,
+            }
+        }
+    };
+    let wait_or_fail = |reason: String| {
+        if give_up {
+            Outcome::Failed { error: reason }
+        } else {
+            Outcome::Wait {
+                at: now + backoff_secs(item.attempts),
+                reason,
             }
         }
     };
@@ -120,8 +136,10 @@ async fn attempt(
         },
         None => None,
     };
-    let Some(customer) = customer else {
-        return Ok(retry_or_fail(format!(
+    // Known only through a link (a subscription naming it) is not known: its own event with
+    // the address is still to come.
+    let Some(customer) = customer.filter(|c| c.view().is_some()) else {
+        return Ok(wait_or_fail(format!(
             "customer {} is not known yet",
             item.customer_id
         )));
@@ -132,10 +150,9 @@ async fn attempt(
         });
     }
     let Some(to) = customer.email().map(str::to_owned) else {
-        return Ok(retry_or_fail(format!(
-            "customer {} has no email address yet",
-            item.customer_id
-        )));
+        return Ok(Outcome::Skipped {
+            reason: "the customer has no email address".into(),
+        });
     };
     if kind == NotificationKind::PaymentFailed {
         // Stripe's retry may have collected the money before this email went out.

@@ -556,3 +556,39 @@ async fn a_payment_failure_already_recovered_when_the_worker_runs_is_not_sent() 
         Some("the invoice is paid by now")
     );
 }
+
+#[tokio::test]
+async fn a_customer_without_an_email_address_is_skipped_not_retried() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let cus = unique_id("cus");
+    let no_email = envelope(
+        "customer.created",
+        T0,
+        json!({"id": cus, "object": "customer", "email": null, "metadata": {}}),
+    );
+    deliver_all(
+        &app,
+        &[
+            no_email,
+            subscription(
+                "customer.subscription.created",
+                T0,
+                &unique_id("sub"),
+                &cus,
+                "active",
+            ),
+        ],
+    )
+    .await;
+    let report = app.deliver_outbox(app.now()).await;
+    assert_eq!(report.skipped, 1, "{report:?}");
+    let (skipped, _) = outbox::list(&app.db, Some("skipped"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        skipped[0].last_error.as_deref(),
+        Some("the customer has no email address")
+    );
+    assert_eq!(sink.count(), 0);
+}
