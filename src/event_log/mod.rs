@@ -246,6 +246,14 @@ pub async fn append_in(
     tx: &mut crate::db::Tx<'_>,
     entries: &[&NewEntry],
 ) -> Result<Vec<AppendOutcome>, StorageError> {
+    append_marking(tx, entries, &Projected::default()).await
+}
+
+async fn append_marking(
+    tx: &mut crate::db::Tx<'_>,
+    entries: &[&NewEntry],
+    projected: &Projected<'_>,
+) -> Result<Vec<AppendOutcome>, StorageError> {
     // The first occurrence of each id is written; later ones in the same batch are duplicates.
     let mut first_index: std::collections::HashMap<&str, usize> = Default::default();
     let mut unique = Vec::with_capacity(entries.len());
@@ -258,8 +266,8 @@ pub async fn append_in(
             });
     }
     let positions = match tx {
-        crate::db::Tx::Postgres(tx) => postgres::insert_batch(tx, &unique).await?,
-        crate::db::Tx::Sqlite(tx) => sqlite::insert_batch(tx, &unique).await?,
+        crate::db::Tx::Postgres(tx) => postgres::insert_batch(tx, &unique, projected).await?,
+        crate::db::Tx::Sqlite(tx) => sqlite::insert_batch(tx, &unique, projected).await?,
     };
     let by_id: std::collections::HashMap<&str, Inserted> = unique
         .iter()
@@ -284,6 +292,91 @@ pub async fn append_in(
             }
         })
         .collect())
+}
+
+/// An entry already in the log, as ingestion needs it to project it again.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub position: i64,
+    pub event_type: String,
+    pub stripe_created: i64,
+    pub payload: String,
+    pub raw_body_sha256: String,
+}
+
+/// Which of `event_ids` are already logged, read inside the caller's transaction.
+pub async fn logged_in(
+    tx: &mut crate::db::Tx<'_>,
+    event_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Logged>, StorageError> {
+    type Row = (String, i64, String, i64, String, String);
+    const COLUMNS: &str =
+        "event_id, position, event_type, stripe_created, payload, raw_body_sha256";
+    let rows: Vec<Row> = match tx {
+        // The transaction plans for the data at hand (`plan_cache_mode`), so `= ANY` uses
+        // the unique index however small the table was when the statement was first seen.
+        crate::db::Tx::Postgres(tx) => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM event_log WHERE event_id = ANY($1)"
+            ))
+            .bind(event_ids)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        crate::db::Tx::Sqlite(tx) => {
+            let mut rows = Vec::new();
+            for id in event_ids {
+                let row: Option<Row> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM event_log WHERE event_id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                rows.extend(row);
+            }
+            rows
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, position, event_type, stripe_created, payload, raw_body_sha256)| {
+                (
+                    id,
+                    Logged {
+                        position,
+                        event_type,
+                        stripe_created,
+                        payload,
+                        raw_body_sha256,
+                    },
+                )
+            },
+        )
+        .collect())
+}
+
+/// What ingestion projected before appending, recorded by the append itself (see
+/// `append_projected_in`).
+#[derive(Debug, Clone, Default)]
+pub struct Projected<'a> {
+    /// Ids whose projection succeeded: newly appended ones are marked projected by position,
+    /// and any dead letter of theirs is cleared.
+    pub event_ids: Vec<&'a str>,
+    /// Positions of already-logged entries that were projected again.
+    pub positions: Vec<i64>,
+}
+
+/// Appends entries whose projection has already been written in `tx`, marking them projected
+/// in the same statement on PostgreSQL. Taking the append lock only now keeps the
+/// critical section (lock, append, commit) short: the projection ran before it, concurrently
+/// with other batches.
+pub async fn append_projected_in(
+    tx: &mut crate::db::Tx<'_>,
+    entries: &[&NewEntry],
+    projected: &Projected<'_>,
+) -> Result<Vec<AppendOutcome>, StorageError> {
+    append_marking(tx, entries, projected).await
 }
 
 /// What a backend reports for each unique entry of a batch.

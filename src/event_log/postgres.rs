@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    decode_stored_event, Bind, Inserted, ListQuery, NewEntry, StorageError, StoredEvent,
+    decode_stored_event, Bind, Inserted, ListQuery, NewEntry, Projected, StorageError, StoredEvent,
     APPEND_LOCK, SUMMARY_COLUMNS,
 };
 
@@ -32,12 +32,16 @@ pub(super) async fn find<'e>(
 pub(super) async fn insert_batch(
     tx: &mut PgConnection,
     entries: &[&NewEntry],
+    projected: &Projected<'_>,
 ) -> Result<Vec<Inserted>, StorageError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(APPEND_LOCK)
         .execute(&mut *tx)
         .await?;
-    let mut result: HashMap<String, i64> = insert(&mut *tx, entries).await?.into_iter().collect();
+    let mut result: HashMap<String, i64> = insert(&mut *tx, entries, projected)
+        .await?
+        .into_iter()
+        .collect();
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
         let inserted = match result.remove(entry.envelope.id.as_str()) {
@@ -69,9 +73,14 @@ pub(super) async fn insert_batch(
 /// position is visible, every smaller position is visible or will never exist. Readers can then
 /// tail by position alone. Group commit keeps the serialisation cheap: a batch shares one lock
 /// and one commit.
+///
+/// The same statement records what ingestion projected before appending: the new positions of
+/// `projected.event_ids` (and `projected.positions`) go to `projected_positions`, and their
+/// dead letters are cleared. Data-modifying CTEs always run, so this costs no round trip.
 async fn insert(
     tx: &mut PgConnection,
     entries: &[&NewEntry],
+    projected: &Projected<'_>,
 ) -> Result<Vec<(String, i64)>, StorageError> {
     fn column<'a, T>(entries: &[&'a NewEntry], f: impl Fn(&'a NewEntry) -> T) -> Vec<T> {
         entries.iter().map(|e| f(e)).collect()
@@ -84,8 +93,8 @@ async fn insert(
             .and_then(|o| o.object_type.clone())
     };
     let rows = sqlx::query_as(
-        "INSERT INTO event_log (event_id, event_type, api_version, livemode, account, \
-         object_id, object_type, stripe_created, received_at, source, payload, \
+        "WITH appended AS (INSERT INTO event_log (event_id, event_type, api_version, livemode, \
+         account, object_id, object_type, stripe_created, received_at, source, payload, \
          payload_redacted, raw_body_sha256, signature_header, signature_timestamp, \
          verified_by_index, verified_by_fingerprint) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], \
@@ -93,7 +102,12 @@ async fn insert(
          $10::text[], $11::text[], $12::bool[], $13::text[], $14::text[], $15::int8[], \
          $16::int4[], $17::text[]) AS u \
          ORDER BY 1 \
-         ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position",
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position), \
+         marked AS (INSERT INTO projected_positions (position) \
+         SELECT position FROM appended WHERE event_id = ANY($18::text[]) \
+         UNION ALL SELECT unnest($19::int8[]) ON CONFLICT DO NOTHING), \
+         healed AS (DELETE FROM dead_letters WHERE event_id = ANY($18::text[])) \
+         SELECT event_id, position FROM appended",
     )
     .bind(column(entries, |e| e.envelope.id.as_str()))
     .bind(column(entries, |e| e.envelope.event_type.as_str()))
@@ -122,6 +136,8 @@ async fn insert(
             .as_ref()
             .map(|v| v.secret_fingerprint.as_str())
     }))
+    .bind(&projected.event_ids)
+    .bind(&projected.positions)
     .fetch_all(tx)
     .await?;
     Ok(rows)

@@ -1,7 +1,7 @@
 use crate::db::SqliteDb;
 
 use super::{
-    decode_stored_event, Bind, Inserted, ListQuery, NewEntry, StorageError, StoredEvent,
+    decode_stored_event, Bind, Inserted, ListQuery, NewEntry, Projected, StorageError, StoredEvent,
     SUMMARY_COLUMNS,
 };
 
@@ -21,6 +21,36 @@ pub(super) async fn find(db: &SqliteDb, event_id: &str) -> Result<Option<Inserte
 /// Appends inside `tx`, a transaction on the single writer connection: the batch shares the
 /// transaction's one fsync, and SQLite's single writer keeps positions in commit order.
 pub(super) async fn insert_batch(
+    tx: &mut sqlx::SqliteConnection,
+    entries: &[&NewEntry],
+    projected: &Projected<'_>,
+) -> Result<Vec<Inserted>, StorageError> {
+    let inserted = insert_each(tx, entries).await?;
+    // What ingestion projected before appending (PostgreSQL does this in the INSERT itself).
+    let mut positions = projected.positions.clone();
+    for (entry, inserted) in entries.iter().zip(&inserted) {
+        if inserted.new && projected.event_ids.contains(&entry.envelope.id.as_str()) {
+            positions.push(inserted.position);
+        }
+    }
+    for position in positions {
+        sqlx::query(
+            "INSERT INTO projected_positions (position) VALUES ($1) ON CONFLICT DO NOTHING",
+        )
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for id in &projected.event_ids {
+        sqlx::query("DELETE FROM dead_letters WHERE event_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+async fn insert_each(
     tx: &mut sqlx::SqliteConnection,
     entries: &[&NewEntry],
 ) -> Result<Vec<Inserted>, StorageError> {

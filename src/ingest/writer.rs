@@ -138,38 +138,91 @@ async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds) {
     }
 }
 
-/// Appends the batch and projects it in one transaction: one commit, and a 200 means both.
-/// A duplicate found in the database is projected again from its stored payload (its first
-/// projection may have failed or still be in flight; joins are idempotent, so projecting
-/// again is always safe), which is how Stripe's retry heals a failed projection.
+/// Projects the batch and appends it in one transaction: one commit, and a 200 means both.
+///
+/// The projection runs first and the append last, because the append takes the lock that
+/// serialises every append until commit (see `event_log::APPEND_LOCK`): with the projection
+/// before it, only the append itself and the commit are serialised, and two batches can
+/// project at the same time. An entry already in the log is projected again from its stored
+/// payload (its first projection may have failed or still be in flight; joins are
+/// idempotent), which is how Stripe's retry heals a failed projection.
 async fn write_together(
     db: &Db,
     batch: &[Pending],
 ) -> Result<Vec<Result<AppendOutcome, WriteError>>, StorageError> {
-    let entries: Vec<&NewEntry> = batch.iter().map(|p| &p.entry).collect();
     let mut tx = crate::db::Tx::begin(db).await?;
-    let outcomes = event_log::append_in(&mut tx, &entries).await?;
-    let mut to_project: Vec<(usize, Entry)> = Vec::new();
-    for (i, (pending, outcome)) in batch.iter().zip(&outcomes).enumerate() {
-        match outcome {
-            AppendOutcome::Appended { position } => {
-                to_project.push((i, entry_of(&pending.entry, *position)));
-            }
-            AppendOutcome::Duplicate { .. } => {
-                if let Some(stored) = event_log::get(db, &pending.entry.envelope.id).await? {
-                    to_project.push((i, Entry::from(&stored)));
-                }
+    let ids: Vec<&str> = batch.iter().map(|p| p.entry.envelope.id.as_str()).collect();
+    let logged = event_log::logged_in(&mut tx, &ids).await?;
+    // One projection per distinct id: what is logged if it is, else what arrived.
+    let mut to_project: Vec<Entry> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for pending in batch {
+        let id = pending.entry.envelope.id.as_str();
+        if seen.contains_key(id) {
+            continue;
+        }
+        seen.insert(id, to_project.len());
+        to_project.push(match logged.get(id) {
+            Some(l) => Entry {
+                position: l.position,
+                event_id: id.to_owned(),
+                event_type: l.event_type.clone(),
+                created: l.stripe_created,
+                payload: l.payload.clone(),
+            },
+            // The position is the append's to give; the fold does not read it.
+            None => entry_of(&pending.entry, 0),
+        });
+    }
+    let projected = projector::project_each_in(&mut tx, &to_project).await?;
+
+    let mut marks = event_log::Projected::default();
+    for (entry, result) in to_project.iter().zip(&projected) {
+        if result.is_ok() {
+            marks.event_ids.push(entry.event_id.as_str());
+            if let Some(l) = logged.get(&entry.event_id) {
+                marks.positions.push(l.position);
             }
         }
     }
-    let entries: Vec<Entry> = to_project.iter().map(|(_, e)| e.clone()).collect();
-    let projected = projector::project_each_in(&mut tx, &entries).await?;
+    let entries: Vec<&NewEntry> = batch.iter().map(|p| &p.entry).collect();
+    let outcomes = event_log::append_projected_in(&mut tx, &entries, &marks).await?;
+    // The first occurrence of each id is the body that was projected.
+    let mut positions: HashMap<&str, i64> = HashMap::new();
+    for (pending, outcome) in batch.iter().zip(&outcomes) {
+        let id = pending.entry.envelope.id.as_str();
+        if positions.insert(id, outcome.position()).is_some() {
+            continue;
+        }
+        if let AppendOutcome::Duplicate {
+            same_body: false, ..
+        } = outcome
+        {
+            if !logged.contains_key(id) {
+                // Another instance logged this id, with another body, between our look-up
+                // and our append: what we projected is not what the log holds. Undo; Stripe's
+                // retry will project the logged one.
+                return Err(StorageError::Unavailable(format!(
+                    "event {id} was logged concurrently with a different body"
+                )));
+            }
+        }
+    }
+    // Failures become dead letters now that their positions are known.
+    for (entry, result) in to_project.iter().zip(&projected) {
+        if let Err(error) = result {
+            let position = positions[entry.event_id.as_str()];
+            tx.record_dead_letter(&entry.event_id, position, error)
+                .await?;
+        }
+    }
     tx.commit().await?;
     let mut replies: Vec<Result<AppendOutcome, WriteError>> =
         outcomes.into_iter().map(Ok).collect();
-    for ((i, _), result) in to_project.iter().zip(projected) {
-        if let Err(e) = result {
-            replies[*i] = Err(WriteError::Projection(e));
+    for (pending, reply) in batch.iter().zip(replies.iter_mut()) {
+        let index = seen[pending.entry.envelope.id.as_str()];
+        if let Err(e) = &projected[index] {
+            *reply = Err(WriteError::Projection(e.clone()));
         }
     }
     Ok(replies)

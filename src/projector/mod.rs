@@ -223,26 +223,32 @@ pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
     Ok(())
 }
 
-/// Projects entries inside the caller's transaction (ingestion: the one that appended them).
+/// Projects logged entries inside the caller's transaction and marks them projected.
 pub async fn project_in(tx: &mut Tx<'_>, entries: &[Entry]) -> Result<(), ProjectError> {
-    let mut notifications = Caused::new();
-    let facts = facts_of(entries, Some(&mut notifications))?;
     let generation = tx.active_generation().await?;
-    write_facts(tx, generation, facts, true).await?;
-    if !notifications.is_empty() {
-        tx.enqueue_notifications(&notifications, chrono::Utc::now().timestamp())
-            .await?;
-    }
+    fold_in(tx, generation, entries).await?;
     let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
     let positions: Vec<i64> = entries.iter().map(|e| e.position).collect();
     tx.mark_projected(&positions, &ids).await?;
     Ok(())
 }
 
-/// Projects each entry inside `tx` behind a savepoint: together first, then one by one if that
-/// fails, so that one bad entry neither fails the others nor the transaction. An entry that
-/// cannot be projected is recorded as a dead letter in the same transaction. A storage error
-/// aborts (the caller rolls back).
+/// Folds entries into `generation` and writes the notifications they cause.
+async fn fold_in(tx: &mut Tx<'_>, generation: i64, entries: &[Entry]) -> Result<(), ProjectError> {
+    let mut notifications = Caused::new();
+    let facts = facts_of(entries, Some(&mut notifications))?;
+    write_facts(tx, generation, facts, true).await?;
+    tx.enqueue_notifications(&notifications, chrono::Utc::now().timestamp())
+        .await?;
+    Ok(())
+}
+
+/// Ingestion's projection, before the entries are appended: folds each entry inside `tx`
+/// behind a savepoint, together first, then one by one if that fails, so that one bad entry
+/// neither fails the others nor the transaction. The generation is pinned until `tx` ends
+/// (see `store::GENERATION_LOCK`). Marking entries projected and recording dead letters is
+/// left to the caller, which learns the positions from the append. A storage error aborts
+/// (the caller rolls back).
 pub async fn project_each_in(
     tx: &mut Tx<'_>,
     entries: &[Entry],
@@ -250,8 +256,9 @@ pub async fn project_each_in(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
+    let generation = tx.pinned_generation().await?;
     tx.execute("SAVEPOINT projection").await?;
-    match project_in(tx, entries).await {
+    match fold_in(tx, generation, entries).await {
         Ok(()) => {
             tx.execute("RELEASE SAVEPOINT projection").await?;
             return Ok(entries.iter().map(|_| Ok(())).collect());
@@ -262,7 +269,7 @@ pub async fn project_each_in(
     let mut results = Vec::with_capacity(entries.len());
     for entry in entries {
         tx.execute("SAVEPOINT projection_one").await?;
-        match project_in(tx, std::slice::from_ref(entry)).await {
+        match fold_in(tx, generation, std::slice::from_ref(entry)).await {
             Ok(()) => {
                 tx.execute("RELEASE SAVEPOINT projection_one").await?;
                 results.push(Ok(()));
@@ -271,8 +278,6 @@ pub async fn project_each_in(
             Err(e) => {
                 tx.execute("ROLLBACK TO SAVEPOINT projection_one").await?;
                 // Logged by the request waiting for it, inside its span (request and event id).
-                tx.record_dead_letter(&entry.event_id, entry.position, &e.to_string())
-                    .await?;
                 results.push(Err(e.to_string()));
             }
         }

@@ -126,7 +126,11 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
     // The final catch-up and the switch, with appends held back.
     let mut tx = Tx::begin(db).await?;
     if let Tx::Postgres(pg) = &mut tx {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        // Generation first, then appends: the order ingestion takes them in, so no deadlock.
+        // Waiting for the exclusive generation lock lets batches that already project into
+        // the old generation append and commit; the final read below then includes them.
+        sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
+            .bind(super::store::GENERATION_LOCK)
             .bind(APPEND_LOCK)
             .execute(&mut **pg)
             .await
