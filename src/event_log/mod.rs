@@ -324,17 +324,21 @@ pub async fn logged_in(
             .await?
         }
         crate::db::Tx::Sqlite(tx) => {
-            let mut rows = Vec::new();
-            for id in event_ids {
-                let row: Option<Row> = sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM event_log WHERE event_id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
-                rows.extend(row);
+            if event_ids.is_empty() {
+                return Ok(Default::default());
             }
-            rows
+            // Batches are at most a few hundred ids, far below SQLite's parameter limit.
+            let placeholders: Vec<String> =
+                (1..=event_ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM event_log WHERE event_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query_as(&sql);
+            for id in event_ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(&mut **tx).await?
         }
     };
     Ok(rows

@@ -185,8 +185,33 @@ async fn write_together(
             }
         }
     }
-    let entries: Vec<&NewEntry> = batch.iter().map(|p| &p.entry).collect();
-    let outcomes = event_log::append_projected_in(&mut tx, &entries, &marks).await?;
+    // Entries the look-up found are duplicates already; only the others go to the append.
+    let fresh: Vec<&NewEntry> = batch
+        .iter()
+        .map(|p| &p.entry)
+        .filter(|e| !logged.contains_key(&e.envelope.id))
+        .collect();
+    let mut appended = if fresh.is_empty() {
+        // Only retries: nothing to append, so no append lock to take.
+        tx.mark_projected(&marks.positions, &marks.event_ids)
+            .await?;
+        Vec::new()
+    } else {
+        event_log::append_projected_in(&mut tx, &fresh, &marks).await?
+    }
+    .into_iter();
+    let outcomes: Vec<AppendOutcome> = batch
+        .iter()
+        .map(|p| match logged.get(&p.entry.envelope.id) {
+            Some(l) => AppendOutcome::Duplicate {
+                position: l.position,
+                same_body: l.raw_body_sha256 == p.entry.raw_body_sha256,
+            },
+            None => appended
+                .next()
+                .expect("one outcome per appended entry, in order"),
+        })
+        .collect();
     // The first occurrence of each id is the body that was projected.
     let mut positions: HashMap<&str, i64> = HashMap::new();
     for (pending, outcome) in batch.iter().zip(&outcomes) {
