@@ -52,6 +52,25 @@ impl Tx<'_> {
         })
     }
 
+    /// A transaction for ingestion: as `begin`, and on PostgreSQL it also pins the active
+    /// read-model generation (a shared lock on `GENERATION_LOCK`, held to the end) in the same
+    /// round trip. The generation must then be read by a later statement: a statement's
+    /// snapshot is taken before it waits for a lock, so one that locked and read at once could
+    /// read a generation switched while it waited.
+    pub async fn begin_ingest(db: &Db) -> Result<Tx<'static>, crate::event_log::StorageError> {
+        Ok(match db {
+            Db::Postgres(pool) => Tx::Postgres(
+                pool.begin_with(format!(
+                    "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; \
+                     SELECT pg_advisory_xact_lock_shared({})",
+                    crate::projector::store::GENERATION_LOCK
+                ))
+                .await?,
+            ),
+            Db::Sqlite(_) => Tx::begin(db).await?,
+        })
+    }
+
     pub async fn commit(self) -> Result<(), crate::event_log::StorageError> {
         match self {
             Tx::Postgres(tx) => tx.commit().await?,

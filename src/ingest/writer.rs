@@ -150,7 +150,7 @@ async fn write_together(
     db: &Db,
     batch: &[Pending],
 ) -> Result<Vec<Result<AppendOutcome, WriteError>>, StorageError> {
-    let mut tx = crate::db::Tx::begin(db).await?;
+    let mut tx = crate::db::Tx::begin_ingest(db).await?;
     let ids: Vec<&str> = batch.iter().map(|p| p.entry.envelope.id.as_str()).collect();
     let logged = event_log::logged_in(&mut tx, &ids).await?;
     // One projection per distinct id: what is logged if it is, else what arrived.

@@ -245,8 +245,8 @@ async fn fold_in(tx: &mut Tx<'_>, generation: i64, entries: &[Entry]) -> Result<
 
 /// Ingestion's projection, before the entries are appended: folds each entry inside `tx`
 /// behind a savepoint, together first, then one by one if that fails, so that one bad entry
-/// neither fails the others nor the transaction. The generation is pinned until `tx` ends
-/// (see `store::GENERATION_LOCK`). Marking entries projected and recording dead letters is
+/// neither fails the others nor the transaction. `tx` must come from `Tx::begin_ingest`, which
+/// pins the generation until it ends (see `store::GENERATION_LOCK`). Marking entries projected and recording dead letters is
 /// left to the caller, which learns the positions from the append. A storage error aborts
 /// (the caller rolls back).
 pub async fn project_each_in(
@@ -256,7 +256,8 @@ pub async fn project_each_in(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let generation = tx.pinned_generation().await?;
+    // Pinned: `tx` comes from `Tx::begin_ingest`.
+    let generation = tx.active_generation().await?;
     tx.execute("SAVEPOINT projection").await?;
     match fold_in(tx, generation, entries).await {
         Ok(()) => {

@@ -27,27 +27,12 @@ pub type Key = (&'static str, String);
 pub use crate::db::Tx;
 
 /// Key of the PostgreSQL advisory lock that guards the switch of the active generation:
-/// ingestion holds it shared from reading the generation to its commit (it projects before it
-/// appends), and a rebuild takes it exclusively to switch, so no batch can project into a
+/// ingestion holds it shared for its whole transaction (`Tx::begin_ingest`; it projects before
+/// it appends), and a rebuild takes it exclusively to switch, so no batch can project into a
 /// generation that is switched away before its entries are appended.
 pub const GENERATION_LOCK: i64 = 0x7374_7269_7065_6772;
 
 impl Tx<'_> {
-    /// The active generation, held (shared) until this transaction ends: ingestion's read.
-    pub async fn pinned_generation(&mut self) -> Result<i64, StorageError> {
-        match self {
-            Tx::Postgres(tx) => Ok(sqlx::query_scalar(
-                "SELECT (SELECT active_generation FROM projection_meta) \
-                 FROM (SELECT pg_advisory_xact_lock_shared($1)) AS pinned",
-            )
-            .bind(GENERATION_LOCK)
-            .fetch_one(&mut **tx)
-            .await?),
-            // The single writer connection: nothing switches while this transaction runs.
-            Tx::Sqlite(_) => self.active_generation().await,
-        }
-    }
-
     pub async fn active_generation(&mut self) -> Result<i64, StorageError> {
         const SQL: &str = "SELECT active_generation FROM projection_meta";
         Ok(match self {

@@ -479,3 +479,88 @@ async fn subscriptions_list_by_status_with_cursor_pagination() {
     let none = read(&app, "/api/subscriptions?status=canceled").await;
     assert_eq!(none.json["data"], serde_json::json!([]));
 }
+
+/// Waits until `n` advisory-lock requests are queued on PostgreSQL.
+async fn advisory_waiters(app: &TestApp, n: i64) {
+    let stripe_ledger::db::Db::Postgres(pool) = &app.db else {
+        unreachable!("PostgreSQL only");
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} of {n} lock waits"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_event_arriving_while_a_rebuild_waits_to_switch_lands_in_the_new_generation() {
+    let app = Arc::new(TestApp::spawn().await);
+    deliver_all(&app, &lifecycle("gen_a")).await;
+    let late = lifecycle("gen_b");
+    if crate::helpers::backend() == stripe_ledger::db::Backend::Postgres {
+        use sqlx::Connection as _;
+        // Another batch in its critical section: appends (and the rebuild's switch) wait.
+        let mut conn = sqlx::PgConnection::connect(&app.database.url)
+            .await
+            .unwrap();
+        let mut held = conn.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(stripe_ledger::event_log::APPEND_LOCK)
+            .execute(&mut *held)
+            .await
+            .unwrap();
+        let rebuild = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                projector::rebuild(
+                    &app.db,
+                    &RebuildOptions {
+                        chunk: 100,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+            })
+        };
+        // The rebuild has replayed the log and queues for the switch...
+        advisory_waiters(&app, 1).await;
+        // ...when events arrive. They must not be projected into the generation about to be
+        // switched away (they would be missing from the new one, and marked projected).
+        let ingest = {
+            let app = app.clone();
+            tokio::spawn(async move { deliver_all(&app, &late[2..3]).await })
+        };
+        advisory_waiters(&app, 2).await;
+        held.rollback().await.unwrap();
+        assert!(rebuild.await.unwrap().switched);
+        ingest.await.unwrap();
+    } else {
+        // SQLite's single writer serialises the switch and ingestion by construction.
+        projector::rebuild(
+            &app.db,
+            &RebuildOptions {
+                chunk: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        deliver_all(&app, &late[2..3]).await;
+    }
+    let sub = read(&app, "/api/subscriptions/sub_gen_b").await;
+    assert_eq!(sub.status, 200, "the late event was lost: {}", sub.text);
+    check_rebuild(&app).await;
+}
