@@ -4,8 +4,9 @@
 //! Every append is a commit, and a commit is an fsync. Under concurrent deliveries the
 //! appender gathers whatever is waiting into one batch, so many events share one commit; with
 //! a single delivery in flight it writes immediately, adding no latency. The batch's events are
-//! projected in the same transaction that appends them (behind savepoints, together and then
-//! one by one if that fails), so a 200 means the read models already reflect the event. An
+//! projected in the same transaction that appends them, just before the append (behind
+//! savepoints, together and then one by one if that fails; ADR 10), so a 200 means the read
+//! models already reflect the event. An
 //! event whose projection fails is still logged, is recorded as a dead letter in that same
 //! transaction, and its request fails so Stripe retries; a retry finds it logged and projects
 //! it again.
