@@ -18,7 +18,7 @@ pub enum NotificationKind {
     Welcome,
     /// A payment attempt on an invoice failed.
     PaymentFailed,
-    /// A subscription ended, so the access it gave ends.
+    /// A subscription ended (or went unpaid or paused), so the access it gave ends.
     AccessEnded,
 }
 
@@ -75,6 +75,11 @@ pub struct Notification {
 /// Subscription statuses that give access (the welcome is for the first of them).
 const ACCESS_STATUSES: [&str; 2] = ["active", "trialing"];
 
+/// Statuses that take access away from a subscription that may have had it: ended, dunning
+/// exhausted, or paused (a trial that ended without a payment method). `incomplete_expired`
+/// never gave access, and `past_due` still does (the grace period).
+const ACCESS_ENDING_STATUSES: [&str; 3] = ["canceled", "unpaid", "paused"];
+
 /// The notifications `event` causes, given the facts `decode` produced for it.
 pub fn notifications(event: &LoggedEvent<'_>, facts: &[Fact]) -> Vec<Notification> {
     let mut out = Vec::new();
@@ -99,7 +104,7 @@ pub fn notifications(event: &LoggedEvent<'_>, facts: &[Fact]) -> Vec<Notificatio
                         customer,
                         details,
                     });
-                } else if view.status == "canceled" {
+                } else if ACCESS_ENDING_STATUSES.contains(&view.status.as_str()) {
                     out.push(Notification {
                         kind: NotificationKind::AccessEnded,
                         dedupe_key: format!("access_ended:{}", view.id),
@@ -187,7 +192,7 @@ mod tests {
 
     #[test]
     fn an_incomplete_or_past_due_subscription_causes_nothing() {
-        for status in ["incomplete", "past_due", "incomplete_expired", "unpaid"] {
+        for status in ["incomplete", "past_due", "incomplete_expired"] {
             let n = derive(
                 "evt_1",
                 "customer.subscription.updated",
@@ -208,6 +213,15 @@ mod tests {
         assert_eq!(n[0].kind, NotificationKind::AccessEnded);
         assert_eq!(n[0].dedupe_key, "access_ended:sub_1");
         assert_eq!(n[0].details.subscription.as_deref(), Some("sub_1"));
+        for status in ["unpaid", "paused"] {
+            let n = derive(
+                "evt_8",
+                "customer.subscription.updated",
+                subscription(status),
+            );
+            assert_eq!(n.len(), 1, "{status}");
+            assert_eq!(n[0].dedupe_key, "access_ended:sub_1");
+        }
     }
 
     #[test]
