@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::audit::{self, EventDetail, EventList, EventSummary};
 use crate::bench::{self, BenchOptions};
-use crate::config::{DatabaseConfig, LogFormat, ProcessEnv, ServeConfig};
+use crate::config::{DatabaseConfig, LogFormat, Lookup as _, ProcessEnv, ServeConfig};
 use crate::db::Db;
 use crate::event_log::{self, EventFilter, Order, PageRequest};
 use crate::trigger::{self, TriggerRequest};
@@ -329,7 +329,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Outbox(command) => {
-            let mail = match crate::config::mail_config(&ProcessEnv, None) {
+            // As for `serve`: the billing link falls back to the portal's return URL.
+            let portal_return_url = ProcessEnv.get("STRIPE_PORTAL_RETURN_URL");
+            let mail = match crate::config::mail_config(&ProcessEnv, portal_return_url.as_deref()) {
                 Ok(m) => m,
                 Err(e) => return Ok(config_error(e)),
             };
@@ -489,6 +491,11 @@ pub async fn outbox(
             };
             let n = crate::outbox::retry(db, target, now).await?;
             writeln!(out, "re-queued {n}")?;
+            if let (0, Some(id)) = (n, id) {
+                eprintln!(
+                    "no failed or skipped notification has id {id} (a sent one is never re-sent)"
+                );
+            }
             Ok(if n == 0 && id.is_some() {
                 ExitCode::FAILURE
             } else {

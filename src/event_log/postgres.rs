@@ -25,10 +25,9 @@ pub(super) async fn find<'e>(
 
 /// Appends inside `tx`, which then holds the append lock until it commits (see `insert`).
 ///
-/// The INSERT comes first: nearly every entry reaching here is new (duplicates are mostly
-/// answered from the writer's cache). Ids that conflict are then looked up one by one, with
-/// the unique-index equality plan; an `= ANY($1)` lookup of the whole batch looked cheaper, but
-/// its cached generic plan, made while the table was small, stays a sequential scan.
+/// The INSERT comes first: nearly every entry reaching here is new (ingestion has already
+/// looked its batch up, and the writer's cache answers most retries). Ids that conflict (a
+/// concurrent append of the same id) are then looked up one by one by equality.
 pub(super) async fn insert_batch(
     tx: &mut PgConnection,
     entries: &[&NewEntry],

@@ -156,13 +156,13 @@ async fn write_together(
     let logged = event_log::logged_in(&mut tx, &ids).await?;
     // One projection per distinct id: what is logged if it is, else what arrived.
     let mut to_project: Vec<Entry> = Vec::new();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut index_of: HashMap<&str, usize> = HashMap::new();
     for pending in batch {
         let id = pending.entry.envelope.id.as_str();
-        if seen.contains_key(id) {
+        if index_of.contains_key(id) {
             continue;
         }
-        seen.insert(id, to_project.len());
+        index_of.insert(id, to_project.len());
         to_project.push(match logged.get(id) {
             Some(l) => Entry {
                 position: l.position,
@@ -246,7 +246,7 @@ async fn write_together(
     let mut replies: Vec<Result<AppendOutcome, WriteError>> =
         outcomes.into_iter().map(Ok).collect();
     for (pending, reply) in batch.iter().zip(replies.iter_mut()) {
-        let index = seen[pending.entry.envelope.id.as_str()];
+        let index = index_of[pending.entry.envelope.id.as_str()];
         if let Err(e) = &projected[index] {
             *reply = Err(WriteError::Projection(e.clone()));
         }

@@ -259,59 +259,46 @@ mod tests {
 
     #[test]
     fn payment_failure_links_the_hosted_invoice_or_else_the_billing_page() {
-        let mut details = NotificationDetails {
-            amount_due: Some(1999),
-            currency: Some("eur".into()),
-            hosted_invoice_url: Some("https://invoice.stripe.com/i/x".into()),
-            ..NotificationDetails::default()
+        let failed = |hosted: Option<&str>| {
+            let details = NotificationDetails {
+                amount_due: Some(1999),
+                currency: Some("eur".into()),
+                hosted_invoice_url: hosted.map(str::to_owned),
+                ..NotificationDetails::default()
+            };
+            compose(
+                NotificationKind::PaymentFailed,
+                &details,
+                "jane@example.com",
+                "payment_failed:in_1:1",
+                &from(),
+                Some("https://app.example.com/billing"),
+            )
+            .body
         };
-        let email = compose(
-            NotificationKind::PaymentFailed,
-            &details,
-            "jane@example.com",
-            "payment_failed:in_1:1",
-            &from(),
-            Some("https://app.example.com/billing"),
-        );
-        assert!(email.body.contains("19.99 EUR"), "{}", email.body);
-        assert!(email.body.contains("https://invoice.stripe.com/i/x"));
-        details.hosted_invoice_url = None;
-        let email = compose(
-            NotificationKind::PaymentFailed,
-            &details,
-            "jane@example.com",
-            "payment_failed:in_1:1",
-            &from(),
-            Some("https://app.example.com/billing"),
-        );
-        assert!(email.body.contains("https://app.example.com/billing"));
+        let hosted = failed(Some("https://invoice.stripe.com/i/x"));
+        assert!(hosted.contains("19.99 EUR"), "{hosted}");
+        assert!(hosted.contains("https://invoice.stripe.com/i/x"));
+        assert!(!hosted.contains("https://app.example.com/billing"));
+        assert!(failed(None).contains("https://app.example.com/billing"));
     }
 
     #[test]
     fn the_message_id_is_stable_per_cause() {
-        let a = compose(
-            NotificationKind::Welcome,
-            &NotificationDetails::default(),
-            "a@example.com",
-            "welcome:cus_1",
-            &from(),
-            None,
-        );
-        let b = compose(
-            NotificationKind::Welcome,
-            &NotificationDetails::default(),
-            "a@example.com",
-            "welcome:cus_1",
-            &from(),
-            None,
-        );
-        let c = compose(
-            NotificationKind::Welcome,
-            &NotificationDetails::default(),
-            "a@example.com",
-            "welcome:cus_2",
-            &from(),
-            None,
+        let welcome = |key: &str| {
+            compose(
+                NotificationKind::Welcome,
+                &NotificationDetails::default(),
+                "a@example.com",
+                key,
+                &from(),
+                None,
+            )
+        };
+        let (a, b, c) = (
+            welcome("welcome:cus_1"),
+            welcome("welcome:cus_1"),
+            welcome("welcome:cus_2"),
         );
         assert_eq!(a.message_id, b.message_id);
         assert_ne!(a.message_id, c.message_id);

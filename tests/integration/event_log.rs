@@ -97,18 +97,27 @@ pub async fn hold_write_lock(app: &TestApp) -> WriteLock {
 }
 
 /// Inserts an entry the way an append does (taking the append lock on PostgreSQL) inside a
-/// transaction that stays open until `commit` is signalled: a slow, in-flight append.
+/// transaction that stays open until `commit` is signalled: a slow, in-flight append, as
+/// another instance would make it. `body` is the stored event (default: an empty object).
 async fn slow_append(
     url: String,
     event_id: &'static str,
+    body: Option<Vec<u8>>,
     commit: tokio::sync::oneshot::Receiver<()>,
     inserted: tokio::sync::oneshot::Sender<()>,
 ) {
+    use sha2::Digest as _;
     use sqlx::Connection as _;
+    let body = body.unwrap_or_else(|| b"{}".to_vec());
+    let sha = hex::encode(sha2::Sha256::digest(&body));
+    let payload = String::from_utf8(body).unwrap();
     const INSERT: &str = "INSERT INTO event_log (event_id, event_type, livemode, stripe_created, \
         received_at, source, payload, payload_redacted, raw_body_sha256) \
-        VALUES ($1, 'customer.updated', false, 1, '2026-01-01T00:00:00.000000Z', 'api_backfill', '{}', false, \
-        '0000000000000000000000000000000000000000000000000000000000000000')";
+        VALUES ($1, $2, false, 1, '2026-01-01T00:00:00.000000Z', 'api_backfill', $3, false, $4)";
+    let event_type = serde_json::from_str::<serde_json::Value>(&payload)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "customer.updated".to_owned());
     if url.starts_with("postgres") {
         let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
         let mut tx = conn.begin().await.unwrap();
@@ -119,6 +128,9 @@ async fn slow_append(
             .unwrap();
         sqlx::query(&INSERT.replace("'2026-01-01T00:00:00.000000Z'", "now()"))
             .bind(event_id)
+            .bind(&event_type)
+            .bind(&payload)
+            .bind(&sha)
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -133,6 +145,9 @@ async fn slow_append(
             .unwrap();
         sqlx::query(INSERT)
             .bind(event_id)
+            .bind(&event_type)
+            .bind(&payload)
+            .bind(&sha)
             .execute(&mut conn)
             .await
             .unwrap();
@@ -168,6 +183,7 @@ async fn an_append_cannot_become_visible_before_an_earlier_position_commits() {
     let slow = tokio::spawn(slow_append(
         app.database.url.clone(),
         "evt_slow_first",
+        None,
         committed,
         inserted,
     ));
@@ -242,4 +258,67 @@ async fn a_reader_tailing_by_position_during_concurrent_appends_from_two_instanc
     }
     let seen = reader.await.unwrap();
     assert_eq!(seen.len(), total, "the tailing reader skipped entries");
+}
+
+#[tokio::test]
+async fn an_event_logged_by_another_instance_with_another_body_mid_batch_is_refused_then_projected_as_logged(
+) {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let with_email = |email: &str| {
+        serde_json::json!({
+            "id": "evt_race_body", "object": "event", "api_version": "2025-03-31.basil",
+            "created": 1_763_800_000, "livemode": false, "type": "customer.created",
+            "data": {"object": {"id": "cus_race_body", "object": "customer", "email": email}}
+        })
+        .to_string()
+        .into_bytes()
+    };
+    // Another instance is appending this id, with another body, and has not committed.
+    let (commit, committed) = tokio::sync::oneshot::channel();
+    let (inserted, is_inserted) = tokio::sync::oneshot::channel();
+    let slow = tokio::spawn(slow_append(
+        app.database.url.clone(),
+        "evt_race_body",
+        Some(with_email("logged@example.com")),
+        committed,
+        inserted,
+    ));
+    is_inserted.await.unwrap();
+    let ours = {
+        let app = app.clone();
+        tokio::spawn(async move { app.deliver(&with_email("arrived@example.com")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    commit.send(()).unwrap();
+    slow.await.unwrap();
+    let first = ours.await.unwrap();
+    match crate::helpers::backend() {
+        // Our batch looked the id up before the other commit and projected what arrived; the
+        // append then found the other body: refused as a whole, so nothing of ours remains.
+        stripe_ledger::db::Backend::Postgres => {
+            assert_eq!(first.status, 503, "{}", first.text);
+            assert_eq!(first.code(), "storage_unavailable");
+            let retry = app.deliver(&with_email("arrived@example.com")).await;
+            assert_eq!(retry.status, 200, "{}", retry.text);
+            assert_eq!(retry.json["status"], "duplicate");
+        }
+        // The single writer waited for the other append before looking up.
+        stripe_ledger::db::Backend::Sqlite => {
+            assert_eq!(first.status, 200, "{}", first.text);
+            assert_eq!(first.json["status"], "duplicate");
+        }
+    }
+    assert_eq!(app.event_count().await, 1);
+    // The read models hold what the log holds.
+    let customer = app
+        .get(
+            "/api/customers/cus_race_body",
+            Some(crate::helpers::READ_TOKEN),
+        )
+        .await;
+    assert_eq!(
+        customer.json["email"], "logged@example.com",
+        "{}",
+        customer.text
+    );
 }

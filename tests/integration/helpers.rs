@@ -428,3 +428,16 @@ pub fn backfill_entry(body: &[u8]) -> stripe_ledger::event_log::NewEntry {
         received_at: chrono::Utc::now(),
     }
 }
+
+/// A full rebuild of the read models (switching), `chunk` entries per transaction.
+pub async fn rebuild(db: &Db, chunk: u32) -> stripe_ledger::projector::RebuildReport {
+    stripe_ledger::projector::rebuild(
+        db,
+        &stripe_ledger::projector::RebuildOptions {
+            chunk,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("rebuild")
+}

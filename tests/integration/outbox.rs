@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 use stripe_ledger::outbox::{self, RetryTarget};
-use stripe_ledger::projector::{self, RebuildOptions};
+use stripe_ledger::projector;
 
 use crate::helpers::{unique_id, TestApp, AUDIT_TOKEN, READ_TOKEN};
 use crate::smtp_sink::SmtpSink;
@@ -58,6 +58,20 @@ fn payment_failed(inv: &str, cus: &str, attempt: i64, hosted: Option<&str>) -> V
             "hosted_invoice_url": hosted, "next_payment_attempt": T0 + 86_400 * 3
         }),
     )
+}
+
+/// A customer with an address and an active subscription: one welcome's worth of events.
+fn subscriber(cus: &str, email: &str) -> Vec<Vec<u8>> {
+    vec![
+        customer(cus, email),
+        subscription(
+            "customer.subscription.created",
+            T0,
+            &unique_id("sub"),
+            cus,
+            "active",
+        ),
+    ]
 }
 
 async fn app_with(sink: &SmtpSink) -> TestApp {
@@ -154,15 +168,7 @@ async fn a_lifecycle_delivered_twice_in_any_order_sends_one_welcome_and_a_rebuil
             (1, 0)
         );
     }
-    projector::rebuild(
-        &app.db,
-        &RebuildOptions {
-            chunk: 500,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    crate::helpers::rebuild(&app.db, 500).await;
     let again = app.deliver_outbox(app.now() + 86_400).await;
     assert_eq!(again.total(), 0, "{again:?}");
     assert_eq!(sink.count(), 3);
@@ -311,20 +317,7 @@ async fn smtp_refusals_are_retried_with_backoff_or_failed_for_good_until_an_oper
     let sink = SmtpSink::start().await;
     let app = app_with(&sink).await;
     let (temp, perm) = (unique_id("cus"), unique_id("cus"));
-    deliver_all(
-        &app,
-        &[
-            customer(&temp, "temp@example.com"),
-            subscription(
-                "customer.subscription.created",
-                T0,
-                &unique_id("sub"),
-                &temp,
-                "active",
-            ),
-        ],
-    )
-    .await;
+    deliver_all(&app, &subscriber(&temp, "temp@example.com")).await;
     let now = app.now();
     sink.refuse_next(451);
     let first = app.deliver_outbox(now).await;
@@ -340,20 +333,7 @@ async fn smtp_refusals_are_retried_with_backoff_or_failed_for_good_until_an_oper
     let second = app.deliver_outbox(now + outbox::backoff_secs(1)).await;
     assert_eq!(second.sent, 1, "{second:?}");
 
-    deliver_all(
-        &app,
-        &[
-            customer(&perm, "perm@example.com"),
-            subscription(
-                "customer.subscription.created",
-                T0,
-                &unique_id("sub"),
-                &perm,
-                "active",
-            ),
-        ],
-    )
-    .await;
+    deliver_all(&app, &subscriber(&perm, "perm@example.com")).await;
     sink.refuse_next(550);
     let refused = app.deliver_outbox(now + 1000).await;
     assert_eq!(refused.failed, 1, "{refused:?}");
@@ -407,14 +387,7 @@ async fn two_instances_delivering_at_once_send_each_notification_once() {
     let mut events = Vec::new();
     for _ in 0..30 {
         let cus = unique_id("cus");
-        events.push(customer(&cus, &format!("{cus}@example.com")));
-        events.push(subscription(
-            "customer.subscription.created",
-            T0,
-            &unique_id("sub"),
-            &cus,
-            "active",
-        ));
+        events.extend(subscriber(&cus, &format!("{cus}@example.com")));
     }
     deliver_all(&first, &events).await;
     let now = first.now();
@@ -429,20 +402,7 @@ async fn two_instances_delivering_at_once_send_each_notification_once() {
 async fn without_smtp_the_email_goes_to_the_log_with_the_address_masked() {
     let app = TestApp::spawn().await;
     let cus = unique_id("cus");
-    deliver_all(
-        &app,
-        &[
-            customer(&cus, "logged.person@example.com"),
-            subscription(
-                "customer.subscription.created",
-                T0,
-                &unique_id("sub"),
-                &cus,
-                "active",
-            ),
-        ],
-    )
-    .await;
+    deliver_all(&app, &subscriber(&cus, "logged.person@example.com")).await;
     let report = app.deliver_outbox(app.now()).await;
     assert_eq!(report.sent, 1, "{report:?}");
     let logs = crate::helpers::captured_logs();
@@ -458,20 +418,7 @@ async fn the_cli_lists_and_requeues_outbox_items() {
     let sink = SmtpSink::start().await;
     let app = app_with(&sink).await;
     let cus = unique_id("cus");
-    deliver_all(
-        &app,
-        &[
-            customer(&cus, "cli@example.com"),
-            subscription(
-                "customer.subscription.created",
-                T0,
-                &unique_id("sub"),
-                &cus,
-                "active",
-            ),
-        ],
-    )
-    .await;
+    deliver_all(&app, &subscriber(&cus, "cli@example.com")).await;
     sink.refuse_next(550);
     app.deliver_outbox(app.now()).await;
     let mail = stripe_ledger::config::mail_config(

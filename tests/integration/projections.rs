@@ -324,15 +324,7 @@ async fn a_rebuild_under_concurrent_ingestion_loses_nothing() {
     };
     let mut rebuilds = 0;
     while !ingest.is_finished() {
-        projector::rebuild(
-            &app.db,
-            &RebuildOptions {
-                chunk: 7,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        crate::helpers::rebuild(&app.db, 7).await;
         rebuilds += 1;
     }
     ingest.await.unwrap();
@@ -523,17 +515,7 @@ async fn an_event_arriving_while_a_rebuild_waits_to_switch_lands_in_the_new_gene
             .unwrap();
         let rebuild = {
             let app = app.clone();
-            tokio::spawn(async move {
-                projector::rebuild(
-                    &app.db,
-                    &RebuildOptions {
-                        chunk: 100,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap()
-            })
+            tokio::spawn(async move { crate::helpers::rebuild(&app.db, 100).await })
         };
         // The rebuild has replayed the log and queues for the switch...
         advisory_waiters(&app, 1).await;
@@ -549,15 +531,7 @@ async fn an_event_arriving_while_a_rebuild_waits_to_switch_lands_in_the_new_gene
         ingest.await.unwrap();
     } else {
         // SQLite's single writer serialises the switch and ingestion by construction.
-        projector::rebuild(
-            &app.db,
-            &RebuildOptions {
-                chunk: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        crate::helpers::rebuild(&app.db, 100).await;
         deliver_all(&app, &late[2..3]).await;
     }
     let sub = read(&app, "/api/subscriptions/sub_gen_b").await;
