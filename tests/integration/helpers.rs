@@ -258,8 +258,7 @@ impl Reply {
         let path = response.url().path().to_owned();
         let text = response.text().await.unwrap();
         let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
-        if let Err(e) = crate::openapi::check_response(method, &path, status, content_type, &text)
-        {
+        if let Err(e) = crate::openapi::check_response(method, &path, status, content_type, &text) {
             panic!("the response disagrees with docs/openapi.json: {e}");
         }
         let json = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));

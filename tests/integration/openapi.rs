@@ -30,25 +30,32 @@ pub fn document() -> &'static Document {
 
 /// The documented operation for a request, if any.
 enum Found<'a> {
-    Operation { template: &'a str, op: &'a Value },
+    Operation {
+        template: &'a str,
+        op: &'a Value,
+    },
     /// The path is documented, the method is not.
-    OtherMethod { template: &'a str },
+    OtherMethod {
+        template: &'a str,
+    },
     Nothing,
 }
 
 fn segments_match(template: &str, path: &str) -> bool {
     let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
     t.len() == p.len()
-        && t.iter().zip(&p).all(|(t, p)| {
-            (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p
-        })
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p)
 }
 
 fn find<'a>(doc: &'a Document, method: &str, path: &str) -> Found<'a> {
     let paths = doc.root["paths"].as_object().expect("paths");
     // A literal path wins over a template that also matches it.
-    let mut candidates: Vec<(&String, &Value)> =
-        paths.iter().filter(|(t, _)| segments_match(t, path)).collect();
+    let mut candidates: Vec<(&String, &Value)> = paths
+        .iter()
+        .filter(|(t, _)| segments_match(t, path))
+        .collect();
     candidates.sort_by_key(|(t, _)| t.matches('{').count());
     let Some((template, item)) = candidates.first() else {
         return Found::Nothing;
@@ -99,16 +106,20 @@ pub fn check_response(
     let Some(mut response) = op["responses"].get(status.to_string()) else {
         return Err(format!(
             "{method} {path} answered {status} ({}), which {DOC} does not list: add a \"{status}\" response to {at}.responses",
-            code_of(body).unwrap_or("no error code")
+            code_of(body)
         ));
     };
     if let Some(r) = response.get("$ref").and_then(Value::as_str) {
-        response = doc.resolve(r).ok_or_else(|| format!("{at}: {r} does not resolve"))?;
+        response = doc
+            .resolve(r)
+            .ok_or_else(|| format!("{at}: {r} does not resolve"))?;
     }
     let content = response["content"]
         .as_object()
         .ok_or_else(|| format!("{at}.responses.{status}: no content"))?;
-    let actual = content_type.and_then(|c| c.split(';').next()).map(str::trim);
+    let actual = content_type
+        .and_then(|c| c.split(';').next())
+        .map(str::trim);
     let (media, media_type) = content
         .iter()
         .find(|(m, _)| Some(m.as_str()) == actual)
@@ -124,20 +135,27 @@ pub fn check_response(
         Value::String(body.to_owned())
     };
     doc.validate(&media_type["schema"], &value).map_err(|e| {
-        format!("{method} {path} {status} does not match {at}.responses.{status}: {e}\nbody: {}", cut(body))
+        format!(
+            "{method} {path} {status} does not match {at}.responses.{status}: {e}\nbody: {}",
+            cut(body)
+        )
     })
 }
 
 fn json_body(body: &str, content_type: Option<&str>) -> Result<Value, String> {
     if !content_type.is_some_and(|c| c.starts_with("application/json")) {
-        return Err(format!("content type {content_type:?} is not application/json"));
+        return Err(format!(
+            "content type {content_type:?} is not application/json"
+        ));
     }
     serde_json::from_str(body).map_err(|e| format!("the body is not JSON ({e}): {}", cut(body)))
 }
 
-fn code_of(body: &str) -> Option<&'static str> {
-    let v: Value = serde_json::from_str(body).ok()?;
-    Some(Box::leak(v["error"]["code"].as_str()?.to_owned().into_boxed_str()))
+fn code_of(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "no error code".to_owned())
 }
 
 fn cut(s: &str) -> String {
@@ -165,14 +183,18 @@ fn source_files() -> Vec<(String, String)> {
     files
         .into_iter()
         .map(|p| {
-            let name = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let name = p
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             (name, std::fs::read_to_string(&p).unwrap())
         })
         .collect()
 }
 
-/// The string literal starting at `s` (which must start with `"`), without escapes support
-/// beyond skipping `\x`: codes and paths have none.
+/// The string literal at the start of `s`, if `s` starts with `"`. Escapes are not decoded:
+/// codes and paths have none (and `is_code` refuses anything else).
 fn literal(s: &str) -> Option<&str> {
     let rest = s.strip_prefix('"')?;
     let end = rest.find('"')?;
@@ -187,7 +209,7 @@ fn call_args(s: &str) -> Vec<String> {
     let mut escaped = false;
     for c in s.chars().skip(1) {
         if in_string {
-            in_string = !(c == '"' && !escaped);
+            in_string = c != '"' || escaped;
             escaped = c == '\\' && !escaped;
             args.last_mut().unwrap().push(c);
             continue;
@@ -209,7 +231,9 @@ fn call_args(s: &str) -> Vec<String> {
 }
 
 fn is_code(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Every `.route("path", get(..).post(..))` in `src/`, as (METHOD, path).
@@ -225,7 +249,10 @@ fn routed() -> BTreeSet<(String, String)> {
         for (i, _) in text.match_indices(".route(") {
             let args = call_args(&text[i + ".route".len()..]);
             let path = literal(&args[0]).unwrap_or_else(|| {
-                panic!("{file}: `.route({}` has no literal path; the route scan needs one", args[0])
+                panic!(
+                    "{file}: `.route({}` has no literal path; the route scan needs one",
+                    args[0]
+                )
             });
             let methods = args.get(1).map(String::as_str).unwrap_or("");
             let mut found = false;
@@ -236,7 +263,10 @@ fn routed() -> BTreeSet<(String, String)> {
                     found = true;
                 }
             }
-            assert!(found, "{file}: cannot read the methods of `.route(\"{path}\", {methods})`");
+            assert!(
+                found,
+                "{file}: cannot read the methods of `.route(\"{path}\", {methods})`"
+            );
         }
     }
     routes
@@ -271,7 +301,10 @@ const INDIRECT_CODES: &[(&str, &str)] = &[
 fn codes_in_source() -> BTreeMap<String, BTreeSet<String>> {
     let mut codes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut add = |code: &str, file: &str| {
-        codes.entry(code.to_owned()).or_default().insert(file.to_owned());
+        codes
+            .entry(code.to_owned())
+            .or_default()
+            .insert(file.to_owned());
     };
     for (file, text) in source_files() {
         // 1. The code argument of an `ApiError` constructor.
@@ -363,7 +396,10 @@ fn every_route_in_the_source_is_documented_and_every_documented_operation_is_rou
         .difference(&routed)
         .map(|(m, p)| format!("{m} {p} is documented but not routed: remove it from {DOC}"))
         .collect();
-    assert!(routed.len() >= 20, "the route scan found too few routes: {routed:?}");
+    assert!(
+        routed.len() >= 20,
+        "the route scan found too few routes: {routed:?}"
+    );
     assert!(
         missing.is_empty() && stale.is_empty(),
         "{}",
@@ -391,7 +427,10 @@ fn every_error_code_in_the_source_is_in_the_document_and_every_documented_code_i
             ));
         }
     }
-    assert!(found.len() >= 30, "the code scan found too few codes: {found:?}");
+    assert!(
+        found.len() >= 30,
+        "the code scan found too few codes: {found:?}"
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -406,13 +445,17 @@ fn the_error_code_enum_is_sorted_and_has_no_duplicates() {
     let mut sorted = listed.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    assert_eq!(listed, sorted, "keep ErrorCode.enum in {DOC} sorted and unique");
+    assert_eq!(
+        listed, sorted,
+        "keep ErrorCode.enum in {DOC} sorted and unique"
+    );
 }
 
 #[test]
 fn the_documented_scopes_are_exactly_the_scope_enum() {
     // `Scope::ALL` must list every variant: count them in the enum's source.
-    let auth = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/auth.rs")).unwrap();
+    let auth =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/auth.rs")).unwrap();
     let body = &auth[auth.find("pub enum Scope {").expect("enum Scope")..];
     let body = &body[..body.find('}').unwrap()];
     let variants = body
@@ -420,7 +463,11 @@ fn the_documented_scopes_are_exactly_the_scope_enum() {
         .map(str::trim)
         .filter(|l| !l.starts_with("//") && !l.starts_with("pub enum") && l.ends_with(','))
         .count();
-    assert_eq!(variants, Scope::ALL.len(), "add the new Scope variant to Scope::ALL");
+    assert_eq!(
+        variants,
+        Scope::ALL.len(),
+        "add the new Scope variant to Scope::ALL"
+    );
 
     let doc = &document().root;
     let schemes = &doc["components"]["securitySchemes"];
@@ -443,10 +490,16 @@ fn the_documented_scopes_are_exactly_the_scope_enum() {
                 panic!("paths.\"{path}\".{method} needs a `security` array (empty = no token)")
             }) {
                 for (scheme, scopes) in requirement.as_object().unwrap() {
-                    assert!(schemes.get(scheme).is_some(), "{path} {method}: unknown scheme {scheme}");
+                    assert!(
+                        schemes.get(scheme).is_some(),
+                        "{path} {method}: unknown scheme {scheme}"
+                    );
                     for s in scopes.as_array().unwrap() {
                         let s = s.as_str().unwrap();
-                        assert!(declared.contains(s), "{path} {method}: undeclared scope {s}");
+                        assert!(
+                            declared.contains(s),
+                            "{path} {method}: undeclared scope {s}"
+                        );
                         used.insert(s);
                     }
                 }
@@ -468,7 +521,10 @@ fn every_operation_documents_its_server_errors_and_an_error_schema_for_each_fail
                     "paths.\"{path}\".{method} must list {status} (internal_error, storage_unavailable/shutting_down)"
                 );
             }
-            assert!(op["operationId"].is_string(), "{path} {method}: operationId");
+            assert!(
+                op["operationId"].is_string(),
+                "{path} {method}: operationId"
+            );
             for (status, response) in responses {
                 if !status.starts_with('4') && !status.starts_with('5') {
                     continue;
@@ -480,7 +536,8 @@ fn every_operation_documents_its_server_errors_and_an_error_schema_for_each_fail
                 let schema = &response["content"]["application/json"]["schema"];
                 let error = schema["$ref"].as_str().unwrap_or("");
                 assert!(
-                    error == "#/components/schemas/Error" || error == "#/components/schemas/AlreadySubscribed",
+                    error == "#/components/schemas/Error"
+                        || error == "#/components/schemas/AlreadySubscribed",
                     "{path} {method} {status}: an error response's schema is Error"
                 );
             }
@@ -513,14 +570,20 @@ fn the_validator_rejects_what_the_schemas_do_not_allow() {
     assert!(bad(json!({"surprise": 1})).contains("additionalProperties"));
     let error = json!({"$ref": "#/components/schemas/Error"});
     let e = doc
-        .validate(&error, &json!({"error": {"code": "no_such_code", "message": "m"}}))
+        .validate(
+            &error,
+            &json!({"error": {"code": "no_such_code", "message": "m"}}),
+        )
         .unwrap_err();
     assert!(e.contains("ErrorCode") && e.contains("enum"), "{e}");
     let subscription = json!({"$ref": "#/components/schemas/Subscription"});
     let link = json!({"id": "sub_1", "object": "subscription", "user_id": "u", "status": null});
     doc.validate(&subscription, &link).unwrap();
     assert!(doc
-        .validate(&subscription, &json!({"id": "sub_1", "object": "subscription", "user_id": "u", "status": 3}))
+        .validate(
+            &subscription,
+            &json!({"id": "sub_1", "object": "subscription", "user_id": "u", "status": 3})
+        )
         .unwrap_err()
         .contains("oneOf"));
     let limit = json!({"type": "integer", "minimum": 1, "maximum": 100});
@@ -528,10 +591,15 @@ fn the_validator_rejects_what_the_schemas_do_not_allow() {
     // Keywords outside the subset are refused when the document is loaded.
     let mut extended = document().root.clone();
     extended["components"]["schemas"]["Customer"]["pattern"] = json!("^cus_");
-    let e = Document::load(&extended.to_string()).err().expect("refused");
+    let e = Document::load(&extended.to_string())
+        .err()
+        .expect("refused");
     assert!(e.contains("keyword `pattern`"), "{e}");
     extended["components"]["schemas"]["Customer"] = json!({"$ref": "#/components/schemas/Nope"});
-    assert!(Document::load(&extended.to_string()).err().unwrap().contains("does not resolve"));
+    assert!(Document::load(&extended.to_string())
+        .err()
+        .unwrap()
+        .contains("does not resolve"));
 }
 
 #[test]
@@ -539,14 +607,24 @@ fn a_response_outside_the_document_is_refused_with_what_to_add() {
     let err = r#"{"error":{"code":"internal_error","message":"m"}}"#;
     let json = Some("application/json");
     let e = check_response("GET", "/api/customers", 418, json, err).unwrap_err();
-    assert!(e.contains("add a \"418\" response to paths.\"/api/customers\".get"), "{e}");
+    assert!(
+        e.contains("add a \"418\" response to paths.\"/api/customers\".get"),
+        "{e}"
+    );
     let e = check_response("GET", "/api/brand-new", 200, json, "{}").unwrap_err();
     assert!(e.contains("no path in docs/openapi.json matches"), "{e}");
     let e = check_response("DELETE", "/api/customers", 200, json, "{}").unwrap_err();
     assert!(e.contains("no `delete` operation"), "{e}");
     let e = check_response("GET", "/api/customers", 400, Some("text/plain"), "nope").unwrap_err();
     assert!(e.contains("content type"), "{e}");
-    check_response("GET", "/api/nope", 404, json, r#"{"error":{"code":"route_not_found","message":"m"}}"#).unwrap();
+    check_response(
+        "GET",
+        "/api/nope",
+        404,
+        json,
+        r#"{"error":{"code":"route_not_found","message":"m"}}"#,
+    )
+    .unwrap();
     let e = check_response("GET", "/api/nope", 404, Some("text/plain"), "Not Found").unwrap_err();
     assert!(e.contains("not an Error"), "{e}");
 }
@@ -561,7 +639,10 @@ async fn the_document_is_served_byte_for_byte_to_any_service_token_and_to_nobody
         let reply = app.get("/api/openapi.json", Some(token)).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.headers["content-type"], "application/json");
-        assert_eq!(reply.text, DOCUMENT_TEXT, "the served document is docs/openapi.json");
+        assert_eq!(
+            reply.text, DOCUMENT_TEXT,
+            "the served document is docs/openapi.json"
+        );
     }
     for token in [None, Some("not-a-configured-token-123")] {
         let reply = app.get("/api/openapi.json", token).await;
@@ -582,7 +663,10 @@ async fn billing_app() -> TestApp {
         .env("STRIPE_PRICE_IDS_TIER1", "price_tier1")
         .env("CHECKOUT_SUCCESS_URL", "https://app.example.com/ok")
         .env("CHECKOUT_CANCEL_URL", "https://app.example.com/cancel")
-        .env("STRIPE_PORTAL_RETURN_URL", "https://app.example.com/account")
+        .env(
+            "STRIPE_PORTAL_RETURN_URL",
+            "https://app.example.com/account",
+        )
         .spawn()
         .await
 }
@@ -617,33 +701,76 @@ async fn every_documented_operation_is_served_and_guarded_as_documented() {
         let op = &document().root["paths"][&template][method.to_ascii_lowercase()];
         let security = op["security"].as_array().unwrap();
         let what = format!("{method} {template}");
-        match security.first().and_then(|r| r.as_object()).map(|r| r.iter().next().unwrap()) {
+        match security
+            .first()
+            .and_then(|r| r.as_object())
+            .map(|r| r.iter().next().unwrap())
+        {
             None => {
                 let reply = app.request(&method, &path, None, b"{}").await;
-                assert!(served(&reply) && reply.status != 401, "{what}: {}", reply.text);
+                assert!(
+                    served(&reply) && reply.status != 401,
+                    "{what}: {}",
+                    reply.text
+                );
             }
             Some((scheme, scopes)) if scheme == "serviceToken" => {
                 let reply = app.request(&method, &path, None, b"{}").await;
-                assert_eq!((reply.status, reply.code()), (401, "unauthenticated"), "{what}");
-                let scopes: Vec<&str> = scopes.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+                assert_eq!(
+                    (reply.status, reply.code()),
+                    (401, "unauthenticated"),
+                    "{what}"
+                );
+                let scopes: Vec<&str> = scopes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap())
+                    .collect();
                 for scope in Scope::ALL.map(Scope::as_str) {
-                    let reply = app.request(&method, &path, Some(token_for(scope)), b"{}").await;
+                    let reply = app
+                        .request(&method, &path, Some(token_for(scope)), b"{}")
+                        .await;
                     if scopes.is_empty() || scopes.contains(&scope) {
-                        assert!(served(&reply) && reply.status != 401 && reply.status != 403, "{what} with {scope}: {}", reply.text);
+                        assert!(
+                            served(&reply) && reply.status != 401 && reply.status != 403,
+                            "{what} with {scope}: {}",
+                            reply.text
+                        );
                     } else {
-                        assert_eq!((reply.status, reply.code()), (403, "insufficient_scope"), "{what} with {scope}");
+                        assert_eq!(
+                            (reply.status, reply.code()),
+                            (403, "insufficient_scope"),
+                            "{what} with {scope}"
+                        );
                     }
                 }
             }
             Some((scheme, _)) if scheme == "userToken" => {
                 let reply = plain.request(&method, &path, Some(&user), b"{}").await;
-                assert_eq!((reply.status, reply.code()), (503, "billing_not_configured"), "{what}");
+                assert_eq!(
+                    (reply.status, reply.code()),
+                    (503, "billing_not_configured"),
+                    "{what}"
+                );
                 let reply = app.request(&method, &path, Some(READ_TOKEN), b"{}").await;
-                assert_eq!((reply.status, reply.code()), (401, "token_malformed"), "{what}");
+                assert_eq!(
+                    (reply.status, reply.code()),
+                    (401, "token_malformed"),
+                    "{what}"
+                );
                 let reply = app.request(&method, &path, None, b"{}").await;
-                assert_eq!((reply.status, reply.code()), (401, "token_missing"), "{what}");
+                assert_eq!(
+                    (reply.status, reply.code()),
+                    (401, "token_missing"),
+                    "{what}"
+                );
                 let reply = app.request(&method, &path, Some(&user), b"{}").await;
-                assert!(served(&reply) && reply.status != 401, "{what}: {}", reply.text);
+                assert!(
+                    served(&reply) && reply.status != 401,
+                    "{what}: {}",
+                    reply.text
+                );
             }
             Some((scheme, _)) => panic!("{what}: unknown security scheme {scheme}"),
         }

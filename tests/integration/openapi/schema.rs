@@ -35,8 +35,7 @@ pub struct Document {
 impl Document {
     /// Parses the document and checks every schema in it against the subset.
     pub fn load(text: &str) -> Result<Document, String> {
-        let root: Value =
-            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let root: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
         let doc = Document { root };
         let mut problems = Vec::new();
         for (at, schema) in doc.all_schemas() {
@@ -54,7 +53,10 @@ impl Document {
         let mut out = Vec::new();
         let empty = Map::new();
         let obj = |v: &Value| v.as_object().cloned().unwrap_or_default();
-        for (name, s) in self.root["components"]["schemas"].as_object().unwrap_or(&empty) {
+        for (name, s) in self.root["components"]["schemas"]
+            .as_object()
+            .unwrap_or(&empty)
+        {
             out.push((format!("#/components/schemas/{name}"), s.clone()));
         }
         let mut responses: Vec<(String, Value)> = obj(&self.root["components"]["responses"])
@@ -64,7 +66,12 @@ impl Document {
         for (path, item) in obj(&self.root["paths"]) {
             for (method, op) in obj(&item) {
                 let at = format!("paths.{path}.{method}");
-                for (i, p) in op["parameters"].as_array().into_iter().flatten().enumerate() {
+                for (i, p) in op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
                     out.push((format!("{at}.parameters[{i}].schema"), p["schema"].clone()));
                 }
                 for (media, c) in obj(&op["requestBody"]["content"]) {
@@ -238,7 +245,9 @@ impl Document {
         for name in schema["required"].as_array().into_iter().flatten() {
             let name = name.as_str().unwrap_or("");
             if !object.contains_key(name) {
-                return Err(format!("at {at}{via}: required property `{name}` is missing"));
+                return Err(format!(
+                    "at {at}{via}: required property `{name}` is missing"
+                ));
             }
         }
         for (name, v) in object {
@@ -275,7 +284,11 @@ impl Document {
                 .map(|s| self.check(s, value, at, via))
                 .collect();
             let passed = results.iter().filter(|r| r.is_ok()).count();
-            let ok = if exactly_one { passed == 1 } else { passed >= 1 };
+            let ok = if exactly_one {
+                passed == 1
+            } else {
+                passed >= 1
+            };
             if !ok {
                 let why: Vec<String> = results.into_iter().filter_map(Result::err).collect();
                 return Err(format!(
