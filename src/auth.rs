@@ -16,6 +16,9 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope; the OpenAPI document's `x-scopes` must list exactly these (a test checks).
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Audit, Scope::Metrics];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",

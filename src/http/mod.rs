@@ -4,6 +4,7 @@ mod audit;
 mod billing_api;
 pub mod error;
 mod health;
+mod openapi;
 mod read_api;
 pub mod request_context;
 mod webhook;
@@ -25,6 +26,7 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/outbox", get(read_api::outbox))
         .route("/api/audit/events", get(audit::list_events))
         .route("/api/audit/events/{event_id}", get(audit::show_event))

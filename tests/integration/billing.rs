@@ -50,25 +50,8 @@ async fn post(
     bearer: Option<&str>,
     body: serde_json::Value,
 ) -> crate::helpers::Reply {
-    let mut r = app
-        .client
-        .post(app.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if let Some(t) = bearer {
-        r = r.bearer_auth(t);
-    }
-    let response = r.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    crate::helpers::Reply {
-        status,
-        headers,
-        text,
-        json,
-    }
+    app.request("POST", path, bearer, body.to_string().as_bytes())
+        .await
 }
 
 #[tokio::test]

@@ -249,10 +249,18 @@ impl Reply {
         self.json["error"]["code"].as_str().unwrap_or("")
     }
 
-    async fn from(response: reqwest::Response) -> Reply {
+    /// Reads the response and checks it against `docs/openapi.json` (path, method, status,
+    /// content type and schema): every test that talks to the API through `TestApp` checks the
+    /// document too.
+    async fn from(method: &str, response: reqwest::Response) -> Reply {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        let path = response.url().path().to_owned();
         let text = response.text().await.unwrap();
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        if let Err(e) = crate::openapi::check_response(method, &path, status, content_type, &text) {
+            panic!("the response disagrees with docs/openapi.json: {e}");
+        }
         let json = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
         Reply {
             status,
@@ -294,7 +302,7 @@ impl TestApp {
         if let Some(s) = signature {
             request = request.header("stripe-signature", s);
         }
-        Reply::from(request.send().await.unwrap()).await
+        Reply::from("POST", request.send().await.unwrap()).await
     }
 
     /// Posts `body` signed exactly as Stripe would sign it for this app.
@@ -308,7 +316,29 @@ impl TestApp {
         if let Some(t) = token {
             request = request.bearer_auth(t);
         }
-        Reply::from(request.send().await.unwrap()).await
+        Reply::from("GET", request.send().await.unwrap()).await
+    }
+
+    /// Any method, a bearer token (service token or user JWT) and a JSON body (sent only with
+    /// methods that take one).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = self.client.request(method.clone(), self.url(path));
+        if let Some(t) = bearer {
+            request = request.bearer_auth(t);
+        }
+        if method != reqwest::Method::GET && method != reqwest::Method::HEAD {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_vec());
+        }
+        Reply::from(method.as_str(), request.send().await.unwrap()).await
     }
 
     pub async fn audit(&self, path: &str) -> Reply {

@@ -9,6 +9,7 @@ mod fake_stripe;
 mod health;
 mod helpers;
 mod observability;
+mod openapi;
 mod outbox;
 mod projections;
 mod reconcile;
