@@ -136,7 +136,12 @@ pub struct TriggerArgs {
     #[arg(long, default_value = "http://127.0.0.1:3000/webhooks/stripe")]
     pub url: String,
     /// Endpoint secret to sign with; defaults to the first of STRIPE_WEBHOOK_SECRET.
-    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub secret: String,
     /// Signature timestamp (unix seconds); defaults to now.
     #[arg(long)]
@@ -165,7 +170,12 @@ pub struct GoLiveArgs {
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     pub url: String,
     /// Endpoint secret to sign with; defaults to the first of STRIPE_WEBHOOK_SECRET.
-    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub secret: String,
     /// A `read` service token; defaults to READ_TOKEN, else the first `read` token of API_TOKENS.
     #[arg(long, env = "READ_TOKEN", hide_env_values = true)]
@@ -270,11 +280,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Trigger(args) => trigger(args, &mut std::io::stdout().lock()).await,
         Command::GoLiveCheck(args) => {
-            let token = args.token.clone().filter(|t| !t.trim().is_empty()).or_else(|| {
-                ProcessEnv
-                    .get("API_TOKENS")
-                    .and_then(|list| first_read_token(&list))
-            });
+            let token = args
+                .token
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| {
+                    ProcessEnv
+                        .get("API_TOKENS")
+                        .and_then(|list| first_read_token(&list))
+                });
             go_live_check(args, token, &mut std::io::stdout().lock()).await
         }
         Command::Events(command) => {
@@ -489,10 +503,23 @@ pub async fn trigger(args: TriggerArgs, out: &mut impl std::io::Write) -> anyhow
     };
     let mut flow = catalog::build(event_type, &options);
     trigger::overrides::apply(&mut flow.events, &args.overrides).map_err(|e| anyhow::anyhow!(e))?;
-    let posted =
-        trigger::post_events(&client, &args.url, &args.secret, &flow.events, args.timestamp).await?;
+    let posted = trigger::post_events(
+        &client,
+        &args.url,
+        &args.secret,
+        &flow.events,
+        args.timestamp,
+    )
+    .await?;
     for p in &posted {
-        writeln!(out, "{} {:<44} {} {}", p.status, p.event_type, p.event_id, p.outcome())?;
+        writeln!(
+            out,
+            "{} {:<44} {} {}",
+            p.status,
+            p.event_type,
+            p.event_id,
+            p.outcome()
+        )?;
     }
     match posted.iter().find(|p| !p.ok()) {
         Some(failed) => {
@@ -511,8 +538,14 @@ async fn trigger_file(
 ) -> anyhow::Result<ExitCode> {
     let payload = match std::fs::read(path) {
         Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.contains(['/', '\\']) && !path.ends_with(".json") => {
-            anyhow::bail!("{path}: no such file, and not a built-in event type (`trigger --list` shows them)")
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && !path.contains(['/', '\\'])
+                && !path.ends_with(".json") =>
+        {
+            anyhow::bail!(
+                "{path}: no such file, and not a built-in event type (`trigger --list` shows them)"
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("could not read {path}")),
     };
@@ -550,7 +583,9 @@ pub async fn go_live_check(
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<ExitCode> {
     let Some(token) = token else {
-        eprintln!("go-live-check needs a read token: --token, READ_TOKEN, or a read: entry in API_TOKENS");
+        eprintln!(
+            "go-live-check needs a read token: --token, READ_TOKEN, or a read: entry in API_TOKENS"
+        );
         return Ok(ExitCode::from(2));
     };
     if args.secret.trim().is_empty() {

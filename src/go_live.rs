@@ -113,7 +113,7 @@ pub async fn run(options: &GoLiveOptions, out: &mut impl Write) -> anyhow::Resul
     }
     let mut rows = Vec::new();
     for scenario in Scenario::ALL {
-        let expected = expected(scenario);
+        let expected = expected(&ctx, scenario);
         let observed = observe(&ctx, scenario)
             .await
             .unwrap_or_else(|failure| failure);
@@ -179,8 +179,8 @@ async fn preflight(ctx: &Ctx) -> Result<(), String> {
         .await
         .map_err(|e| format!("could not reach {url}: {e}"))?;
     let status = response.status().as_u16();
-    let body: Value = serde_json::from_str(&response.text().await.unwrap_or_default())
-        .unwrap_or_default();
+    let body: Value =
+        serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default();
     if status != 200 {
         return Err(format!("{url} answered {status}: the service is not ready"));
     }
@@ -250,8 +250,8 @@ impl Ctx {
             .await
             .map_err(|e| format!("could not read {path}: {e}"))?;
         let status = response.status().as_u16();
-        let body = serde_json::from_str(&response.text().await.unwrap_or_default())
-            .unwrap_or_default();
+        let body =
+            serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default();
         Ok((status, body))
     }
 
@@ -279,7 +279,7 @@ impl Ctx {
     }
 }
 
-fn expected(scenario: Scenario) -> String {
+fn expected(ctx: &Ctx, scenario: Scenario) -> String {
     match scenario {
         Scenario::HappyPath => "granted (subscription_active), subscription active".to_owned(),
         Scenario::CardDecline => "denied (no_subscription)".to_owned(),
@@ -287,7 +287,10 @@ fn expected(scenario: Scenario) -> String {
             "denied (no_subscription), then granted (subscription_active)".to_owned()
         }
         Scenario::WebhookRetry => "3 duplicate, granted (subscription_active)".to_owned(),
-        Scenario::Upgrade => "granted (subscription_active), the new price".to_owned(),
+        Scenario::Upgrade => format!(
+            "granted (subscription_active), price {}",
+            upgrade_price(&ctx.price).id
+        ),
         Scenario::Cancellation => {
             "granted (subscription_active), then denied (canceled)".to_owned()
         }
@@ -364,10 +367,7 @@ async fn webhook_retry(ctx: &Ctx) -> Result<String, String> {
     ctx.post(&order).await?;
     let retried: Vec<Value> = order.iter().take(3).cloned().collect();
     let posted = ctx.post(&retried).await?;
-    let duplicates = posted
-        .iter()
-        .filter(|p| p.outcome() == "duplicate")
-        .count();
+    let duplicates = posted.iter().filter(|p| p.outcome() == "duplicate").count();
     Ok(format!(
         "{duplicates} duplicate, {}",
         ctx.entitlement(&f.user_id).await?
@@ -379,11 +379,7 @@ async fn upgrade(ctx: &Ctx) -> Result<String, String> {
     let mut f = ctx.flow(Scenario::Upgrade, 2 * DAY);
     catalog::checkout_subscription(&mut f);
     f.at(f.clock + DAY);
-    let upgrade = Price {
-        id: format!("{}_upgrade", f.price.id),
-        unit_amount: f.price.unit_amount * 2,
-        ..f.price.clone()
-    };
+    let upgrade = upgrade_price(&f.price);
     let old_items = f.subscription_object()["items"].clone();
     let next = f.next_invoice_id();
     let new_price = upgrade.clone();
@@ -395,18 +391,28 @@ async fn upgrade(ctx: &Ctx) -> Result<String, String> {
             s.latest_invoice = Some(next);
         },
     );
-    f.invoice_created("subscription_update", upgrade.unit_amount - f.price.unit_amount)
-        .invoice_finalized()
-        .invoice_paid();
+    f.invoice_created(
+        "subscription_update",
+        upgrade.unit_amount - f.price.unit_amount,
+    )
+    .invoice_finalized()
+    .invoice_paid();
     ctx.post(&f.events).await?;
     let sub = ctx.subscription(&f.ids.subscription).await?;
     let price = sub["items"][0]["price"].as_str().unwrap_or("?");
-    let price = if price == upgrade.id {
-        "the new price".to_owned()
-    } else {
-        format!("price {price}")
-    };
-    Ok(format!("{}, {price}", ctx.entitlement(&f.user_id).await?))
+    Ok(format!(
+        "{}, price {price}",
+        ctx.entitlement(&f.user_id).await?
+    ))
+}
+
+/// What the upgrade scenario moves to: `<price>_upgrade` at twice the amount.
+fn upgrade_price(price: &Price) -> Price {
+    Price {
+        id: format!("{}_upgrade", price.id),
+        unit_amount: price.unit_amount * 2,
+        ..price.clone()
+    }
 }
 
 /// Cancel at the period end (access stays), then the period ends a minute ago and Stripe

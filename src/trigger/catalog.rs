@@ -156,7 +156,8 @@ pub fn build(t: TriggerType, options: &FixtureOptions) -> Flow {
             if t == T::CustomerUpdated {
                 let object = f.customer_object(&format!("{}+billing@example.com", f.user_id));
                 let previous = json!({"email": f.email()});
-                f.at(f.clock + 60).emit("customer.updated", object, Some(previous));
+                f.at(f.clock + 60)
+                    .emit("customer.updated", object, Some(previous));
             } else if t == T::CustomerDeleted {
                 let object = f.customer_object(&f.email());
                 f.at(f.clock + 60).emit("customer.deleted", object, None);
@@ -228,7 +229,12 @@ pub fn build(t: TriggerType, options: &FixtureOptions) -> Flow {
         T::CheckoutSessionAsyncPaymentSucceeded | T::CheckoutSessionAsyncPaymentFailed => {
             f = new_flow(options, 3 * DAY);
             f.customer_created();
-            f.checkout("checkout.session.completed", CheckoutMode::Payment, "complete", "unpaid");
+            f.checkout(
+                "checkout.session.completed",
+                CheckoutMode::Payment,
+                "complete",
+                "unpaid",
+            );
             f.at(options.now - 10);
             if t == T::CheckoutSessionAsyncPaymentSucceeded {
                 f.payment_intent("payment_intent.succeeded", "succeeded", None);
@@ -388,7 +394,10 @@ pub fn renewal(f: &mut Flow) {
     checkout_subscription(f);
     let renew = f.sub.as_ref().map_or(f.clock, |s| s.period_end());
     f.at(renew);
-    let previous = f.sub.as_ref().map(|s| json!({"latest_invoice": s.latest_invoice}));
+    let previous = f
+        .sub
+        .as_ref()
+        .map(|s| json!({"latest_invoice": s.latest_invoice}));
     let amount = f.price.unit_amount;
     let next = f.next_invoice_id();
     f.subscription_event("customer.subscription.updated", previous, |s| {
@@ -527,8 +536,15 @@ mod tests {
             json!(flow.ids.subscription)
         );
         assert_eq!(paid["data"]["object"]["status"], "paid");
-        let sub = flow.events.iter().find(|e| e["type"] == "customer.subscription.created").unwrap();
+        let sub = flow
+            .events
+            .iter()
+            .find(|e| e["type"] == "customer.subscription.created")
+            .unwrap();
         let item = &sub["data"]["object"]["items"]["data"][0];
-        assert!(item["current_period_end"].as_i64().unwrap() > item["current_period_start"].as_i64().unwrap());
+        assert!(
+            item["current_period_end"].as_i64().unwrap()
+                > item["current_period_start"].as_i64().unwrap()
+        );
     }
 }

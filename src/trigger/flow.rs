@@ -319,7 +319,11 @@ impl Flow {
     }
 
     /// Changes the current invoice with `change`, then emits `event_type` with its snapshot.
-    pub fn invoice_event(&mut self, event_type: &str, change: impl FnOnce(&mut Inv, i64)) -> &mut Self {
+    pub fn invoice_event(
+        &mut self,
+        event_type: &str,
+        change: impl FnOnce(&mut Inv, i64),
+    ) -> &mut Self {
         let now = self.clock;
         if let Some(inv) = self.invoice.as_mut() {
             change(inv, now);
@@ -400,7 +404,10 @@ impl Flow {
     /// A Checkout Session snapshot. `status`: open, complete, expired; `payment_status`: paid,
     /// unpaid, no_payment_required.
     pub fn session_object(&self, mode: CheckoutMode, status: &str, payment_status: &str) -> Value {
-        let created = self.events.first().map_or(self.clock, |e| e["created"].as_i64().unwrap_or(self.clock));
+        let created = self
+            .events
+            .first()
+            .map_or(self.clock, |e| e["created"].as_i64().unwrap_or(self.clock));
         let (mode_name, subscription, payment_intent) = match mode {
             CheckoutMode::Subscription => (
                 "subscription",
@@ -425,7 +432,13 @@ impl Flow {
         })
     }
 
-    pub fn checkout(&mut self, event_type: &str, mode: CheckoutMode, status: &str, payment_status: &str) -> &mut Self {
+    pub fn checkout(
+        &mut self,
+        event_type: &str,
+        mode: CheckoutMode,
+        status: &str,
+        payment_status: &str,
+    ) -> &mut Self {
         let object = self.session_object(mode, status, payment_status);
         self.emit(event_type, object, None)
     }
@@ -433,10 +446,15 @@ impl Flow {
     /// A PaymentIntent snapshot; `decline` sets `last_payment_error` as a card decline does.
     pub fn payment_intent_object(&self, status: &str, decline: Option<&str>) -> Value {
         let amount = self.price.unit_amount;
-        let created = self.events.first().map_or(self.clock, |e| e["created"].as_i64().unwrap_or(self.clock));
-        let error = decline.map(|code| json!({
+        let created = self
+            .events
+            .first()
+            .map_or(self.clock, |e| e["created"].as_i64().unwrap_or(self.clock));
+        let error = decline.map(|code| {
+            json!({
             "code": "card_declined", "decline_code": code, "message": "Your card was declined.",
-            "type": "card_error"}));
+            "type": "card_error"})
+        });
         json!({
             "id": self.ids.payment_intent, "object": "payment_intent", "amount": amount,
             "amount_received": if status == "succeeded" { amount } else { 0 },
@@ -448,7 +466,12 @@ impl Flow {
         })
     }
 
-    pub fn payment_intent(&mut self, event_type: &str, status: &str, decline: Option<&str>) -> &mut Self {
+    pub fn payment_intent(
+        &mut self,
+        event_type: &str,
+        status: &str,
+        decline: Option<&str>,
+    ) -> &mut Self {
         let object = self.payment_intent_object(status, decline);
         self.emit(event_type, object, None)
     }

@@ -49,7 +49,9 @@ pub fn apply(events: &mut [Value], overrides: &[Override]) -> Result<(), String>
     for o in overrides {
         let targets: Vec<usize> = match &o.event_type {
             None => events.len().checked_sub(1).into_iter().collect(),
-            Some(t) => (0..events.len()).filter(|&i| events[i]["type"] == t.as_str()).collect(),
+            Some(t) => (0..events.len())
+                .filter(|&i| events[i]["type"] == t.as_str())
+                .collect(),
         };
         if targets.is_empty() {
             return Err(format!(
@@ -77,7 +79,11 @@ fn set(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
                 .entry(segment.clone())
                 .or_insert_with(|| Value::Object(Default::default())),
             Value::Array(items) => index(items, segment)?,
-            _ => return Err(format!("`{segment}` is inside a value that is not an object")),
+            _ => {
+                return Err(format!(
+                    "`{segment}` is inside a value that is not an object"
+                ))
+            }
         };
         // A null on the way (e.g. `pending_update: null`) becomes an object to write into.
         if node.is_null() {
@@ -121,10 +127,14 @@ mod tests {
     #[test]
     fn a_bare_path_changes_the_last_event_and_values_are_json_when_they_parse() {
         let mut e = events();
-        let o: Vec<Override> = ["data.object.lines.data.0.quantity=3", "data.object.note=hello world", "data.object.pending.x=null"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let o: Vec<Override> = [
+            "data.object.lines.data.0.quantity=3",
+            "data.object.note=hello world",
+            "data.object.pending.x=null",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         apply(&mut e, &o).unwrap();
         assert_eq!(e[1]["data"]["object"]["lines"]["data"][0]["quantity"], 3);
         assert_eq!(e[1]["data"]["object"]["note"], "hello world");
@@ -135,11 +145,15 @@ mod tests {
     #[test]
     fn an_event_type_prefix_targets_that_event_and_an_absent_type_is_an_error() {
         let mut e = events();
-        let o: Override = "customer.created:data.object.metadata.user_id=user_9".parse().unwrap();
+        let o: Override = "customer.created:data.object.metadata.user_id=user_9"
+            .parse()
+            .unwrap();
         apply(&mut e, &[o]).unwrap();
         assert_eq!(e[0]["data"]["object"]["metadata"]["user_id"], "user_9");
         let missing: Override = "charge.refunded:data.object.x=1".parse().unwrap();
-        assert!(apply(&mut e, &[missing]).unwrap_err().contains("charge.refunded"));
+        assert!(apply(&mut e, &[missing])
+            .unwrap_err()
+            .contains("charge.refunded"));
     }
 
     #[test]

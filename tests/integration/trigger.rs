@@ -84,27 +84,35 @@ async fn every_built_in_type_posts_a_coherent_sequence_that_is_recorded_and_proj
         }
         let ids = &flow.ids;
         let customer = app
-            .get(&format!("/api/customers/{}", ids.customer), Some(READ_TOKEN))
+            .get(
+                &format!("/api/customers/{}", ids.customer),
+                Some(READ_TOKEN),
+            )
             .await;
         assert_eq!(customer.status, 200, "{t:?}");
         assert_eq!(customer.json["user_id"], flow.user_id.as_str(), "{t:?}");
         assert_eq!(customer.json["deleted"], t == TriggerType::CustomerDeleted);
         if let Some(sub) = last_object(&flow.events, "subscription") {
             let read = app
-                .get(&format!("/api/subscriptions/{}", ids.subscription), Some(READ_TOKEN))
+                .get(
+                    &format!("/api/subscriptions/{}", ids.subscription),
+                    Some(READ_TOKEN),
+                )
                 .await;
             assert_eq!(read.json["customer"], ids.customer.as_str(), "{t:?}");
             assert_eq!(read.json["status"], sub["status"], "{t:?}");
             assert_eq!(read.json["user_id"], flow.user_id.as_str(), "{t:?}");
             assert_eq!(
-                read.json["items"][0]["price"],
-                sub["items"]["data"][0]["price"]["id"],
+                read.json["items"][0]["price"], sub["items"]["data"][0]["price"]["id"],
                 "{t:?}"
             );
         }
         if let Some(invoice) = last_object(&flow.events, "invoice") {
             let list = app
-                .get(&format!("/api/invoices?customer={}", ids.customer), Some(READ_TOKEN))
+                .get(
+                    &format!("/api/invoices?customer={}", ids.customer),
+                    Some(READ_TOKEN),
+                )
                 .await;
             let read = list.json["data"]
                 .as_array()
@@ -118,7 +126,10 @@ async fn every_built_in_type_posts_a_coherent_sequence_that_is_recorded_and_proj
         if let Some(session) = last_object(&flow.events, "checkout.session") {
             if session["mode"] == "payment" {
                 let list = app
-                    .get(&format!("/api/orders?customer={}", ids.customer), Some(READ_TOKEN))
+                    .get(
+                        &format!("/api/orders?customer={}", ids.customer),
+                        Some(READ_TOKEN),
+                    )
                     .await;
                 assert_eq!(list.json["data"][0]["id"], session["id"], "{t:?}");
             }
@@ -141,7 +152,10 @@ async fn trigger_by_name_prints_each_event_and_two_triggers_give_two_subscriptio
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out}");
         assert!(lines[0].starts_with("200 customer.created ") && lines[0].ends_with(" recorded"));
-        assert!(lines[1].starts_with("200 customer.subscription.created "), "{out}");
+        assert!(
+            lines[1].starts_with("200 customer.subscription.created "),
+            "{out}"
+        );
         printed.push(out);
     }
     assert_ne!(printed[0], printed[1]);
@@ -178,7 +192,11 @@ async fn overrides_change_the_triggered_event_or_the_event_type_they_name() {
     let subs = app
         .get("/api/subscriptions?user_id=user_override", Some(READ_TOKEN))
         .await;
-    assert_eq!(subs.json["data"][0]["items"][0]["quantity"], 3, "{}", subs.text);
+    assert_eq!(
+        subs.json["data"][0]["items"][0]["quantity"], 3,
+        "{}",
+        subs.text
+    );
     let customers = app
         .get("/api/customers?user_id=user_override", Some(READ_TOKEN))
         .await;
@@ -211,7 +229,10 @@ async fn trigger_list_shows_every_type_the_projections_handle() {
         }
     }
     assert!(!out.contains(ledger_projections::OBJECT_SNAPSHOT));
-    assert!(out.lines().all(|l| l.split_whitespace().count() > 2), "{out}");
+    assert!(
+        out.lines().all(|l| l.split_whitespace().count() > 2),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -222,10 +243,16 @@ async fn an_unknown_type_name_is_not_posted_and_a_path_still_sends_the_file() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("--list"), "{err:#}");
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/events/customer.created.json");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/events/customer.created.json"
+    );
     let (code, out) = run_trigger(trigger_args(&app, fixture)).await;
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
-    assert!(out.starts_with("200 ") && out.contains("\"recorded\""), "{out}");
+    assert!(
+        out.starts_with("200 ") && out.contains("\"recorded\""),
+        "{out}"
+    );
 }
 
 fn rows(out: &str) -> Vec<Vec<String>> {
@@ -284,11 +311,18 @@ async fn go_live_check_refuses_an_unreachable_service_or_a_refused_token() {
     args.url = "http://127.0.0.1:9".to_owned();
     assert_eq!(run_go_live(args).await.0, ExitCode::from(2));
     let mut out = Vec::new();
-    let code = cli::go_live_check(go_live_args(&app), Some("not-a-token-0123456789".into()), &mut out)
-        .await
-        .unwrap();
+    let code = cli::go_live_check(
+        go_live_args(&app),
+        Some("not-a-token-0123456789".into()),
+        &mut out,
+    )
+    .await
+    .unwrap();
     assert_eq!(code, ExitCode::from(2));
-    assert_eq!(app.audit("/api/audit/events").await.json["data"], serde_json::json!([]));
+    assert_eq!(
+        app.audit("/api/audit/events").await.json["data"],
+        serde_json::json!([])
+    );
 }
 
 #[tokio::test]
@@ -341,26 +375,46 @@ async fn the_binary_triggers_by_name_and_runs_the_go_live_check() {
     };
     let secret = ("STRIPE_WEBHOOK_SECRET", app.secret.clone());
     let out = run(
-        vec!["trigger".into(), "invoice.paid".into(), "--url".into(), app.url("/webhooks/stripe")],
+        vec![
+            "trigger".into(),
+            "invoice.paid".into(),
+            "--url".into(),
+            app.url("/webhooks/stripe"),
+        ],
         vec![secret.clone()],
     )
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.lines().last().unwrap().contains(" invoice.paid "), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.lines().last().unwrap().contains(" invoice.paid "),
+        "{stdout}"
+    );
     assert!(stdout.lines().all(|l| l.ends_with(" recorded")), "{stdout}");
 
     let out = run(
         vec!["go-live-check".into(), "--url".into(), app.base_url.clone()],
         vec![
             secret,
-            ("API_TOKENS", format!("audit:{AUDIT_TOKEN},read:{READ_TOKEN}")),
+            (
+                "API_TOKENS",
+                format!("audit:{AUDIT_TOKEN},read:{READ_TOKEN}"),
+            ),
         ],
     )
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("7 of 7 held"), "{stdout}");
 }
