@@ -1,7 +1,6 @@
 //! The command line: one binary, named subcommands, each a library function.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -31,8 +30,11 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Sign a JSON event exactly as Stripe does and POST it to a running service.
+    /// Sign and POST a built-in event sequence by type (see --list), or a JSON file, to a
+    /// running service.
     Trigger(TriggerArgs),
+    /// Run the go-live checklist's scenarios against a running test-mode service.
+    GoLiveCheck(GoLiveArgs),
     /// Browse the raw event log.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -123,20 +125,64 @@ pub enum OutboxCommand {
 
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
-    /// The event JSON to send, byte for byte.
-    pub fixture: PathBuf,
+    /// A built-in event type (see `--list`): posts its whole sequence with fresh ids. Anything
+    /// else is a file: the event JSON to send, byte for byte.
+    #[arg(value_name = "TYPE|FILE", required_unless_present = "list")]
+    pub target: Option<String>,
+    /// List the built-in event types and exit.
+    #[arg(long)]
+    pub list: bool,
     /// The webhook endpoint.
     #[arg(long, default_value = "http://127.0.0.1:3000/webhooks/stripe")]
     pub url: String,
     /// Endpoint secret to sign with; defaults to the first of STRIPE_WEBHOOK_SECRET.
-    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub secret: String,
     /// Signature timestamp (unix seconds); defaults to now.
     #[arg(long)]
     pub timestamp: Option<i64>,
-    /// Give the event a fresh `evt_` id so the same fixture can be sent again as a new event.
+    /// Give the event a fresh `evt_` id so the same fixture can be sent again as a new event
+    /// (a built-in type always has fresh ids).
     #[arg(long)]
     pub fresh_id: bool,
+    /// `[event_type:]path=value` on a built-in type: `data.object.metadata.plan=pro` changes the
+    /// triggered (last) event, `customer.created:data.object.name=Jenny` every event of that
+    /// type. The value is JSON if it parses, else a string. Repeatable.
+    #[arg(long = "override", value_name = "[TYPE:]PATH=VALUE")]
+    pub overrides: Vec<trigger::overrides::Override>,
+    /// The app's user id in `metadata.user_id` and `client_reference_id` (built-in types);
+    /// a fresh `user_...` by default.
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// The price the built-in subscription fixtures use.
+    #[arg(long, default_value = "price_local_standard")]
+    pub price: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GoLiveArgs {
+    /// The running service's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+    /// Endpoint secret to sign with; defaults to the first of STRIPE_WEBHOOK_SECRET.
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub secret: String,
+    /// A `read` service token; defaults to READ_TOKEN, else the first `read` token of API_TOKENS.
+    #[arg(long, env = "READ_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The price the subscription scenarios use (the upgrade goes to `<price>_upgrade`).
+    #[arg(long, default_value = "price_local_standard")]
+    pub price: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -232,31 +278,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("migrations applied ({})", db.backend());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Trigger(args) => {
-            let payload = std::fs::read(&args.fixture)
-                .with_context(|| format!("could not read {}", args.fixture.display()))?;
-            let payload = if args.fresh_id {
-                trigger::with_fresh_id(&payload)?
-            } else {
-                payload
-            };
-            let client = trigger::http_client()?;
-            let response = trigger::send(
-                &client,
-                TriggerRequest {
-                    url: args.url,
-                    secret: args.secret,
-                    payload,
-                    timestamp: args.timestamp,
-                },
-            )
-            .await?;
-            println!("{} {}", response.status, response.body);
-            Ok(if (200..300).contains(&response.status) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+        Command::Trigger(args) => trigger(args, &mut std::io::stdout().lock()).await,
+        Command::GoLiveCheck(args) => {
+            let token = args
+                .token
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| {
+                    ProcessEnv
+                        .get("API_TOKENS")
+                        .and_then(|list| first_read_token(&list))
+                });
+            go_live_check(args, token, &mut std::io::stdout().lock()).await
         }
         Command::Events(command) => {
             let db = match open_db().await? {
@@ -439,6 +472,137 @@ async fn open_db() -> anyhow::Result<Result<Db, ExitCode>> {
         .await
         .context("could not connect to the database (DATABASE_URL)")?;
     Ok(Ok(db))
+}
+
+/// The first token of scope `read` in an `API_TOKENS` list (`scope:token,...`).
+pub fn first_read_token(list: &str) -> Option<String> {
+    list.split(',')
+        .filter_map(|entry| entry.split_once(':'))
+        .find(|(scope, _)| scope.trim() == "read")
+        .map(|(_, token)| token.trim().to_owned())
+}
+
+/// `stripe-ledger trigger ...`, writing to `out`: `--list`, a built-in type, or a file.
+pub async fn trigger(args: TriggerArgs, out: &mut impl std::io::Write) -> anyhow::Result<ExitCode> {
+    use trigger::catalog::{self, TriggerType};
+    if args.list {
+        for t in TriggerType::ALL {
+            writeln!(out, "{:<46} {}", t.name(), t.description())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target = args.target.clone().unwrap_or_default();
+    let client = trigger::http_client()?;
+    let Some(event_type) = TriggerType::from_name(&target) else {
+        return trigger_file(&client, &target, args, out).await;
+    };
+    let options = catalog::FixtureOptions {
+        user_id: args.user_id,
+        price: crate::trigger::flow::Price::with_id(&args.price),
+        now: chrono::Utc::now().timestamp(),
+    };
+    let mut flow = catalog::build(event_type, &options);
+    trigger::overrides::apply(&mut flow.events, &args.overrides).map_err(|e| anyhow::anyhow!(e))?;
+    let posted = trigger::post_events(
+        &client,
+        &args.url,
+        &args.secret,
+        &flow.events,
+        args.timestamp,
+    )
+    .await?;
+    for p in &posted {
+        writeln!(
+            out,
+            "{} {:<44} {} {}",
+            p.status,
+            p.event_type,
+            p.event_id,
+            p.outcome()
+        )?;
+    }
+    match posted.iter().find(|p| !p.ok()) {
+        Some(failed) => {
+            writeln!(out, "{}", failed.body)?;
+            Ok(ExitCode::FAILURE)
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn trigger_file(
+    client: &reqwest::Client,
+    path: &str,
+    args: TriggerArgs,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<ExitCode> {
+    let payload = match std::fs::read(path) {
+        Ok(p) => p,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && !path.contains(['/', '\\'])
+                && !path.ends_with(".json") =>
+        {
+            anyhow::bail!(
+                "{path}: no such file, and not a built-in event type (`trigger --list` shows them)"
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("could not read {path}")),
+    };
+    if !args.overrides.is_empty() || args.user_id.is_some() {
+        anyhow::bail!("--override and --user-id apply to built-in event types, not to a file (its bytes are sent as they are)");
+    }
+    let payload = if args.fresh_id {
+        trigger::with_fresh_id(&payload)?
+    } else {
+        payload
+    };
+    let response = trigger::send(
+        client,
+        TriggerRequest {
+            url: args.url,
+            secret: args.secret,
+            payload,
+            timestamp: args.timestamp,
+        },
+    )
+    .await?;
+    writeln!(out, "{} {}", response.status, response.body)?;
+    Ok(if (200..300).contains(&response.status) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `stripe-ledger go-live-check`, writing the table to `out`: exit 0 when every scenario held,
+/// 1 when some did not, 2 when it refused to run (live mode, unreachable, no token).
+pub async fn go_live_check(
+    args: GoLiveArgs,
+    token: Option<String>,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<ExitCode> {
+    let Some(token) = token else {
+        eprintln!(
+            "go-live-check needs a read token: --token, READ_TOKEN, or a read: entry in API_TOKENS"
+        );
+        return Ok(ExitCode::from(2));
+    };
+    if args.secret.trim().is_empty() {
+        eprintln!("go-live-check needs the webhook secret: --secret or STRIPE_WEBHOOK_SECRET");
+        return Ok(ExitCode::from(2));
+    }
+    let options = crate::go_live::GoLiveOptions {
+        base_url: args.url,
+        secret: args.secret,
+        token,
+        price: crate::trigger::flow::Price::with_id(&args.price),
+    };
+    let verdict = crate::go_live::run(&options, out).await?;
+    if let crate::go_live::Verdict::Refused(reason) = &verdict {
+        eprintln!("refused: {reason}");
+    }
+    Ok(ExitCode::from(verdict.exit_code()))
 }
 
 /// `stripe-ledger outbox ...`, writing to `out`. Exit code 1 when `retry` found nothing to

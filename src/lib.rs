@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod event_log;
+pub mod go_live;
 pub mod http;
 pub mod ingest;
 pub mod jwt;

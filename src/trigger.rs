@@ -71,3 +71,67 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
         .build()
         .context("could not build the HTTP client")
 }
+
+pub mod catalog;
+pub mod flow;
+pub mod overrides;
+
+/// One event of a built-in sequence, as the service answered it.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub event_type: String,
+    pub event_id: String,
+    pub status: u16,
+    pub body: String,
+}
+
+impl Posted {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// `recorded` / `duplicate` for a 2xx, else the error code (or the status).
+    pub fn outcome(&self) -> String {
+        let body: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        body["status"]
+            .as_str()
+            .or_else(|| body["error"]["code"].as_str())
+            .map_or_else(|| format!("http_{}", self.status), str::to_owned)
+    }
+}
+
+/// Signs and posts `events` in order (compact JSON, each signed over its exact bytes) and stops
+/// at the first non-2xx: the events after it would not be coherent with what the service has.
+pub async fn post_events(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    events: &[serde_json::Value],
+    timestamp: Option<i64>,
+) -> anyhow::Result<Vec<Posted>> {
+    let mut posted = Vec::with_capacity(events.len());
+    for event in events {
+        let response = send(
+            client,
+            TriggerRequest {
+                url: url.to_owned(),
+                secret: secret.to_owned(),
+                payload: serde_json::to_vec(event)?,
+                timestamp,
+            },
+        )
+        .await?;
+        let p = Posted {
+            event_type: event["type"].as_str().unwrap_or_default().to_owned(),
+            event_id: event["id"].as_str().unwrap_or_default().to_owned(),
+            status: response.status,
+            body: response.body,
+        };
+        let ok = p.ok();
+        posted.push(p);
+        if !ok {
+            break;
+        }
+    }
+    Ok(posted)
+}

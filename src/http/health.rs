@@ -10,14 +10,17 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The database answers within the ingest budget: safe to route Stripe's webhooks here.
+/// The database answers within the ingest budget: safe to route Stripe's webhooks here. The
+/// body also says the mode (`test` or `live`, from `STRIPE_SECRET_KEY`), so tools such as
+/// `go-live-check` can refuse to post test events to a live service.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::ShuttingDown);
     }
     match tokio::time::timeout(state.webhook.ingest_timeout, state.db.ping()).await {
         Ok(Ok(())) => Ok(Json(
-            json!({"status": "ready", "database": state.db.backend().to_string()}),
+            json!({"status": "ready", "database": state.db.backend().to_string(),
+                   "mode": state.webhook.mode.to_string()}),
         )),
         Ok(Err(e)) => Err(ApiError::Unavailable {
             detail: format!("readiness check failed: {e}"),

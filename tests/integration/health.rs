@@ -12,6 +12,7 @@ async fn healthz_and_readyz_report_the_process_and_the_database() {
         ready.json["database"],
         crate::helpers::backend().to_string()
     );
+    assert_eq!(ready.json["mode"], "test");
 
     app.db.close().await;
     let ready = app.get("/readyz", None).await;

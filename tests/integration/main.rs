@@ -19,6 +19,7 @@ mod shutdown;
 mod signature_vectors;
 mod smtp_sink;
 mod stripe_objects;
+mod trigger;
 mod webhook;
 
 /// Golden files live in the top-level `snapshots/`, named by the test, not the module path.
