@@ -116,8 +116,11 @@ impl Query {
             Filter::UserId => self.user_id.as_deref(),
             Filter::Status => self.status.as_deref(),
         };
-        let parts: Vec<(&str, Option<&str>)> =
-            list.filters().iter().map(|f| (f.param(), value(f))).collect();
+        let parts: Vec<(&str, Option<&str>)> = list
+            .filters()
+            .iter()
+            .map(|f| (f.param(), value(f)))
+            .collect();
         Binding::new(list.endpoint(), &parts)
     }
 }

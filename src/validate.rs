@@ -40,7 +40,10 @@ impl fmt::Display for InvalidId {
             IdProblem::Empty => write!(f, "`{field}` must not be empty"),
             IdProblem::TooLong => write!(f, "`{field}` must be at most {MAX_ID_BYTES} bytes"),
             IdProblem::Control(c) => {
-                write!(f, "`{field}` must not contain control characters (U+{c:04X})")
+                write!(
+                    f,
+                    "`{field}` must not contain control characters (U+{c:04X})"
+                )
             }
             IdProblem::Format(c) => write!(
                 f,
@@ -122,7 +125,14 @@ mod tests {
 
     #[test]
     fn ordinary_ids_pass() {
-        for id in ["cus_1", "sub_1QexampleA", "invoice.paid", "user 42", "ünïcødé_ok", "a|b"] {
+        for id in [
+            "cus_1",
+            "sub_1QexampleA",
+            "invoice.paid",
+            "user 42",
+            "ünïcødé_ok",
+            "a|b",
+        ] {
             assert_eq!(problem(id), None, "{id}");
         }
         assert_eq!(problem(&"x".repeat(MAX_ID_BYTES)), None);
@@ -131,14 +141,24 @@ mod tests {
     #[test]
     fn empty_long_control_and_format_characters_are_refused() {
         assert_eq!(problem(""), Some(IdProblem::Empty));
-        assert_eq!(problem(&"x".repeat(MAX_ID_BYTES + 1)), Some(IdProblem::TooLong));
+        assert_eq!(
+            problem(&"x".repeat(MAX_ID_BYTES + 1)),
+            Some(IdProblem::TooLong)
+        );
         // 128 two-byte characters are 256 bytes: the cap is in bytes, as the database sees it.
         assert_eq!(problem(&"é".repeat(128)), Some(IdProblem::TooLong));
         assert_eq!(problem("cus\0"), Some(IdProblem::Control(0)));
         assert_eq!(problem("cus\u{7f}"), Some(IdProblem::Control(0x7f)));
         assert_eq!(problem("cus\u{85}"), Some(IdProblem::Control(0x85)));
         assert_eq!(problem("cus\n1"), Some(IdProblem::Control(0x0a)));
-        for c in ['\u{200B}', '\u{202E}', '\u{2066}', '\u{FEFF}', '\u{AD}', '\u{E0041}'] {
+        for c in [
+            '\u{200B}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{FEFF}',
+            '\u{AD}',
+            '\u{E0041}',
+        ] {
             assert_eq!(
                 problem(&format!("cus_{c}1")),
                 Some(IdProblem::Format(c as u32))

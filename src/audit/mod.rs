@@ -151,8 +151,7 @@ impl ListQuery {
         let filter = EventFilter {
             event_type: query::id_param(params, "type")?,
             object_id: query::id_param(params, "object_id")?,
-            source: query::choice_param(params, "source", SOURCES)?
-                .map(|s| s.as_str().to_owned()),
+            source: query::choice_param(params, "source", SOURCES)?.map(|s| s.as_str().to_owned()),
             created_gte: time("created_gte")?,
             created_lt: time("created_lt")?,
         };

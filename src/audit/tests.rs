@@ -51,7 +51,11 @@ fn list_params_are_parsed_and_validated() {
 fn id_like_filters_follow_the_id_rules() {
     for field in ["type", "object_id"] {
         for bad in ["a\0b", "in_\u{200B}1", "in_\u{202E}1", "\u{7f}"] {
-            assert_eq!(code(&[(field, bad)]), "invalid_parameter", "{field}={bad:?}");
+            assert_eq!(
+                code(&[(field, bad)]),
+                "invalid_parameter",
+                "{field}={bad:?}"
+            );
         }
         assert_eq!(code(&[(field, &"x".repeat(3000))]), "invalid_parameter");
     }
@@ -64,18 +68,25 @@ fn a_cursor_only_pages_the_query_it_came_from() {
     let by_type = of(&[("type", "invoice.paid")]);
     let asc = of(&[("order", "asc")]);
     let desc = of(&[]);
-    assert_eq!(code(&[("type", "invoice.created"), ("cursor", &by_type)]), "invalid_cursor");
+    assert_eq!(
+        code(&[("type", "invoice.created"), ("cursor", &by_type)]),
+        "invalid_cursor"
+    );
     assert_eq!(code(&[("cursor", &by_type)]), "invalid_cursor");
     assert_eq!(code(&[("cursor", &asc)]), "invalid_cursor");
-    assert_eq!(code(&[("order", "asc"), ("cursor", &desc)]), "invalid_cursor");
+    assert_eq!(
+        code(&[("order", "asc"), ("cursor", &desc)]),
+        "invalid_cursor"
+    );
     // `order=desc` is the default spelled out: the same query.
     assert!(ListQuery::parse(&params(&[("order", "desc"), ("cursor", &desc)])).is_ok());
     // The same instant written two ways is the same filter.
     let unix = of(&[("created_lt", "1700000000")]);
-    assert!(
-        ListQuery::parse(&params(&[("created_lt", "2023-11-14T22:13:20Z"), ("cursor", &unix)]))
-            .is_ok()
-    );
+    assert!(ListQuery::parse(&params(&[
+        ("created_lt", "2023-11-14T22:13:20Z"),
+        ("cursor", &unix)
+    ]))
+    .is_ok());
     // A different page size is fine.
     assert!(ListQuery::parse(&params(&[("limit", "7"), ("cursor", &desc)])).is_ok());
 }

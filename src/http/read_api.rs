@@ -146,7 +146,9 @@ pub async fn list_orders(
             items.push(views::order(&o, payment.as_ref()));
         }
     }
-    let next = page.next_after.map(|id| q.next_cursor(ReadList::Orders, &id));
+    let next = page
+        .next_after
+        .map(|id| q.next_cursor(ReadList::Orders, &id));
     Ok(list_body(items, next))
 }
 

@@ -443,7 +443,11 @@ pub async fn dead_letters_page(
         .collect();
     let more = letters.len() > limit as usize;
     letters.truncate(limit as usize);
-    let next = if more { letters.last().map(|d| d.position) } else { None };
+    let next = if more {
+        letters.last().map(|d| d.position)
+    } else {
+        None
+    };
     Ok((letters, next))
 }
 

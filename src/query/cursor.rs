@@ -206,7 +206,10 @@ mod tests {
         let cursor = b.encode("cus_9");
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(&cursor).unwrap()).unwrap();
         let edited = URL_SAFE_NO_PAD.encode(raw.replace("cus_9", "cus_1"));
-        assert_eq!(b.decode(&edited).unwrap_err().code, FilterCode::InvalidCursor);
+        assert_eq!(
+            b.decode(&edited).unwrap_err().code,
+            FilterCode::InvalidCursor
+        );
         let mut flipped = cursor.clone().into_bytes();
         flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).unwrap();
@@ -223,7 +226,10 @@ mod tests {
             assert!(b.decode_id(&b.encode(position)).is_err(), "{position:?}");
         }
         for position in ["-1", "+1", "1.0", "x", "99999999999999999999"] {
-            assert!(b.decode_position(&b.encode(position)).is_err(), "{position}");
+            assert!(
+                b.decode_position(&b.encode(position)).is_err(),
+                "{position}"
+            );
         }
     }
 }

@@ -17,7 +17,16 @@ fn percent_encoding_and_utf8_are_checked_before_anything_else() {
     assert_eq!(parse_query(Some("c")).unwrap()["c"], "");
     // NUL decodes; whether a parameter may hold it is the parameter's business.
     assert_eq!(parse_query(Some("a=%00")).unwrap()["a"], "\0");
-    for bad in ["a=%ff", "a=%C0%80", "a=%ED%A0%80", "a=%", "a=%4", "a=%ZZ", "a=%+1", "%ff=1"] {
+    for bad in [
+        "a=%ff",
+        "a=%C0%80",
+        "a=%ED%A0%80",
+        "a=%",
+        "a=%4",
+        "a=%ZZ",
+        "a=%+1",
+        "%ff=1",
+    ] {
         assert_eq!(code_of(bad), Some("invalid_query"), "{bad}");
     }
     assert_eq!(code_of("=1"), Some("invalid_query"));
@@ -31,7 +40,11 @@ fn messages_never_echo_control_or_format_characters() {
     let e = parse_query(Some("a%00%E2%80%8B=1&a%00%E2%80%8B=2")).unwrap_err();
     assert_eq!(e.message, "`a\\u{0}\\u{200b}` is given more than once");
     let e = refuse_unknown(&parse_query(Some("%E2%80%AEx=1")).unwrap(), &["limit"]).unwrap_err();
-    assert!(e.message.starts_with("unknown query parameter `\\u{202e}x`"), "{e}");
+    assert!(
+        e.message
+            .starts_with("unknown query parameter `\\u{202e}x`"),
+        "{e}"
+    );
 }
 
 /// Every list parser, by name, over the same decoded parameters.
@@ -58,7 +71,16 @@ fn parse_every_list(params: &Params) -> Vec<(&'static str, Result<(), FilterErro
 #[test]
 fn hostile_values_of_every_filter_get_invalid_parameter() {
     let long = "x".repeat(3000);
-    let hostile = ["%00", "cus_%00", "%E2%80%8B", "cus_%E2%80%AE1", "%7F", "%C2%85", &long, ""];
+    let hostile = [
+        "%00",
+        "cus_%00",
+        "%E2%80%8B",
+        "cus_%E2%80%AE1",
+        "%7F",
+        "%C2%85",
+        &long,
+        "",
+    ];
     let cases = [
         ("audit", "type"),
         ("audit", "object_id"),
@@ -82,7 +104,11 @@ fn hostile_values_of_every_filter_get_invalid_parameter() {
                 .find(|(name, _)| *name == list)
                 .unwrap();
             let e = result.unwrap_err();
-            assert_eq!(e.code, FilterCode::InvalidParameter, "{list} {param}={value}: {e}");
+            assert_eq!(
+                e.code,
+                FilterCode::InvalidParameter,
+                "{list} {param}={value}: {e}"
+            );
         }
     }
 }
@@ -91,10 +117,28 @@ fn hostile_values_of_every_filter_get_invalid_parameter() {
 fn a_cursor_from_one_list_is_refused_by_every_other() {
     let empty = Params::new();
     let cursors = [
-        ("audit", crate::audit::ListQuery::parse(&empty).unwrap().next_cursor(5)),
-        ("customers", Query::parse(ReadList::Customers, &empty).unwrap().next_cursor(ReadList::Customers, "cus_1")),
-        ("outbox", outbox::ListQuery::parse(&empty).unwrap().next_cursor(5)),
-        ("dead_letters", Paging::parse(Endpoint::DeadLetters, &empty).unwrap().next_cursor(5)),
+        (
+            "audit",
+            crate::audit::ListQuery::parse(&empty)
+                .unwrap()
+                .next_cursor(5),
+        ),
+        (
+            "customers",
+            Query::parse(ReadList::Customers, &empty)
+                .unwrap()
+                .next_cursor(ReadList::Customers, "cus_1"),
+        ),
+        (
+            "outbox",
+            outbox::ListQuery::parse(&empty).unwrap().next_cursor(5),
+        ),
+        (
+            "dead_letters",
+            Paging::parse(Endpoint::DeadLetters, &empty)
+                .unwrap()
+                .next_cursor(5),
+        ),
     ];
     for (issuer, cursor) in cursors {
         let params: Params = [("cursor".to_owned(), cursor)].into();
@@ -112,12 +156,44 @@ fn a_cursor_from_one_list_is_refused_by_every_other() {
 
 /// Seeds from the adversarial review, mixed into the generated inputs.
 const SEEDS: &[&str] = &[
-    "%00", "%ff", "%C0%80", "%E2%80%8B", "%E2%80%AE", "%EF%BB%BF", "%7F", "%", "%%", "+", "=",
-    "&", "cus_1", "asc", "desc", "50", "0", "-1", "pending", "invoice.paid", "2023-11-14T22:13:20Z",
+    "%00",
+    "%ff",
+    "%C0%80",
+    "%E2%80%8B",
+    "%E2%80%AE",
+    "%EF%BB%BF",
+    "%7F",
+    "%",
+    "%%",
+    "+",
+    "=",
+    "&",
+    "cus_1",
+    "asc",
+    "desc",
+    "50",
+    "0",
+    "-1",
+    "pending",
+    "invoice.paid",
+    "2023-11-14T22:13:20Z",
 ];
 const NAMES: &[&str] = &[
-    "type", "object_id", "source", "created_gte", "created_lt", "order", "limit", "cursor",
-    "customer", "user_id", "status", "", "typ", "%00", "%E2%80%8B",
+    "type",
+    "object_id",
+    "source",
+    "created_gte",
+    "created_lt",
+    "order",
+    "limit",
+    "cursor",
+    "customer",
+    "user_id",
+    "status",
+    "",
+    "typ",
+    "%00",
+    "%E2%80%8B",
 ];
 
 fn component() -> impl Strategy<Value = String> {
@@ -141,7 +217,12 @@ fn query_string() -> impl Strategy<Value = String> {
     ]
 }
 
-const CODES: [&str; 4] = ["invalid_query", "invalid_parameter", "unknown_parameter", "invalid_cursor"];
+const CODES: [&str; 4] = [
+    "invalid_query",
+    "invalid_parameter",
+    "unknown_parameter",
+    "invalid_cursor",
+];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]

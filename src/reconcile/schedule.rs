@@ -242,12 +242,21 @@ pub async fn runs_page(
     let before = before_id.unwrap_or(i64::MAX);
     let rows: Vec<RunRow> = match db {
         Db::Postgres(pool) => sqlx::query_as(&sql).bind(before).fetch_all(pool).await?,
-        Db::Sqlite(db) => sqlx::query_as(&sql).bind(before).fetch_all(&db.read).await?,
+        Db::Sqlite(db) => {
+            sqlx::query_as(&sql)
+                .bind(before)
+                .fetch_all(&db.read)
+                .await?
+        }
     };
     let mut runs: Vec<Run> = rows.into_iter().map(|r| run_of(r, false)).collect();
     let more = runs.len() > limit as usize;
     runs.truncate(limit as usize);
-    let next = if more { runs.last().map(|r| r.id) } else { None };
+    let next = if more {
+        runs.last().map(|r| r.id)
+    } else {
+        None
+    };
     Ok((runs, next))
 }
 

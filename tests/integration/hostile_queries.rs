@@ -80,7 +80,12 @@ async fn path_ids_that_cannot_be_ids_get_400_invalid_parameter_on_every_route() 
         ]) {
             let path = template.replace("{}", &value);
             let reply = app.get(&path, Some(token)).await;
-            assert_refused(&reply, 400, "invalid_parameter", &format!("{template} {name}"));
+            assert_refused(
+                &reply,
+                400,
+                "invalid_parameter",
+                &format!("{template} {name}"),
+            );
         }
     }
 }
@@ -89,9 +94,19 @@ async fn path_ids_that_cannot_be_ids_get_400_invalid_parameter_on_every_route() 
 async fn id_like_query_parameters_that_cannot_be_ids_get_400_invalid_parameter() {
     let app = TestApp::spawn().await;
     for (path, param, token) in QUERY_ROUTES {
-        for (name, value) in hostile_values().into_iter().chain([("empty", String::new())]) {
-            let reply = app.get(&format!("{path}?{param}={value}"), Some(token)).await;
-            assert_refused(&reply, 400, "invalid_parameter", &format!("{path} {param} {name}"));
+        for (name, value) in hostile_values()
+            .into_iter()
+            .chain([("empty", String::new())])
+        {
+            let reply = app
+                .get(&format!("{path}?{param}={value}"), Some(token))
+                .await;
+            assert_refused(
+                &reply,
+                400,
+                "invalid_parameter",
+                &format!("{path} {param} {name}"),
+            );
         }
     }
 }
@@ -114,11 +129,12 @@ async fn malformed_query_strings_and_foreign_parameters_get_their_codes_on_every
     ];
     for (path, token) in LISTS {
         let long_cursor = format!("cursor={}", "A".repeat(3000));
-        for (query, status, code) in cases.iter().copied().chain([(
-            long_cursor.as_str(),
-            400,
-            "invalid_cursor",
-        )]) {
+        for (query, status, code) in
+            cases
+                .iter()
+                .copied()
+                .chain([(long_cursor.as_str(), 400, "invalid_cursor")])
+        {
             let reply = app.get(&format!("{path}?{query}"), Some(token)).await;
             assert_refused(&reply, status, code, &format!("{path}?{query}"));
         }
@@ -129,7 +145,11 @@ async fn malformed_query_strings_and_foreign_parameters_get_their_codes_on_every
 async fn seeded() -> TestApp {
     let app = TestApp::spawn().await;
     for i in 0..3 {
-        for t in ["customer.created", "customer.subscription.created", "invoice.paid"] {
+        for t in [
+            "customer.created",
+            "customer.subscription.created",
+            "invoice.paid",
+        ] {
             // Object ids follow the first argument; the event id must differ per event.
             let mut e = event_json(&format!("hq{i}"), t, false);
             e["id"] = format!("evt_hq{i}_{t}").into();
@@ -204,15 +224,25 @@ async fn a_cursor_only_pages_the_list_filters_and_order_it_came_from() {
             .await;
         assert_eq!(ok.status, 200, "{same}: {}", ok.text);
         let refused = app
-            .get(&format!("{other}{}cursor={cursor}", sep(other)), Some(token))
+            .get(
+                &format!("{other}{}cursor={cursor}", sep(other)),
+                Some(token),
+            )
             .await;
-        assert_refused(&refused, 400, "invalid_cursor", &format!("{first} -> {other}"));
+        assert_refused(
+            &refused,
+            400,
+            "invalid_cursor",
+            &format!("{first} -> {other}"),
+        );
         // And no other list takes it either.
         for (list, list_token) in LISTS {
             if first.starts_with(&format!("{list}?")) {
                 continue;
             }
-            let reply = app.get(&format!("{list}?cursor={cursor}"), Some(list_token)).await;
+            let reply = app
+                .get(&format!("{list}?cursor={cursor}"), Some(list_token))
+                .await;
             assert_refused(&reply, 400, "invalid_cursor", &format!("{first} -> {list}"));
         }
     }
@@ -272,7 +302,12 @@ async fn dead_letters_page_with_a_cursor_bound_to_their_list() {
     let foreign = app
         .audit(&format!("/api/reconciliations?cursor={cursor}"))
         .await;
-    assert_refused(&foreign, 400, "invalid_cursor", "dead letters -> reconciliations");
+    assert_refused(
+        &foreign,
+        400,
+        "invalid_cursor",
+        "dead letters -> reconciliations",
+    );
     let foreign = app.audit(&format!("/api/outbox?cursor={cursor}")).await;
     assert_refused(&foreign, 400, "invalid_cursor", "dead letters -> outbox");
 }
