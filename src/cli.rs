@@ -10,7 +10,7 @@ use crate::audit::{self, EventDetail, EventList, EventSummary};
 use crate::bench::{self, BenchOptions};
 use crate::config::{DatabaseConfig, LogFormat, Lookup as _, ProcessEnv, ServeConfig};
 use crate::db::Db;
-use crate::event_log::{self, EventFilter, Order, PageRequest};
+use crate::event_log;
 use crate::trigger::{self, TriggerRequest};
 
 #[derive(Debug, Parser)]
@@ -706,36 +706,30 @@ pub async fn events(
             Ok(ExitCode::SUCCESS)
         }
         EventsCommand::List(args) => {
-            let parse_time = |param: &str, v: &Option<String>| {
-                v.as_deref()
-                    .map(|v| audit::parse_time(param, v))
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("{e}"))
+            // The API's own validation, so both refuse the same filters the same way.
+            let order = match args.order {
+                OrderArg::Asc => "asc",
+                OrderArg::Desc => "desc",
             };
-            let filter = EventFilter {
-                event_type: args.event_type,
-                object_id: args.object_id,
-                source: args.source,
-                created_gte: parse_time("--since", &args.since)?,
-                created_lt: parse_time("--until", &args.until)?,
-            };
-            let page = PageRequest {
-                order: match args.order {
-                    OrderArg::Asc => Order::Asc,
-                    OrderArg::Desc => Order::Desc,
-                },
-                after_position: args
-                    .cursor
-                    .as_deref()
-                    .map(audit::parse_cursor)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("--cursor: {e}"))?,
-                limit: args.limit,
-            };
-            let page = event_log::list(db, &filter, &page).await?;
+            let params: crate::query::Params = [
+                ("type", args.event_type),
+                ("object_id", args.object_id),
+                ("source", args.source),
+                ("created_gte", args.since),
+                ("created_lt", args.until),
+                ("order", Some(order.to_owned())),
+                ("limit", Some(args.limit.to_string())),
+                ("cursor", args.cursor),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+            .collect();
+            let query = audit::ListQuery::parse(&params)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code.as_str()))?;
+            let page = event_log::list(db, &query.filter, &query.page).await?;
             let list = EventList {
                 data: page.events.iter().map(EventSummary::from).collect(),
-                next_cursor: page.next_position.map(audit::encode_cursor),
+                next_cursor: page.next_position.map(|p| query.next_cursor(p)),
             };
             match args.format {
                 OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?,

@@ -20,12 +20,14 @@ pub mod jwt;
 pub mod metrics;
 pub mod outbox;
 pub mod projector;
+pub mod query;
 pub mod read_models;
 pub mod reconcile;
 pub mod secret;
 pub mod stripe;
 pub mod telemetry;
 pub mod trigger;
+pub mod validate;
 
 /// rustls needs one process-wide crypto provider; we build with ring only (no aws-lc, no
 /// OpenSSL). Idempotent.

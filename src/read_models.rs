@@ -6,9 +6,10 @@ use ledger_projections::{Fact, InvoiceState, SubscriptionState};
 
 use crate::db::Db;
 use crate::event_log::StorageError;
+use crate::query::cursor::{Binding, Endpoint};
+use crate::query::{self, FilterError, Params};
 
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 100;
+pub use crate::query::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// Which rows to list: one kind, optional filters, keyset pagination by id.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +20,109 @@ pub struct Query {
     /// Continue after this id (exclusive).
     pub after_id: Option<String>,
     pub limit: u32,
+}
+
+/// The lists of the read API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadList {
+    Customers,
+    Subscriptions,
+    Invoices,
+    Orders,
+}
+
+/// A list filter: its query parameter and the column it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    Customer,
+    UserId,
+    Status,
+}
+
+impl Filter {
+    fn param(self) -> &'static str {
+        match self {
+            Filter::Customer => "customer",
+            Filter::UserId => "user_id",
+            Filter::Status => "status",
+        }
+    }
+}
+
+impl ReadList {
+    /// The read-model `kind` the list shows.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ReadList::Customers => "customer",
+            ReadList::Subscriptions => "subscription",
+            ReadList::Invoices => "invoice",
+            ReadList::Orders => "order",
+        }
+    }
+
+    fn endpoint(self) -> Endpoint {
+        match self {
+            ReadList::Customers => Endpoint::Customers,
+            ReadList::Subscriptions => Endpoint::Subscriptions,
+            ReadList::Invoices => Endpoint::Invoices,
+            ReadList::Orders => Endpoint::Orders,
+        }
+    }
+
+    fn filters(self) -> &'static [Filter] {
+        match self {
+            ReadList::Customers => &[Filter::UserId],
+            ReadList::Subscriptions | ReadList::Orders => {
+                &[Filter::Customer, Filter::Status, Filter::UserId]
+            }
+            ReadList::Invoices => &[Filter::Customer, Filter::Status],
+        }
+    }
+
+    /// The parameters the list takes, for messages and the CLI.
+    pub fn params(self) -> Vec<&'static str> {
+        let filters = self.filters().iter().map(|f| f.param());
+        filters.chain(["limit", "cursor"]).collect()
+    }
+}
+
+impl Query {
+    /// The one validation of a read-model list's parameters, for the API and the CLI alike:
+    /// unknown parameters are refused, filters follow the id rules, and a cursor must come from
+    /// the same list with the same filters.
+    pub fn parse(list: ReadList, params: &Params) -> Result<Query, FilterError> {
+        query::refuse_unknown(params, &list.params())?;
+        let mut q = Query {
+            customer_id: query::id_param(params, "customer")?,
+            user_id: query::id_param(params, "user_id")?,
+            status: query::id_param(params, "status")?,
+            after_id: None,
+            limit: query::limit_param(params)?,
+        };
+        if let Some(cursor) = params.get("cursor") {
+            q.after_id = Some(q.binding(list).decode_id(cursor)?);
+        }
+        Ok(q)
+    }
+
+    /// The cursor of the page after the one ending at `last_id`.
+    pub fn next_cursor(&self, list: ReadList, last_id: &str) -> String {
+        self.binding(list).encode(last_id)
+    }
+
+    fn binding(&self, list: ReadList) -> Binding {
+        let value = |f: &Filter| match f {
+            Filter::Customer => self.customer_id.as_deref(),
+            Filter::UserId => self.user_id.as_deref(),
+            Filter::Status => self.status.as_deref(),
+        };
+        let parts: Vec<(&str, Option<&str>)> = list
+            .filters()
+            .iter()
+            .map(|f| (f.param(), value(f)))
+            .collect();
+        Binding::new(list.endpoint(), &parts)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,16 +1,15 @@
 //! The auditor's view of the event log, shared by `GET /api/audit/...` and `stripe-ledger
 //! events ...`: query parameters in, stable JSON out.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event_log::{EventFilter, Order, PageRequest, StoredEvent};
+use crate::event_log::{EventFilter, Order, PageRequest, Source, StoredEvent};
+use crate::query::cursor::{Binding, Endpoint};
+use crate::query::{self, FilterError, Params};
 
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 100;
+pub use crate::query::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// A list entry: everything but the payload.
 #[derive(Debug, Serialize)]
@@ -112,28 +111,7 @@ pub struct EventList {
     pub next_cursor: Option<String>,
 }
 
-/// A query parameter that could not be used; becomes a 400 (or a CLI usage error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamError {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ParamError {
-    fn invalid(param: &str, why: &str) -> Self {
-        ParamError {
-            code: "invalid_parameter",
-            message: format!("`{param}` {why}"),
-        }
-    }
-}
-
-impl std::fmt::Display for ParamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
+/// The list endpoint's parameters, in the order they are documented.
 pub const LIST_PARAMS: &[&str] = &[
     "type",
     "object_id",
@@ -145,96 +123,94 @@ pub const LIST_PARAMS: &[&str] = &[
     "cursor",
 ];
 
-/// Parses the list endpoint's query string. Unknown parameters are refused, so a typo such as
-/// `?typ=invoice.paid` cannot silently return the unfiltered log.
-pub fn parse_list_params(
-    params: &BTreeMap<String, String>,
-) -> Result<(EventFilter, PageRequest), ParamError> {
-    if let Some(unknown) = params.keys().find(|k| !LIST_PARAMS.contains(&k.as_str())) {
-        return Err(ParamError {
-            code: "unknown_parameter",
-            message: format!(
-                "unknown query parameter `{}`; expected one of: {}",
-                unknown.chars().take(64).collect::<String>(),
-                LIST_PARAMS.join(", ")
-            ),
-        });
+/// The values `source` takes.
+const SOURCES: &[(&str, Source)] = &[
+    ("webhook", Source::Webhook),
+    ("api_backfill", Source::ApiBackfill),
+    ("reconcile_repair", Source::ReconcileRepair),
+    ("api_response", Source::ApiResponse),
+];
+
+const ORDERS: &[(&str, Order)] = &[("desc", Order::Desc), ("asc", Order::Asc)];
+
+/// A validated `GET /api/audit/events` (and `stripe-ledger events list`) query.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub filter: EventFilter,
+    pub page: PageRequest,
+}
+
+impl ListQuery {
+    /// The one validation of the audit list's parameters, for the API and the CLI alike.
+    /// Unknown parameters are refused, so a typo such as `?typ=invoice.paid` cannot silently
+    /// return the unfiltered log; `type` and `object_id` follow the id rules; a cursor must
+    /// come from a query with the same filters and order.
+    pub fn parse(params: &Params) -> Result<ListQuery, FilterError> {
+        query::refuse_unknown(params, LIST_PARAMS)?;
+        let time = |k: &str| params.get(k).map(|v| parse_time(k, v)).transpose();
+        let filter = EventFilter {
+            event_type: query::id_param(params, "type")?,
+            object_id: query::id_param(params, "object_id")?,
+            source: query::choice_param(params, "source", SOURCES)?.map(|s| s.as_str().to_owned()),
+            created_gte: time("created_gte")?,
+            created_lt: time("created_lt")?,
+        };
+        let order = query::choice_param(params, "order", ORDERS)?.unwrap_or_default();
+        let limit = query::limit_param(params)?;
+        let after_position = params
+            .get("cursor")
+            .map(|c| binding(&filter, order).decode_position(c))
+            .transpose()?;
+        Ok(ListQuery {
+            filter,
+            page: PageRequest {
+                order,
+                after_position,
+                limit,
+            },
+        })
     }
-    let text = |k: &str| -> Result<Option<String>, ParamError> {
-        match params.get(k) {
-            None => Ok(None),
-            Some(v) if v.is_empty() => Err(ParamError::invalid(k, "must not be empty")),
-            Some(v) if v.len() > 255 => Err(ParamError::invalid(k, "is too long")),
-            Some(v) => Ok(Some(v.clone())),
-        }
+
+    /// The cursor of the page after the one ending at `position`.
+    pub fn next_cursor(&self, position: i64) -> String {
+        binding(&self.filter, self.page.order).encode(&position.to_string())
+    }
+}
+
+fn binding(filter: &EventFilter, order: Order) -> Binding {
+    let gte = filter.created_gte.map(|t| t.to_string());
+    let lt = filter.created_lt.map(|t| t.to_string());
+    let order = match order {
+        Order::Desc => "desc",
+        Order::Asc => "asc",
     };
-    let filter = EventFilter {
-        event_type: text("type")?,
-        object_id: text("object_id")?,
-        source: text("source")?,
-        created_gte: params
-            .get("created_gte")
-            .map(|v| parse_time("created_gte", v))
-            .transpose()?,
-        created_lt: params
-            .get("created_lt")
-            .map(|v| parse_time("created_lt", v))
-            .transpose()?,
-    };
-    let order = match params.get("order").map(String::as_str) {
-        None => Order::default(),
-        Some("desc") => Order::Desc,
-        Some("asc") => Order::Asc,
-        Some(_) => return Err(ParamError::invalid("order", "must be `asc` or `desc`")),
-    };
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ParamError::invalid(
-                    "limit",
-                    &format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                )
-            })?,
-    };
-    let after_position = params.get("cursor").map(|c| parse_cursor(c)).transpose()?;
-    Ok((
-        filter,
-        PageRequest {
-            order,
-            after_position,
-            limit,
-        },
-    ))
+    Binding::new(
+        Endpoint::AuditEvents,
+        &[
+            ("type", filter.event_type.as_deref()),
+            ("object_id", filter.object_id.as_deref()),
+            ("source", filter.source.as_deref()),
+            ("created_gte", gte.as_deref()),
+            ("created_lt", lt.as_deref()),
+            ("order", Some(order)),
+        ],
+    )
 }
 
 /// Accepts unix seconds or an RFC 3339 timestamp.
-pub fn parse_time(param: &str, value: &str) -> Result<i64, ParamError> {
-    if let Ok(secs) = value.parse::<i64>() {
-        return Ok(secs);
+pub fn parse_time(param: &str, value: &str) -> Result<i64, FilterError> {
+    if value.len() <= 64 {
+        if let Ok(secs) = value.parse::<i64>() {
+            return Ok(secs);
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+            return Ok(t.timestamp());
+        }
     }
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.timestamp())
-        .map_err(|_| ParamError::invalid(param, "must be unix seconds or an RFC 3339 timestamp"))
-}
-
-/// Cursors are opaque to clients; today they carry the last position seen.
-pub fn encode_cursor(position: i64) -> String {
-    format!("pos_{position}")
-}
-
-pub fn parse_cursor(cursor: &str) -> Result<i64, ParamError> {
-    cursor
-        .strip_prefix("pos_")
-        .and_then(|p| p.parse::<i64>().ok())
-        .filter(|p| *p >= 0)
-        .ok_or_else(|| ParamError {
-            code: "invalid_cursor",
-            message: "`cursor` is not a cursor returned by this API".to_owned(),
-        })
+    Err(FilterError::invalid(
+        param,
+        "must be unix seconds or an RFC 3339 timestamp",
+    ))
 }
 
 /// The text table printed by `stripe-ledger events list`.
@@ -312,39 +288,4 @@ pub fn render_detail_text(detail: &EventDetail) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn list_params_are_parsed_and_validated() {
-        let (filter, page) = parse_list_params(&params(&[
-            ("type", "invoice.paid"),
-            ("created_gte", "2023-11-14T22:13:20Z"),
-            ("order", "asc"),
-            ("limit", "10"),
-            ("cursor", "pos_7"),
-        ]))
-        .unwrap();
-        assert_eq!(filter.event_type.as_deref(), Some("invoice.paid"));
-        assert_eq!(filter.created_gte, Some(1_700_000_000));
-        assert_eq!(page.order, Order::Asc);
-        assert_eq!(page.limit, 10);
-        assert_eq!(page.after_position, Some(7));
-
-        let bad = |p: &[(&str, &str)]| parse_list_params(&params(p)).unwrap_err().code;
-        assert_eq!(bad(&[("typ", "x")]), "unknown_parameter");
-        assert_eq!(bad(&[("limit", "0")]), "invalid_parameter");
-        assert_eq!(bad(&[("limit", "101")]), "invalid_parameter");
-        assert_eq!(bad(&[("order", "up")]), "invalid_parameter");
-        assert_eq!(bad(&[("created_lt", "yesterday")]), "invalid_parameter");
-        assert_eq!(bad(&[("cursor", "7")]), "invalid_cursor");
-        assert_eq!(bad(&[("type", "")]), "invalid_parameter");
-    }
-}
+mod tests;

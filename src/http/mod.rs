@@ -5,11 +5,10 @@ mod billing_api;
 pub mod error;
 mod health;
 mod openapi;
+mod query;
 mod read_api;
 pub mod request_context;
 mod webhook;
-
-use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -62,54 +61,4 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this route does not accept that method",
     )
-}
-
-// Parsed by hand rather than with axum's `Query`, whose rejections are plain text: every error
-// here must be JSON with a stable code. Repeated parameters are refused as ambiguous.
-pub(crate) fn parse_query(query: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut params = BTreeMap::new();
-    let Some(query) = query else {
-        return Ok(params);
-    };
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = decode_component(k)?;
-        let v = decode_component(v)?;
-        if params.insert(k.clone(), v).is_some() {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                format!(
-                    "`{}` is given more than once",
-                    k.chars().take(64).collect::<String>()
-                ),
-            ));
-        }
-    }
-    Ok(params)
-}
-
-fn decode_component(s: &str) -> Result<String, ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            "invalid_query",
-            "the query string is not valid percent-encoded UTF-8",
-        )
-    };
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| bad())
 }

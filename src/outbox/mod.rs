@@ -264,6 +264,44 @@ pub async fn settle(db: &Db, id: i64, outcome: &Outcome, now: i64) -> Result<(),
     Ok(())
 }
 
+/// A validated `GET /api/outbox` query (`status`, `limit`, `cursor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub status: Option<&'static str>,
+    pub after_id: Option<i64>,
+    pub limit: u32,
+}
+
+impl ListQuery {
+    /// The one validation of the outbox list's parameters, for the API and the CLI alike.
+    pub fn parse(params: &crate::query::Params) -> Result<ListQuery, crate::query::FilterError> {
+        use crate::query;
+        query::refuse_unknown(params, &["status", "limit", "cursor"])?;
+        let choices = STATUSES.map(|s| (s, s));
+        let status = query::choice_param(params, "status", &choices)?;
+        let limit = query::limit_param(params)?;
+        let after_id = params
+            .get("cursor")
+            .map(|c| Self::binding(status).decode_position(c))
+            .transpose()?;
+        Ok(ListQuery {
+            status,
+            after_id,
+            limit,
+        })
+    }
+
+    /// The cursor of the page after the one ending at row `last_id`.
+    pub fn next_cursor(&self, last_id: i64) -> String {
+        Self::binding(self.status).encode(&last_id.to_string())
+    }
+
+    fn binding(status: Option<&str>) -> crate::query::cursor::Binding {
+        use crate::query::cursor::{Binding, Endpoint};
+        Binding::new(Endpoint::Outbox, &[("status", status)])
+    }
+}
+
 /// Rows in `status` (all when `None`), by id, after `after_id`, at most `limit`.
 pub async fn list(
     db: &Db,

@@ -410,6 +410,47 @@ pub async fn dead_letters(db: &Db) -> Result<Vec<DeadLetter>, StorageError> {
         .collect())
 }
 
+/// One page of dead letters by log position, after `after_position`; the second value is the
+/// position to continue after when there is more.
+pub async fn dead_letters_page(
+    db: &Db,
+    after_position: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<DeadLetter>, Option<i64>), StorageError> {
+    let sql = format!(
+        "SELECT event_id, position, error, attempts, first_seen_at, last_seen_at \
+         FROM dead_letters WHERE position > $1 ORDER BY position LIMIT {}",
+        u64::from(limit) + 1
+    );
+    type DeadLetterRow = (String, i64, String, i32, DateTime<Utc>, DateTime<Utc>);
+    let after = after_position.unwrap_or(-1);
+    let rows: Vec<DeadLetterRow> = match db {
+        Db::Postgres(pool) => sqlx::query_as(&sql).bind(after).fetch_all(pool).await?,
+        Db::Sqlite(db) => sqlx::query_as(&sql).bind(after).fetch_all(&db.read).await?,
+    };
+    let mut letters: Vec<DeadLetter> = rows
+        .into_iter()
+        .map(
+            |(event_id, position, error, attempts, first_seen_at, last_seen_at)| DeadLetter {
+                event_id,
+                position,
+                error,
+                attempts,
+                first_seen_at,
+                last_seen_at,
+            },
+        )
+        .collect();
+    let more = letters.len() > limit as usize;
+    letters.truncate(limit as usize);
+    let next = if more {
+        letters.last().map(|d| d.position)
+    } else {
+        None
+    };
+    Ok((letters, next))
+}
+
 pub async fn is_dead_letter(db: &Db, event_id: &str) -> Result<bool, StorageError> {
     const SQL: &str = "SELECT count(*) FROM dead_letters WHERE event_id = $1";
     let n: i64 = match db {

@@ -228,6 +228,38 @@ pub async fn runs(db: &Db, limit: u32) -> Result<Vec<Run>, StorageError> {
     Ok(rows.into_iter().map(|r| run_of(r, false)).collect())
 }
 
+/// One page of runs, newest first, older than `before_id`; the second value is the id to
+/// continue before when there is more.
+pub async fn runs_page(
+    db: &Db,
+    before_id: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<Run>, Option<i64>), StorageError> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM reconciliation_runs WHERE id < $1 ORDER BY id DESC LIMIT {}",
+        u64::from(limit) + 1
+    );
+    let before = before_id.unwrap_or(i64::MAX);
+    let rows: Vec<RunRow> = match db {
+        Db::Postgres(pool) => sqlx::query_as(&sql).bind(before).fetch_all(pool).await?,
+        Db::Sqlite(db) => {
+            sqlx::query_as(&sql)
+                .bind(before)
+                .fetch_all(&db.read)
+                .await?
+        }
+    };
+    let mut runs: Vec<Run> = rows.into_iter().map(|r| run_of(r, false)).collect();
+    let more = runs.len() > limit as usize;
+    runs.truncate(limit as usize);
+    let next = if more {
+        runs.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok((runs, next))
+}
+
 pub async fn run(db: &Db, id: i64) -> Result<Option<Run>, StorageError> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM reconciliation_runs WHERE id = $1");
     let row: Option<RunRow> = match db {
