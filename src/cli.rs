@@ -251,7 +251,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
-            println!("{} {}", response.status, response.body);
+            // The body is the server's: escaped, not cut (it is the whole answer).
+            println!("{} {}", response.status, crate::terminal::escape(&response.body));
             Ok(if (200..300).contains(&response.status) {
                 ExitCode::SUCCESS
             } else {
@@ -459,28 +460,7 @@ pub async fn outbox(
             let (items, _) = crate::outbox::list(db, status.as_deref(), None, limit.max(1)).await?;
             match format {
                 OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?,
-                OutputFormat::Text => {
-                    writeln!(
-                        out,
-                        "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  last error",
-                        "id", "status", "kind", "customer", "attempts", "created"
-                    )?;
-                    for i in &items {
-                        writeln!(
-                            out,
-                            "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  {}",
-                            i.id,
-                            i.status,
-                            i.kind,
-                            i.customer_id,
-                            i.attempts,
-                            i.created_at
-                                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                                .unwrap_or_default(),
-                            i.last_error.as_deref().unwrap_or("")
-                        )?;
-                    }
-                }
+                OutputFormat::Text => write!(out, "{}", render_outbox_text(&items))?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -522,6 +502,35 @@ pub async fn outbox(
     }
 }
 
+/// The `outbox list --format text` table. Customer ids come from events and last errors from
+/// SMTP servers, so every cell is escaped and cut (`crate::terminal`).
+pub fn render_outbox_text(items: &[crate::outbox::Item]) -> String {
+    use crate::terminal::field;
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  last error",
+        "id", "status", "kind", "customer", "attempts", "created"
+    );
+    for i in items {
+        let _ = writeln!(
+            s,
+            "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  {}",
+            i.id,
+            field(&i.status),
+            field(&i.kind),
+            field(&i.customer_id),
+            i.attempts,
+            i.created_at
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default(),
+            field(i.last_error.as_deref().unwrap_or(""))
+        );
+    }
+    s
+}
+
 /// `stripe-ledger events ...`, writing to `out`. Returns the exit code: 1 for an unknown event.
 pub async fn events(
     db: &Db,
@@ -531,7 +540,7 @@ pub async fn events(
     match command {
         EventsCommand::Show { event_id, format } => {
             let Some(event) = event_log::get(db, &event_id).await? else {
-                eprintln!("no event {event_id} in the log");
+                eprintln!("no event {} in the log", crate::terminal::field(&event_id));
                 return Ok(ExitCode::FAILURE);
             };
             let detail = EventDetail::from(&event);

@@ -18,6 +18,12 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:3000";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Stripe gives an endpoint a few seconds; answering 503 by then makes it retry promptly.
 pub const DEFAULT_INGEST_TIMEOUT_MS: u64 = 1500;
+/// Far above what a PostgreSQL server allows by default (100); a bigger number is a typo.
+pub const MAX_DATABASE_CONNECTIONS: u32 = 1000;
+/// `RECONCILE_INTERVAL` bounds: at least a minute (Stripe's list endpoints are rate limited),
+/// at most 30 days (a longer gap leaves drift unseen past Stripe's event retention).
+pub const MIN_RECONCILE_INTERVAL_SECS: i64 = 60;
+pub const MAX_RECONCILE_INTERVAL_SECS: i64 = 30 * 86_400;
 /// The sender when only logging emails (no `SMTP_URL`).
 pub const DEFAULT_MAIL_FROM: &str = "stripe-ledger <billing@localhost>";
 
@@ -43,6 +49,11 @@ impl ConfigError {
 /// A source of configuration values: the process environment in production, a map in tests.
 pub trait Lookup {
     fn get(&self, key: &str) -> Option<String>;
+    /// The value exactly as set (`None` only when unset), for telling a whitespace-only secret
+    /// from an empty one. Sources that cannot tell fall back to `get`.
+    fn get_raw(&self, key: &str) -> Option<String> {
+        self.get(key)
+    }
     /// Names of the variables that start with `prefix` (for `STRIPE_PRICE_IDS_<TIER>`).
     fn names_with_prefix(&self, prefix: &str) -> Vec<String>;
 }
@@ -53,6 +64,11 @@ impl Lookup for ProcessEnv {
     fn get(&self, key: &str) -> Option<String> {
         // Unset and empty mean the same thing: `FOO=` in a .env file is "not configured".
         std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+    }
+
+    fn get_raw(&self, key: &str) -> Option<String> {
+        // Not valid Unicode is not a usable value either; `get` treats it as unset too.
+        std::env::var(key).ok()
     }
 
     fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
@@ -74,12 +90,58 @@ impl Lookup for MapEnv {
         self.0.get(key).filter(|v| !v.trim().is_empty()).cloned()
     }
 
+    fn get_raw(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
     fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
         self.0
             .keys()
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect()
+    }
+}
+
+/// Variables that hold a secret (or a URL with a password). For them unset and empty mean "not
+/// configured" as for every variable, but a value of only whitespace is refused: it is a paste
+/// that lost its value (or a quoted `" "` in `.env`), and silently switching the feature off
+/// (checkout, SMTP, service tokens) would hide the mistake.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_SECRET_KEY",
+    "JWT_SECRET",
+    "API_TOKENS",
+    "SMTP_URL",
+    "DATABASE_URL",
+];
+
+/// Refuses a whitespace-only value of `variable`; the error names it and never shows the value.
+pub fn reject_blank(env: &impl Lookup, variable: &'static str) -> Result<(), ConfigError> {
+    match env.get_raw(variable) {
+        Some(v) if !v.is_empty() && v.trim().is_empty() => Err(ConfigError::new(
+            variable,
+            "is only whitespace; leave it empty or unset it if it is not configured",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `API_TOKENS` entries of only whitespace (`read:tok..., ,audit:tok...`) are refused like a
+/// blank secret; truly empty entries (`a,,b`, a trailing comma) are skipped as before.
+fn reject_blank_token_entries(env: &impl Lookup) -> Result<(), ConfigError> {
+    let Some(list) = env.get("API_TOKENS") else {
+        return Ok(());
+    };
+    match list
+        .split(',')
+        .position(|e| !e.is_empty() && e.trim().is_empty())
+    {
+        Some(i) => Err(ConfigError::new(
+            "API_TOKENS",
+            format!("entry #{} is only whitespace", i + 1),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -98,6 +160,7 @@ pub struct DatabaseConfig {
 
 impl DatabaseConfig {
     pub fn from_lookup(env: &impl Lookup) -> Result<Self, ConfigError> {
+        reject_blank(env, "DATABASE_URL")?;
         let url = env
             .get("DATABASE_URL")
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
@@ -105,10 +168,10 @@ impl DatabaseConfig {
             DbTarget::parse(&url).map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
         let mut pool = PoolSettings::default();
         if let Some(n) = parse_opt::<u32>(env, "DATABASE_MAX_CONNECTIONS")? {
-            if n == 0 {
+            if !(1..=MAX_DATABASE_CONNECTIONS).contains(&n) {
                 return Err(ConfigError::new(
                     "DATABASE_MAX_CONNECTIONS",
-                    "must be at least 1",
+                    "must be between 1 and 1000",
                 ));
             }
             pool.max_connections = n;
@@ -293,6 +356,10 @@ pub struct WebhookConfig {
 
 impl ServeConfig {
     pub fn from_lookup(env: &impl Lookup) -> Result<Self, ConfigError> {
+        for variable in SECRET_VARIABLES {
+            reject_blank(env, variable)?;
+        }
+        reject_blank_token_entries(env)?;
         let listen_addr = env
             .get("LISTEN_ADDR")
             .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned());
@@ -381,10 +448,12 @@ impl ServeConfig {
             Some(v) => crate::reconcile::sync_events::parse_window(&v)
                 .map_err(|e| ConfigError::new("RECONCILE_INTERVAL", e))?,
         };
-        if reconcile_interval_secs < 60 {
+        if !(MIN_RECONCILE_INTERVAL_SECS..=MAX_RECONCILE_INTERVAL_SECS)
+            .contains(&reconcile_interval_secs)
+        {
             return Err(ConfigError::new(
                 "RECONCILE_INTERVAL",
-                "must be at least 60 seconds",
+                "must be between 60 seconds and 30 days",
             ));
         }
         let reconcile_repair = match env.get("RECONCILE_REPAIR").as_deref().map(str::trim) {
@@ -445,6 +514,7 @@ pub fn mail_config(
     env: &impl Lookup,
     portal_return_url: Option<&str>,
 ) -> Result<crate::outbox::mail::MailConfig, ConfigError> {
+    reject_blank(env, "SMTP_URL")?;
     let smtp_url = env
         .get("SMTP_URL")
         .map(|u| Secret::new(u.trim().to_owned()));

@@ -24,6 +24,7 @@ pub mod reconcile;
 pub mod secret;
 pub mod stripe;
 pub mod telemetry;
+pub mod terminal;
 pub mod trigger;
 
 /// rustls needs one process-wide crypto provider; we build with ring only (no aws-lc, no
