@@ -737,4 +737,160 @@ mod tests {
             Some("https://app.example.com/billing")
         );
     }
+    #[test]
+    fn a_whitespace_only_secret_is_a_startup_error_not_off() {
+        for variable in SECRET_VARIABLES {
+            for blank in [" ", "   ", "\t", " \n "] {
+                let err = ServeConfig::from_lookup(&billing_env(&[(variable, blank)])).unwrap_err();
+                assert_eq!(err.variable, *variable, "{blank:?}");
+                assert!(err.problem.contains("only whitespace"), "{err}");
+            }
+        }
+        let err = DatabaseConfig::from_lookup(&env(&[("DATABASE_URL", "  ")])).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        let err = mail_config(&env(&[("SMTP_URL", " ")]), None).unwrap_err();
+        assert_eq!(err.variable, "SMTP_URL");
+        let err = ServeConfig::from_lookup(&billing_env(&[(
+            "API_TOKENS",
+            "read:0123456789abcdef, ,audit:0123456789abcdef",
+        )]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "API_TOKENS: entry #2 is only whitespace");
+        // Empty keeps its documented meaning: not configured.
+        let off = ServeConfig::from_lookup(&billing_env(&[("JWT_SECRET", "")])).unwrap();
+        assert!(off.billing.is_none());
+        let mut explicit_empty = billing_env(&[]);
+        explicit_empty.0.insert("JWT_SECRET".into(), String::new());
+        explicit_empty.0.insert("SMTP_URL".into(), String::new());
+        assert!(ServeConfig::from_lookup(&explicit_empty).unwrap().billing.is_none());
+    }
+
+    #[test]
+    fn durations_are_bounded_and_never_wrap() {
+        let refused = [
+            ("RECONCILE_INTERVAL", "213503982334602d"),
+            ("RECONCILE_INTERVAL", "9223372036854775807"),
+            ("RECONCILE_INTERVAL", "31d"),
+            ("RECONCILE_INTERVAL", "59"),
+            ("RECONCILE_INTERVAL", "-1"),
+            ("SHUTDOWN_TIMEOUT_SECS", "18446744073709551616"),
+            ("SHUTDOWN_TIMEOUT_SECS", "601"),
+            ("OUTBOX_INTERVAL_MS", "18446744073709551615"),
+            ("INGEST_TIMEOUT_MS", "-1"),
+            ("WEBHOOK_TOLERANCE_SECS", "1e3"),
+            ("GRACE_PERIOD_DAYS", "4294967296"),
+            ("STRIPE_TIMEOUT_MS", "١٢"),
+            ("DATABASE_MAX_CONNECTIONS", "1001"),
+            ("DATABASE_MAX_CONNECTIONS", "4294967295"),
+            ("DEDUPE_CACHE_SIZE", "18446744073709551615"),
+            ("WEBHOOK_MAX_BODY_BYTES", "18446744073709551615"),
+        ];
+        for (variable, value) in refused {
+            let err = ServeConfig::from_lookup(&billing_env(&[(variable, value)])).unwrap_err();
+            assert_eq!(err.variable, variable, "{value}");
+            assert!(!err.to_string().contains(value), "{err}");
+        }
+        let ok = ServeConfig::from_lookup(&billing_env(&[("RECONCILE_INTERVAL", "30d")])).unwrap();
+        assert_eq!(ok.reconcile_interval_secs, MAX_RECONCILE_INTERVAL_SECS);
+    }
+
+    /// Every variable `ServeConfig` reads (with billing on, so its variables are read too).
+    const SERVE_VARIABLES: &[&str] = &[
+        "LISTEN_ADDR",
+        "DATABASE_URL",
+        "DATABASE_MAX_CONNECTIONS",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "API_TOKENS",
+        "WEBHOOK_TOLERANCE_SECS",
+        "WEBHOOK_MAX_BODY_BYTES",
+        "INGEST_TIMEOUT_MS",
+        "DEDUPE_CACHE_SIZE",
+        "GRACE_PERIOD_DAYS",
+        "LOG_FORMAT",
+        "SHUTDOWN_TIMEOUT_SECS",
+        "JWT_SECRET",
+        "STRIPE_PUBLISHABLE_KEY",
+        "STRIPE_PRICE_IDS_TIER1",
+        "STRIPE_PRICE_IDS_ONE_TIME_EBOOK",
+        "CHECKOUT_SUCCESS_URL",
+        "CHECKOUT_CANCEL_URL",
+        "STRIPE_PORTAL_RETURN_URL",
+        "STRIPE_API_BASE",
+        "STRIPE_TIMEOUT_MS",
+        "RECONCILE_INTERVAL",
+        "RECONCILE_REPAIR",
+        "SMTP_URL",
+        "MAIL_FROM",
+        "BILLING_URL",
+        "OUTBOX_INTERVAL_MS",
+    ];
+
+    /// Values known to have broken parsers somewhere, and shapes each kind of parser expects.
+    const SEEDS: &[&str] = &[
+        "213503982334602d",
+        "9223372036854775807",
+        "9223372036854775808",
+        "18446744073709551616",
+        "-1",
+        "+5",
+        "1e3",
+        "0",
+        "0x10",
+        " ",
+        "\t\n",
+        "\0",
+        "a\0b",
+        "١٢",
+        "１２",
+        "30d",
+        "whsec_x",
+        "whsec_x, whsec_y",
+        "sk_test_",
+        "sk_live_x\u{202e}",
+        "read:0123456789abcdef",
+        "read:",
+        "smtp://user:pw@host:25",
+        "smtps://u:p@",
+        "postgres://u:p@h/db?sslmode=",
+        "sqlite://",
+        "https://",
+        "Billing <b@x>",
+        "[::1]:99999",
+        ",",
+        "true",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any value of any variable: no panic, an error that names a variable we read, and never
+        /// the value (a unique marker is planted in it; configuration values are often secrets).
+        #[test]
+        fn any_value_of_any_variable_is_accepted_or_refused_without_echoing_it(
+            variable in proptest::sample::select(SERVE_VARIABLES),
+            seed in proptest::sample::select(SEEDS),
+            junk in "\\PC{0,12}|[\\x00-\\x20,:=@/\\\\]{0,6}",
+            shape in 0u8..5,
+        ) {
+            const MARKER: &str = "Qz7markerQz7";
+            let value = match shape {
+                0 => seed.to_owned(),
+                1 => format!("{seed}{MARKER}"),
+                2 => format!("{MARKER}{seed}"),
+                3 => format!("{seed}{junk}{MARKER}"),
+                _ => format!("{junk}{MARKER}{junk}{seed}"),
+            };
+            let lookup = billing_env(&[(variable, value.as_str())]);
+            if let Err(err) = ServeConfig::from_lookup(&lookup) {
+                let message = err.to_string();
+                proptest::prop_assert!(!message.contains(MARKER), "{variable}: {message:?}");
+                let named = err.variable.as_ref();
+                proptest::prop_assert!(
+                    SERVE_VARIABLES.contains(&named) || named == "STRIPE_PRICE_IDS_<TIER>",
+                    "{variable}: unclassified {message:?}"
+                );
+            }
+        }
+    }
 }
