@@ -11,7 +11,7 @@ use crate::audit::{self, EventDetail, EventList, EventSummary};
 use crate::bench::{self, BenchOptions};
 use crate::config::{DatabaseConfig, LogFormat, Lookup as _, ProcessEnv, ServeConfig};
 use crate::db::Db;
-use crate::event_log::{self, EventFilter, Order, PageRequest};
+use crate::event_log::{self, EventFilter, PageRequest};
 use crate::trigger::{self, TriggerRequest};
 
 #[derive(Debug, Parser)]
@@ -180,7 +180,8 @@ pub struct EventsListArgs {
     /// Stripe `created` before (unix seconds or RFC 3339).
     #[arg(long)]
     pub until: Option<String>,
-    #[arg(long, default_value_t = audit::DEFAULT_LIMIT, value_parser = clap::value_parser!(u32).range(1..=i64::from(audit::MAX_LIMIT)))]
+    /// 1 to 100, as for the API (checked by the API's own validation, with its message).
+    #[arg(long, default_value_t = audit::DEFAULT_LIMIT)]
     pub limit: u32,
     #[arg(long, value_enum, default_value = "desc")]
     pub order: OrderArg,
@@ -252,7 +253,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             )
             .await?;
             // The body is the server's: escaped, not cut (it is the whole answer).
-            println!("{} {}", response.status, crate::terminal::escape(&response.body));
+            println!(
+                "{} {}",
+                response.status,
+                crate::terminal::escape(&response.body)
+            );
             Ok(if (200..300).contains(&response.status) {
                 ExitCode::SUCCESS
             } else {
@@ -368,8 +373,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::SyncEvents { since } => {
-            let window = crate::reconcile::sync_events::parse_window(&since)
-                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let window = match crate::reconcile::sync_events::parse_window(&since) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("error: --since {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let Some((client, mode)) = stripe_client()? else {
                 return Ok(ExitCode::from(2));
             };
@@ -407,6 +417,10 @@ fn stripe_client() -> anyhow::Result<
         crate::stripe::keys::Mode,
     )>,
 > {
+    if let Err(e) = crate::config::reject_blank(&ProcessEnv, "STRIPE_SECRET_KEY") {
+        config_error(e);
+        return Ok(None);
+    }
     let key = match std::env::var("STRIPE_SECRET_KEY") {
         Ok(k) if !k.trim().is_empty() => crate::stripe::keys::SecretKey::parse(k.trim())
             .map_err(|e| anyhow::anyhow!("STRIPE_SECRET_KEY: {e}"))?,
@@ -502,6 +516,34 @@ pub async fn outbox(
     }
 }
 
+/// The filter and page of `events list`, validated by the audit API's own parser
+/// (`audit::parse_list_params`): each flag becomes the query parameter of the same meaning, so
+/// an empty `--type`, an oversized `--object-id`, `--limit 0` or a bad `--since` is refused
+/// with exactly the API's code and message, before any query.
+pub fn list_request(
+    args: &EventsListArgs,
+) -> Result<(EventFilter, PageRequest), audit::ParamError> {
+    let mut params = std::collections::BTreeMap::new();
+    let mut put = |name: &str, value: Option<&String>| {
+        if let Some(v) = value {
+            params.insert(name.to_owned(), v.clone());
+        }
+    };
+    put("type", args.event_type.as_ref());
+    put("object_id", args.object_id.as_ref());
+    put("source", args.source.as_ref());
+    put("created_gte", args.since.as_ref());
+    put("created_lt", args.until.as_ref());
+    put("cursor", args.cursor.as_ref());
+    let order = match args.order {
+        OrderArg::Asc => "asc",
+        OrderArg::Desc => "desc",
+    };
+    params.insert("order".to_owned(), order.to_owned());
+    params.insert("limit".to_owned(), args.limit.to_string());
+    audit::parse_list_params(&params)
+}
+
 /// The `outbox list --format text` table. Customer ids come from events and last errors from
 /// SMTP servers, so every cell is escaped and cut (`crate::terminal`).
 pub fn render_outbox_text(items: &[crate::outbox::Item]) -> String {
@@ -551,31 +593,13 @@ pub async fn events(
             Ok(ExitCode::SUCCESS)
         }
         EventsCommand::List(args) => {
-            let parse_time = |param: &str, v: &Option<String>| {
-                v.as_deref()
-                    .map(|v| audit::parse_time(param, v))
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            };
-            let filter = EventFilter {
-                event_type: args.event_type,
-                object_id: args.object_id,
-                source: args.source,
-                created_gte: parse_time("--since", &args.since)?,
-                created_lt: parse_time("--until", &args.until)?,
-            };
-            let page = PageRequest {
-                order: match args.order {
-                    OrderArg::Asc => Order::Asc,
-                    OrderArg::Desc => Order::Desc,
-                },
-                after_position: args
-                    .cursor
-                    .as_deref()
-                    .map(audit::parse_cursor)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("--cursor: {e}"))?,
-                limit: args.limit,
+            let (filter, page) = match list_request(&args) {
+                Ok(request) => request,
+                Err(e) => {
+                    // The API's code and message for the same filter; 2 as for any usage error.
+                    eprintln!("error: {}: {}", e.code, crate::terminal::escape(&e.message));
+                    return Ok(ExitCode::from(2));
+                }
             };
             let page = event_log::list(db, &filter, &page).await?;
             let list = EventList {

@@ -145,6 +145,91 @@ fn reject_blank_token_entries(env: &impl Lookup) -> Result<(), ConfigError> {
     }
 }
 
+/// Loads `.env` from the working directory or the nearest parent that has one (as dotenvy
+/// does), without overriding variables already set. A missing file is fine. A malformed one is
+/// an error naming the path and the line, and the variable when its name is a plain identifier:
+/// never the line's content, which dotenvy's own error repeats and which is often a secret.
+pub fn load_dotenv() -> Result<(), String> {
+    let Some(path) = find_dotenv() else {
+        return Ok(());
+    };
+    match dotenvy::from_path(&path) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let contents = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            Err(format!(
+                "could not read {}: {}",
+                path.display(),
+                describe_dotenv_error(&e, &contents)
+            ))
+        }
+    }
+}
+
+fn find_dotenv() -> Option<std::path::PathBuf> {
+    let mut dir = std::env::current_dir().ok()?;
+    loop {
+        let candidate = dir.join(".env");
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        if !dir.pop() {
+            return None;
+        }
+    }
+}
+
+/// What went wrong with `.env`, without any of its content.
+pub fn describe_dotenv_error(error: &dotenvy::Error, contents: &str) -> String {
+    match error {
+        dotenvy::Error::LineParse(line, _) => {
+            let place = match dotenv_line_number(contents, line) {
+                Some(n) => format!("line {n}"),
+                None => "a line".to_owned(),
+            };
+            match dotenv_variable_name(line) {
+                Some(name) => format!("{place} ({name}) cannot be parsed; check its quoting (the line is not shown, it may hold a secret)"),
+                None => format!("{place} cannot be parsed (the line is not shown, it may hold a secret)"),
+            }
+        }
+        // IO and encoding errors carry no content of the file.
+        dotenvy::Error::Io(e) => e.to_string(),
+        dotenvy::Error::EnvVar(e) => e.to_string(),
+        _ => "it cannot be parsed".to_owned(),
+    }
+}
+
+/// The 1-based line where dotenvy's logical line (one or more physical lines, its newline
+/// removed) starts: the first line start from which the file continues with it. An earlier
+/// identical line would have failed first, so the first match is the right one.
+fn dotenv_line_number(contents: &str, logical_line: &str) -> Option<usize> {
+    let contents = contents.strip_prefix('\u{feff}').unwrap_or(contents);
+    let mut start = 0;
+    let mut number = 1;
+    loop {
+        if contents[start..].starts_with(logical_line) {
+            return Some(number);
+        }
+        let next = contents[start..].find('\n')?;
+        start += next + 1;
+        number += 1;
+    }
+}
+
+/// The variable a `.env` line assigns, if its name is a safe identifier (ASCII letters, digits,
+/// underscore); anything else might be part of a value and is not shown.
+fn dotenv_variable_name(line: &str) -> Option<&str> {
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim();
+    let name = name.strip_prefix("export ").map_or(name, str::trim);
+    let safe = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    safe.then_some(name)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
@@ -762,7 +847,10 @@ mod tests {
         let mut explicit_empty = billing_env(&[]);
         explicit_empty.0.insert("JWT_SECRET".into(), String::new());
         explicit_empty.0.insert("SMTP_URL".into(), String::new());
-        assert!(ServeConfig::from_lookup(&explicit_empty).unwrap().billing.is_none());
+        assert!(ServeConfig::from_lookup(&explicit_empty)
+            .unwrap()
+            .billing
+            .is_none());
     }
 
     #[test]
@@ -890,6 +978,53 @@ mod tests {
                     SERVE_VARIABLES.contains(&named) || named == "STRIPE_PRICE_IDS_<TIER>",
                     "{variable}: unclassified {message:?}"
                 );
+            }
+        }
+    }
+    fn dotenv_error(contents: &str) -> String {
+        let err = dotenvy::from_read(contents.as_bytes()).unwrap_err();
+        describe_dotenv_error(&err, contents)
+    }
+
+    #[test]
+    fn a_malformed_dotenv_names_the_line_and_variable_and_never_the_content() {
+        let contents = "# billing\nLISTEN_ADDR=127.0.0.1:3000\n\nJWT_SECRET=\"jwt-secret-Qz7-unterminated\nOTHER=1\n";
+        let message = dotenv_error(contents);
+        assert!(message.starts_with("line 4 (JWT_SECRET)"), "{message}");
+        assert!(!message.contains("Qz7"), "{message}");
+        let message = dotenv_error("A=1\nexport STRIPE_SECRET_KEY='sk_test_Qz7\n");
+        assert!(
+            message.starts_with("line 2 (STRIPE_SECRET_KEY)"),
+            "{message}"
+        );
+        // No identifier before `=`: only the line number.
+        let message = dotenv_error("A=1\nB=2\nsk_live_Qz7 oops\n");
+        assert!(message.starts_with("line 3 cannot"), "{message}");
+        assert!(!message.contains("Qz7"), "{message}");
+        let message = dotenv_error("A=1\n\"sk_live_Qz7=x\n");
+        assert!(
+            !message.contains("Qz7") && message.starts_with("line 2 cannot"),
+            "{message}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever a `.env` holds, the error shows none of it beyond an identifier.
+        #[test]
+        fn a_dotenv_error_never_shows_a_value(
+            lines in proptest::collection::vec("[A-Z_]{1,8}|\\PC{0,10}|[=\"'\\\\$ #{}]{0,4}", 0..6),
+        ) {
+            const MARKER: &str = "Qz7markerQz7";
+            let contents = lines
+                .iter()
+                .map(|l| format!("{l}{MARKER}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if let Err(err) = dotenvy::from_read_iter(contents.as_bytes()).collect::<Result<Vec<_>, _>>() {
+                let message = describe_dotenv_error(&err, &contents);
+                proptest::prop_assert!(!message.contains(MARKER), "{message:?}");
             }
         }
     }

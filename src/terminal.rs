@@ -129,10 +129,16 @@ mod tests {
 
     #[test]
     fn control_and_format_characters_are_shown_as_escapes() {
-        assert_eq!(escape("sub_\u{1b}[2J\nforged"), "sub_\\u{1b}[2J\\u{a}forged");
+        assert_eq!(
+            escape("sub_\u{1b}[2J\nforged"),
+            "sub_\\u{1b}[2J\\u{a}forged"
+        );
         assert_eq!(escape("a\u{7f}b\u{9b}c"), "a\\u{7f}b\\u{9b}c");
         assert_eq!(escape("evt_\u{202e}cba"), "evt_\\u{202e}cba");
-        assert_eq!(escape("x\u{2066}y\u{200b}z\u{feff}"), "x\\u{2066}y\\u{200b}z\\u{feff}");
+        assert_eq!(
+            escape("x\u{2066}y\u{200b}z\u{feff}"),
+            "x\\u{2066}y\\u{200b}z\\u{feff}"
+        );
         assert_eq!(escape("\0\r\t"), "\\u{0}\\u{d}\\u{9}");
         assert_eq!(escape("l\u{2028}p\u{2029}"), "l\\u{2028}p\\u{2029}");
         assert_eq!(escape("tag\u{e0041}"), "tag\\u{e0041}");
@@ -161,7 +167,10 @@ mod tests {
 
     #[test]
     fn blocks_keep_their_lines_and_escape_the_rest() {
-        assert_eq!(block("{\n  \"a\": \"\u{9b}\u{202e}\"\n}"), "{\n  \"a\": \"\\u{9b}\\u{202e}\"\n}");
+        assert_eq!(
+            block("{\n  \"a\": \"\u{9b}\u{202e}\"\n}"),
+            "{\n  \"a\": \"\\u{9b}\\u{202e}\"\n}"
+        );
     }
 
     proptest::proptest! {

@@ -194,16 +194,27 @@ mod tests {
     fn a_huge_window_is_refused_instead_of_wrapping() {
         // 213503982334602 days overflows i64 seconds and used to wrap to about 17 hours.
         assert_eq!(parse_window("213503982334602d"), Err(WindowError::TooLong));
-        assert_eq!(parse_window(&i64::MAX.to_string()), Err(WindowError::TooLong));
-        assert_eq!(parse_window("99999999999999999999999s"), Err(WindowError::TooLong));
+        assert_eq!(
+            parse_window(&i64::MAX.to_string()),
+            Err(WindowError::TooLong)
+        );
+        assert_eq!(
+            parse_window("99999999999999999999999s"),
+            Err(WindowError::TooLong)
+        );
         assert_eq!(parse_window("3650d"), Ok(MAX_WINDOW_SECS));
         assert_eq!(parse_window("3651d"), Err(WindowError::TooLong));
-        assert_eq!(parse_window(&(MAX_WINDOW_SECS + 1).to_string()), Err(WindowError::TooLong));
+        assert_eq!(
+            parse_window(&(MAX_WINDOW_SECS + 1).to_string()),
+            Err(WindowError::TooLong)
+        );
     }
 
     #[test]
     fn signs_exponents_and_non_ascii_digits_are_malformed() {
-        for text in ["-1", "-1d", "+5", "1e3", "1.5h", "", "   ", "d", "\0", "1\0d", "١٢", "１２h", "12 h"] {
+        for text in [
+            "-1", "-1d", "+5", "1e3", "1.5h", "", "   ", "d", "\0", "1\0d", "١٢", "１２h", "12 h",
+        ] {
             assert!(parse_window(text).is_err(), "{text:?}");
         }
         assert_eq!(parse_window("-1"), Err(WindowError::Malformed));
