@@ -614,3 +614,65 @@ pub async fn events(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "cus_\u{1b}[2J\n     9  sent      forged\u{202e}\u{9b}\u{7f}";
+
+    fn assert_terminal_safe(text: &str, rows: usize) {
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::terminal::needs_escape(c)),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), rows, "a row was forged: {text}");
+        assert!(text.contains("cus_\\u{1b}[2J\\u{a}"), "{text}");
+        assert!(
+            !text.contains(&"z".repeat(100)),
+            "a field was not cut: {text}"
+        );
+    }
+
+    #[test]
+    fn outbox_text_escapes_and_cuts_hostile_customer_ids_and_smtp_errors() {
+        let item = crate::outbox::Item {
+            id: 1,
+            dedupe_key: "k".into(),
+            kind: "welcome".into(),
+            customer_id: format!("{HOSTILE}{}", "z".repeat(300)),
+            event_id: "evt_1".into(),
+            details: serde_json::Value::Null,
+            status: "failed".into(),
+            attempts: 3,
+            next_attempt_at: None,
+            last_error: Some(format!("550 {HOSTILE} {}", "z".repeat(300))),
+            created_at: None,
+            sent_at: None,
+        };
+        assert_terminal_safe(&render_outbox_text(&[item]), 2);
+    }
+
+    #[test]
+    fn the_reconcile_text_report_escapes_and_cuts_ids_and_values_from_stripe() {
+        let report = crate::reconcile::ReconcileReport {
+            subscriptions_checked: 1,
+            customers_checked: 0,
+            drift: vec![crate::reconcile::Drift {
+                kind: "subscription",
+                id: format!("{HOSTILE}{}", "z".repeat(300)),
+                problem: "field",
+                field: Some("status"),
+                local: Some(serde_json::Value::String(format!(
+                    "{HOSTILE}{}",
+                    "z".repeat(300)
+                ))),
+                stripe: Some(serde_json::json!({ "x": HOSTILE })),
+            }],
+            repaired: 0,
+        };
+        assert_terminal_safe(&crate::reconcile::render_text(&report), 2);
+    }
+}
