@@ -249,8 +249,17 @@ impl DatabaseConfig {
         let url = env
             .get("DATABASE_URL")
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let target =
-            DbTarget::parse(&url).map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+        let target = DbTarget::parse(&url).map_err(|e| {
+            // sqlx's parse errors can quote any part of the URL (`unknown value "..." for
+            // ssl_mode`), and the URL may hold a password: only the kind of problem is shown.
+            let problem = match e {
+                crate::db::DbUrlError::Invalid(backend, _) => {
+                    format!("is not a valid {backend} connection string")
+                }
+                other => other.to_string(),
+            };
+            ConfigError::new("DATABASE_URL", problem)
+        })?;
         let mut pool = PoolSettings::default();
         if let Some(n) = parse_opt::<u32>(env, "DATABASE_MAX_CONNECTIONS")? {
             if !(1..=MAX_DATABASE_CONNECTIONS).contains(&n) {
@@ -687,6 +696,8 @@ mod tests {
             ("STRIPE_SECRET_KEY", "pk_live_topsecretvalue"),
             ("LISTEN_ADDR", "topsecretvalue"),
             ("DATABASE_URL", "mysql://topsecretvalue"),
+            ("DATABASE_URL", "postgres://u@h/db?sslmode=topsecretvalue"),
+            ("DATABASE_URL", "sqlite://db?mode=topsecretvalue"),
             ("WEBHOOK_TOLERANCE_SECS", "topsecretvalue"),
             ("WEBHOOK_TOLERANCE_SECS", "0"),
             ("API_TOKENS", "admin:topsecretvalue1234567"),
