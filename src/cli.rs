@@ -226,7 +226,8 @@ pub struct EventsListArgs {
     /// Stripe `created` before (unix seconds or RFC 3339).
     #[arg(long)]
     pub until: Option<String>,
-    #[arg(long, default_value_t = audit::DEFAULT_LIMIT, value_parser = clap::value_parser!(u32).range(1..=i64::from(audit::MAX_LIMIT)))]
+    /// 1 to 100, as for the API (checked by the API's own validation, with its message).
+    #[arg(long, default_value_t = audit::DEFAULT_LIMIT)]
     pub limit: u32,
     #[arg(long, value_enum, default_value = "desc")]
     pub order: OrderArg,
@@ -400,8 +401,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::SyncEvents { since } => {
-            let window = crate::reconcile::sync_events::parse_window(&since)
-                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let window = match crate::reconcile::sync_events::parse_window(&since) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("error: --since {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let Some((client, mode)) = stripe_client()? else {
                 return Ok(ExitCode::from(2));
             };
@@ -439,6 +445,10 @@ fn stripe_client() -> anyhow::Result<
         crate::stripe::keys::Mode,
     )>,
 > {
+    if let Err(e) = crate::config::reject_blank(&ProcessEnv, "STRIPE_SECRET_KEY") {
+        config_error(e);
+        return Ok(None);
+    }
     let key = match std::env::var("STRIPE_SECRET_KEY") {
         Ok(k) if !k.trim().is_empty() => crate::stripe::keys::SecretKey::parse(k.trim())
             .map_err(|e| anyhow::anyhow!("STRIPE_SECRET_KEY: {e}"))?,
@@ -567,7 +577,13 @@ async fn trigger_file(
         },
     )
     .await?;
-    writeln!(out, "{} {}", response.status, response.body)?;
+    // The body is the server's: escaped, not cut (it is the whole answer).
+    writeln!(
+        out,
+        "{} {}",
+        response.status,
+        crate::terminal::escape(&response.body)
+    )?;
     Ok(if (200..300).contains(&response.status) {
         ExitCode::SUCCESS
     } else {
@@ -623,28 +639,7 @@ pub async fn outbox(
             let (items, _) = crate::outbox::list(db, status.as_deref(), None, limit.max(1)).await?;
             match format {
                 OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?,
-                OutputFormat::Text => {
-                    writeln!(
-                        out,
-                        "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  last error",
-                        "id", "status", "kind", "customer", "attempts", "created"
-                    )?;
-                    for i in &items {
-                        writeln!(
-                            out,
-                            "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  {}",
-                            i.id,
-                            i.status,
-                            i.kind,
-                            i.customer_id,
-                            i.attempts,
-                            i.created_at
-                                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                                .unwrap_or_default(),
-                            i.last_error.as_deref().unwrap_or("")
-                        )?;
-                    }
-                }
+                OutputFormat::Text => write!(out, "{}", render_outbox_text(&items))?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -686,6 +681,61 @@ pub async fn outbox(
     }
 }
 
+/// The filter and page of `events list`, validated by the audit API's own parser
+/// (`audit::ListQuery::parse`): each flag becomes the query parameter of the same meaning, so
+/// an empty `--type`, an oversized `--object-id`, `--limit 0` or a bad `--since` is refused
+/// with exactly the API's code and message, before any query.
+pub fn list_request(args: &EventsListArgs) -> Result<audit::ListQuery, crate::query::FilterError> {
+    let mut params = crate::query::Params::new();
+    let mut put = |name: &str, value: Option<&String>| {
+        if let Some(v) = value {
+            params.insert(name.to_owned(), v.clone());
+        }
+    };
+    put("type", args.event_type.as_ref());
+    put("object_id", args.object_id.as_ref());
+    put("source", args.source.as_ref());
+    put("created_gte", args.since.as_ref());
+    put("created_lt", args.until.as_ref());
+    put("cursor", args.cursor.as_ref());
+    let order = match args.order {
+        OrderArg::Asc => "asc",
+        OrderArg::Desc => "desc",
+    };
+    params.insert("order".to_owned(), order.to_owned());
+    params.insert("limit".to_owned(), args.limit.to_string());
+    audit::ListQuery::parse(&params)
+}
+
+/// The `outbox list --format text` table. Customer ids come from events and last errors from
+/// SMTP servers, so every cell is escaped and cut (`crate::terminal`).
+pub fn render_outbox_text(items: &[crate::outbox::Item]) -> String {
+    use crate::terminal::field;
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  last error",
+        "id", "status", "kind", "customer", "attempts", "created"
+    );
+    for i in items {
+        let _ = writeln!(
+            s,
+            "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  {}",
+            i.id,
+            field(&i.status),
+            field(&i.kind),
+            field(&i.customer_id),
+            i.attempts,
+            i.created_at
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default(),
+            field(i.last_error.as_deref().unwrap_or(""))
+        );
+    }
+    s
+}
+
 /// `stripe-ledger events ...`, writing to `out`. Returns the exit code: 1 for an unknown event.
 pub async fn events(
     db: &Db,
@@ -695,7 +745,7 @@ pub async fn events(
     match command {
         EventsCommand::Show { event_id, format } => {
             let Some(event) = event_log::get(db, &event_id).await? else {
-                eprintln!("no event {event_id} in the log");
+                eprintln!("no event {} in the log", crate::terminal::field(&event_id));
                 return Ok(ExitCode::FAILURE);
             };
             let detail = EventDetail::from(&event);
@@ -706,26 +756,18 @@ pub async fn events(
             Ok(ExitCode::SUCCESS)
         }
         EventsCommand::List(args) => {
-            // The API's own validation, so both refuse the same filters the same way.
-            let order = match args.order {
-                OrderArg::Asc => "asc",
-                OrderArg::Desc => "desc",
+            let query = match list_request(&args) {
+                Ok(request) => request,
+                Err(e) => {
+                    // The API's code and message for the same filter; 2 as for any usage error.
+                    eprintln!(
+                        "error: {}: {}",
+                        e.code.as_str(),
+                        crate::terminal::escape(&e.message)
+                    );
+                    return Ok(ExitCode::from(2));
+                }
             };
-            let params: crate::query::Params = [
-                ("type", args.event_type),
-                ("object_id", args.object_id),
-                ("source", args.source),
-                ("created_gte", args.since),
-                ("created_lt", args.until),
-                ("order", Some(order.to_owned())),
-                ("limit", Some(args.limit.to_string())),
-                ("cursor", args.cursor),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
-            .collect();
-            let query = audit::ListQuery::parse(&params)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code.as_str()))?;
             let page = event_log::list(db, &query.filter, &query.page).await?;
             let list = EventList {
                 data: page.events.iter().map(EventSummary::from).collect(),
@@ -737,5 +779,67 @@ pub async fn events(
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "cus_\u{1b}[2J\n     9  sent      forged\u{202e}\u{9b}\u{7f}";
+
+    fn assert_terminal_safe(text: &str, rows: usize) {
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::terminal::needs_escape(c)),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), rows, "a row was forged: {text}");
+        assert!(text.contains("cus_\\u{1b}[2J\\u{a}"), "{text}");
+        assert!(
+            !text.contains(&"z".repeat(100)),
+            "a field was not cut: {text}"
+        );
+    }
+
+    #[test]
+    fn outbox_text_escapes_and_cuts_hostile_customer_ids_and_smtp_errors() {
+        let item = crate::outbox::Item {
+            id: 1,
+            dedupe_key: "k".into(),
+            kind: "welcome".into(),
+            customer_id: format!("{HOSTILE}{}", "z".repeat(300)),
+            event_id: "evt_1".into(),
+            details: serde_json::Value::Null,
+            status: "failed".into(),
+            attempts: 3,
+            next_attempt_at: None,
+            last_error: Some(format!("550 {HOSTILE} {}", "z".repeat(300))),
+            created_at: None,
+            sent_at: None,
+        };
+        assert_terminal_safe(&render_outbox_text(&[item]), 2);
+    }
+
+    #[test]
+    fn the_reconcile_text_report_escapes_and_cuts_ids_and_values_from_stripe() {
+        let report = crate::reconcile::ReconcileReport {
+            subscriptions_checked: 1,
+            customers_checked: 0,
+            drift: vec![crate::reconcile::Drift {
+                kind: "subscription",
+                id: format!("{HOSTILE}{}", "z".repeat(300)),
+                problem: "field",
+                field: Some("status"),
+                local: Some(serde_json::Value::String(format!(
+                    "{HOSTILE}{}",
+                    "z".repeat(300)
+                ))),
+                stripe: Some(serde_json::json!({ "x": HOSTILE })),
+            }],
+            repaired: 0,
+        };
+        assert_terminal_safe(&crate::reconcile::render_text(&report), 2);
     }
 }

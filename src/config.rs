@@ -18,6 +18,12 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:3000";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Stripe gives an endpoint a few seconds; answering 503 by then makes it retry promptly.
 pub const DEFAULT_INGEST_TIMEOUT_MS: u64 = 1500;
+/// Far above what a PostgreSQL server allows by default (100); a bigger number is a typo.
+pub const MAX_DATABASE_CONNECTIONS: u32 = 1000;
+/// `RECONCILE_INTERVAL` bounds: at least a minute (Stripe's list endpoints are rate limited),
+/// at most 30 days (a longer gap leaves drift unseen past Stripe's event retention).
+pub const MIN_RECONCILE_INTERVAL_SECS: i64 = 60;
+pub const MAX_RECONCILE_INTERVAL_SECS: i64 = 30 * 86_400;
 /// The sender when only logging emails (no `SMTP_URL`).
 pub const DEFAULT_MAIL_FROM: &str = "stripe-ledger <billing@localhost>";
 
@@ -43,6 +49,11 @@ impl ConfigError {
 /// A source of configuration values: the process environment in production, a map in tests.
 pub trait Lookup {
     fn get(&self, key: &str) -> Option<String>;
+    /// The value exactly as set (`None` only when unset), for telling a whitespace-only secret
+    /// from an empty one. Sources that cannot tell fall back to `get`.
+    fn get_raw(&self, key: &str) -> Option<String> {
+        self.get(key)
+    }
     /// Names of the variables that start with `prefix` (for `STRIPE_PRICE_IDS_<TIER>`).
     fn names_with_prefix(&self, prefix: &str) -> Vec<String>;
 }
@@ -53,6 +64,11 @@ impl Lookup for ProcessEnv {
     fn get(&self, key: &str) -> Option<String> {
         // Unset and empty mean the same thing: `FOO=` in a .env file is "not configured".
         std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+    }
+
+    fn get_raw(&self, key: &str) -> Option<String> {
+        // Not valid Unicode is not a usable value either; `get` treats it as unset too.
+        std::env::var(key).ok()
     }
 
     fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
@@ -74,6 +90,10 @@ impl Lookup for MapEnv {
         self.0.get(key).filter(|v| !v.trim().is_empty()).cloned()
     }
 
+    fn get_raw(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
     fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
         self.0
             .keys()
@@ -81,6 +101,133 @@ impl Lookup for MapEnv {
             .cloned()
             .collect()
     }
+}
+
+/// Variables that hold a secret (or a URL with a password). For them unset and empty mean "not
+/// configured" as for every variable, but a value of only whitespace is refused: it is a paste
+/// that lost its value (or a quoted `" "` in `.env`), and silently switching the feature off
+/// (checkout, SMTP, service tokens) would hide the mistake.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_SECRET_KEY",
+    "JWT_SECRET",
+    "API_TOKENS",
+    "SMTP_URL",
+    "DATABASE_URL",
+];
+
+/// Refuses a whitespace-only value of `variable`; the error names it and never shows the value.
+pub fn reject_blank(env: &impl Lookup, variable: &'static str) -> Result<(), ConfigError> {
+    match env.get_raw(variable) {
+        Some(v) if !v.is_empty() && v.trim().is_empty() => Err(ConfigError::new(
+            variable,
+            "is only whitespace; leave it empty or unset it if it is not configured",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `API_TOKENS` entries of only whitespace (`read:tok..., ,audit:tok...`) are refused like a
+/// blank secret; truly empty entries (`a,,b`, a trailing comma) are skipped as before.
+fn reject_blank_token_entries(env: &impl Lookup) -> Result<(), ConfigError> {
+    let Some(list) = env.get("API_TOKENS") else {
+        return Ok(());
+    };
+    match list
+        .split(',')
+        .position(|e| !e.is_empty() && e.trim().is_empty())
+    {
+        Some(i) => Err(ConfigError::new(
+            "API_TOKENS",
+            format!("entry #{} is only whitespace", i + 1),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Loads `.env` from the working directory or the nearest parent that has one (as dotenvy
+/// does), without overriding variables already set. A missing file is fine. A malformed one is
+/// an error naming the path and the line, and the variable when its name is a plain identifier:
+/// never the line's content, which dotenvy's own error repeats and which is often a secret.
+pub fn load_dotenv() -> Result<(), String> {
+    let Some(path) = find_dotenv() else {
+        return Ok(());
+    };
+    match dotenvy::from_path(&path) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let contents = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            Err(format!(
+                "could not read {}: {}",
+                path.display(),
+                describe_dotenv_error(&e, &contents)
+            ))
+        }
+    }
+}
+
+fn find_dotenv() -> Option<std::path::PathBuf> {
+    let mut dir = std::env::current_dir().ok()?;
+    loop {
+        let candidate = dir.join(".env");
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        if !dir.pop() {
+            return None;
+        }
+    }
+}
+
+/// What went wrong with `.env`, without any of its content.
+pub fn describe_dotenv_error(error: &dotenvy::Error, contents: &str) -> String {
+    match error {
+        dotenvy::Error::LineParse(line, _) => {
+            let place = match dotenv_line_number(contents, line) {
+                Some(n) => format!("line {n}"),
+                None => "a line".to_owned(),
+            };
+            match dotenv_variable_name(line) {
+                Some(name) => format!("{place} ({name}) cannot be parsed; check its quoting (the line is not shown, it may hold a secret)"),
+                None => format!("{place} cannot be parsed (the line is not shown, it may hold a secret)"),
+            }
+        }
+        // IO and encoding errors carry no content of the file.
+        dotenvy::Error::Io(e) => e.to_string(),
+        dotenvy::Error::EnvVar(e) => e.to_string(),
+        _ => "it cannot be parsed".to_owned(),
+    }
+}
+
+/// The 1-based line where dotenvy's logical line (one or more physical lines, its newline
+/// removed) starts: the first line start from which the file continues with it. An earlier
+/// identical line would have failed first, so the first match is the right one.
+fn dotenv_line_number(contents: &str, logical_line: &str) -> Option<usize> {
+    let contents = contents.strip_prefix('\u{feff}').unwrap_or(contents);
+    let mut start = 0;
+    let mut number = 1;
+    loop {
+        if contents[start..].starts_with(logical_line) {
+            return Some(number);
+        }
+        let next = contents[start..].find('\n')?;
+        start += next + 1;
+        number += 1;
+    }
+}
+
+/// The variable a `.env` line assigns, if its name is a safe identifier (ASCII letters, digits,
+/// underscore); anything else might be part of a value and is not shown.
+fn dotenv_variable_name(line: &str) -> Option<&str> {
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim();
+    let name = name.strip_prefix("export ").map_or(name, str::trim);
+    let safe = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    safe.then_some(name)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,17 +245,27 @@ pub struct DatabaseConfig {
 
 impl DatabaseConfig {
     pub fn from_lookup(env: &impl Lookup) -> Result<Self, ConfigError> {
+        reject_blank(env, "DATABASE_URL")?;
         let url = env
             .get("DATABASE_URL")
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let target =
-            DbTarget::parse(&url).map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+        let target = DbTarget::parse(&url).map_err(|e| {
+            // sqlx's parse errors can quote any part of the URL (`unknown value "..." for
+            // ssl_mode`), and the URL may hold a password: only the kind of problem is shown.
+            let problem = match e {
+                crate::db::DbUrlError::Invalid(backend, _) => {
+                    format!("is not a valid {backend} connection string")
+                }
+                other => other.to_string(),
+            };
+            ConfigError::new("DATABASE_URL", problem)
+        })?;
         let mut pool = PoolSettings::default();
         if let Some(n) = parse_opt::<u32>(env, "DATABASE_MAX_CONNECTIONS")? {
-            if n == 0 {
+            if !(1..=MAX_DATABASE_CONNECTIONS).contains(&n) {
                 return Err(ConfigError::new(
                     "DATABASE_MAX_CONNECTIONS",
-                    "must be at least 1",
+                    "must be between 1 and 1000",
                 ));
             }
             pool.max_connections = n;
@@ -293,6 +450,10 @@ pub struct WebhookConfig {
 
 impl ServeConfig {
     pub fn from_lookup(env: &impl Lookup) -> Result<Self, ConfigError> {
+        for variable in SECRET_VARIABLES {
+            reject_blank(env, variable)?;
+        }
+        reject_blank_token_entries(env)?;
         let listen_addr = env
             .get("LISTEN_ADDR")
             .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned());
@@ -381,10 +542,12 @@ impl ServeConfig {
             Some(v) => crate::reconcile::sync_events::parse_window(&v)
                 .map_err(|e| ConfigError::new("RECONCILE_INTERVAL", e))?,
         };
-        if reconcile_interval_secs < 60 {
+        if !(MIN_RECONCILE_INTERVAL_SECS..=MAX_RECONCILE_INTERVAL_SECS)
+            .contains(&reconcile_interval_secs)
+        {
             return Err(ConfigError::new(
                 "RECONCILE_INTERVAL",
-                "must be at least 60 seconds",
+                "must be between 60 seconds and 30 days",
             ));
         }
         let reconcile_repair = match env.get("RECONCILE_REPAIR").as_deref().map(str::trim) {
@@ -445,6 +608,7 @@ pub fn mail_config(
     env: &impl Lookup,
     portal_return_url: Option<&str>,
 ) -> Result<crate::outbox::mail::MailConfig, ConfigError> {
+    reject_blank(env, "SMTP_URL")?;
     let smtp_url = env
         .get("SMTP_URL")
         .map(|u| Secret::new(u.trim().to_owned()));
@@ -532,6 +696,8 @@ mod tests {
             ("STRIPE_SECRET_KEY", "pk_live_topsecretvalue"),
             ("LISTEN_ADDR", "topsecretvalue"),
             ("DATABASE_URL", "mysql://topsecretvalue"),
+            ("DATABASE_URL", "postgres://u@h/db?sslmode=topsecretvalue"),
+            ("DATABASE_URL", "sqlite://db?mode=topsecretvalue"),
             ("WEBHOOK_TOLERANCE_SECS", "topsecretvalue"),
             ("WEBHOOK_TOLERANCE_SECS", "0"),
             ("API_TOKENS", "admin:topsecretvalue1234567"),
@@ -666,5 +832,211 @@ mod tests {
             smtp.mail.billing_url.as_deref(),
             Some("https://app.example.com/billing")
         );
+    }
+    #[test]
+    fn a_whitespace_only_secret_is_a_startup_error_not_off() {
+        for variable in SECRET_VARIABLES {
+            for blank in [" ", "   ", "\t", " \n "] {
+                let err = ServeConfig::from_lookup(&billing_env(&[(variable, blank)])).unwrap_err();
+                assert_eq!(err.variable, *variable, "{blank:?}");
+                assert!(err.problem.contains("only whitespace"), "{err}");
+            }
+        }
+        let err = DatabaseConfig::from_lookup(&env(&[("DATABASE_URL", "  ")])).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        let err = mail_config(&env(&[("SMTP_URL", " ")]), None).unwrap_err();
+        assert_eq!(err.variable, "SMTP_URL");
+        let err = ServeConfig::from_lookup(&billing_env(&[(
+            "API_TOKENS",
+            "read:0123456789abcdef, ,audit:0123456789abcdef",
+        )]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "API_TOKENS: entry #2 is only whitespace");
+        // Empty keeps its documented meaning: not configured.
+        let off = ServeConfig::from_lookup(&billing_env(&[("JWT_SECRET", "")])).unwrap();
+        assert!(off.billing.is_none());
+        let mut explicit_empty = billing_env(&[]);
+        explicit_empty.0.insert("JWT_SECRET".into(), String::new());
+        explicit_empty.0.insert("SMTP_URL".into(), String::new());
+        assert!(ServeConfig::from_lookup(&explicit_empty)
+            .unwrap()
+            .billing
+            .is_none());
+    }
+
+    #[test]
+    fn durations_are_bounded_and_never_wrap() {
+        let refused = [
+            ("RECONCILE_INTERVAL", "213503982334602d"),
+            ("RECONCILE_INTERVAL", "9223372036854775807"),
+            ("RECONCILE_INTERVAL", "31d"),
+            ("RECONCILE_INTERVAL", "59"),
+            ("RECONCILE_INTERVAL", "-1"),
+            ("SHUTDOWN_TIMEOUT_SECS", "18446744073709551616"),
+            ("SHUTDOWN_TIMEOUT_SECS", "601"),
+            ("OUTBOX_INTERVAL_MS", "18446744073709551615"),
+            ("INGEST_TIMEOUT_MS", "-1"),
+            ("WEBHOOK_TOLERANCE_SECS", "1e3"),
+            ("GRACE_PERIOD_DAYS", "4294967296"),
+            ("STRIPE_TIMEOUT_MS", "١٢"),
+            ("DATABASE_MAX_CONNECTIONS", "1001"),
+            ("DATABASE_MAX_CONNECTIONS", "4294967295"),
+            ("DEDUPE_CACHE_SIZE", "18446744073709551615"),
+            ("WEBHOOK_MAX_BODY_BYTES", "18446744073709551615"),
+        ];
+        for (variable, value) in refused {
+            let err = ServeConfig::from_lookup(&billing_env(&[(variable, value)])).unwrap_err();
+            assert_eq!(err.variable, variable, "{value}");
+            assert!(!err.to_string().contains(value), "{err}");
+        }
+        let ok = ServeConfig::from_lookup(&billing_env(&[("RECONCILE_INTERVAL", "30d")])).unwrap();
+        assert_eq!(ok.reconcile_interval_secs, MAX_RECONCILE_INTERVAL_SECS);
+    }
+
+    /// Every variable `ServeConfig` reads (with billing on, so its variables are read too).
+    const SERVE_VARIABLES: &[&str] = &[
+        "LISTEN_ADDR",
+        "DATABASE_URL",
+        "DATABASE_MAX_CONNECTIONS",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "API_TOKENS",
+        "WEBHOOK_TOLERANCE_SECS",
+        "WEBHOOK_MAX_BODY_BYTES",
+        "INGEST_TIMEOUT_MS",
+        "DEDUPE_CACHE_SIZE",
+        "GRACE_PERIOD_DAYS",
+        "LOG_FORMAT",
+        "SHUTDOWN_TIMEOUT_SECS",
+        "JWT_SECRET",
+        "STRIPE_PUBLISHABLE_KEY",
+        "STRIPE_PRICE_IDS_TIER1",
+        "STRIPE_PRICE_IDS_ONE_TIME_EBOOK",
+        "CHECKOUT_SUCCESS_URL",
+        "CHECKOUT_CANCEL_URL",
+        "STRIPE_PORTAL_RETURN_URL",
+        "STRIPE_API_BASE",
+        "STRIPE_TIMEOUT_MS",
+        "RECONCILE_INTERVAL",
+        "RECONCILE_REPAIR",
+        "SMTP_URL",
+        "MAIL_FROM",
+        "BILLING_URL",
+        "OUTBOX_INTERVAL_MS",
+    ];
+
+    /// Values known to have broken parsers somewhere, and shapes each kind of parser expects.
+    const SEEDS: &[&str] = &[
+        "213503982334602d",
+        "9223372036854775807",
+        "9223372036854775808",
+        "18446744073709551616",
+        "-1",
+        "+5",
+        "1e3",
+        "0",
+        "0x10",
+        " ",
+        "\t\n",
+        "\0",
+        "a\0b",
+        "١٢",
+        "１２",
+        "30d",
+        "whsec_x",
+        "whsec_x, whsec_y",
+        "sk_test_",
+        "sk_live_x\u{202e}",
+        "read:0123456789abcdef",
+        "read:",
+        "smtp://user:pw@host:25",
+        "smtps://u:p@",
+        "postgres://u:p@h/db?sslmode=",
+        "sqlite://",
+        "https://",
+        "Billing <b@x>",
+        "[::1]:99999",
+        ",",
+        "true",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any value of any variable: no panic, an error that names a variable we read, and never
+        /// the value (a unique marker is planted in it; configuration values are often secrets).
+        #[test]
+        fn any_value_of_any_variable_is_accepted_or_refused_without_echoing_it(
+            variable in proptest::sample::select(SERVE_VARIABLES),
+            seed in proptest::sample::select(SEEDS),
+            junk in "\\PC{0,12}|[\\x00-\\x20,:=@/\\\\]{0,6}",
+            shape in 0u8..5,
+        ) {
+            const MARKER: &str = "Qz7markerQz7";
+            let value = match shape {
+                0 => seed.to_owned(),
+                1 => format!("{seed}{MARKER}"),
+                2 => format!("{MARKER}{seed}"),
+                3 => format!("{seed}{junk}{MARKER}"),
+                _ => format!("{junk}{MARKER}{junk}{seed}"),
+            };
+            let lookup = billing_env(&[(variable, value.as_str())]);
+            if let Err(err) = ServeConfig::from_lookup(&lookup) {
+                let message = err.to_string();
+                proptest::prop_assert!(!message.contains(MARKER), "{variable}: {message:?}");
+                let named = err.variable.as_ref();
+                proptest::prop_assert!(
+                    SERVE_VARIABLES.contains(&named) || named == "STRIPE_PRICE_IDS_<TIER>",
+                    "{variable}: unclassified {message:?}"
+                );
+            }
+        }
+    }
+    fn dotenv_error(contents: &str) -> String {
+        let err = dotenvy::from_read(contents.as_bytes()).unwrap_err();
+        describe_dotenv_error(&err, contents)
+    }
+
+    #[test]
+    fn a_malformed_dotenv_names_the_line_and_variable_and_never_the_content() {
+        let contents = "# billing\nLISTEN_ADDR=127.0.0.1:3000\n\nJWT_SECRET=\"jwt-secret-Qz7-unterminated\nOTHER=1\n";
+        let message = dotenv_error(contents);
+        assert!(message.starts_with("line 4 (JWT_SECRET)"), "{message}");
+        assert!(!message.contains("Qz7"), "{message}");
+        let message = dotenv_error("A=1\nexport STRIPE_SECRET_KEY='sk_test_Qz7\n");
+        assert!(
+            message.starts_with("line 2 (STRIPE_SECRET_KEY)"),
+            "{message}"
+        );
+        // No identifier before `=`: only the line number.
+        let message = dotenv_error("A=1\nB=2\nsk_live_Qz7 oops\n");
+        assert!(message.starts_with("line 3 cannot"), "{message}");
+        assert!(!message.contains("Qz7"), "{message}");
+        let message = dotenv_error("A=1\n\"sk_live_Qz7=x\n");
+        assert!(
+            !message.contains("Qz7") && message.starts_with("line 2 cannot"),
+            "{message}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever a `.env` holds, the error shows none of it beyond an identifier.
+        #[test]
+        fn a_dotenv_error_never_shows_a_value(
+            lines in proptest::collection::vec("[A-Z_]{1,8}|\\PC{0,10}|[=\"'\\\\$ #{}]{0,4}", 0..6),
+        ) {
+            const MARKER: &str = "Qz7markerQz7";
+            let contents = lines
+                .iter()
+                .map(|l| format!("{l}{MARKER}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if let Err(err) = dotenvy::from_read_iter(contents.as_bytes()).collect::<Result<Vec<_>, _>>() {
+                let message = describe_dotenv_error(&err, &contents);
+                proptest::prop_assert!(!message.contains(MARKER), "{message:?}");
+            }
+        }
     }
 }

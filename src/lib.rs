@@ -26,6 +26,7 @@ pub mod reconcile;
 pub mod secret;
 pub mod stripe;
 pub mod telemetry;
+pub mod terminal;
 pub mod trigger;
 pub mod validate;
 

@@ -215,6 +215,7 @@ pub fn parse_time(param: &str, value: &str) -> Result<i64, FilterError> {
 
 /// The text table printed by `stripe-ledger events list`.
 pub fn render_list_text(list: &EventList) -> String {
+    use crate::terminal::field;
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(
@@ -223,20 +224,21 @@ pub fn render_list_text(list: &EventList) -> String {
         "POSITION", "CREATED", "TYPE", "EVENT", "OBJECT"
     );
     for e in &list.data {
+        // Every stored string is hostile here: escaped and cut (crate::terminal).
         let _ = writeln!(
             s,
             "{:>10}  {:<20}  {:<40}  {:<32}  {:<28}  {}",
             e.position,
-            e.created,
-            e.event_type,
-            e.event_id,
-            e.object.id.as_deref().unwrap_or("-"),
-            e.source
+            field(&e.created),
+            field(&e.event_type),
+            field(&e.event_id),
+            field(e.object.id.as_deref().unwrap_or("-")),
+            field(&e.source)
         );
     }
     match &list.next_cursor {
         Some(cursor) => {
-            let _ = writeln!(s, "more: --cursor {cursor}");
+            let _ = writeln!(s, "more: --cursor {}", crate::terminal::escape(cursor));
         }
         None => {
             let _ = writeln!(s, "({} entries, end of results)", list.data.len());
@@ -247,14 +249,15 @@ pub fn render_list_text(list: &EventList) -> String {
 
 /// The text form of `stripe-ledger events show --format text`.
 pub fn render_detail_text(detail: &EventDetail) -> String {
+    use crate::terminal::field;
     use std::fmt::Write as _;
     let e = &detail.summary;
     let v = &detail.verification;
-    let or_dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_owned());
+    let or_dash = |o: &Option<String>| field(o.as_deref().unwrap_or("-"));
     let mut s = String::new();
-    let _ = writeln!(s, "event        {}", e.event_id);
+    let _ = writeln!(s, "event        {}", field(&e.event_id));
     let _ = writeln!(s, "position     {}", e.position);
-    let _ = writeln!(s, "type         {}", e.event_type);
+    let _ = writeln!(s, "type         {}", field(&e.event_type));
     let _ = writeln!(s, "api_version  {}", or_dash(&e.api_version));
     let _ = writeln!(s, "livemode     {}", e.livemode);
     let _ = writeln!(s, "account      {}", or_dash(&e.account));
@@ -264,25 +267,26 @@ pub fn render_detail_text(detail: &EventDetail) -> String {
         or_dash(&e.object.id),
         or_dash(&e.object.object_type)
     );
-    let _ = writeln!(s, "created      {}", e.created);
-    let _ = writeln!(s, "received_at  {}", e.received_at);
-    let _ = writeln!(s, "source       {}", e.source);
+    let _ = writeln!(s, "created      {}", field(&e.created));
+    let _ = writeln!(s, "received_at  {}", field(&e.received_at));
+    let _ = writeln!(s, "source       {}", field(&e.source));
     let _ = writeln!(s, "redacted     {}", e.payload_redacted);
-    let _ = writeln!(s, "body sha256  {}", v.raw_body_sha256);
+    let _ = writeln!(s, "body sha256  {}", field(&v.raw_body_sha256));
     let _ = writeln!(s, "signature    {}", or_dash(&v.signature_header));
     let _ = writeln!(s, "signed at    {}", or_dash(&v.signature_timestamp));
     let _ = writeln!(
         s,
         "verified by  {}",
         match (&v.secret_index, &v.secret_fingerprint) {
-            (Some(i), Some(fp)) => format!("secret #{i} ({fp})"),
+            (Some(i), Some(fp)) => format!("secret #{i} ({})", field(fp)),
             _ => "-".to_owned(),
         }
     );
     let _ = writeln!(
         s,
         "payload\n{}",
-        serde_json::to_string_pretty(&detail.payload).unwrap_or_default()
+        // serde_json escapes C0 controls in strings but not DEL, C1 or bidi characters.
+        crate::terminal::block(&serde_json::to_string_pretty(&detail.payload).unwrap_or_default())
     );
     s
 }

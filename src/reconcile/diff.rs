@@ -326,16 +326,18 @@ pub fn render_text(report: &ReconcileReport) -> String {
         report.drift.len(),
         report.repaired
     );
+    // Ids and values come from Stripe and the log: escaped and cut (crate::terminal).
+    use crate::terminal::field;
     for d in &report.drift {
         let _ = writeln!(
             out,
             "{:<13} {:<28} {:<18} {:<22} local={} stripe={}",
             d.kind,
-            d.id,
+            field(&d.id),
             d.problem,
             d.field.unwrap_or("-"),
-            d.local.as_ref().map_or("-".into(), |v| v.to_string()),
-            d.stripe.as_ref().map_or("-".into(), |v| v.to_string()),
+            field(&d.local.as_ref().map_or("-".into(), |v| v.to_string())),
+            field(&d.stripe.as_ref().map_or("-".into(), |v| v.to_string())),
         );
     }
     out
