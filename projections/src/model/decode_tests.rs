@@ -27,6 +27,11 @@ fn logged(e: &Value) -> LoggedEvent<'_> {
         event_type: e["type"].as_str().unwrap(),
         created: e["created"].as_i64().unwrap(),
         payload: e,
+        origin: if e["id"].as_str().unwrap().starts_with("svc_") {
+            crate::Origin::Service
+        } else {
+            crate::Origin::Stripe
+        },
     }
 }
 

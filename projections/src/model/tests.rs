@@ -257,6 +257,12 @@ fn fold(events: &[&Value]) -> Projection {
         event_type: e["type"].as_str().unwrap(),
         created: e["created"].as_i64().unwrap(),
         payload: e,
+        // Test convention: `svc_` ids stand for the service's own `api_response` entries.
+        origin: if e["id"].as_str().unwrap().starts_with("svc_") {
+            crate::Origin::Service
+        } else {
+            crate::Origin::Stripe
+        },
     }))
     .unwrap()
 }
@@ -508,6 +514,7 @@ fn unknown_types_are_not_projected_and_known_ones_without_an_object_are_errors()
         event_type: "radar.early_fraud_warning.created",
         created: 1,
         payload: &e,
+        origin: crate::Origin::Stripe,
     };
     assert_eq!(decode(&ev).unwrap(), vec![]);
     let broken = json!({"id": "evt_x", "type": "customer.subscription.updated", "data": {"object": {"object": "subscription"}}});
@@ -516,6 +523,7 @@ fn unknown_types_are_not_projected_and_known_ones_without_an_object_are_errors()
         event_type: "customer.subscription.updated",
         created: 1,
         payload: &broken,
+        origin: crate::Origin::Stripe,
     };
     assert!(decode(&ev).unwrap_err().0.contains("without an id"));
 }
