@@ -125,8 +125,10 @@ async fn checkout_creates_the_customer_and_a_subscription_session_with_exact_req
         .get("/api/customers?user_id=user_1", Some(READ_TOKEN))
         .await;
     assert_eq!(customer.json["data"][0]["id"], "cus_fake1");
+    // So is the Checkout Session, the evidence that links this user (newest first).
     let logged = app.audit("/api/audit/events?source=api_response").await;
-    assert_eq!(logged.json["data"][0]["object"]["id"], "cus_fake1");
+    assert_eq!(logged.json["data"][1]["object"]["id"], "cus_fake1");
+    assert!(logged.json["data"][0]["object"]["id"].as_str().unwrap().starts_with("cs_"));
 
     // A second checkout reuses the customer.
     let again = post(

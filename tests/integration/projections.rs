@@ -14,7 +14,9 @@ async fn read(app: &TestApp, path: &str) -> crate::helpers::Reply {
     app.get(path, Some(READ_TOKEN)).await
 }
 
+/// Stripe's events, after what `/api/checkout` logged for them (the evidence of the links).
 async fn deliver_all(app: &TestApp, events: &[Vec<u8>]) {
+    crate::scenarios::log_what_checkout_created(app, events).await;
     for e in events {
         let reply = app.deliver(e).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
@@ -284,7 +286,8 @@ async fn rebuild_switches_to_an_identical_generation_and_a_partial_rebuild_keeps
         .await
         .unwrap();
     assert!(report.switched);
-    assert_eq!(report.events, 4);
+    // Four events and the customer and session `/api/checkout` logged.
+    assert_eq!(report.events, 6);
     assert_eq!(read(&app, "/api/subscriptions/sub_rb").await.json, before);
     let partial = RebuildOptions {
         kinds: Some(vec!["subscriptions".into()]),
@@ -380,6 +383,7 @@ async fn two_instances_ingesting_interleaved_events_for_one_subscription_end_lik
             .spawn()
             .await,
     );
+    crate::scenarios::log_what_checkout_created(&a, &events).await;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, body) in events.iter().enumerate() {
         let app = if i % 2 == 0 { a.clone() } else { b.clone() };
