@@ -155,7 +155,9 @@ impl Billing {
             .await?;
         let field = |name: &str| session.get(name).and_then(Value::as_str).map(str::to_owned);
         let (Some(url), Some(session_id)) = (field("url"), field("id")) else {
-            return Err(StripeError::Network("the Checkout Session has no url or id".into()).into());
+            return Err(
+                StripeError::Network("the Checkout Session has no url or id".into()).into(),
+            );
         };
         // The session as Stripe returned it to us is the evidence that links its customer,
         // subscription and order to this user (docs/adr/0013): logged before the user gets

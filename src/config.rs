@@ -177,7 +177,10 @@ impl BillingConfig {
         let jwt = crate::jwt::JwtKey::new(&jwt).map_err(|e| ConfigError::new("JWT_SECRET", e))?;
         let jwt_claim = |variable: &'static str| -> Result<Option<String>, ConfigError> {
             let value = env.get(variable).map(|v| v.trim().to_owned());
-            if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.chars().any(char::is_control))
+            {
                 return Err(ConfigError::new(variable, "contains control characters"));
             }
             Ok(value.filter(|v| !v.is_empty()))

@@ -208,10 +208,7 @@ impl JwtKey {
                 return Err(JwtError::Claims);
             }
         }
-        claims
-            .sub
-            .filter(|s| valid_sub(s))
-            .ok_or(JwtError::Claims)
+        claims.sub.filter(|s| valid_sub(s)).ok_or(JwtError::Claims)
     }
 
     /// Issues a token (tests, and apps that want to see the expected shape).
@@ -320,14 +317,20 @@ mod tests {
         let max = format!(r#"{{"sub":"u","exp":{}}}"#, i64::MAX);
         assert_eq!(key.verify(Some(&claims_token(&max)), 900), Ok("u".into()));
         let min_nbf = format!(r#"{{"sub":"u","exp":1000,"nbf":{}}}"#, i64::MIN);
-        assert_eq!(key.verify(Some(&claims_token(&min_nbf)), 900), Ok("u".into()));
+        assert_eq!(
+            key.verify(Some(&claims_token(&min_nbf)), 900),
+            Ok("u".into())
+        );
         let max_nbf = format!(r#"{{"sub":"u","exp":1000,"nbf":{}}}"#, i64::MAX);
         assert_eq!(
             key.verify(Some(&claims_token(&max_nbf)), i64::MAX),
             Err(JwtError::Expired)
         );
         let huge = r#"{"sub":"u","exp":1e400}"#;
-        assert_eq!(key.verify(Some(&claims_token(huge)), 900), Err(JwtError::Claims));
+        assert_eq!(
+            key.verify(Some(&claims_token(huge)), 900),
+            Err(JwtError::Claims)
+        );
     }
 
     #[test]
@@ -335,7 +338,16 @@ mod tests {
         let key = JwtKey::new(SECRET).unwrap();
         let long = "u".repeat(MAX_SUB_CHARS + 1);
         let at_limit = "é".repeat(MAX_SUB_CHARS);
-        for bad in [r"a\nb", r"a\u0000b", r"a\rb", "   ", r"\t", "", r"a\u007fb", &long] {
+        for bad in [
+            r"a\nb",
+            r"a\u0000b",
+            r"a\rb",
+            "   ",
+            r"\t",
+            "",
+            r"a\u007fb",
+            &long,
+        ] {
             let claims = format!(r#"{{"sub":"{bad}","exp":1000}}"#);
             assert_eq!(
                 key.verify(Some(&claims_token(&claims)), 900),
@@ -346,7 +358,10 @@ mod tests {
         let claims = format!(r#"{{"sub":"{at_limit}","exp":1000}}"#);
         assert_eq!(key.verify(Some(&claims_token(&claims)), 900), Ok(at_limit));
         let wrong_type = r#"{"sub":42,"exp":1000}"#;
-        assert_eq!(key.verify(Some(&claims_token(wrong_type)), 900), Err(JwtError::Claims));
+        assert_eq!(
+            key.verify(Some(&claims_token(wrong_type)), 900),
+            Err(JwtError::Claims)
+        );
     }
 
     #[test]
@@ -357,7 +372,10 @@ mod tests {
             r#"{"sub":"u","exp":1000}"#,
             SECRET.as_bytes(),
         );
-        assert_eq!(key.verify(Some(&bearer(&crit)), 900), Err(JwtError::Malformed));
+        assert_eq!(
+            key.verify(Some(&bearer(&crit)), 900),
+            Err(JwtError::Malformed)
+        );
     }
 
     #[test]
@@ -367,8 +385,10 @@ mod tests {
             .unwrap()
             .with_claims(Some("app".into()), Some("https://id.test".into()));
         let good = claims_token(r#"{"sub":"u","exp":1000,"aud":"app","iss":"https://id.test"}"#);
-        let many = claims_token(r#"{"sub":"u","exp":1000,"aud":["x","app"],"iss":"https://id.test"}"#);
-        let other_aud = claims_token(r#"{"sub":"u","exp":1000,"aud":"other","iss":"https://id.test"}"#);
+        let many =
+            claims_token(r#"{"sub":"u","exp":1000,"aud":["x","app"],"iss":"https://id.test"}"#);
+        let other_aud =
+            claims_token(r#"{"sub":"u","exp":1000,"aud":"other","iss":"https://id.test"}"#);
         let no_iss = claims_token(r#"{"sub":"u","exp":1000,"aud":"app"}"#);
         let plain = claims_token(r#"{"sub":"u","exp":1000}"#);
         assert_eq!(strict.verify(Some(&good), 900), Ok("u".into()));

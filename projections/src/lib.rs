@@ -13,8 +13,7 @@ pub mod notification;
 pub use envelope::{Envelope, EnvelopeError, ObjectRef};
 pub use model::decode::{
     decode, fold_all, Conflict, DecodeError, Fact, LoggedEvent, Origin, Projection, UserLinks,
-    KINDS,
-    OBJECT_SNAPSHOT, PROJECTED_TYPES,
+    KINDS, OBJECT_SNAPSHOT, PROJECTED_TYPES,
 };
 pub use model::entitlement::{entitlement, Access, Entitlement};
 pub use model::lattice::{Candidate, Link, Register};

@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ledger_projections::{
     decode, CustomerState, Fact, InvoiceState, LoggedEvent, Notification, OrderState, Origin,
-    PaymentState,
-    SubscriptionState, OBJECT_SNAPSHOT,
+    PaymentState, SubscriptionState, OBJECT_SNAPSHOT,
 };
 use serde_json::Value;
 

@@ -385,7 +385,13 @@ mod tests {
         for code in StripeCode::ALL {
             assert_eq!(StripeCode::from_raw(code.as_str()), code);
         }
-        for raw in ["", "Resource_Missing", "card_declined\n", "<script>", "made_up_code"] {
+        for raw in [
+            "",
+            "Resource_Missing",
+            "card_declined\n",
+            "<script>",
+            "made_up_code",
+        ] {
             assert_eq!(StripeCode::from_raw(raw), StripeCode::Other, "{raw:?}");
         }
     }

@@ -542,3 +542,45 @@ async fn an_event_arriving_while_a_rebuild_waits_to_switch_lands_in_the_new_gene
     assert_eq!(sub.status, 200, "the late event was lost: {}", sub.text);
     check_rebuild(&app).await;
 }
+
+#[tokio::test]
+async fn a_foreign_checkout_session_naming_another_user_does_not_link_and_is_reported() {
+    let app = TestApp::builder().clock_at(T0 + 60).spawn().await;
+    // The victim's own checkout, through the service.
+    deliver_all(&app, &lifecycle("victim")).await;
+    // A Payment Link session (not made by us) with the victim's id as client_reference_id.
+    let end = T0 + MONTH;
+    let foreign = [
+        event(
+            "evt_evil_1",
+            "customer.created",
+            T0 - 100,
+            customer("cus_0evil", None),
+        ),
+        event(
+            "evt_evil_2",
+            "checkout.session.completed",
+            T0 - 90,
+            checkout_subscription("cs_evil", "cus_0evil", "sub_evil", "user_victim"),
+        ),
+        event(
+            "evt_evil_3",
+            "customer.subscription.created",
+            T0 - 95,
+            subscription("sub_evil", "cus_0evil", "active", end, false),
+        ),
+    ];
+    for e in &foreign {
+        assert_eq!(app.deliver(e).await.status, 200);
+    }
+    let evil = read(&app, "/api/customers/cus_0evil").await.json;
+    assert_eq!(evil["user_id"], serde_json::Value::Null);
+    assert_eq!(evil["link_conflicts"][0]["user_id"], "user_victim");
+    assert_eq!(evil["link_conflicts"][0]["event_id"], "evt_evil_2");
+    let mine = read(&app, "/api/customers?user_id=user_victim").await.json;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["data"][0]["id"], "cus_victim");
+    let e = read(&app, "/api/entitlements/user_victim").await.json;
+    assert_eq!(e["subscription_id"], "sub_victim");
+    check_rebuild(&app).await;
+}

@@ -476,7 +476,13 @@ fn one_time_checkout_events_move_an_order_through_its_states() {
             payment_session(status, payment_status),
         );
         // The session as our own create call returned it, then Stripe's event.
-        let ours = event("svc_1", OBJECT_SNAPSHOT, T - 5, BASIL, payment_session("open", "unpaid"));
+        let ours = event(
+            "svc_1",
+            OBJECT_SNAPSHOT,
+            T - 5,
+            BASIL,
+            payment_session("open", "unpaid"),
+        );
         assert_eq!(fold(&[e.clone()]).orders["cs_2"].user_id(), None, "{ty}");
         let p = fold(&[e, ours]);
         let order = &p.orders["cs_2"];

@@ -109,9 +109,14 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
         &mut out,
     );
     // The session as `/api/checkout` logged it (`api_response`): the evidence of the link.
-    let mut ours = event(0, OBJECT_SNAPSHOT, t, json!({"id": "cs_1", "object": "checkout.session",
+    let mut ours = event(
+        0,
+        OBJECT_SNAPSHOT,
+        t,
+        json!({"id": "cs_1", "object": "checkout.session",
         "mode": "subscription", "client_reference_id": "user_1", "customer": "cus_1",
-        "metadata": {"user_id": "user_1"}, "status": "open", "payment_status": "unpaid"}));
+        "metadata": {"user_id": "user_1"}, "status": "open", "payment_status": "unpaid"}),
+    );
     ours["id"] = json!("svc_cs_1");
     out.push(ours);
     // A foreign session (a Payment Link) naming the same user for another customer: reported,
@@ -503,8 +508,16 @@ fn checkout_links_the_customer_and_subscription_to_the_app_user() {
     assert_eq!(p.customers["cus_7"].link_conflicts()[0].value, "user_7");
     assert!(p.billing_of_user("user_7").0.is_empty());
     // With the session as our own create call returned it, in either order, it is the link.
-    let mut ours = event(0, OBJECT_SNAPSHOT, 5, with(session, json!({"subscription": null,
-        "status": "open", "payment_status": "unpaid"})));
+    let mut ours = event(
+        0,
+        OBJECT_SNAPSHOT,
+        5,
+        with(
+            session,
+            json!({"subscription": null,
+        "status": "open", "payment_status": "unpaid"}),
+        ),
+    );
     ours["id"] = json!("svc_cs_1");
     for order in [[&e, &ours], [&ours, &e]] {
         let p = fold(&order);
