@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use ledger_projections::{Access, Fact};
+use ledger_projections::{Access, Fact, Origin};
 use serde_json::Value;
 
 use crate::config::BillingConfig;
@@ -79,7 +79,31 @@ impl Billing {
         self
     }
 
+    /// Runs one user request under `STRIPE_DEADLINE_MS`: the wait for the per-user lock, every
+    /// Stripe attempt and every backoff share it. Dropping the work mid-way is safe: each
+    /// Stripe call is idempotent and a retry of the user's request repeats it.
+    async fn within_deadline<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, BillingError>>,
+    ) -> Result<T, BillingError> {
+        tokio::time::timeout(self.config.stripe_deadline, work)
+            .await
+            .unwrap_or(Err(BillingError::Stripe(StripeError::Deadline)))
+    }
+
     pub async fn checkout(
+        &self,
+        db: &Db,
+        user_id: &str,
+        purchase: &Purchase,
+        now: i64,
+        grace_period_secs: i64,
+    ) -> Result<CheckoutSession, BillingError> {
+        self.within_deadline(self.checkout_now(db, user_id, purchase, now, grace_period_secs))
+            .await
+    }
+
+    async fn checkout_now(
         &self,
         db: &Db,
         user_id: &str,
@@ -130,13 +154,23 @@ impl Billing {
             .post("/v1/checkout/sessions", &form, &key)
             .await?;
         let field = |name: &str| session.get(name).and_then(Value::as_str).map(str::to_owned);
-        match (field("url"), field("id")) {
-            (Some(url), Some(session_id)) => Ok(CheckoutSession { url, session_id }),
-            _ => Err(StripeError::Network("the Checkout Session has no url or id".into()).into()),
-        }
+        let (Some(url), Some(session_id)) = (field("url"), field("id")) else {
+            return Err(
+                StripeError::Network("the Checkout Session has no url or id".into()).into(),
+            );
+        };
+        // The session as Stripe returned it to us is the evidence that links its customer,
+        // subscription and order to this user (docs/adr/0013): logged before the user gets
+        // the URL, so no payment can complete for a session the log does not know as ours.
+        self.record(db, &session).await?;
+        Ok(CheckoutSession { url, session_id })
     }
 
     pub async fn portal(&self, db: &Db, user_id: &str) -> Result<String, BillingError> {
+        self.within_deadline(self.portal_now(db, user_id)).await
+    }
+
+    async fn portal_now(&self, db: &Db, user_id: &str) -> Result<String, BillingError> {
         let customer = self
             .existing_customer(db, user_id)
             .await?
@@ -196,8 +230,18 @@ impl Billing {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| StripeError::Network("the customer has no id".into()))?;
-        // Learned from the API: into the log first, then folded like any entry.
-        let entry = event_log::object_snapshot_entry(&customer, Source::ApiResponse, Utc::now())?;
+        self.record(db, &customer).await?;
+        let mut locks = self.user_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.remove(user_id);
+        Ok(id)
+    }
+}
+
+impl Billing {
+    /// An object Stripe returned to one of our own calls: into the log first (source
+    /// `api_response`, the only source the user link trusts), then folded like any entry.
+    async fn record(&self, db: &Db, object: &Value) -> Result<(), StorageError> {
+        let entry = event_log::object_snapshot_entry(object, Source::ApiResponse, Utc::now())?;
         let position = event_log::append(db, &entry).await?.position();
         let projected = projector::project_each(
             db,
@@ -207,16 +251,16 @@ impl Billing {
                 event_type: entry.envelope.event_type.clone(),
                 created: entry.envelope.created,
                 payload: entry.payload.clone(),
+                origin: Origin::Service,
             }],
         )
         .await;
         if let Some(Err(e)) = projected.into_iter().next() {
-            // The customer exists at Stripe and in the log; the retrier will project it.
-            tracing::warn!(customer = %id, error = %e, "could not project the new customer yet");
+            // The object is in the log; the retrier will project it.
+            let id = object.get("id").and_then(Value::as_str).unwrap_or("");
+            tracing::warn!(object = %id, error = %e, "could not project the object yet");
         }
-        let mut locks = self.user_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.remove(user_id);
-        Ok(id)
+        Ok(())
     }
 }
 

@@ -317,6 +317,9 @@ pub struct BillingConfig {
     pub jwt: crate::jwt::JwtKey,
     /// Per-attempt timeout for Stripe API calls (`STRIPE_TIMEOUT_MS`, default 10 s).
     pub stripe_timeout: Duration,
+    /// One deadline per user request for the per-user lock wait and every Stripe attempt and
+    /// backoff (`STRIPE_DEADLINE_MS`, default 10 s).
+    pub stripe_deadline: Duration,
 }
 
 impl BillingConfig {
@@ -329,6 +332,17 @@ impl BillingConfig {
             return Ok(None);
         };
         let jwt = crate::jwt::JwtKey::new(&jwt).map_err(|e| ConfigError::new("JWT_SECRET", e))?;
+        let jwt_claim = |variable: &'static str| -> Result<Option<String>, ConfigError> {
+            let value = env.get(variable).map(|v| v.trim().to_owned());
+            if value
+                .as_deref()
+                .is_some_and(|v| v.chars().any(char::is_control))
+            {
+                return Err(ConfigError::new(variable, "contains control characters"));
+            }
+            Ok(value.filter(|v| !v.is_empty()))
+        };
+        let jwt = jwt.with_claims(jwt_claim("JWT_AUDIENCE")?, jwt_claim("JWT_ISSUER")?);
         let secret_key = secret_key.cloned().ok_or_else(|| {
             ConfigError::new(
                 "STRIPE_SECRET_KEY",
@@ -417,8 +431,16 @@ impl BillingConfig {
                 "must be between 100 and 80000",
             ));
         }
+        let deadline_ms = parse_opt::<u64>(env, "STRIPE_DEADLINE_MS")?.unwrap_or(10_000);
+        if !(100..=120_000).contains(&deadline_ms) {
+            return Err(ConfigError::new(
+                "STRIPE_DEADLINE_MS",
+                "must be between 100 and 120000",
+            ));
+        }
         Ok(Some(BillingConfig {
             stripe_timeout: Duration::from_millis(timeout_ms),
+            stripe_deadline: Duration::from_millis(deadline_ms),
             api_base: env
                 .get("STRIPE_API_BASE")
                 .map(|b| b.trim().to_owned())
@@ -792,6 +814,9 @@ mod tests {
                 "STRIPE_PORTAL_RETURN_URL",
             ),
             (vec![("JWT_SECRET", "short")], "JWT_SECRET"),
+            (vec![("STRIPE_DEADLINE_MS", "50")], "STRIPE_DEADLINE_MS"),
+            (vec![("STRIPE_DEADLINE_MS", "soon")], "STRIPE_DEADLINE_MS"),
+            (vec![("JWT_AUDIENCE", "a\u{0}b")], "JWT_AUDIENCE"),
         ];
         for (extra, variable) in cases {
             let err = ServeConfig::from_lookup(&billing_env(&extra)).unwrap_err();

@@ -19,8 +19,17 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: i64 = 30;
 
+/// Longest `sub` accepted: Stripe's limit for `client_reference_id`, where it ends up.
+pub const MAX_SUB_CHARS: usize = 200;
+
 #[derive(Clone)]
-pub struct JwtKey(Secret<Vec<u8>>);
+pub struct JwtKey {
+    secret: Secret<Vec<u8>>,
+    /// `JWT_AUDIENCE`: when set, `aud` must name it (a string or an array holding it).
+    audience: Option<String>,
+    /// `JWT_ISSUER`: when set, `iss` must equal it.
+    issuer: Option<String>,
+}
 
 impl std::fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,7 +46,8 @@ pub enum JwtError {
     Signature,
     Expired,
     NotYetValid,
-    /// No `exp`, or no (or an empty) `sub`.
+    /// No `exp`; no `sub`, or one that is empty, blank, too long or has control characters;
+    /// a claim of the wrong type; `aud`/`iss` not the configured ones.
     Claims,
 }
 
@@ -64,7 +74,9 @@ impl JwtError {
             JwtError::Signature => "the token's signature is invalid",
             JwtError::Expired => "the token has expired",
             JwtError::NotYetValid => "the token is not valid yet",
-            JwtError::Claims => "the token needs `sub` (the user id) and `exp`",
+            JwtError::Claims => {
+                "the token needs `exp` and a `sub` (the user id: 1-200 printable characters), and the configured `aud`/`iss`"
+            }
         }
     }
 }
@@ -72,6 +84,9 @@ impl JwtError {
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    /// RFC 7515 §4.1.11: a token naming extensions the verifier must understand is refused,
+    /// since this verifier understands none.
+    crit: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +94,33 @@ struct Claims {
     sub: Option<String>,
     exp: Option<i64>,
     nbf: Option<i64>,
+    aud: Option<Audience>,
+    iss: Option<String>,
+}
+
+/// RFC 7519 §4.1.3: one audience or several.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn names(&self, wanted: &str) -> bool {
+        match self {
+            Audience::One(a) => a == wanted,
+            Audience::Many(all) => all.iter().any(|a| a == wanted),
+        }
+    }
+}
+
+/// A user id we can pass to Stripe as `client_reference_id` and in an `Idempotency-Key`
+/// header: 1-200 characters, no control characters (NUL, newline, ...), not only whitespace.
+pub fn valid_sub(sub: &str) -> bool {
+    !sub.trim().is_empty()
+        && sub.chars().count() <= MAX_SUB_CHARS
+        && !sub.chars().any(char::is_control)
 }
 
 impl JwtKey {
@@ -88,7 +130,18 @@ impl JwtKey {
                 "must be at least {MIN_SECRET_LEN} bytes (HS256 needs a 256-bit key)"
             ));
         }
-        Ok(JwtKey(Secret::new(secret.as_bytes().to_vec())))
+        Ok(JwtKey {
+            secret: Secret::new(secret.as_bytes().to_vec()),
+            audience: None,
+            issuer: None,
+        })
+    }
+
+    /// Requires `aud` to name this audience and `iss` to equal this issuer (each when `Some`).
+    pub fn with_claims(mut self, audience: Option<String>, issuer: Option<String>) -> Self {
+        self.audience = audience;
+        self.issuer = issuer;
+        self
     }
 
     /// Checks an `Authorization` header and returns the user id (`sub`).
@@ -117,8 +170,11 @@ impl JwtKey {
         if header.alg != "HS256" {
             return Err(JwtError::Algorithm);
         }
+        if header.crit.is_some() {
+            return Err(JwtError::Malformed);
+        }
         let signature = decode(s)?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose())
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.secret.expose())
             .expect("HMAC accepts keys of any length");
         mac.update(h.as_bytes());
         mac.update(b".");
@@ -127,18 +183,32 @@ impl JwtKey {
             .map_err(|_| JwtError::Signature)?;
         // Claims are read only after the signature holds.
         let claims: Claims = serde_json::from_slice(&decode(p)?).map_err(|_| JwtError::Claims)?;
+        self.check_claims(claims, now)
+    }
+
+    fn check_claims(&self, claims: Claims, now: i64) -> Result<String, JwtError> {
         let exp = claims.exp.ok_or(JwtError::Claims)?;
-        if now > exp + LEEWAY_SECS {
+        // Saturating: `exp = i64::MAX` (or `nbf = i64::MIN`) must not wrap into the past.
+        if now > exp.saturating_add(LEEWAY_SECS) {
             return Err(JwtError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| now + LEEWAY_SECS < nbf) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| now.saturating_add(LEEWAY_SECS) < nbf)
+        {
             return Err(JwtError::NotYetValid);
         }
-        let sub = claims
-            .sub
-            .filter(|s| !s.is_empty() && s.len() <= 255)
-            .ok_or(JwtError::Claims)?;
-        Ok(sub)
+        if let Some(wanted) = &self.audience {
+            if !claims.aud.as_ref().is_some_and(|a| a.names(wanted)) {
+                return Err(JwtError::Claims);
+            }
+        }
+        if let Some(wanted) = &self.issuer {
+            if claims.iss.as_deref() != Some(wanted.as_str()) {
+                return Err(JwtError::Claims);
+            }
+        }
+        claims.sub.filter(|s| valid_sub(s)).ok_or(JwtError::Claims)
     }
 
     /// Issues a token (tests, and apps that want to see the expected shape).
@@ -146,7 +216,7 @@ impl JwtKey {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let claims =
             URL_SAFE_NO_PAD.encode(serde_json::json!({"sub": sub, "exp": exp}).to_string());
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose())
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.secret.expose())
             .expect("HMAC accepts keys of any length");
         mac.update(header.as_bytes());
         mac.update(b".");
@@ -235,6 +305,218 @@ mod tests {
             key.verify(Some(&bearer(&good)), 1_031),
             Err(JwtError::Expired)
         );
+    }
+
+    fn claims_token(claims: &str) -> String {
+        bearer(&forge(r#"{"alg":"HS256"}"#, claims, SECRET.as_bytes()))
+    }
+
+    #[test]
+    fn an_exp_at_the_end_of_time_does_not_wrap_into_the_past() {
+        let key = JwtKey::new(SECRET).unwrap();
+        let max = format!(r#"{{"sub":"u","exp":{}}}"#, i64::MAX);
+        assert_eq!(key.verify(Some(&claims_token(&max)), 900), Ok("u".into()));
+        let min_nbf = format!(r#"{{"sub":"u","exp":1000,"nbf":{}}}"#, i64::MIN);
+        assert_eq!(
+            key.verify(Some(&claims_token(&min_nbf)), 900),
+            Ok("u".into())
+        );
+        let max_nbf = format!(r#"{{"sub":"u","exp":1000,"nbf":{}}}"#, i64::MAX);
+        assert_eq!(
+            key.verify(Some(&claims_token(&max_nbf)), i64::MAX),
+            Err(JwtError::Expired)
+        );
+        let huge = r#"{"sub":"u","exp":1e400}"#;
+        assert_eq!(
+            key.verify(Some(&claims_token(huge)), 900),
+            Err(JwtError::Claims)
+        );
+    }
+
+    #[test]
+    fn subjects_with_control_characters_blank_or_too_long_are_refused() {
+        let key = JwtKey::new(SECRET).unwrap();
+        let long = "u".repeat(MAX_SUB_CHARS + 1);
+        let at_limit = "é".repeat(MAX_SUB_CHARS);
+        for bad in [
+            r"a\nb",
+            r"a\u0000b",
+            r"a\rb",
+            "   ",
+            r"\t",
+            "",
+            r"a\u007fb",
+            &long,
+        ] {
+            let claims = format!(r#"{{"sub":"{bad}","exp":1000}}"#);
+            assert_eq!(
+                key.verify(Some(&claims_token(&claims)), 900),
+                Err(JwtError::Claims),
+                "{bad:?}"
+            );
+        }
+        let claims = format!(r#"{{"sub":"{at_limit}","exp":1000}}"#);
+        assert_eq!(key.verify(Some(&claims_token(&claims)), 900), Ok(at_limit));
+        let wrong_type = r#"{"sub":42,"exp":1000}"#;
+        assert_eq!(
+            key.verify(Some(&claims_token(wrong_type)), 900),
+            Err(JwtError::Claims)
+        );
+    }
+
+    #[test]
+    fn a_token_with_critical_extensions_is_refused() {
+        let key = JwtKey::new(SECRET).unwrap();
+        let crit = forge(
+            r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+            r#"{"sub":"u","exp":1000}"#,
+            SECRET.as_bytes(),
+        );
+        assert_eq!(
+            key.verify(Some(&bearer(&crit)), 900),
+            Err(JwtError::Malformed)
+        );
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_only_when_configured() {
+        let open = JwtKey::new(SECRET).unwrap();
+        let strict = JwtKey::new(SECRET)
+            .unwrap()
+            .with_claims(Some("app".into()), Some("https://id.test".into()));
+        let good = claims_token(r#"{"sub":"u","exp":1000,"aud":"app","iss":"https://id.test"}"#);
+        let many =
+            claims_token(r#"{"sub":"u","exp":1000,"aud":["x","app"],"iss":"https://id.test"}"#);
+        let other_aud =
+            claims_token(r#"{"sub":"u","exp":1000,"aud":"other","iss":"https://id.test"}"#);
+        let no_iss = claims_token(r#"{"sub":"u","exp":1000,"aud":"app"}"#);
+        let plain = claims_token(r#"{"sub":"u","exp":1000}"#);
+        assert_eq!(strict.verify(Some(&good), 900), Ok("u".into()));
+        assert_eq!(strict.verify(Some(&many), 900), Ok("u".into()));
+        for bad in [&other_aud, &no_iss, &plain] {
+            assert_eq!(strict.verify(Some(bad), 900), Err(JwtError::Claims));
+        }
+        assert_eq!(open.verify(Some(&plain), 900), Ok("u".into()));
+        assert_eq!(open.verify(Some(&other_aud), 900), Ok("u".into()));
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(|f| serde_json::json!(f)),
+                Just(serde_json::json!(i64::MAX)),
+                Just(serde_json::json!(u64::MAX)),
+                ".{0,40}".prop_map(serde_json::Value::from),
+                Just(serde_json::Value::from("a\n\u{0}b")),
+                Just(serde_json::Value::from("   ")),
+                Just(serde_json::Value::from("HS256")),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("sub".to_owned()),
+                            Just("exp".to_owned()),
+                            Just("nbf".to_owned()),
+                            Just("aud".to_owned()),
+                            Just("iss".to_owned()),
+                            Just("alg".to_owned()),
+                            Just("crit".to_owned()),
+                            "[a-z]{1,4}",
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A header and claims object with the keys that matter, each of any shape.
+        fn token_parts() -> impl Strategy<Value = (String, String)> {
+            let header = (json_value(), prop::option::of(json_value())).prop_map(|(alg, crit)| {
+                let mut h = serde_json::json!({"alg": "HS256"});
+                if let Some(crit) = crit {
+                    h["crit"] = crit;
+                }
+                if !alg.is_null() {
+                    h["alg"] = alg;
+                }
+                h.to_string()
+            });
+            let claims = prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just("sub"),
+                        Just("exp"),
+                        Just("nbf"),
+                        Just("aud"),
+                        Just("iss")
+                    ],
+                    json_value(),
+                ),
+                0..6,
+            )
+            .prop_map(|pairs| {
+                let mut c = serde_json::json!({"sub": "user_1", "exp": 1000});
+                for (k, v) in pairs {
+                    c[k] = v;
+                }
+                c.to_string()
+            });
+            (header, claims)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_are_classified(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let key = JwtKey::new(SECRET).unwrap();
+                let text = String::from_utf8_lossy(&bytes);
+                let header = format!("Bearer {text}");
+                let result = key.verify(Some(&header), 900);
+                // Random bytes never carry a valid signature.
+                prop_assert!(result.is_err());
+                prop_assert!(result.unwrap_err().code().starts_with("token_"));
+            }
+
+            #[test]
+            fn arbitrary_dotted_base64_segments_never_panic(segments in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..5)) {
+                let key = JwtKey::new(SECRET).unwrap();
+                let token = segments.iter().map(|s| URL_SAFE_NO_PAD.encode(s)).collect::<Vec<_>>().join(".");
+                prop_assert!(key.verify(Some(&bearer(&token)), 900).is_err());
+            }
+
+            #[test]
+            fn signed_tokens_with_mutated_headers_and_claims_are_accepted_only_when_sane(
+                (header, claims) in token_parts(),
+                now in prop_oneof![Just(900i64), Just(i64::MAX), Just(i64::MIN), any::<i64>()],
+            ) {
+                let key = JwtKey::new(SECRET).unwrap().with_claims(None, None);
+                let token = forge(&header, &claims, SECRET.as_bytes());
+                match key.verify(Some(&bearer(&token)), now) {
+                    Ok(sub) => {
+                        // Accepted only with an HS256 header without `crit` and a sane `sub`.
+                        let h: serde_json::Value = serde_json::from_str(&header).unwrap();
+                        prop_assert_eq!(&h["alg"], "HS256");
+                        prop_assert!(h.get("crit").is_none_or(serde_json::Value::is_null));
+                        prop_assert!(valid_sub(&sub));
+                        let c: serde_json::Value = serde_json::from_str(&claims).unwrap();
+                        prop_assert_eq!(c["sub"].as_str(), Some(sub.as_str()));
+                        prop_assert!(c["exp"].as_i64().is_some());
+                    }
+                    Err(e) => prop_assert!(e.code().starts_with("token_")),
+                }
+            }
+        }
     }
 
     #[test]

@@ -253,14 +253,8 @@ pub async fn user_billing(
             customers.push(c.id);
         }
     }
-    for json in all_states(db, "subscription", "user_id", user_id).await? {
-        if let Fact::Subscription(s) = typed("subscription", &json)? {
-            if let Some(customer) = s.view().and_then(|v| v.customer.clone()) {
-                customers.push(customer);
-            }
-            subscriptions.insert(s.id.clone(), s);
-        }
-    }
+    // A subscription's own `user_id` is a claim: access follows only the customers the
+    // service linked itself (docs/adr/0013).
     customers.sort();
     customers.dedup();
     for customer in &customers {
@@ -306,6 +300,11 @@ pub mod views {
             "email": v.and_then(|v| v.email.clone()),
             "deleted": s.deleted(),
             "created": time(v.and_then(|v| v.created)),
+            // User ids other sources claimed for this customer that were not granted
+            // (docs/adr/0013): a foreign Checkout Session, or metadata the service did not write.
+            "link_conflicts": s.link_conflicts().iter().map(|l| json!({
+                "user_id": l.value, "event_id": l.event_id,
+            })).collect::<Vec<_>>(),
         })
     }
 

@@ -12,8 +12,8 @@ pub mod notification;
 
 pub use envelope::{Envelope, EnvelopeError, ObjectRef};
 pub use model::decode::{
-    decode, fold_all, Conflict, DecodeError, Fact, LoggedEvent, Projection, UserLinks, KINDS,
-    OBJECT_SNAPSHOT, PROJECTED_TYPES,
+    decode, fold_all, Conflict, DecodeError, Fact, LoggedEvent, Origin, Projection, UserLinks,
+    KINDS, OBJECT_SNAPSHOT, PROJECTED_TYPES,
 };
 pub use model::entitlement::{entitlement, Access, Entitlement};
 pub use model::lattice::{Candidate, Link, Register};

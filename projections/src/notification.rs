@@ -160,6 +160,7 @@ mod tests {
             event_type,
             created: 1_700_000_000,
             payload: &payload,
+            origin: crate::Origin::Stripe,
         };
         let facts = decode(&event).expect("decodes");
         notifications(&event, &facts)

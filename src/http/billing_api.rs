@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::ApiError;
 use crate::app::AppState;
 use crate::billing::{Billing, BillingError, Purchase};
-use crate::stripe::client::StripeError;
+use crate::stripe::client::{StripeCode, StripeError};
 
 fn billing(state: &AppState) -> Result<&Arc<Billing>, ApiError> {
     state.billing.as_ref().ok_or_else(|| {
@@ -61,37 +61,36 @@ fn error(e: BillingError) -> Response {
             "the user has no Stripe customer yet; start with POST /api/checkout",
         )
         .into_response(),
-        BillingError::Stripe(e) => {
-            tracing::error!(error = %e, "Stripe request failed");
-            let (status, code, message) = if e.is_transient() {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "stripe_unavailable",
-                    "Stripe is unavailable; retry in a few seconds".to_owned(),
-                )
-            } else {
-                let detail = match &e {
-                    StripeError::Api {
-                        code: Some(code), ..
-                    } => format!(" ({code})"),
-                    _ => String::new(),
-                };
-                (
-                    StatusCode::BAD_GATEWAY,
-                    "stripe_request_failed",
-                    format!("Stripe refused the request{detail}"),
-                )
-            };
-            let mut response = ApiError::client(status, code, message).into_response();
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            response
-        }
+        // Our own failure to build a request is a 500, never "Stripe is down".
+        BillingError::Stripe(e @ StripeError::Local(_)) => ApiError::internal(e).into_response(),
+        BillingError::Stripe(e) => stripe_error(e),
         BillingError::Storage(e) => ApiError::from(e).into_response(),
     }
+}
+
+fn stripe_error(e: StripeError) -> Response {
+    tracing::error!(error = %e, "Stripe request failed");
+    if e.is_transient() {
+        let mut response = ApiError::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stripe_unavailable",
+            "Stripe is unavailable; retry in a few seconds",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
+    // Only a code from the closed set, never Stripe's message: both can echo our input.
+    let code = e.code().map(StripeCode::as_str);
+    let detail = code.map(|c| format!(" ({c})")).unwrap_or_default();
+    let body = json!({"error": {
+        "code": "stripe_request_failed",
+        "message": format!("Stripe refused the request{detail}"),
+        "stripe_code": code,
+    }});
+    (StatusCode::BAD_GATEWAY, Json(body)).into_response()
 }
 
 pub async fn checkout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -170,6 +170,8 @@ async fn write_together(
                 event_type: l.event_type.clone(),
                 created: l.stripe_created,
                 payload: l.payload.clone(),
+                // The writer logs webhooks; a Stripe `evt_` id never names our own entries.
+                origin: ledger_projections::Origin::Stripe,
             },
             // The position is the append's to give; the fold does not read it.
             None => entry_of(&pending.entry, 0),
@@ -276,6 +278,7 @@ fn entry_of(entry: &NewEntry, position: i64) -> Entry {
         event_type: entry.envelope.event_type.clone(),
         created: entry.envelope.created,
         payload: entry.payload.clone(),
+        origin: crate::projector::origin_of(entry.source.as_str()),
     }
 }
 

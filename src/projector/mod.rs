@@ -12,8 +12,8 @@ pub mod store;
 use std::collections::{BTreeMap, HashMap};
 
 use ledger_projections::{
-    decode, CustomerState, Fact, InvoiceState, LoggedEvent, Notification, OrderState, PaymentState,
-    SubscriptionState, OBJECT_SNAPSHOT,
+    decode, CustomerState, Fact, InvoiceState, LoggedEvent, Notification, OrderState, Origin,
+    PaymentState, SubscriptionState, OBJECT_SNAPSHOT,
 };
 use serde_json::Value;
 
@@ -32,6 +32,18 @@ pub struct Entry {
     pub event_type: String,
     pub created: i64,
     pub payload: String,
+    /// Whether the service itself produced the entry (source `api_response`): only such
+    /// entries link users to customers (docs/adr/0013).
+    pub origin: Origin,
+}
+
+/// The user-link trust of a log entry's `source`.
+pub fn origin_of(source: &str) -> Origin {
+    if source == crate::event_log::Source::ApiResponse.as_str() {
+        Origin::Service
+    } else {
+        Origin::Stripe
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,6 +77,7 @@ fn facts_of(
             event_type: &entry.event_type,
             created: entry.created,
             payload: &payload,
+            origin: entry.origin,
         };
         let facts = decode(&event).map_err(|e| ProjectError::Event {
             event_id: entry.event_id.clone(),
@@ -357,6 +370,7 @@ impl From<&crate::event_log::StoredEvent> for Entry {
             event_type: e.event_type.clone(),
             created: e.stripe_created,
             payload: e.payload.clone().unwrap_or_default(),
+            origin: origin_of(&e.source),
         }
     }
 }

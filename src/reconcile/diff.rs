@@ -297,6 +297,7 @@ pub async fn reconcile_objects(
                     event_type: entry.envelope.event_type.clone(),
                     created: entry.envelope.created,
                     payload: entry.payload.clone(),
+                    origin: ledger_projections::Origin::Stripe,
                 };
                 if let Some(Err(e)) = projector::project_each(db, &[e]).await.into_iter().next() {
                     tracing::warn!(error = %e, "a repair could not be projected; it is a dead letter");

@@ -101,6 +101,7 @@ pub async fn sync_events(
                     event_type: entry.envelope.event_type.clone(),
                     created: entry.envelope.created,
                     payload: entry.payload.clone(),
+                    origin: ledger_projections::Origin::Stripe,
                 }),
                 AppendOutcome::Duplicate { .. } => report.already_logged += 1,
             }

@@ -42,14 +42,101 @@ pub enum StripeError {
     /// No usable answer (connection, timeout, unreadable body) after the retries.
     #[error("Stripe could not be reached: {0}")]
     Network(String),
+    /// The request could not even be built here (an invalid header value, say): our fault,
+    /// never sent, never retried, and never reported as Stripe being down.
+    #[error("the Stripe request could not be built: {0}")]
+    Local(String),
+    /// The caller's overall deadline passed (lock wait, attempts and backoff together).
+    #[error("the Stripe deadline passed")]
+    Deadline,
 }
 
 impl StripeError {
     /// Worth retrying later (the caller's own retry, with the same idempotency key).
     pub fn is_transient(&self) -> bool {
         match self {
-            StripeError::Network(_) => true,
+            StripeError::Network(_) | StripeError::Deadline => true,
+            StripeError::Local(_) => false,
             StripeError::Api { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+
+    /// Stripe's error `code`, from the closed set we pass on to clients.
+    pub fn code(&self) -> Option<StripeCode> {
+        match self {
+            StripeError::Api { code: Some(c), .. } => Some(StripeCode::from_raw(c)),
+            _ => None,
+        }
+    }
+}
+
+/// The Stripe error codes a client may see (in `stripe_request_failed`'s message and body).
+/// Stripe's own text can echo request input, so neither its `message` nor an unknown `code`
+/// ever leaves the server; anything not listed here is `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StripeCode {
+    ResourceMissing,
+    CardDeclined,
+    ExpiredCard,
+    IncorrectCvc,
+    ProcessingError,
+    ParameterInvalidEmpty,
+    ParameterInvalidInteger,
+    ParameterMissing,
+    ParameterUnknown,
+    UrlInvalid,
+    CustomerMaxSubscriptions,
+    IdempotencyKeyInUse,
+    RateLimit,
+    LivemodeMismatch,
+    SecretKeyRequired,
+    Other,
+}
+
+impl StripeCode {
+    const ALL: [StripeCode; 15] = [
+        StripeCode::ResourceMissing,
+        StripeCode::CardDeclined,
+        StripeCode::ExpiredCard,
+        StripeCode::IncorrectCvc,
+        StripeCode::ProcessingError,
+        StripeCode::ParameterInvalidEmpty,
+        StripeCode::ParameterInvalidInteger,
+        StripeCode::ParameterMissing,
+        StripeCode::ParameterUnknown,
+        StripeCode::UrlInvalid,
+        StripeCode::CustomerMaxSubscriptions,
+        StripeCode::IdempotencyKeyInUse,
+        StripeCode::RateLimit,
+        StripeCode::LivemodeMismatch,
+        StripeCode::SecretKeyRequired,
+    ];
+
+    pub fn from_raw(raw: &str) -> StripeCode {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == raw)
+            .unwrap_or(StripeCode::Other)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StripeCode::ResourceMissing => "resource_missing",
+            StripeCode::CardDeclined => "card_declined",
+            StripeCode::ExpiredCard => "expired_card",
+            StripeCode::IncorrectCvc => "incorrect_cvc",
+            StripeCode::ProcessingError => "processing_error",
+            StripeCode::ParameterInvalidEmpty => "parameter_invalid_empty",
+            StripeCode::ParameterInvalidInteger => "parameter_invalid_integer",
+            StripeCode::ParameterMissing => "parameter_missing",
+            StripeCode::ParameterUnknown => "parameter_unknown",
+            StripeCode::UrlInvalid => "url_invalid",
+            StripeCode::CustomerMaxSubscriptions => "customer_max_subscriptions",
+            StripeCode::IdempotencyKeyInUse => "idempotency_key_in_use",
+            StripeCode::RateLimit => "rate_limit",
+            StripeCode::LivemodeMismatch => "livemode_mismatch",
+            StripeCode::SecretKeyRequired => "secret_key_required",
+            StripeCode::Other => "other",
         }
     }
 }
@@ -163,6 +250,12 @@ impl StripeClient {
         } else {
             format!("{}{path}", self.base)
         };
+        // Checked before anything is sent: a key Stripe would refuse as a header is our bug,
+        // not an outage, and retrying it cannot help.
+        if let Some(key) = idempotency_key {
+            reqwest::header::HeaderValue::from_str(key)
+                .map_err(|_| StripeError::Local("invalid Idempotency-Key header value".into()))?;
+        }
         let mut attempt = 0;
         loop {
             let mut request = self
@@ -180,6 +273,8 @@ impl StripeClient {
             }
             let outcome = request.send().await;
             let (retry, wait, error) = match outcome {
+                // Nothing left this process: building the request failed.
+                Err(e) if e.is_builder() => return Err(StripeError::Local(without_url(&e))),
                 Err(e) => (true, None, StripeError::Network(without_url(&e))),
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -247,7 +342,9 @@ impl StripeClient {
 
 // reqwest's errors can carry the URL; ours carries no secret, but keep errors short and stable.
 fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
+    let kind = if e.is_builder() {
+        "invalid request"
+    } else if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
@@ -282,6 +379,39 @@ pub fn encode_form(params: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_known_stripe_codes_pass_and_everything_else_is_other() {
+        for code in StripeCode::ALL {
+            assert_eq!(StripeCode::from_raw(code.as_str()), code);
+        }
+        for raw in [
+            "",
+            "Resource_Missing",
+            "card_declined\n",
+            "<script>",
+            "made_up_code",
+        ] {
+            assert_eq!(StripeCode::from_raw(raw), StripeCode::Other, "{raw:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalid_idempotency_key_is_a_local_error_and_nothing_is_sent() {
+        // Port 9 (discard) is never contacted: the check happens before sending.
+        let client = StripeClient::new(
+            "http://127.0.0.1:9",
+            SecretKey::parse("sk_test_123").unwrap(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let err = client
+            .post("/v1/customers", &[], "key-with\nnewline")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StripeError::Local(_)), "{err:?}");
+        assert!(!err.is_transient());
+    }
 
     #[test]
     fn forms_are_encoded_with_stripe_brackets() {

@@ -13,6 +13,10 @@ const JWT_SECRET: &str = "jwt-secret-for-tests-0123456789abcdef";
 const SECRET_KEY: &str = "sk_test_fakestripekey0123456789";
 
 async fn app_with(fake: &FakeStripe) -> TestApp {
+    builder_with(fake).spawn().await
+}
+
+fn builder_with(fake: &FakeStripe) -> crate::helpers::TestAppBuilder {
     TestApp::builder()
         .env("JWT_SECRET", JWT_SECRET)
         .env("STRIPE_SECRET_KEY", SECRET_KEY)
@@ -34,8 +38,6 @@ async fn app_with(fake: &FakeStripe) -> TestApp {
             "https://app.example.com/account",
         )
         .env("STRIPE_TIMEOUT_MS", "500")
-        .spawn()
-        .await
 }
 
 fn token(user: &str) -> String {
@@ -108,8 +110,13 @@ async fn checkout_creates_the_customer_and_a_subscription_session_with_exact_req
         .get("/api/customers?user_id=user_1", Some(READ_TOKEN))
         .await;
     assert_eq!(customer.json["data"][0]["id"], "cus_fake1");
+    // So is the Checkout Session, the evidence that links this user (newest first).
     let logged = app.audit("/api/audit/events?source=api_response").await;
-    assert_eq!(logged.json["data"][0]["object"]["id"], "cus_fake1");
+    assert_eq!(logged.json["data"][1]["object"]["id"], "cus_fake1");
+    assert!(logged.json["data"][0]["object"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("cs_"));
 
     // A second checkout reuses the customer.
     let again = post(
@@ -421,4 +428,58 @@ async fn stripe_failures_are_retried_with_the_same_idempotency_key_or_reported_c
     );
     assert!(!logs.contains(SECRET_KEY));
     assert!(!logs.contains(JWT_SECRET));
+}
+
+#[tokio::test]
+async fn a_subject_with_a_newline_is_refused_and_stripe_is_never_called() {
+    let fake = FakeStripe::start().await;
+    let app = app_with(&fake).await;
+    for sub in ["user\n1", "user\u{0}1", "   "] {
+        let reply = post(
+            &app,
+            "/api/checkout",
+            Some(&token(sub)),
+            json!({"tier": "tier1"}),
+        )
+        .await;
+        assert_eq!(reply.status, 401, "{sub:?}: {}", reply.text);
+        assert_eq!(reply.code(), "token_claims_invalid");
+    }
+    assert_eq!(fake.requests("/v1/customers").len(), 0);
+}
+
+#[tokio::test]
+async fn a_black_holed_stripe_answers_503_within_one_deadline_for_both_tabs_of_a_user() {
+    let fake = FakeStripe::start().await;
+    for _ in 0..8 {
+        // Never answers in time: a black hole.
+        fake.fail_next(
+            "/v1/customers",
+            Failure {
+                status: 500,
+                body: json!({}),
+                headers: vec![],
+                delay_ms: 600_000,
+            },
+        );
+    }
+    let app = builder_with(&fake)
+        .env("STRIPE_TIMEOUT_MS", "5000")
+        .env("STRIPE_DEADLINE_MS", "300")
+        .spawn()
+        .await;
+    let t = token("user_bh");
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(
+        post(&app, "/api/checkout", Some(&t), json!({"tier": "tier1"})),
+        post(&app, "/api/checkout", Some(&t), json!({"tier": "tier1"})),
+    );
+    for reply in [&a, &b] {
+        assert_eq!(reply.status, 503, "{}", reply.text);
+        assert_eq!(reply.code(), "stripe_unavailable");
+        assert_eq!(reply.headers["retry-after"], "5");
+    }
+    // One attempt each at most (without the deadline: 4 attempts of 5 s each, per tab).
+    assert!(fake.requests("/v1/customers").len() <= 2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }

@@ -14,7 +14,9 @@ async fn read(app: &TestApp, path: &str) -> crate::helpers::Reply {
     app.get(path, Some(READ_TOKEN)).await
 }
 
+/// Stripe's events, after what `/api/checkout` logged for them (the evidence of the links).
 async fn deliver_all(app: &TestApp, events: &[Vec<u8>]) {
+    crate::scenarios::log_what_checkout_created(app, events).await;
     for e in events {
         let reply = app.deliver(e).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
@@ -284,7 +286,8 @@ async fn rebuild_switches_to_an_identical_generation_and_a_partial_rebuild_keeps
         .await
         .unwrap();
     assert!(report.switched);
-    assert_eq!(report.events, 4);
+    // Four events and the customer and session `/api/checkout` logged.
+    assert_eq!(report.events, 6);
     assert_eq!(read(&app, "/api/subscriptions/sub_rb").await.json, before);
     let partial = RebuildOptions {
         kinds: Some(vec!["subscriptions".into()]),
@@ -380,6 +383,7 @@ async fn two_instances_ingesting_interleaved_events_for_one_subscription_end_lik
             .spawn()
             .await,
     );
+    crate::scenarios::log_what_checkout_created(&a, &events).await;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, body) in events.iter().enumerate() {
         let app = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -536,5 +540,47 @@ async fn an_event_arriving_while_a_rebuild_waits_to_switch_lands_in_the_new_gene
     }
     let sub = read(&app, "/api/subscriptions/sub_gen_b").await;
     assert_eq!(sub.status, 200, "the late event was lost: {}", sub.text);
+    check_rebuild(&app).await;
+}
+
+#[tokio::test]
+async fn a_foreign_checkout_session_naming_another_user_does_not_link_and_is_reported() {
+    let app = TestApp::builder().clock_at(T0 + 60).spawn().await;
+    // The victim's own checkout, through the service.
+    deliver_all(&app, &lifecycle("victim")).await;
+    // A Payment Link session (not made by us) with the victim's id as client_reference_id.
+    let end = T0 + MONTH;
+    let foreign = [
+        event(
+            "evt_evil_1",
+            "customer.created",
+            T0 - 100,
+            customer("cus_0evil", None),
+        ),
+        event(
+            "evt_evil_2",
+            "checkout.session.completed",
+            T0 - 90,
+            checkout_subscription("cs_evil", "cus_0evil", "sub_evil", "user_victim"),
+        ),
+        event(
+            "evt_evil_3",
+            "customer.subscription.created",
+            T0 - 95,
+            subscription("sub_evil", "cus_0evil", "active", end, false),
+        ),
+    ];
+    for e in &foreign {
+        assert_eq!(app.deliver(e).await.status, 200);
+    }
+    let evil = read(&app, "/api/customers/cus_0evil").await.json;
+    assert_eq!(evil["user_id"], serde_json::Value::Null);
+    assert_eq!(evil["link_conflicts"][0]["user_id"], "user_victim");
+    assert_eq!(evil["link_conflicts"][0]["event_id"], "evt_evil_2");
+    let mine = read(&app, "/api/customers?user_id=user_victim").await.json;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["data"][0]["id"], "cus_victim");
+    let e = read(&app, "/api/entitlements/user_victim").await.json;
+    assert_eq!(e["subscription_id"], "sub_victim");
     check_rebuild(&app).await;
 }

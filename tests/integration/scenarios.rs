@@ -45,6 +45,47 @@ async fn read_models(app: &TestApp, users: &[String]) -> Value {
     })
 }
 
+/// What `/api/checkout` logs (source `api_response`) before Stripe's events: the customer it
+/// created and each Checkout Session as Stripe returned it at creation. Only this evidence
+/// links a user (docs/adr/0013); the fixtures hold Stripe's events alone.
+pub async fn log_what_checkout_created(app: &TestApp, events: &[Vec<u8>]) {
+    use stripe_ledger::event_log::{self, Source};
+    let mut seen = std::collections::BTreeSet::new();
+    for e in events {
+        let v: Value = serde_json::from_slice(e).unwrap();
+        let mut object = v["data"]["object"].clone();
+        match (v["type"].as_str().unwrap(), object["object"].as_str()) {
+            ("customer.created", _) => {}
+            (t, Some("checkout.session")) if t.starts_with("checkout.session.") => {
+                object["status"] = json!("open");
+                object["payment_status"] = json!("unpaid");
+                object["subscription"] = Value::Null;
+                object["payment_intent"] = Value::Null;
+            }
+            _ => continue,
+        }
+        if !seen.insert(object["id"].as_str().unwrap().to_owned()) {
+            continue;
+        }
+        let at = chrono::DateTime::from_timestamp(v["created"].as_i64().unwrap(), 0).unwrap();
+        let entry = event_log::object_snapshot_entry(&object, Source::ApiResponse, at).unwrap();
+        let position = event_log::append(&app.db, &entry).await.unwrap().position();
+        let projected = stripe_ledger::projector::project_each(
+            &app.db,
+            &[stripe_ledger::projector::Entry {
+                position,
+                event_id: entry.envelope.id.clone(),
+                event_type: entry.envelope.event_type.clone(),
+                created: entry.envelope.created,
+                payload: entry.payload.clone(),
+                origin: ledger_projections::Origin::Service,
+            }],
+        )
+        .await;
+        assert!(projected.iter().all(Result::is_ok), "{projected:?}");
+    }
+}
+
 fn users_and_now(events: &[Vec<u8>]) -> (Vec<String>, i64) {
     let mut users = Vec::new();
     let mut now = 0;
@@ -69,6 +110,7 @@ async fn every_scenario_projects_to_its_golden_read_models_in_any_delivery_order
     for (name, events) in scenarios() {
         let (users, now) = users_and_now(&events);
         let in_order = TestApp::builder().clock_at(now).spawn().await;
+        log_what_checkout_created(&in_order, &events).await;
         for (i, e) in events.iter().enumerate() {
             let reply = in_order.deliver(e).await;
             assert_eq!(reply.status, 200, "{name} line {}: {}", i + 1, reply.text);
@@ -82,6 +124,8 @@ async fn every_scenario_projects_to_its_golden_read_models_in_any_delivery_order
             let reply = shuffled.deliver(e).await;
             assert_eq!(reply.status, 200, "{name}: {}", reply.text);
         }
+        // Our own evidence last this time: the links must not depend on the order.
+        log_what_checkout_created(&shuffled, &events).await;
         assert_eq!(
             read_models(&shuffled, &users).await,
             models,

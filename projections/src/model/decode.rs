@@ -12,6 +12,18 @@ use super::objects::{
 };
 use super::ordering::{self, version};
 
+/// Who produced a log entry, as far as the user link is concerned (docs/adr/0013).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An object Stripe returned to one of the service's own create calls (source
+    /// `api_response`): the customer and Checkout Sessions `/api/checkout` made. Only these
+    /// link a user to a customer or an order.
+    Service,
+    /// Anything else (webhooks, backfill, reconciliation): Stripe's word on objects anyone
+    /// with a Payment Link or the Dashboard may have created, so their user ids are claims.
+    Stripe,
+}
+
 /// An entry of the event log, as the folds see it. The log position is deliberately absent:
 /// it differs between delivery orders, and nothing may depend on it.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +34,7 @@ pub struct LoggedEvent<'a> {
     pub created: i64,
     /// The whole stored event JSON.
     pub payload: &'a Value,
+    pub origin: Origin,
 }
 
 /// A known event type whose object lacks what the fold needs.
@@ -161,10 +174,11 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
             let user = state.user.clone();
             state.snapshot = Some(Register::new(v, view));
             let mut facts = vec![Fact::Subscription(state)];
-            // The subscription's metadata names the user: that links its customer too.
+            // The subscription's metadata names a user: a claim on its customer, checked
+            // against the customer's trusted link, never a link by itself.
             if let (Some(customer), Some(user)) = (customer, user) {
                 let mut c = CustomerState::new(customer);
-                c.user = Some(user);
+                c.claim(Some(user));
                 facts.push(Fact::Customer(c));
             }
             facts
@@ -180,7 +194,12 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
                 ordering::customer(view.deleted),
             );
             let mut state = CustomerState::new(view.id.clone());
-            state.user = link(view.metadata_user_id.clone());
+            let user = link(view.metadata_user_id.clone());
+            if event.origin == Origin::Service {
+                state.user = user;
+            } else {
+                state.claim(user);
+            }
             state.snapshot = Some(Register::new(v, view));
             vec![Fact::Customer(state)]
         }
@@ -273,10 +292,18 @@ fn checkout(
             .map(str::to_owned)
     });
     let user = link(user);
+    // Only a session the service created (logged from its own API call) links its customer
+    // and order; a webhook's `client_reference_id`, which a Payment Link or pricing table lets
+    // anyone choose, is a claim (docs/adr/0013).
+    let trusted = event.origin == Origin::Service;
     let mut facts = Vec::new();
     if let (Some(customer), Some(user)) = (view.customer.clone(), user.clone()) {
         let mut c = CustomerState::new(customer);
-        c.user = Some(user);
+        if trusted {
+            c.user = Some(user);
+        } else {
+            c.claim(Some(user));
+        }
         facts.push(Fact::Customer(c));
     }
     match mode {
@@ -290,7 +317,7 @@ fn checkout(
         "payment" => {
             let v = version(event.event_id, t, event.created, view.lifecycle());
             let mut order = OrderState::new(view.id.clone());
-            order.user = user;
+            order.user = user.filter(|_| trusted);
             order.async_payment_failed = t == "checkout.session.async_payment_failed";
             order.snapshot = Some(Register::new(v, view));
             facts.push(Fact::Order(order));
@@ -445,8 +472,7 @@ impl Projection {
         out
     }
 
-    /// App user → the customers and subscriptions linked to them (by Checkout's
-    /// `client_reference_id` or `metadata.user_id`). Derived from the states, so it is as
+    /// App user → the customers (trusted links only) and subscriptions linked to them. Derived from the states, so it is as
     /// order-independent as they are.
     pub fn user_links(&self) -> BTreeMap<String, UserLinks> {
         let mut links: BTreeMap<String, UserLinks> = BTreeMap::new();
@@ -471,20 +497,13 @@ impl Projection {
         links
     }
 
-    /// The subscriptions of an app user, linked directly or through one of their customers,
-    /// and those customers' invoices: what [`crate::entitlement`] needs.
+    /// The subscriptions of an app user's customers (trusted links only: a subscription's own
+    /// `user_id` is a claim and grants nothing), and those customers' invoices: what
+    /// [`crate::entitlement`] needs.
     pub fn billing_of_user(&self, user_id: &str) -> (Vec<SubscriptionState>, Vec<InvoiceState>) {
         let links = self.user_links().remove(user_id).unwrap_or_default();
-        let mut customers = links.customers;
+        let customers = links.customers;
         let mut subscriptions: BTreeMap<&str, &SubscriptionState> = BTreeMap::new();
-        for id in &links.subscriptions {
-            if let Some(s) = self.subscriptions.get(id) {
-                subscriptions.insert(&s.id, s);
-                if let Some(c) = s.view().and_then(|v| v.customer.clone()) {
-                    customers.insert(c);
-                }
-            }
-        }
         for s in self.subscriptions.values() {
             if s.view()
                 .and_then(|v| v.customer.as_ref())

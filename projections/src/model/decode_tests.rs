@@ -27,6 +27,11 @@ fn logged(e: &Value) -> LoggedEvent<'_> {
         event_type: e["type"].as_str().unwrap(),
         created: e["created"].as_i64().unwrap(),
         payload: e,
+        origin: if e["id"].as_str().unwrap().starts_with("svc_") {
+            crate::Origin::Service
+        } else {
+            crate::Origin::Stripe
+        },
     }
 }
 
@@ -161,9 +166,10 @@ fn every_subscription_event_type_decodes_a_basil_subscription_with_item_periods(
         assert_eq!(view.current_period_end, Some(T + 12 * MONTH));
         assert_eq!(view.latest_invoice.as_deref(), Some("in_1"));
         assert_eq!(sub.user_id(), Some("user_1"));
-        // The metadata also links the customer to the user.
+        // The metadata is only a claim on the customer, never a link by itself.
         assert!(facts.iter().any(
-            |f| matches!(f, Fact::Customer(c) if c.id == "cus_1" && c.user_id() == Some("user_1"))
+            |f| matches!(f, Fact::Customer(c) if c.id == "cus_1" && c.user_id().is_none()
+                && c.claims.contains_key("user_1"))
         ));
     }
 }
@@ -389,9 +395,19 @@ fn customer_events_carry_email_user_and_deletion() {
             panic!("{facts:?}")
         };
         assert_eq!(c.email(), Some("a@example.com"));
-        assert_eq!(c.user_id(), Some("user_1"));
+        // A webhook's metadata is a claim; the same object as our own API call returned it
+        // (an `svc_` entry here) is the link.
+        assert_eq!(c.user_id(), None);
+        assert_eq!(c.link_conflicts()[0].value, "user_1");
         assert_eq!(c.deleted(), ty == "customer.deleted", "{ty}");
     }
+    let ours = event("svc_1", OBJECT_SNAPSHOT, T, BASIL, object.clone());
+    let ours_facts = facts(&ours).unwrap();
+    let [Fact::Customer(c)] = ours_facts.as_slice() else {
+        panic!("{ours_facts:?}")
+    };
+    assert_eq!(c.user_id(), Some("user_1"));
+    assert!(c.link_conflicts().is_empty());
     let e = event(
         "evt_1",
         "customer.updated",
@@ -412,7 +428,8 @@ fn a_subscription_checkout_links_customer_and_subscription_and_makes_no_order() 
     let facts = facts(&e).unwrap();
     assert_eq!(facts.len(), 2, "{facts:?}");
     assert!(facts.iter().any(
-        |f| matches!(f, Fact::Customer(c) if c.id == "cus_7" && c.user_id() == Some("user_7") && c.snapshot.is_none())
+        |f| matches!(f, Fact::Customer(c) if c.id == "cus_7" && c.user_id().is_none()
+            && c.claims.contains_key("user_7") && c.snapshot.is_none())
     ));
     assert!(facts.iter().any(
         |f| matches!(f, Fact::Subscription(s) if s.id == "sub_7" && s.user_id() == Some("user_7") && s.snapshot.is_none())
@@ -458,7 +475,16 @@ fn one_time_checkout_events_move_an_order_through_its_states() {
             BASIL,
             payment_session(status, payment_status),
         );
-        let p = fold(&[e]);
+        // The session as our own create call returned it, then Stripe's event.
+        let ours = event(
+            "svc_1",
+            OBJECT_SNAPSHOT,
+            T - 5,
+            BASIL,
+            payment_session("open", "unpaid"),
+        );
+        assert_eq!(fold(std::slice::from_ref(&e)).orders["cs_2"].user_id(), None, "{ty}");
+        let p = fold(&[e, ours]);
         let order = &p.orders["cs_2"];
         assert_eq!(order.status(), order_status, "{ty} {payment_status}");
         assert_eq!(order.user_id(), Some("user_8"));

@@ -5,6 +5,8 @@
 //! `invoice.parent.subscription_details.subscription`; both shapes decode. Unknown fields are
 //! ignored, missing optional ones are `None`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,8 +70,14 @@ impl CustomerView {
 pub struct CustomerState {
     pub id: String,
     pub snapshot: Option<Register<CustomerView>>,
-    /// The app user this customer belongs to (metadata or Checkout's `client_reference_id`).
+    /// The app user this customer belongs to, from evidence the service created itself: the
+    /// customer or a Checkout Session `/api/checkout` made (docs/adr/0013). Earliest wins.
     pub user: Option<Link>,
+    /// User ids that other sources (webhook metadata, a Checkout Session's
+    /// `client_reference_id`) claimed for this customer: user id → its earliest claim. One
+    /// entry per distinct user, so repeated agreeing events add nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, Link>,
 }
 
 impl CustomerState {
@@ -78,11 +86,49 @@ impl CustomerState {
             id,
             snapshot: None,
             user: None,
+            claims: BTreeMap::new(),
         }
     }
 
     pub fn join(&mut self, other: CustomerState) -> bool {
-        join_register(&mut self.snapshot, other.snapshot) | join_link(&mut self.user, other.user)
+        let mut changed = join_register(&mut self.snapshot, other.snapshot)
+            | join_link(&mut self.user, other.user);
+        for (user, claim) in other.claims {
+            changed |= self.add_claim(user, claim);
+        }
+        changed
+    }
+
+    /// Records an untrusted source's user id for this customer.
+    pub fn claim(&mut self, link: Option<Link>) {
+        if let Some(link) = link {
+            self.add_claim(link.value.clone(), link);
+        }
+    }
+
+    fn add_claim(&mut self, user: String, claim: Link) -> bool {
+        // Per user, the earliest claim (the same order as `join_link`).
+        match self.claims.get_mut(&user) {
+            Some(kept) if claim < *kept => {
+                *kept = claim;
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.claims.insert(user, claim);
+                true
+            }
+        }
+    }
+
+    /// Claims that disagree with the trusted link, or every claim when there is none: each a
+    /// user some source said owns this customer, which was not granted.
+    pub fn link_conflicts(&self) -> Vec<&Link> {
+        self.claims
+            .iter()
+            .filter(|(user, _)| Some(user.as_str()) != self.user_id())
+            .map(|(_, claim)| claim)
+            .collect()
     }
 
     pub fn user_id(&self) -> Option<&str> {

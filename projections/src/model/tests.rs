@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::{decode, entitlement, fold_all, Access, LoggedEvent, Projection};
+use crate::{decode, entitlement, fold_all, Access, LoggedEvent, Projection, OBJECT_SNAPSHOT};
 
 /// One generated step of a lifecycle, before it becomes an event.
 #[derive(Debug, Clone)]
@@ -105,6 +105,27 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
         "checkout.session.completed",
         json!({"id": "cs_1", "object": "checkout.session", "mode": "subscription",
                "client_reference_id": "user_1", "customer": "cus_1", "subscription": "sub_1",
+               "payment_status": "paid", "status": "complete"}),
+        &mut out,
+    );
+    // The session as `/api/checkout` logged it (`api_response`): the evidence of the link.
+    let mut ours = event(
+        0,
+        OBJECT_SNAPSHOT,
+        t,
+        json!({"id": "cs_1", "object": "checkout.session",
+        "mode": "subscription", "client_reference_id": "user_1", "customer": "cus_1",
+        "metadata": {"user_id": "user_1"}, "status": "open", "payment_status": "unpaid"}),
+    );
+    ours["id"] = json!("svc_cs_1");
+    out.push(ours);
+    // A foreign session (a Payment Link) naming the same user for another customer: reported,
+    // never linked, in any delivery order.
+    next(
+        t + 1,
+        "checkout.session.completed",
+        json!({"id": "cs_evil", "object": "checkout.session", "mode": "subscription",
+               "client_reference_id": "user_1", "customer": "cus_evil", "subscription": "sub_evil",
                "payment_status": "paid", "status": "complete"}),
         &mut out,
     );
@@ -257,6 +278,12 @@ fn fold(events: &[&Value]) -> Projection {
         event_type: e["type"].as_str().unwrap(),
         created: e["created"].as_i64().unwrap(),
         payload: e,
+        // Test convention: `svc_` ids stand for the service's own `api_response` entries.
+        origin: if e["id"].as_str().unwrap().starts_with("svc_") {
+            crate::Origin::Service
+        } else {
+            crate::Origin::Stripe
+        },
     }))
     .unwrap()
 }
@@ -349,6 +376,11 @@ proptest! {
             // Joining what is already there changes nothing.
             prop_assert!(!first.join(second));
         }
+        // Only the service's own session links; the foreign one is a conflict on its customer.
+        prop_assert_eq!(in_order.customers["cus_1"].user_id(), Some("user_1"));
+        prop_assert_eq!(in_order.customers["cus_evil"].user_id(), None);
+        prop_assert_eq!(in_order.customers["cus_evil"].link_conflicts().len(), 1);
+        prop_assert!(!in_order.user_links()["user_1"].customers.contains("cus_evil"));
         // A deleted subscription stays canceled whatever came after it in delivery.
         if steps.iter().any(|s| matches!(s, Step::Deleted)) {
             prop_assert_eq!(in_order.subscriptions["sub_1"].status(), Some("canceled"));
@@ -469,9 +501,30 @@ fn checkout_links_the_customer_and_subscription_to_the_app_user() {
     let session = json!({"id": "cs_1", "object": "checkout.session", "mode": "subscription",
         "client_reference_id": "user_7", "customer": "cus_7", "subscription": "sub_7",
         "payment_status": "paid", "status": "complete"});
-    let e = event(1, "checkout.session.completed", 10, session);
+    let e = event(1, "checkout.session.completed", 10, session.clone());
+    // Stripe's event alone is a claim: nothing is linked, and the claim is reported.
     let p = fold(&[&e]);
-    assert_eq!(p.customers["cus_7"].user_id(), Some("user_7"));
+    assert_eq!(p.customers["cus_7"].user_id(), None);
+    assert_eq!(p.customers["cus_7"].link_conflicts()[0].value, "user_7");
+    assert!(p.billing_of_user("user_7").0.is_empty());
+    // With the session as our own create call returned it, in either order, it is the link.
+    let mut ours = event(
+        0,
+        OBJECT_SNAPSHOT,
+        5,
+        with(
+            session,
+            json!({"subscription": null,
+        "status": "open", "payment_status": "unpaid"}),
+        ),
+    );
+    ours["id"] = json!("svc_cs_1");
+    for order in [[&e, &ours], [&ours, &e]] {
+        let p = fold(&order);
+        assert_eq!(p.customers["cus_7"].user_id(), Some("user_7"));
+        assert!(p.customers["cus_7"].link_conflicts().is_empty());
+    }
+    let p = fold(&[&e, &ours]);
     assert_eq!(p.subscriptions["sub_7"].user_id(), Some("user_7"));
     assert!(
         p.orders.is_empty(),
@@ -508,6 +561,7 @@ fn unknown_types_are_not_projected_and_known_ones_without_an_object_are_errors()
         event_type: "radar.early_fraud_warning.created",
         created: 1,
         payload: &e,
+        origin: crate::Origin::Stripe,
     };
     assert_eq!(decode(&ev).unwrap(), vec![]);
     let broken = json!({"id": "evt_x", "type": "customer.subscription.updated", "data": {"object": {"object": "subscription"}}});
@@ -516,6 +570,7 @@ fn unknown_types_are_not_projected_and_known_ones_without_an_object_are_errors()
         event_type: "customer.subscription.updated",
         created: 1,
         payload: &broken,
+        origin: crate::Origin::Stripe,
     };
     assert!(decode(&ev).unwrap_err().0.contains("without an id"));
 }
@@ -730,11 +785,18 @@ fn the_first_user_link_wins_so_a_later_claim_cannot_steal_a_customer() {
         20,
         json!({"id": "cus_1", "object": "customer", "metadata": {"user_id": "user_2"}}),
     );
+    let mut first = first;
+    first["id"] = json!("svc_first");
+    first["type"] = json!(OBJECT_SNAPSHOT);
     let p = fold(&[&later, &first]);
     assert_eq!(p.customers["cus_1"].user_id(), Some("user_1"));
     let links = p.user_links();
     assert!(links["user_1"].customers.contains("cus_1"));
     assert!(!links.contains_key("user_2"));
+    // The disagreeing claim is kept and reported.
+    let conflicts = p.customers["cus_1"].link_conflicts();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].value, "user_2");
 }
 
 #[test]
