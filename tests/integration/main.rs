@@ -8,6 +8,7 @@ mod event_log;
 mod fake_stripe;
 mod health;
 mod helpers;
+mod hostile_webhooks;
 mod observability;
 mod outbox;
 mod projections;
