@@ -143,9 +143,8 @@ pub fn parse_event(body: &[u8]) -> Result<(Envelope, Value), EnvelopeError> {
 /// The body as text, or `NotJson` if it is not valid UTF-8 (the stored payload is the body
 /// byte for byte, so it must be text exactly as received: no lossy replacement).
 pub fn utf8(body: &[u8]) -> Result<&str, EnvelopeError> {
-    std::str::from_utf8(body).map_err(|e| {
-        EnvelopeError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
-    })
+    std::str::from_utf8(body)
+        .map_err(|e| EnvelopeError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))
 }
 
 /// [`parse_event`] for a body already known to be UTF-8.
@@ -272,9 +271,10 @@ impl<'de> Visitor<'de> for Strict<'_> {
 fn nul_path(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => s.contains('\0').then(String::new),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-            nul_path(item).map(|rest| join_path(&format!("[{i}]"), &rest))
-        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item).map(|rest| join_path(&format!("[{i}]"), &rest))),
         Value::Object(map) => map.iter().find_map(|(key, item)| {
             let key = key.escape_default().to_string();
             if key.contains("\\u{0}") {
@@ -431,9 +431,8 @@ mod tests {
 
     fn field_error(body: &str) -> &'static str {
         match Envelope::parse(body.as_bytes()) {
-            Err(EnvelopeError::InvalidField(field, _)) | Err(EnvelopeError::MissingField(field)) => {
-                field
-            }
+            Err(EnvelopeError::InvalidField(field, _))
+            | Err(EnvelopeError::MissingField(field)) => field,
             other => panic!("{body}: expected a field error, got {other:?}"),
         }
     }
@@ -470,25 +469,82 @@ mod tests {
     #[test]
     fn missing_or_wrongly_typed_fields_are_named() {
         let cases = [
-            (r#"{"type":"a","livemode":false,"created":1,"data":{"object":{}}}"#, "id"),
-            (r#"{"id":"evt_1","livemode":false,"created":1,"data":{"object":{}}}"#, "type"),
-            (r#"{"id":"","type":"a","livemode":false,"created":1,"data":{"object":{}}}"#, "id"),
-            (r#"{"id":5,"type":"a","livemode":false,"created":1,"data":{"object":{}}}"#, "id"),
-            (r#"{"id":"e","type":"a","object":"v2.core.event","livemode":false,"created":1,"data":{"object":{}}}"#, "object"),
-            (r#"{"id":"e","type":"a","livemode":"no","created":1,"data":{"object":{}}}"#, "livemode"),
-            (r#"{"id":"e","type":"a","livemode":false,"data":{"object":{}}}"#, "created"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":"1","data":{"object":{}}}"#, "created"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1.5,"data":{"object":{}}}"#, "created"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":-1,"data":{"object":{}}}"#, "created"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1e300,"data":{"object":{}}}"#, "created"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":99999999999999,"data":{"object":{}}}"#, "created"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1}"#, "data"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1,"data":[]}"#, "data"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1,"data":{}}"#, "data.object"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1,"data":{"object":["cus_1"]}}"#, "data.object"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1,"data":{"object":{"id":7}}}"#, "data.object.id"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1,"api_version":1,"data":{"object":{}}}"#, "api_version"),
-            (r#"{"id":"e","type":"a","livemode":false,"created":1,"account":"a\u0000","data":{"object":{}}}"#, "account"),
+            (
+                r#"{"type":"a","livemode":false,"created":1,"data":{"object":{}}}"#,
+                "id",
+            ),
+            (
+                r#"{"id":"evt_1","livemode":false,"created":1,"data":{"object":{}}}"#,
+                "type",
+            ),
+            (
+                r#"{"id":"","type":"a","livemode":false,"created":1,"data":{"object":{}}}"#,
+                "id",
+            ),
+            (
+                r#"{"id":5,"type":"a","livemode":false,"created":1,"data":{"object":{}}}"#,
+                "id",
+            ),
+            (
+                r#"{"id":"e","type":"a","object":"v2.core.event","livemode":false,"created":1,"data":{"object":{}}}"#,
+                "object",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":"no","created":1,"data":{"object":{}}}"#,
+                "livemode",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"data":{"object":{}}}"#,
+                "created",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":"1","data":{"object":{}}}"#,
+                "created",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1.5,"data":{"object":{}}}"#,
+                "created",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":-1,"data":{"object":{}}}"#,
+                "created",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1e300,"data":{"object":{}}}"#,
+                "created",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":99999999999999,"data":{"object":{}}}"#,
+                "created",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1}"#,
+                "data",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1,"data":[]}"#,
+                "data",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1,"data":{}}"#,
+                "data.object",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1,"data":{"object":["cus_1"]}}"#,
+                "data.object",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1,"data":{"object":{"id":7}}}"#,
+                "data.object.id",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1,"api_version":1,"data":{"object":{}}}"#,
+                "api_version",
+            ),
+            (
+                r#"{"id":"e","type":"a","livemode":false,"created":1,"account":"a\u0000","data":{"object":{}}}"#,
+                "account",
+            ),
         ];
         for (body, field) in cases {
             assert_eq!(field_error(body), field, "{body}");
@@ -513,7 +569,11 @@ mod tests {
             "cus_\u{85}",
             "cus_\u{3000}",
         ] {
-            assert_eq!(field_error(&with_object_id(bad)), "data.object.id", "{bad:?}");
+            assert_eq!(
+                field_error(&with_object_id(bad)),
+                "data.object.id",
+                "{bad:?}"
+            );
         }
         assert_eq!(
             field_error(&with_object_id(&"x".repeat(MAX_TOKEN_LEN + 1))),
@@ -531,8 +591,10 @@ mod tests {
         assert!(not_json(b"not json").contains("expected"));
         assert!(not_json(b"{\"id\":\"caf\xff\"}").contains("UTF-8"));
         assert!(not_json(br#"{"a":1e400}"#).contains("number out of range"));
-        assert!(not_json(format!(r#"{{"a":{}}}"#, "9".repeat(10_000)).as_bytes())
-            .contains("number out of range"));
+        assert!(
+            not_json(format!(r#"{{"a":{}}}"#, "9".repeat(10_000)).as_bytes())
+                .contains("number out of range")
+        );
         assert!(not_json(br#"{"a":"\ud800"}"#).contains("hex escape"));
         assert!(not_json(br#"{"a":"\ud800\u0041"}"#).contains("surrogate"));
         assert!(not_json(br#"{"a":"\udc00"}"#).contains("surrogate"));
@@ -545,9 +607,8 @@ mod tests {
     #[test]
     fn the_depth_limit_is_serde_json_s_own_so_a_stored_payload_always_parses_again() {
         // `{"a":` is one level; MAX_DEPTH - 1 arrays inside it make MAX_DEPTH in all.
-        let nested = |levels: usize| {
-            format!(r#"{{"a":{}{}}}"#, "[".repeat(levels), "]".repeat(levels))
-        };
+        let nested =
+            |levels: usize| format!(r#"{{"a":{}{}}}"#, "[".repeat(levels), "]".repeat(levels));
         let at_limit = nested(MAX_DEPTH - 1);
         let (value, _) = parse_strict(&at_limit).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&at_limit).unwrap(), value);
@@ -563,11 +624,16 @@ mod tests {
             "data":{"object":{"lines":[{"x":1},{"note":"a\u0000b"}]}}}"#;
         assert_eq!(
             Envelope::parse(body),
-            Err(EnvelopeError::NulInPayload("data.object.lines[1].note".into()))
+            Err(EnvelopeError::NulInPayload(
+                "data.object.lines[1].note".into()
+            ))
         );
         let key = br#"{"id":"e","type":"a","livemode":false,"created":1,
             "data":{"object":{"k\u0000":1}}}"#;
-        assert!(matches!(Envelope::parse(key), Err(EnvelopeError::NulInPayload(_))));
+        assert!(matches!(
+            Envelope::parse(key),
+            Err(EnvelopeError::NulInPayload(_))
+        ));
     }
 
     /// Hostile fragments, spliced into a valid event by the property tests below.

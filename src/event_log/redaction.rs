@@ -190,7 +190,10 @@ mod tests {
         assert!(prepared.payload_redacted);
         assert!(!prepared.payload.contains("Rosen") && !prepared.payload.contains("ROSEN"));
         assert!(!prepared.payload.contains("J R"));
-        assert_eq!(prepared.value["data"]["object"]["billing_details"]["name"], REDACTED);
+        assert_eq!(
+            prepared.value["data"]["object"]["billing_details"]["name"],
+            REDACTED
+        );
     }
 
     #[test]
@@ -207,9 +210,18 @@ mod tests {
     }
 
     fn name_holder() -> impl Strategy<Value = Value> {
-        let key = proptest::sample::select(&[
-            "billing_details", "card", "owner", "source", "shipping", "data", "object", "x",
-        ][..]);
+        let key = proptest::sample::select(
+            &[
+                "billing_details",
+                "card",
+                "owner",
+                "source",
+                "shipping",
+                "data",
+                "object",
+                "x",
+            ][..],
+        );
         let leaf = prop_oneof![
             Just(Value::Null),
             "[a-zA-Z ]{0,8}".prop_map(Value::String),

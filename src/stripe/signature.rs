@@ -385,7 +385,9 @@ mod tests {
         let header = sign(b"{}", "whsec_a", 1_000);
         let v1 = header.split_once(",v1=").unwrap().1;
         let signed_over = |t: &str| hmac_sha256_hex(b"whsec_a", format!("{t}.{{}}").as_bytes());
-        for t in ["0001000", "+1000", "1_000", "1000 1", "-1000", "١٠٠٠", "1e3"] {
+        for t in [
+            "0001000", "+1000", "1_000", "1000 1", "-1000", "١٠٠٠", "1e3",
+        ] {
             for sig in [v1.to_owned(), signed_over(t)] {
                 let header = format!("t={t},v1={sig}");
                 let outcome = verify(b"{}", Some(&header), &s, 1_000, Some(300));
@@ -408,8 +410,22 @@ mod tests {
 
     /// Header fragments the property test splices together, seeded with the hostile cases.
     const PARTS: &[&str] = &[
-        "t=1000", "t=0001000", "t=+1000", "t=", "t=99999999999999999999", "v1=", "v0=ab",
-        "v1=DEADBEEF", "=", ",", "v1", " ", "\u{0}", "t=1000,t=1000", "x=y", "é",
+        "t=1000",
+        "t=0001000",
+        "t=+1000",
+        "t=",
+        "t=99999999999999999999",
+        "v1=",
+        "v0=ab",
+        "v1=DEADBEEF",
+        "=",
+        ",",
+        "v1",
+        " ",
+        "\u{0}",
+        "t=1000,t=1000",
+        "x=y",
+        "é",
     ];
 
     proptest::proptest! {

@@ -49,8 +49,8 @@ async fn assert_refused(app: &TestApp, name: &str, body: &[u8], code: &str, ment
 }
 
 #[tokio::test]
-async fn bodies_the_projection_could_not_read_are_refused_as_malformed_json_and_nothing_is_logged(
-) {
+async fn bodies_the_projection_could_not_read_are_refused_as_malformed_json_and_nothing_is_logged()
+{
     let app = TestApp::builder().clock_at(NOW).spawn().await;
     let deep = {
         let mut raw = br#""deep":"#.to_vec();
@@ -93,7 +93,11 @@ async fn bodies_the_projection_could_not_read_are_refused_as_malformed_json_and_
             with_object_member("evt_surrogate", br#""note":"\ud800""#),
             "hex escape",
         ),
-        ("100,000 levels of nesting", with_object_member("evt_deep", &deep), "recursion"),
+        (
+            "100,000 levels of nesting",
+            with_object_member("evt_deep", &deep),
+            "recursion",
+        ),
         (
             "a repeated key",
             insert_after(
@@ -112,13 +116,14 @@ async fn bodies_the_projection_could_not_read_are_refused_as_malformed_json_and_
 }
 
 #[tokio::test]
-async fn hostile_envelope_fields_are_refused_as_invalid_events_naming_the_field_on_both_backends()
-{
+async fn hostile_envelope_fields_are_refused_as_invalid_events_naming_the_field_on_both_backends() {
     let app = TestApp::builder().clock_at(NOW).spawn().await;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "data.object as an array",
-            edited("evt_arr", |v| v["data"]["object"] = json!(["cus_1", "customer"])),
+            edited("evt_arr", |v| {
+                v["data"]["object"] = json!(["cus_1", "customer"])
+            }),
             "data.object",
         ),
         (
@@ -133,7 +138,9 @@ async fn hostile_envelope_fields_are_refused_as_invalid_events_naming_the_field_
         ),
         (
             "NUL in data.object.id",
-            edited("evt_nul_o", |v| v["data"]["object"]["id"] = json!("cus_\u{0}")),
+            edited("evt_nul_o", |v| {
+                v["data"]["object"]["id"] = json!("cus_\u{0}")
+            }),
             "data.object.id",
         ),
         (
@@ -162,7 +169,9 @@ async fn hostile_envelope_fields_are_refused_as_invalid_events_naming_the_field_
         ),
         (
             "a byte-order mark in data.object.object",
-            edited("evt_bom", |v| v["data"]["object"]["object"] = json!("\u{FEFF}customer")),
+            edited("evt_bom", |v| {
+                v["data"]["object"]["object"] = json!("\u{FEFF}customer")
+            }),
             "data.object.object",
         ),
         (
@@ -258,11 +267,23 @@ async fn a_signature_header_with_a_non_canonical_timestamp_or_upper_case_hex_doe
     let canonical = NOW.to_string();
     let cases = [
         // Signed over the re-formatted timestamp: what the old parser accepted.
-        (format!("t=000{NOW},v1={}", mac(&canonical)), "signature_malformed"),
-        (format!("t=+{NOW},v1={}", mac(&canonical)), "signature_malformed"),
+        (
+            format!("t=000{NOW},v1={}", mac(&canonical)),
+            "signature_malformed",
+        ),
+        (
+            format!("t=+{NOW},v1={}", mac(&canonical)),
+            "signature_malformed",
+        ),
         // Signed over the literal text: still not a timestamp Stripe would send.
-        (format!("t=000{NOW},v1={}", mac(&format!("000{NOW}"))), "signature_malformed"),
-        (format!("t=+{NOW},v1={}", mac(&format!("+{NOW}"))), "signature_malformed"),
+        (
+            format!("t=000{NOW},v1={}", mac(&format!("000{NOW}"))),
+            "signature_malformed",
+        ),
+        (
+            format!("t=+{NOW},v1={}", mac(&format!("+{NOW}"))),
+            "signature_malformed",
+        ),
         (
             format!("t={NOW},v1={}", mac(&canonical).to_uppercase()),
             "signature_mismatch",
