@@ -10,7 +10,7 @@ pub mod envelope;
 pub mod model;
 pub mod notification;
 
-pub use envelope::{Envelope, EnvelopeError, ObjectRef};
+pub use envelope::{parse_event, parse_event_str, Envelope, EnvelopeError, ObjectRef};
 pub use model::decode::{
     decode, fold_all, Conflict, DecodeError, Fact, LoggedEvent, Origin, Projection, UserLinks,
     KINDS, OBJECT_SNAPSHOT, PROJECTED_TYPES,

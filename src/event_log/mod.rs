@@ -485,18 +485,16 @@ pub fn object_snapshot_entry(
         "data": {"object": object},
     })
     .to_string();
-    let envelope = Envelope::parse(body.as_bytes())
+    // The same one parse as a webhook's: an object Stripe returned that the projection could
+    // not read (a NUL, an overlong id) is refused here, not logged.
+    let prepared = redaction::prepare(body.as_bytes())
         .map_err(|e| StorageError::Other(format!("snapshot envelope: {e}")))?;
     let raw_body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
-    let (payload, payload_redacted) = match redaction::redact(body.as_bytes()) {
-        redaction::Redacted::Unchanged => (body, false),
-        redaction::Redacted::Changed(json) => (json, true),
-    };
     Ok(NewEntry {
-        envelope,
+        envelope: prepared.envelope,
         source,
-        payload,
-        payload_redacted,
+        payload: prepared.payload,
+        payload_redacted: prepared.payload_redacted,
         raw_body_sha256,
         verification: None,
         received_at: now,

@@ -16,44 +16,50 @@
 //! are kept. The SHA-256 of the raw body is stored before redaction, so anyone holding Stripe's
 //! copy of the event can still match it to the entry.
 
+//!
+//! The policy runs over the **parsed** body only (the one strict parse of
+//! `ledger_projections::parse_event`), never over raw bytes: a key written with JSON escapes
+//! (`"billing_\u0064etails"`) is the key it decodes to, and a body that cannot be parsed is
+//! refused before anything is stored, so there is no way around the policy (ADR 12).
+
+use ledger_projections::{Envelope, EnvelopeError};
 use serde_json::Value;
 
 pub const REDACTED: &str = "[redacted]";
 
-/// Outcome of applying the policy to a raw body.
-pub enum Redacted {
-    /// Nothing to redact: store the raw bytes unchanged.
-    Unchanged,
-    /// Store this re-serialised JSON instead.
-    Changed(String),
+/// A parsed event ready to be stored.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub envelope: Envelope,
+    /// The parsed body after redaction: what the projection folds.
+    pub value: Value,
+    /// What is stored: the body's exact text, or the redacted re-serialisation.
+    pub payload: String,
+    pub payload_redacted: bool,
 }
 
-// Keys whose presence means the body may hold a cardholder name. Checked on the raw bytes so
-// the common event (a subscription, an invoice) is stored without a second parse.
-const TRIGGERS: [&[u8]; 4] = [
-    b"\"billing_details\"",
-    b"\"card\"",
-    b"\"owner\"",
-    b"\"cardholder_name\"",
-];
+/// Parses a body once and applies the policy: for entries that do not come from a webhook
+/// (backfill, snapshots), where nothing happens between the parse and the redaction.
+pub fn prepare(body: &[u8]) -> Result<Prepared, EnvelopeError> {
+    let text = ledger_projections::envelope::utf8(body)?;
+    let (envelope, mut value) = ledger_projections::parse_event_str(text)?;
+    let (payload, payload_redacted) = stored_payload(text, &mut value);
+    Ok(Prepared {
+        envelope,
+        value,
+        payload,
+        payload_redacted,
+    })
+}
 
-/// Applies the policy to a verified, JSON-parsable body.
-pub fn redact(body: &[u8]) -> Redacted {
-    if !TRIGGERS.iter().any(|t| contains(body, t)) {
-        return Redacted::Unchanged;
-    }
-    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
-        return Redacted::Unchanged;
-    };
-    if redact_value(&mut value, None) {
-        Redacted::Changed(value.to_string())
+/// Applies the policy to `value`, the parse of `text`, and returns what to store: `text`
+/// itself when nothing was redacted (the body byte for byte), else the re-serialised value.
+pub fn stored_payload(text: &str, value: &mut Value) -> (String, bool) {
+    if redact_value(value, None) {
+        (value.to_string(), true)
     } else {
-        Redacted::Unchanged
+        (text.to_owned(), false)
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Redacts in place; returns whether anything changed.
@@ -109,14 +115,21 @@ fn blank(v: &mut Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn apply(v: Value) -> (Value, bool) {
-        let bytes = serde_json::to_vec(&v).unwrap();
-        match redact(&bytes) {
-            Redacted::Unchanged => (v, false),
-            Redacted::Changed(s) => (serde_json::from_str(&s).unwrap(), true),
-        }
+        let mut value = v.clone();
+        let (payload, changed) = stored_payload(&v.to_string(), &mut value);
+        assert_eq!(serde_json::from_str::<Value>(&payload).unwrap(), value);
+        (value, changed)
+    }
+
+    fn event_with(object: &str) -> String {
+        format!(
+            r#"{{"id":"evt_1","type":"charge.succeeded","livemode":false,"created":1,
+            "data":{{"object":{object}}}}}"#
+        )
     }
 
     #[test]
@@ -156,10 +169,137 @@ mod tests {
     }
 
     #[test]
-    fn a_payload_without_cardholder_data_is_left_byte_for_byte() {
-        let body = br#"{"id":"evt_1", "data":{"object":{"object":"customer","name":"Jenny"}}}"#;
-        assert!(matches!(redact(body), Redacted::Unchanged));
-        let null_name = br#"{"billing_details":{"name":null}}"#;
-        assert!(matches!(redact(null_name), Redacted::Unchanged));
+    fn a_payload_without_cardholder_data_is_stored_byte_for_byte() {
+        let body = event_with(r#"{"object":"customer", "name":"Jenny",  "n":1E+2}"#);
+        let prepared = prepare(body.as_bytes()).unwrap();
+        assert!(!prepared.payload_redacted);
+        assert_eq!(prepared.payload, body);
+        let null_name = event_with(r#"{"billing_details":{"name":null}}"#);
+        let prepared = prepare(null_name.as_bytes()).unwrap();
+        assert!(!prepared.payload_redacted);
+        assert_eq!(prepared.payload, null_name);
+    }
+
+    #[test]
+    fn keys_written_with_escapes_are_redacted_like_the_keys_they_decode_to() {
+        let body = event_with(
+            r#"{"billing_\u0064etails":{"name":"Jenny Rosen"},"\u0063ard":{"n\u0061me":"J R"},
+            "x":{"cardholder\u005fname":"ROSEN"}}"#,
+        );
+        let prepared = prepare(body.as_bytes()).unwrap();
+        assert!(prepared.payload_redacted);
+        assert!(!prepared.payload.contains("Rosen") && !prepared.payload.contains("ROSEN"));
+        assert!(!prepared.payload.contains("J R"));
+        assert_eq!(
+            prepared.value["data"]["object"]["billing_details"]["name"],
+            REDACTED
+        );
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_is_refused_not_stored_unredacted() {
+        let mut body = event_with(r#"{"card":{"name":"Jenny Rosen"},"x":"?"}"#).into_bytes();
+        let at = body.iter().position(|&b| b == b'?').unwrap();
+        body[at] = 0xFF;
+        assert!(matches!(prepare(&body), Err(EnvelopeError::NotJson(_))));
+        let truncated = event_with(r#"{"card":{"name":"Jenny Rosen"}"#);
+        assert!(matches!(
+            prepare(truncated.as_bytes()),
+            Err(EnvelopeError::NotJson(_))
+        ));
+    }
+
+    fn name_holder() -> impl Strategy<Value = Value> {
+        let key = proptest::sample::select(
+            &[
+                "billing_details",
+                "card",
+                "owner",
+                "source",
+                "shipping",
+                "data",
+                "object",
+                "x",
+            ][..],
+        );
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            "[a-zA-Z ]{0,8}".prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            key.clone().prop_map(str::to_owned),
+                            Just("name".to_owned()),
+                            Just("verified_name".to_owned()),
+                            Just("cardholder_name".to_owned()),
+                        ],
+                        inner
+                    ),
+                    0..5
+                )
+                .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// No cardholder name is left where the policy says there is none.
+    fn assert_no_name(value: &Value, parent: Option<&str>) {
+        match value {
+            Value::Object(map) => {
+                let is_card = map.get("object").and_then(Value::as_str) == Some("card");
+                let mut fields = vec!["cardholder_name"];
+                match parent {
+                    Some("billing_details") | Some("card") => fields.push("name"),
+                    Some("owner") => fields.extend(["name", "verified_name"]),
+                    _ if is_card => fields.push("name"),
+                    _ => {}
+                }
+                for f in fields {
+                    if let Some(v) = map.get(f) {
+                        assert!(v.is_null() || v == REDACTED, "{f} kept in {value}");
+                    }
+                }
+                for (k, child) in map {
+                    assert_no_name(child, Some(k));
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| assert_no_name(i, parent)),
+            _ => {}
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn redaction_leaves_no_cardholder_name_and_is_idempotent(object in name_holder()) {
+            let body = event_with(&json!({"object": "charge", "x": object}).to_string());
+            let prepared = prepare(body.as_bytes()).unwrap();
+            assert_no_name(&prepared.value, None);
+            let again = prepare(prepared.payload.as_bytes()).unwrap();
+            prop_assert!(!again.payload_redacted);
+            prop_assert_eq!(again.value, prepared.value);
+        }
+
+        #[test]
+        fn arbitrary_bodies_are_prepared_or_refused_without_panicking(
+            prefix in proptest::collection::vec(any::<u8>(), 0..64),
+            seed in proptest::sample::select(&[
+                "\"card\":{\"name\":\"Jenny Rosen\"}", "\"billing_\\u0064etails\":{\"name\":\"J\"}",
+                "\"\\ud800\"", "1e400", "[[[[", "\u{FEFF}", "\"a\":1,\"a\":2",
+            ][..]),
+        ) {
+            let mut body = prefix;
+            body.extend_from_slice(event_with(&format!("{{{seed}}}")).as_bytes());
+            match prepare(&body) {
+                Ok(p) => assert_no_name(&p.value, None),
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
     }
 }

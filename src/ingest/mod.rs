@@ -1,9 +1,9 @@
-//! Webhook ingestion, in ARCHITECTURE.md's order: raw bytes, size limit, signature, lenient
-//! envelope, livemode, redaction, idempotent append. Independent of HTTP so that the handler
+//! Webhook ingestion, in ARCHITECTURE.md's order: raw bytes, size limit, signature, one strict
+//! parse (envelope), livemode, redaction, idempotent append. Independent of HTTP so that the handler
 //! stays a thin translation and the steps can be tested on their own.
 
 use chrono::Utc;
-use ledger_projections::{Envelope, EnvelopeError};
+use ledger_projections::EnvelopeError;
 use sha2::{Digest, Sha256};
 
 use crate::config::WebhookConfig;
@@ -80,7 +80,11 @@ pub async fn ingest(
     )
     .map_err(IngestError::Signature)?;
 
-    let envelope = Envelope::parse(body).map_err(IngestError::Envelope)?;
+    // The one parse of the body (ADR 12): the envelope, the redaction and the projection all
+    // read this value, so nothing appended can fail to parse later.
+    let text = ledger_projections::envelope::utf8(body).map_err(IngestError::Envelope)?;
+    let (envelope, mut value) =
+        ledger_projections::parse_event_str(text).map_err(IngestError::Envelope)?;
     // Verified: from here on, every line logged for this request names the event.
     crate::telemetry::record_event_id(&envelope.id);
     let expected = config.mode;
@@ -89,11 +93,7 @@ pub async fn ingest(
     }
 
     let raw_body_sha256 = hex::encode(Sha256::digest(body));
-    // Stripe bodies are UTF-8 JSON; the envelope parse above has proven it.
-    let (payload, payload_redacted) = match redaction::redact(body) {
-        redaction::Redacted::Unchanged => (String::from_utf8_lossy(body).into_owned(), false),
-        redaction::Redacted::Changed(json) => (json, true),
-    };
+    let (payload, payload_redacted) = redaction::stored_payload(text, &mut value);
     let entry = NewEntry {
         source: Source::Webhook,
         payload,
@@ -112,7 +112,7 @@ pub async fn ingest(
 
     let event_id = entry.envelope.id.clone();
     let event_type = entry.envelope.event_type.clone();
-    let outcome = tokio::time::timeout(config.ingest_timeout, writer.append(entry))
+    let outcome = tokio::time::timeout(config.ingest_timeout, writer.append_parsed(entry, value))
         .await
         .map_err(|_| IngestError::Timeout)?
         .map_err(|e| match e {

@@ -42,6 +42,9 @@ pub enum WriteError {
 
 struct Pending {
     entry: NewEntry,
+    /// The body as ingestion parsed (and redacted) it, so the projection need not parse the
+    /// payload again; `None` makes it parse `entry.payload`.
+    parsed: Option<serde_json::Value>,
     reply: oneshot::Sender<Result<AppendOutcome, WriteError>>,
 }
 
@@ -71,6 +74,24 @@ impl Writer {
 
     /// Appends `entry` unless its id is already logged, and makes sure it is projected.
     pub async fn append(&self, entry: NewEntry) -> Result<AppendOutcome, WriteError> {
+        self.send(entry, None).await
+    }
+
+    /// `append` for an entry whose payload is `parsed` (after redaction): the projection folds
+    /// that value instead of parsing the payload again.
+    pub async fn append_parsed(
+        &self,
+        entry: NewEntry,
+        parsed: serde_json::Value,
+    ) -> Result<AppendOutcome, WriteError> {
+        self.send(entry, Some(parsed)).await
+    }
+
+    async fn send(
+        &self,
+        entry: NewEntry,
+        parsed: Option<serde_json::Value>,
+    ) -> Result<AppendOutcome, WriteError> {
         if let Some((position, sha)) = self.seen.get(&entry.envelope.id) {
             return Ok(AppendOutcome::Duplicate {
                 position,
@@ -79,7 +100,11 @@ impl Writer {
         }
         let (reply, outcome) = oneshot::channel();
         self.queue
-            .send(Pending { entry, reply })
+            .send(Pending {
+                entry,
+                parsed,
+                reply,
+            })
             .await
             .map_err(|_| unavailable("the writer has stopped"))?;
         outcome
@@ -156,6 +181,7 @@ async fn write_together(
     let logged = event_log::logged_in(&mut tx, &ids).await?;
     // One projection per distinct id: what is logged if it is, else what arrived.
     let mut to_project: Vec<Entry> = Vec::new();
+    let mut parsed: Vec<Option<&serde_json::Value>> = Vec::new();
     let mut index_of: HashMap<&str, usize> = HashMap::new();
     for pending in batch {
         let id = pending.entry.envelope.id.as_str();
@@ -163,6 +189,11 @@ async fn write_together(
             continue;
         }
         index_of.insert(id, to_project.len());
+        // A logged entry is projected from its stored payload, which may differ from this body.
+        parsed.push(match logged.get(id) {
+            Some(_) => None,
+            None => pending.parsed.as_ref(),
+        });
         to_project.push(match logged.get(id) {
             Some(l) => Entry {
                 position: l.position,
@@ -177,7 +208,7 @@ async fn write_together(
             None => entry_of(&pending.entry, 0),
         });
     }
-    let projected = projector::project_each_in(&mut tx, &to_project).await?;
+    let projected = projector::project_each_in(&mut tx, &to_project, &parsed).await?;
 
     let mut marks = event_log::Projected::default();
     for (entry, result) in to_project.iter().zip(&projected) {

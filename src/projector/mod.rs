@@ -63,20 +63,33 @@ type Caused = Vec<(Notification, String)>;
 /// entries ask to be notified (a rebuild passes `None`: replaying history sends nothing).
 fn facts_of(
     entries: &[Entry],
+    notifications: Option<&mut Caused>,
+) -> Result<BTreeMap<Key, Fact>, ProjectError> {
+    facts_of_parsed(entries, &[], notifications)
+}
+
+/// `facts_of` where `parsed[i]`, if given, is entry `i`'s payload already parsed (ingestion's
+/// one parse, ADR 12); the others are parsed from their stored payload.
+fn facts_of_parsed(
+    entries: &[Entry],
+    parsed: &[Option<&Value>],
     mut notifications: Option<&mut Caused>,
 ) -> Result<BTreeMap<Key, Fact>, ProjectError> {
     let mut merged: BTreeMap<Key, Fact> = BTreeMap::new();
-    for entry in entries {
-        let payload: Value =
-            serde_json::from_str(&entry.payload).map_err(|e| ProjectError::Event {
-                event_id: entry.event_id.clone(),
-                reason: format!("stored payload is not JSON: {e}"),
-            })?;
+    for (i, entry) in entries.iter().enumerate() {
+        let stored;
+        let payload: &Value = match parsed.get(i).copied().flatten() {
+            Some(value) => value,
+            None => {
+                stored = parse_payload(entry)?;
+                &stored
+            }
+        };
         let event = LoggedEvent {
             event_id: &entry.event_id,
             event_type: &entry.event_type,
             created: entry.created,
-            payload: &payload,
+            payload,
             origin: entry.origin,
         };
         let facts = decode(&event).map_err(|e| ProjectError::Event {
@@ -105,6 +118,17 @@ fn facts_of(
         }
     }
     Ok(merged)
+}
+
+/// Parses a stored payload with the same strict parser ingestion used, so whatever was
+/// appended parses again here.
+fn parse_payload(entry: &Entry) -> Result<Value, ProjectError> {
+    ledger_projections::envelope::parse_strict(&entry.payload)
+        .map(|(value, _)| value)
+        .map_err(|e| ProjectError::Event {
+            event_id: entry.event_id.clone(),
+            reason: format!("stored payload is not JSON: {e}"),
+        })
 }
 
 /// Joins two facts about the same object (same kind by construction).
@@ -239,7 +263,7 @@ pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
 /// Projects logged entries inside the caller's transaction and marks them projected.
 pub async fn project_in(tx: &mut Tx<'_>, entries: &[Entry]) -> Result<(), ProjectError> {
     let generation = tx.active_generation().await?;
-    fold_in(tx, generation, entries).await?;
+    fold_in(tx, generation, entries, &[]).await?;
     let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
     let positions: Vec<i64> = entries.iter().map(|e| e.position).collect();
     tx.mark_projected(&positions, &ids).await?;
@@ -247,9 +271,14 @@ pub async fn project_in(tx: &mut Tx<'_>, entries: &[Entry]) -> Result<(), Projec
 }
 
 /// Folds entries into `generation` and writes the notifications they cause.
-async fn fold_in(tx: &mut Tx<'_>, generation: i64, entries: &[Entry]) -> Result<(), ProjectError> {
+async fn fold_in(
+    tx: &mut Tx<'_>,
+    generation: i64,
+    entries: &[Entry],
+    parsed: &[Option<&Value>],
+) -> Result<(), ProjectError> {
     let mut notifications = Caused::new();
-    let facts = facts_of(entries, Some(&mut notifications))?;
+    let facts = facts_of_parsed(entries, parsed, Some(&mut notifications))?;
     write_facts(tx, generation, facts, true).await?;
     tx.enqueue_notifications(&notifications, chrono::Utc::now().timestamp())
         .await?;
@@ -261,10 +290,11 @@ async fn fold_in(tx: &mut Tx<'_>, generation: i64, entries: &[Entry]) -> Result<
 /// neither fails the others nor the transaction. `tx` must come from `Tx::begin_ingest`, which
 /// pins the generation until it ends (see `store::GENERATION_LOCK`). Marking entries projected and recording dead letters is
 /// left to the caller, which learns the positions from the append. A storage error aborts
-/// (the caller rolls back).
+/// (the caller rolls back). `parsed[i]`, if given, is entry `i`'s payload already parsed.
 pub async fn project_each_in(
     tx: &mut Tx<'_>,
     entries: &[Entry],
+    parsed: &[Option<&Value>],
 ) -> Result<Vec<Result<(), String>>, StorageError> {
     if entries.is_empty() {
         return Ok(Vec::new());
@@ -272,7 +302,7 @@ pub async fn project_each_in(
     // Pinned: `tx` comes from `Tx::begin_ingest`.
     let generation = tx.active_generation().await?;
     tx.execute("SAVEPOINT projection").await?;
-    match fold_in(tx, generation, entries).await {
+    match fold_in(tx, generation, entries, parsed).await {
         Ok(()) => {
             tx.execute("RELEASE SAVEPOINT projection").await?;
             return Ok(entries.iter().map(|_| Ok(())).collect());
@@ -281,9 +311,10 @@ pub async fn project_each_in(
         Err(_) => tx.execute("ROLLBACK TO SAVEPOINT projection").await?,
     }
     let mut results = Vec::with_capacity(entries.len());
-    for entry in entries {
+    for (i, entry) in entries.iter().enumerate() {
         tx.execute("SAVEPOINT projection_one").await?;
-        match fold_in(tx, generation, std::slice::from_ref(entry)).await {
+        let one = parsed.get(i).copied().flatten();
+        match fold_in(tx, generation, std::slice::from_ref(entry), &[one]).await {
             Ok(()) => {
                 tx.execute("RELEASE SAVEPOINT projection_one").await?;
                 results.push(Ok(()));

@@ -5,7 +5,6 @@
 //! (the unique event id decides, as for webhooks).
 
 use chrono::Utc;
-use ledger_projections::Envelope;
 use sha2::{Digest, Sha256};
 
 use crate::db::Db;
@@ -66,24 +65,20 @@ pub async fn sync_events(
     let mut entries = Vec::new();
     for event in &listed {
         let body = event.to_string();
-        let Ok(envelope) = Envelope::parse(body.as_bytes()) else {
+        let Ok(prepared) = redaction::prepare(body.as_bytes()) else {
             report.refused += 1;
             continue;
         };
-        if envelope.livemode != mode.is_live() {
+        if prepared.envelope.livemode != mode.is_live() {
             report.refused += 1;
             continue;
         }
         let raw_body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
-        let (payload, payload_redacted) = match redaction::redact(body.as_bytes()) {
-            redaction::Redacted::Unchanged => (body, false),
-            redaction::Redacted::Changed(json) => (json, true),
-        };
         entries.push(NewEntry {
-            envelope,
+            envelope: prepared.envelope,
             source: Source::ApiBackfill,
-            payload,
-            payload_redacted,
+            payload: prepared.payload,
+            payload_redacted: prepared.payload_redacted,
             raw_body_sha256,
             verification: None,
             received_at: Utc::now(),

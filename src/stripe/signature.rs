@@ -170,19 +170,45 @@ pub struct Verified {
     pub secret_fingerprint: String,
 }
 
-/// A parsed header. `v1` entries that are not valid hex are dropped: they can never match,
-/// and Stripe's SDKs ignore them too.
+/// A parsed header. `v1` entries that are not 64 lower-case hex digits are kept as empty
+/// (unusable) signatures: they can never match, and Stripe's SDKs ignore them too.
 #[derive(Debug)]
-struct ParsedHeader {
+struct ParsedHeader<'h> {
     timestamp: i64,
+    /// `t` exactly as sent: the signed string is built from this text, never from a
+    /// re-formatted number, so what verifies here verifies in Stripe's SDKs too.
+    timestamp_text: &'h str,
     v1: Vec<Vec<u8>>,
+}
+
+/// Most digits a `t` may have: enough for any `i64` of seconds.
+const MAX_TIMESTAMP_DIGITS: usize = 18;
+
+/// A timestamp as Stripe writes it: canonical decimal digits (no sign, no leading zero, no
+/// spaces inside). `t=000N` or `t=+N` would name the same second with another signed string.
+fn canonical_timestamp(text: &str) -> Option<i64> {
+    let canonical = !text.is_empty()
+        && text.len() <= MAX_TIMESTAMP_DIGITS
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+/// A `v1` as Stripe writes it: 64 lower-case hex digits. Upper-case hex is refused, like the
+/// SDKs' string comparison refuses it.
+fn v1_signature(text: &str) -> Option<Vec<u8>> {
+    let lower_hex = text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    lower_hex.then(|| hex::decode(text).ok()).flatten()
 }
 
 /// Longest header we bother to parse: room for dozens of signatures, and a cap on the work a
 /// hostile request can cause.
 const MAX_HEADER_LEN: usize = 4096;
 
-fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
+fn parse_header(header: &str) -> Result<ParsedHeader<'_>, SignatureError> {
     if header.trim().is_empty() {
         return Err(SignatureError::Missing);
     }
@@ -200,33 +226,28 @@ fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
             .ok_or(SignatureError::Malformed)?;
         match key.trim() {
             "t" => {
-                let t = value
-                    .trim()
-                    .parse::<i64>()
-                    .map_err(|_| SignatureError::Malformed)?;
+                let text = value.trim();
+                let t = canonical_timestamp(text).ok_or(SignatureError::Malformed)?;
                 // Two different timestamps make the signed string ambiguous.
-                if timestamp.is_some_and(|prev| prev != t) {
+                if timestamp.is_some_and(|(_, prev)| prev != text) {
                     return Err(SignatureError::Malformed);
                 }
-                timestamp = Some(t);
+                timestamp = Some((t, text));
             }
             "v1" => {
-                let value = value.trim();
-                if value.len() == 64 {
-                    if let Ok(bytes) = hex::decode(value) {
-                        v1.push(bytes);
-                        continue;
-                    }
-                }
-                // Present but unusable; remembered so that "only junk v1" reads as a mismatch
-                // rather than as "no v1 at all".
-                v1.push(Vec::new());
+                // Present but unusable (junk, upper case) is remembered as empty, so that
+                // "only junk v1" reads as a mismatch rather than as "no v1 at all".
+                v1.push(v1_signature(value.trim()).unwrap_or_default());
             }
             _ => {}
         }
     }
-    let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
-    Ok(ParsedHeader { timestamp, v1 })
+    let (timestamp, timestamp_text) = timestamp.ok_or(SignatureError::Malformed)?;
+    Ok(ParsedHeader {
+        timestamp,
+        timestamp_text,
+        v1,
+    })
 }
 
 /// Verifies `header` over `payload` at time `now` (unix seconds).
@@ -251,7 +272,7 @@ pub fn verify(
     'secrets: for (index, secret) in secrets.secrets.iter().enumerate() {
         let mut mac = <HmacSha256 as Mac>::new_from_slice(secret.expose().as_bytes())
             .expect("HMAC accepts keys of any length");
-        mac.update(parsed.timestamp.to_string().as_bytes());
+        mac.update(parsed.timestamp_text.as_bytes());
         mac.update(b".");
         mac.update(payload);
         for candidate in &parsed.v1 {
@@ -356,6 +377,78 @@ mod tests {
             SecretsError::Whitespace(1)
         );
         assert_eq!(WebhookSecrets::parse("a , b").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn only_a_canonical_timestamp_and_lower_case_hex_verify() {
+        let s = secrets("whsec_a");
+        let header = sign(b"{}", "whsec_a", 1_000);
+        let v1 = header.split_once(",v1=").unwrap().1;
+        let signed_over = |t: &str| hmac_sha256_hex(b"whsec_a", format!("{t}.{{}}").as_bytes());
+        for t in [
+            "0001000", "+1000", "1_000", "1000 1", "-1000", "١٠٠٠", "1e3",
+        ] {
+            for sig in [v1.to_owned(), signed_over(t)] {
+                let header = format!("t={t},v1={sig}");
+                let outcome = verify(b"{}", Some(&header), &s, 1_000, Some(300));
+                assert_eq!(outcome, Err(SignatureError::Malformed), "{header}");
+            }
+        }
+        let upper = format!("t=1000,v1={}", v1.to_uppercase());
+        let outcome = verify(b"{}", Some(&upper), &s, 1_000, Some(300));
+        assert_eq!(outcome, Err(SignatureError::Mismatch));
+        assert!(verify(b"{}", Some(&header), &s, 1_000, Some(300)).is_ok());
+        let zero = sign(b"{}", "whsec_a", 0);
+        assert!(verify(b"{}", Some(&zero), &s, 0, Some(300)).is_ok());
+        // The same literal `t` twice is harmless; two spellings of one second are not.
+        let twice = format!("t=1000,{header}");
+        assert!(verify(b"{}", Some(&twice), &s, 1_000, Some(300)).is_ok());
+        let respelled = format!("t=01000,{header}");
+        let outcome = verify(b"{}", Some(&respelled), &s, 1_000, Some(300));
+        assert_eq!(outcome, Err(SignatureError::Malformed));
+    }
+
+    /// Header fragments the property test splices together, seeded with the hostile cases.
+    const PARTS: &[&str] = &[
+        "t=1000",
+        "t=0001000",
+        "t=+1000",
+        "t=",
+        "t=99999999999999999999",
+        "v1=",
+        "v0=ab",
+        "v1=DEADBEEF",
+        "=",
+        ",",
+        "v1",
+        " ",
+        "\u{0}",
+        "t=1000,t=1000",
+        "x=y",
+        "é",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_header_gets_a_classified_answer_without_panicking(
+            parts in proptest::collection::vec(proptest::sample::select(PARTS), 0..8),
+            noise in "\\PC{0,40}",
+            sign_it in proptest::bool::ANY,
+        ) {
+            let mut header = parts.join(",");
+            header.push_str(&noise);
+            if sign_it {
+                let valid = sign(b"{}", "whsec_a", 1_000);
+                header = format!("{valid},{header}");
+            }
+            let outcome = verify(b"{}", Some(&header), &secrets("whsec_a"), 1_000, Some(300));
+            match outcome {
+                Ok(v) => proptest::prop_assert_eq!(v.timestamp, 1_000),
+                Err(e) => proptest::prop_assert!(!e.code().is_empty()),
+            }
+        }
     }
 
     #[test]

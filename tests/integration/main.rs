@@ -9,6 +9,7 @@ mod fake_stripe;
 mod health;
 mod helpers;
 mod hostile_queries;
+mod hostile_webhooks;
 mod observability;
 mod openapi;
 mod outbox;
