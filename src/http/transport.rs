@@ -41,8 +41,12 @@ use crate::config::TransportConfig;
 
 /// hyper's own limit on a request head (request line and headers). Our smaller limits
 /// (`boundary::MAX_HEADER_BYTES`, `boundary::MAX_URI_BYTES`) answer first, as JSON; this one
-/// only bounds the buffering, and its answer is rewritten to JSON here.
-const HYPER_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// only bounds the buffering, and its answer is rewritten to JSON here. Above hyper's fixed
+/// URI limit (65534 bytes), so an overlong URI gets 414 rather than 431.
+const HYPER_MAX_HEADER_BYTES: usize = 96 * 1024;
+/// hyper's read buffer per connection (its default is about 400 KiB): bounds the memory an
+/// open connection can pin.
+const HYPER_MAX_BUF_BYTES: usize = 128 * 1024;
 /// How long the loop pauses after an accept error that is not the peer's (EMFILE, ENFILE,
 /// ENOBUFS...): retrying at once would spin on the error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -291,14 +295,18 @@ async fn serve_connection(
     // connections at the header timeout. Both timeouts are ours, below.
     builder
         .keep_alive(true)
-        .max_header_size(HYPER_MAX_HEADER_BYTES);
+        .max_header_size(HYPER_MAX_HEADER_BYTES)
+        .max_buf_size(HYPER_MAX_BUF_BYTES);
     let connection = builder.serve_connection(io, service(router, conn.clone()));
     tokio::pin!(connection);
     let mut drained = false;
     loop {
+        // Phases change without telling this loop, so it also looks again every
+        // min(header, idle) timeout: a deadline of the new phase can't be passed unseen.
+        let next_look = Instant::now() + limits.header_timeout.min(limits.idle_timeout);
         let check = conn
             .deadline(&limits)
-            .unwrap_or_else(|| Instant::now() + limits.header_timeout.min(limits.idle_timeout));
+            .map_or(next_look, |d| d.min(next_look));
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {

@@ -18,6 +18,7 @@ mod shutdown;
 mod signature_vectors;
 mod smtp_sink;
 mod stripe_objects;
+mod transport;
 mod webhook;
 
 /// Golden files live in the top-level `snapshots/`, named by the test, not the module path.
