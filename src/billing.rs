@@ -294,7 +294,10 @@ mod tests {
         assert_eq!(locks.map().len(), 1, "the waiter still needs the entry");
         let held = second.lock.lock().await;
         let third = locks.get("user_1");
-        assert!(third.lock.try_lock().is_err(), "still excluded after the first left");
+        assert!(
+            third.lock.try_lock().is_err(),
+            "still excluded after the first left"
+        );
         drop(held);
         drop(second);
         drop(third);

@@ -37,9 +37,10 @@ pub fn describe(status: StatusCode) -> (&'static str, &'static str) {
             "unsupported_media_type",
             "the request body's content type is not accepted here",
         ),
-        StatusCode::UNPROCESSABLE_ENTITY => {
-            ("unprocessable_request", "the request body has the wrong shape")
-        }
+        StatusCode::UNPROCESSABLE_ENTITY => (
+            "unprocessable_request",
+            "the request body has the wrong shape",
+        ),
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
             "headers_too_large",
             "the request's headers are larger than 16384 bytes or more than 100",
@@ -133,7 +134,10 @@ fn as_json(response: Response) -> Response {
     let (mut parts, _body) = response.into_parts();
     let (code, message) = describe(parts.status);
     if parts.status.is_server_error() {
-        tracing::error!(status = parts.status.as_u16(), "an error response without a body was answered as JSON");
+        tracing::error!(
+            status = parts.status.as_u16(),
+            "an error response without a body was answered as JSON"
+        );
     }
     let json = ApiError::client(parts.status, code, message).into_response();
     let (json_parts, body) = json.into_parts();

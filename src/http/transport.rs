@@ -511,7 +511,8 @@ mod tests {
 
     #[test]
     fn only_hyper_s_untyped_error_heads_are_replaced() {
-        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let hyper =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
         assert_eq!(
             hyper_error_status(hyper),
             Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
@@ -522,10 +523,7 @@ mod tests {
             hyper_error_status(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
             None
         );
-        assert_eq!(
-            hyper_error_status(b"{\"error\":\"HTTP/1.1 400 \"}"),
-            None
-        );
+        assert_eq!(hyper_error_status(b"{\"error\":\"HTTP/1.1 400 \"}"), None);
         let answer = String::from_utf8(json_answer(StatusCode::URI_TOO_LONG)).unwrap();
         let (head, body) = answer.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"));

@@ -44,7 +44,11 @@ async fn healthz_on(stream: &mut TcpStream) {
         assert!(n > 0, "closed before answering");
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 /// Sends raw bytes and reads the whole answer (the request says `connection: close`, or the
@@ -185,7 +189,10 @@ async fn with_every_connection_slot_held_by_idle_attackers_webhooks_are_still_an
             break;
         }
     }
-    assert!(closed, "the longest-idle connection was not closed at the cap");
+    assert!(
+        closed,
+        "the longest-idle connection was not closed at the cap"
+    );
 }
 
 #[tokio::test]
@@ -194,30 +201,44 @@ async fn oversized_and_malformed_requests_get_json_errors_with_stable_codes() {
     let cases: Vec<(String, u16, &str)> = vec![
         // Over our limit: answered by the router's boundary.
         (
-            format!("GET /healthz?{} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", "a".repeat(10_000)),
+            format!(
+                "GET /healthz?{} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                "a".repeat(10_000)
+            ),
             414,
             "uri_too_long",
         ),
         // Over hyper's fixed URI limit: hyper's own answer, rewritten.
         (
-            format!("GET /healthz?{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70_000)),
+            format!(
+                "GET /healthz?{} HTTP/1.1\r\nhost: x\r\n\r\n",
+                "a".repeat(70_000)
+            ),
             414,
             "uri_too_long",
         ),
         (
-            format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\nconnection: close\r\n\r\n", "a".repeat(20_000)),
+            format!(
+                "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\nconnection: close\r\n\r\n",
+                "a".repeat(20_000)
+            ),
             431,
             "headers_too_large",
         ),
         (
-            format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(100_000)),
+            format!(
+                "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+                "a".repeat(100_000)
+            ),
             431,
             "headers_too_large",
         ),
         (
             format!(
                 "GET /healthz HTTP/1.1\r\nhost: x\r\n{}\r\n",
-                (0..150).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+                (0..150)
+                    .map(|i| format!("x-h{i}: v\r\n"))
+                    .collect::<String>()
             ),
             431,
             "headers_too_large",
@@ -262,7 +283,10 @@ async fn an_oversized_checkout_body_is_refused_as_json_before_it_is_read() {
         .env("STRIPE_PRICE_IDS_TIER1", "price_tier1")
         .env("CHECKOUT_SUCCESS_URL", "https://app.example.com/ok")
         .env("CHECKOUT_CANCEL_URL", "https://app.example.com/cancel")
-        .env("STRIPE_PORTAL_RETURN_URL", "https://app.example.com/account")
+        .env(
+            "STRIPE_PORTAL_RETURN_URL",
+            "https://app.example.com/account",
+        )
         .spawn()
         .await;
     let token = stripe_ledger::jwt::JwtKey::new(jwt)
