@@ -205,6 +205,9 @@ pub async fn serve(
             }
             Err(e) => {
                 if errors.failed(&e) {
+                    // Out of descriptors (or buffers): a waiting connection gives one back, so
+                    // the next accept can succeed even when the open-file limit is below the cap.
+                    registry.evict_longest_waiting();
                     tokio::select! {
                         _ = stop.wait_for(stopped) => break,
                         () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
