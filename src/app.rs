@@ -46,6 +46,8 @@ pub struct AppState {
     pub shutdown_timeout: Duration,
     /// Set when a stop begins: `/readyz` then says 503 so load balancers move on.
     pub draining: Arc<AtomicBool>,
+    /// Connection limits and timeouts of the HTTP server.
+    pub transport: crate::config::TransportConfig,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             billing_url: config.mail.billing_url.clone(),
             shutdown_timeout: config.shutdown_timeout,
             draining: Arc::new(AtomicBool::new(false)),
+            transport: config.transport,
             writer: Writer::start(db.clone(), config.webhook.seen_cache_size),
             db,
             webhook: Arc::new(config.webhook.clone()),
@@ -138,18 +141,13 @@ impl RunningServer {
 /// Starts serving `state` on an already-bound listener.
 pub fn start(state: AppState, listener: TcpListener) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
-    let (shutdown, mut stopped) = watch::channel(false);
+    let (shutdown, stopped) = watch::channel(false);
     let (deadline, deadline_passed) = watch::channel(false);
     let timeout = state.shutdown_timeout;
     let draining = state.draining.clone();
+    let limits = state.transport;
     let router = http::router(state, deadline_passed);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let task = tokio::spawn(http::transport::serve(listener, router, limits, stopped));
     Ok(RunningServer {
         addr,
         shutdown,

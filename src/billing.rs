@@ -51,7 +51,7 @@ pub struct Billing {
     client: StripeClient,
     /// One customer lookup-or-create per user at a time in this process (Stripe's idempotency
     /// key covers other instances).
-    user_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    user_locks: UserLocks,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -70,7 +70,7 @@ impl Billing {
         Ok(Billing {
             config,
             client,
-            user_locks: Mutex::new(HashMap::new()),
+            user_locks: UserLocks::default(),
         })
     }
 
@@ -213,11 +213,8 @@ impl Billing {
     }
 
     async fn customer_for(&self, db: &Db, user_id: &str) -> Result<String, BillingError> {
-        let lock = {
-            let mut locks = self.user_locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(user_id.to_owned()).or_default().clone()
-        };
-        let _guard = lock.lock().await;
+        let lock = self.user_locks.get(user_id);
+        let _guard = lock.lock.lock().await;
         if let Some(customer) = self.existing_customer(db, user_id).await? {
             return Ok(customer);
         }
@@ -231,8 +228,6 @@ impl Billing {
             .map(str::to_owned)
             .ok_or_else(|| StripeError::Network("the customer has no id".into()))?;
         self.record(db, &customer).await?;
-        let mut locks = self.user_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.remove(user_id);
         Ok(id)
     }
 }
@@ -277,4 +272,79 @@ fn lookup<'a>(
             name: name.chars().take(64).collect(),
             valid: prices.keys().cloned().collect::<Vec<_>>().join(", "),
         })
+}
+
+/// One lock per user being served right now: an entry lives as long as someone holds or
+/// waits for its lock, so the map never grows with the number of users ever seen.
+#[derive(Default)]
+struct UserLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl UserLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, user_id: &str) -> UserLock<'_> {
+        let lock = self.map().entry(user_id.to_owned()).or_default().clone();
+        UserLock {
+            locks: self,
+            user_id: user_id.to_owned(),
+            lock,
+        }
+    }
+}
+
+/// A user's lock; dropping it removes the entry when nobody else holds a clone (checked under
+/// the map's mutex, so nobody can take one meanwhile).
+struct UserLock<'a> {
+    locks: &'a UserLocks,
+    user_id: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for UserLock<'_> {
+    fn drop(&mut self) {
+        let mut map = self.locks.map();
+        // One count is ours, one the map's: nobody else holds or waits.
+        if Arc::strong_count(&self.lock) <= 2 {
+            map.remove(&self.user_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UserLocks;
+
+    #[tokio::test]
+    async fn the_user_lock_map_forgets_users_once_nobody_holds_their_lock() {
+        let locks = UserLocks::default();
+        for i in 0..1000 {
+            let lock = locks.get(&format!("user_{i}"));
+            let _guard = lock.lock.lock().await;
+        }
+        assert_eq!(locks.map().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_user_s_lock_stays_shared_while_someone_still_waits_for_it() {
+        let locks = UserLocks::default();
+        let first = locks.get("user_1");
+        let guard = first.lock.lock().await;
+        let second = locks.get("user_1");
+        assert!(second.lock.try_lock().is_err(), "one lock per user");
+        drop(guard);
+        drop(first);
+        assert_eq!(locks.map().len(), 1, "the waiter still needs the entry");
+        let held = second.lock.lock().await;
+        let third = locks.get("user_1");
+        assert!(
+            third.lock.try_lock().is_err(),
+            "still excluded after the first left"
+        );
+        drop(held);
+        drop(second);
+        drop(third);
+        assert_eq!(locks.map().len(), 0);
+    }
 }

@@ -299,6 +299,49 @@ pub struct ServeConfig {
     /// `SHUTDOWN_TIMEOUT_SECS`: how long a stop waits for in-flight requests and jobs; requests
     /// still running then are answered 503 so that Stripe retries them.
     pub shutdown_timeout: Duration,
+    /// `HTTP_HEADER_TIMEOUT_SECS`, `HTTP_IDLE_TIMEOUT_SECS`, `HTTP_MAX_CONNECTIONS`.
+    pub transport: TransportConfig,
+}
+
+/// Connection limits of the HTTP server (see `http::transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// A request's head must arrive within this, counted from its first byte (or from the
+    /// accept, for a connection's first request): slowloris clients are cut off.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections at most; at the cap the longest-idle one is closed for a new one.
+    pub max_connections: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
+}
+
+fn transport_config(env: &impl Lookup) -> Result<TransportConfig, ConfigError> {
+    let bounded = |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| {
+        let value = parse_opt::<u64>(env, name)?.unwrap_or(default);
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(
+                name,
+                format!("must be between {} and {}", range.start(), range.end()),
+            ))
+        }
+    };
+    Ok(TransportConfig {
+        header_timeout: Duration::from_secs(bounded("HTTP_HEADER_TIMEOUT_SECS", 10, 1..=300)?),
+        idle_timeout: Duration::from_secs(bounded("HTTP_IDLE_TIMEOUT_SECS", 60, 1..=3600)?),
+        max_connections: bounded("HTTP_MAX_CONNECTIONS", 512, 1..=65_536)? as usize,
+    })
 }
 
 /// What `POST /api/checkout` and `POST /api/billing-portal` need.
@@ -603,6 +646,7 @@ impl ServeConfig {
             mail,
             outbox_interval: Duration::from_millis(outbox_interval_ms),
             shutdown_timeout: Duration::from_secs(shutdown_timeout_secs),
+            transport: transport_config(env)?,
             reconcile_interval_secs,
             reconcile_repair,
             billing,
@@ -730,6 +774,9 @@ mod tests {
             ("OUTBOX_INTERVAL_MS", "topsecretvalue"),
             ("OUTBOX_INTERVAL_MS", "10"),
             ("SHUTDOWN_TIMEOUT_SECS", "0"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("HTTP_IDLE_TIMEOUT_SECS", "topsecretvalue"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
         ];
         for (variable, value) in cases {
             let err = ServeConfig::from_lookup(&env(&[
@@ -836,6 +883,7 @@ mod tests {
         assert!(default.mail.smtp_url.is_none());
         assert_eq!(default.mail.from.email.to_string(), "billing@localhost");
         assert_eq!(default.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(default.transport, TransportConfig::default());
         let err = ServeConfig::from_lookup(&env(&[
             ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
             (

@@ -2,12 +2,14 @@
 
 mod audit;
 mod billing_api;
+mod boundary;
 pub mod error;
 mod health;
 mod openapi;
 mod query;
 mod read_api;
 pub mod request_context;
+pub mod transport;
 mod webhook;
 
 use axum::http::StatusCode;
@@ -45,6 +47,7 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(boundary::boundary))
         .layer(axum::middleware::from_fn_with_state(
             deadline_passed,
             request_context::request_context,

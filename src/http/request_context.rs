@@ -32,7 +32,8 @@ pub async fn request_context(
         "request",
         request_id = %id,
         method = %request.method(),
-        path = %request.uri().path(),
+        // Bounded: a long path is refused (414), but its line is still logged.
+        path = %request.uri().path().chars().take(256).collect::<String>(),
         stripe_event_id = tracing::field::Empty,
     );
     let started = std::time::Instant::now();

@@ -21,6 +21,7 @@ mod shutdown;
 mod signature_vectors;
 mod smtp_sink;
 mod stripe_objects;
+mod transport;
 mod trigger;
 mod webhook;
 
