@@ -13,11 +13,11 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{ApiTokens, Authorization, Scope};
 use crate::config::{ServeConfig, WebhookConfig};
-use crate::db::Db;
 use crate::http::{self, ApiError};
 use crate::ingest::Writer;
 use crate::metrics::Metrics;
 use crate::outbox::mail::Mailer;
+use crate::store::Db;
 
 /// Unix seconds. Injectable so tests can check the timestamp tolerance at exact boundaries.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -261,7 +261,7 @@ pub fn spawn_background(
                         tracing::info!(projected = r.projected, failed = r.failed, position = r.position, "catch-up projected log entries");
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "catch-up failed; will retry"),
+                    Err(e) => tracing::warn!(error = %crate::store::error::chain(&e), "catch-up failed; will retry"),
                 },
                 _ = retry.tick() => match crate::projector::retry_dead_letters(&db).await {
                     Ok((0, _)) => {}
@@ -269,7 +269,7 @@ pub fn spawn_background(
                         metrics.projection_failed("retry", failing as u64);
                         tracing::info!(retried, failing, "dead letters retried");
                     }
-                    Err(e) => tracing::warn!(error = %e, "dead-letter retry failed; will retry"),
+                    Err(e) => tracing::warn!(error = %crate::store::error::chain(&e), "dead-letter retry failed; will retry"),
                 },
             }
         }
@@ -306,7 +306,7 @@ fn spawn_reconciliation(
                     match crate::reconcile::schedule::run_if_due(&db, &client, mode, repair, interval, &holder).await {
                         Ok(Some(run)) => tracing::info!(run, "scheduled reconciliation finished"),
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "scheduled reconciliation could not start"),
+                        Err(e) => tracing::warn!(error = %crate::store::error::chain(&e), "scheduled reconciliation could not start"),
                     }
                 }
             }

@@ -147,8 +147,8 @@ impl std::fmt::Display for RebuildBench {
 /// Appends `n` generated events (customers, subscriptions, invoices over n/20 users) and times
 /// a full rebuild of the read models from them.
 pub async fn run_rebuild(options: &BenchOptions, n: usize) -> anyhow::Result<RebuildBench> {
-    use crate::db::{Db, DbTarget};
     use crate::event_log::{self, NewEntry, Source};
+    use crate::store::{Db, DbTarget};
     use sha2::Digest as _;
     let mut results = Vec::new();
     for backend in &options.backend {

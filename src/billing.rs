@@ -14,10 +14,11 @@ use ledger_projections::{Access, Fact, Origin};
 use serde_json::Value;
 
 use crate::config::BillingConfig;
-use crate::db::Db;
-use crate::event_log::{self, Source, StorageError};
+use crate::event_log::{self, Source};
 use crate::projector::{self, state_from_json, Entry};
 use crate::read_models;
+use crate::store::Db;
+use crate::store::StorageError;
 use crate::stripe::client::{StripeClient, StripeError};
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::audit::{self, EventDetail, EventList, EventSummary};
 use crate::bench::{self, BenchOptions};
 use crate::config::{DatabaseConfig, LogFormat, Lookup as _, ProcessEnv, ServeConfig};
-use crate::db::Db;
 use crate::event_log;
+use crate::store::Db;
 use crate::trigger::{self, TriggerRequest};
 
 #[derive(Debug, Parser)]

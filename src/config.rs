@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::auth::ApiTokens;
-use crate::db::{DbTarget, PoolSettings};
 use crate::secret::Secret;
+use crate::store::{DbTarget, PoolSettings};
 use crate::stripe::keys::{Mode, SecretKey};
 use crate::stripe::signature::{WebhookSecrets, DEFAULT_TOLERANCE_SECS};
 
@@ -253,7 +253,7 @@ impl DatabaseConfig {
             // sqlx's parse errors can quote any part of the URL (`unknown value "..." for
             // ssl_mode`), and the URL may hold a password: only the kind of problem is shown.
             let problem = match e {
-                crate::db::DbUrlError::Invalid(backend, _) => {
+                crate::store::DbUrlError::Invalid(backend, _) => {
                     format!("is not a valid {backend} connection string")
                 }
                 other => other.to_string(),
@@ -743,7 +743,10 @@ mod tests {
         let config =
             ServeConfig::from_lookup(&env(&[("STRIPE_WEBHOOK_SECRET", "whsec_x")])).unwrap();
         assert_eq!(config.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
-        assert_eq!(config.database.target.backend(), crate::db::Backend::Sqlite);
+        assert_eq!(
+            config.database.target.backend(),
+            crate::store::Backend::Sqlite
+        );
         assert_eq!(config.webhook.mode, Mode::Test);
         assert_eq!(config.webhook.tolerance_secs, 300);
     }

@@ -17,8 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::db::Db;
-use crate::event_log::StorageError;
+use crate::store::Db;
+use crate::store::StorageError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
@@ -209,11 +209,7 @@ impl Metrics {
         // A blocked database must not hang the scrape past Prometheus's own timeout.
         let gauges = tokio::time::timeout(GAUGES_TIMEOUT, database_gauges(db))
             .await
-            .unwrap_or_else(|_| {
-                Err(StorageError::Unavailable(
-                    "the database gauges timed out".into(),
-                ))
-            });
+            .unwrap_or_else(|_| Err(StorageError::interrupted("the database gauges timed out")));
         match gauges {
             Ok(g) => {
                 self.database_up.set(1);
@@ -268,7 +264,9 @@ const GAUGES_SQL: &str = "SELECT \
 async fn database_gauges(db: &Db) -> Result<DatabaseGauges, StorageError> {
     type Row = (i64, Option<i64>, i64, i64);
     let (dead_letters, reconcile_drift, catch_up_lag, log_position): Row = match db {
-        Db::Postgres(pool) => sqlx::query_as(GAUGES_SQL).fetch_one(pool).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => {
+            sqlx::query_as(GAUGES_SQL).fetch_one(pool).await?
+        }
         Db::Sqlite(db) => sqlx::query_as(GAUGES_SQL).fetch_one(&db.read).await?,
     };
     Ok(DatabaseGauges {

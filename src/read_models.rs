@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use ledger_projections::{Fact, InvoiceState, SubscriptionState};
 
-use crate::db::Db;
-use crate::event_log::StorageError;
 use crate::query::cursor::{Binding, Endpoint};
 use crate::query::{self, FilterError, Params};
+use crate::store::Db;
+use crate::store::StorageError;
 
 pub use crate::query::{DEFAULT_LIMIT, MAX_LIMIT};
 
@@ -140,7 +140,7 @@ pub async fn get(db: &Db, kind: &str, id: &str) -> Result<Option<String>, Storag
         "SELECT state FROM read_models WHERE generation = {ACTIVE} AND kind = $1 AND id = $2"
     );
     let state: Option<String> = match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query_scalar(&sql)
                 .bind(kind)
                 .bind(id)
@@ -181,7 +181,7 @@ pub async fn list(db: &Db, kind: &str, query: &Query) -> Result<Page, StorageErr
         u64::from(query.limit) + 1
     );
     let rows: Vec<(String, String)> = match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             let mut q = sqlx::query_as(&sql);
             for b in &binds {
                 q = q.bind(*b);
@@ -221,7 +221,7 @@ pub async fn all_states(
         "SELECT state FROM read_models WHERE generation = {ACTIVE} AND kind = $1 AND {column} = $2 ORDER BY id LIMIT 1000"
     );
     Ok(match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query_scalar(&sql)
                 .bind(kind)
                 .bind(value)

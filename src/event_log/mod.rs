@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use ledger_projections::Envelope;
 use serde::Serialize;
 
-use crate::db::Db;
+use crate::store::common::event_log::SUMMARY_COLUMNS;
+use crate::store::event_log::EventLogStore as _;
+use crate::store::Db;
+pub use crate::store::StorageError;
 
 /// Key of the PostgreSQL transaction-level advisory lock that serialises appends across all
 /// instances, so positions become visible in order (see `postgres::insert`). SQLite has a
@@ -148,61 +151,6 @@ pub struct Page {
     pub next_position: Option<i64>,
 }
 
-/// A storage failure, classified for the caller. Holds the message rather than the sqlx error
-/// so that one batch failure can be reported to every request in the batch.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StorageError {
-    /// The database could not be reached or did not answer in time: the caller should retry.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database error: {0}")]
-    Other(String),
-}
-
-impl StorageError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StorageError::Unavailable(_))
-    }
-}
-
-impl From<sqlx::Error> for StorageError {
-    fn from(e: sqlx::Error) -> Self {
-        let transient = match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(db) => is_transient(db.code().as_deref()),
-            _ => false,
-        };
-        if transient {
-            StorageError::Unavailable(e.to_string())
-        } else {
-            StorageError::Other(e.to_string())
-        }
-    }
-}
-
-// PostgreSQL: 08xxx connection exceptions, 53xxx insufficient resources, 57P0x shutdown,
-// 40001/40P01 serialization/deadlock. SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED.
-fn is_transient(code: Option<&str>) -> bool {
-    match code {
-        Some(c) => {
-            c.starts_with("08")
-                || c.starts_with("53")
-                || c.starts_with("57P0")
-                || c == "40001"
-                || c == "40P01"
-                || c == "5"
-                || c == "6"
-                || c == "517"
-                || c == "261"
-        }
-        None => false,
-    }
-}
-
 /// Appends `entry` unless its event id is already in the log. Concurrent appends of the same
 /// id (two deliveries, two instances) resolve on the unique constraint: exactly one wins.
 /// The webhook path goes through `ingest::Writer`, which batches; this is the one-off form.
@@ -218,7 +166,9 @@ pub async fn append(db: &Db, entry: &NewEntry) -> Result<AppendOutcome, StorageE
 /// Runs concurrently on the read pool, so duplicates never queue behind appends.
 pub async fn existing(db: &Db, entry: &NewEntry) -> Result<Option<AppendOutcome>, StorageError> {
     let found = match db {
-        Db::Postgres(pool) => postgres::find(pool, &entry.envelope.id).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => {
+            postgres::find(pool, &entry.envelope.id).await?
+        }
         Db::Sqlite(db) => sqlite::find(db, &entry.envelope.id).await?,
     };
     Ok(found.map(|f| AppendOutcome::Duplicate {
@@ -233,7 +183,7 @@ pub async fn append_batch(
     db: &Db,
     entries: &[&NewEntry],
 ) -> Result<Vec<AppendOutcome>, StorageError> {
-    let mut tx = crate::db::Tx::begin(db).await?;
+    let mut tx = crate::store::Tx::begin(db).await?;
     let outcomes = append_in(&mut tx, entries).await?;
     tx.commit().await?;
     Ok(outcomes)
@@ -243,14 +193,14 @@ pub async fn append_batch(
 /// projection) commits with them. On PostgreSQL the transaction holds the append lock until it
 /// ends: keep it short.
 pub async fn append_in(
-    tx: &mut crate::db::Tx<'_>,
+    tx: &mut crate::store::Tx<'_>,
     entries: &[&NewEntry],
 ) -> Result<Vec<AppendOutcome>, StorageError> {
     append_marking(tx, entries, &Projected::default()).await
 }
 
 async fn append_marking(
-    tx: &mut crate::db::Tx<'_>,
+    tx: &mut crate::store::Tx<'_>,
     entries: &[&NewEntry],
     projected: &Projected<'_>,
 ) -> Result<Vec<AppendOutcome>, StorageError> {
@@ -266,8 +216,8 @@ async fn append_marking(
             });
     }
     let positions = match tx {
-        crate::db::Tx::Postgres(tx) => postgres::insert_batch(tx, &unique, projected).await?,
-        crate::db::Tx::Sqlite(tx) => sqlite::insert_batch(tx, &unique, projected).await?,
+        crate::store::Tx::Postgres(tx) => postgres::insert_batch(tx, &unique, projected).await?,
+        crate::store::Tx::Sqlite(tx) => sqlite::insert_batch(tx, &unique, projected).await?,
     };
     let by_id: std::collections::HashMap<&str, Inserted> = unique
         .iter()
@@ -306,7 +256,7 @@ pub struct Logged {
 
 /// Which of `event_ids` are already logged, read inside the caller's transaction.
 pub async fn logged_in(
-    tx: &mut crate::db::Tx<'_>,
+    tx: &mut crate::store::Tx<'_>,
     event_ids: &[&str],
 ) -> Result<std::collections::HashMap<String, Logged>, StorageError> {
     type Row = (String, i64, String, i64, String, String);
@@ -315,7 +265,7 @@ pub async fn logged_in(
     let rows: Vec<Row> = match tx {
         // The transaction plans for the data at hand (`plan_cache_mode`), so `= ANY` uses
         // the unique index however small the table was when the statement was first seen.
-        crate::db::Tx::Postgres(tx) => {
+        crate::store::Tx::Postgres(tx) => {
             sqlx::query_as(&format!(
                 "SELECT {COLUMNS} FROM event_log WHERE event_id = ANY($1)"
             ))
@@ -323,7 +273,7 @@ pub async fn logged_in(
             .fetch_all(&mut **tx)
             .await?
         }
-        crate::db::Tx::Sqlite(tx) => {
+        crate::store::Tx::Sqlite(tx) => {
             if event_ids.is_empty() {
                 return Ok(Default::default());
             }
@@ -376,7 +326,7 @@ pub struct Projected<'a> {
 /// critical section (lock, append, commit) short: the projection ran before it, concurrently
 /// with other batches.
 pub async fn append_projected_in(
-    tx: &mut crate::db::Tx<'_>,
+    tx: &mut crate::store::Tx<'_>,
     entries: &[&NewEntry],
     projected: &Projected<'_>,
 ) -> Result<Vec<AppendOutcome>, StorageError> {
@@ -395,7 +345,7 @@ struct Inserted {
 /// One entry with its payload and verification record.
 pub async fn get(db: &Db, event_id: &str) -> Result<Option<StoredEvent>, StorageError> {
     match db {
-        Db::Postgres(pool) => postgres::get(pool, event_id).await,
+        Db::Postgres(crate::store::PgStore { pool }) => postgres::get(pool, event_id).await,
         Db::Sqlite(pool) => sqlite::get(pool, event_id).await,
     }
 }
@@ -404,7 +354,7 @@ pub async fn get(db: &Db, event_id: &str) -> Result<Option<StoredEvent>, Storage
 pub async fn list(db: &Db, filter: &EventFilter, page: &PageRequest) -> Result<Page, StorageError> {
     let query = ListQuery::build(filter, page);
     let mut events = match db {
-        Db::Postgres(pool) => postgres::list(pool, &query).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => postgres::list(pool, &query).await?,
         Db::Sqlite(pool) => sqlite::list(pool, &query).await?,
     };
     // One extra row was fetched to learn whether another page exists.
@@ -430,31 +380,25 @@ pub async fn read_after(
     let sql = format!(
         "SELECT {SUMMARY_COLUMNS}, payload FROM event_log WHERE position > $1 ORDER BY position LIMIT {limit}"
     );
-    match db {
-        Db::Postgres(pool) => {
-            let rows = sqlx::query(&sql).bind(position).fetch_all(pool).await?;
-            Ok(rows
-                .into_iter()
-                .map(|row| decode_stored_event!(row, true))
-                .collect::<Result<_, _>>()?)
+    Ok(match db {
+        Db::Postgres(store) => {
+            sqlx::query_as(&sql)
+                .bind(position)
+                .fetch_all(&store.pool)
+                .await?
         }
-        Db::Sqlite(db) => {
-            let rows = sqlx::query(&sql).bind(position).fetch_all(&db.read).await?;
-            Ok(rows
-                .into_iter()
-                .map(|row| decode_stored_event!(row, true))
-                .collect::<Result<_, _>>()?)
+        Db::Sqlite(store) => {
+            sqlx::query_as(&sql)
+                .bind(position)
+                .fetch_all(&store.read)
+                .await?
         }
-    }
+    })
 }
 
 /// The highest position in the log (0 when empty).
 pub async fn last_position(db: &Db) -> Result<i64, StorageError> {
-    const SQL: &str = "SELECT COALESCE(MAX(position), 0) FROM event_log";
-    Ok(match db {
-        Db::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await?,
-        Db::Sqlite(db) => sqlx::query_scalar(SQL).fetch_one(&db.read).await?,
-    })
+    db.last_position().await
 }
 
 /// A log entry for an object the Stripe API returned: a synthetic `ledger.object_snapshot`
@@ -488,7 +432,7 @@ pub fn object_snapshot_entry(
     // The same one parse as a webhook's: an object Stripe returned that the projection could
     // not read (a NUL, an overlong id) is refused here, not logged.
     let prepared = redaction::prepare(body.as_bytes())
-        .map_err(|e| StorageError::Other(format!("snapshot envelope: {e}")))?;
+        .map_err(|e| StorageError::invalid(format!("snapshot envelope: {e}")))?;
     let raw_body_sha256 = hex::encode(Sha256::digest(body.as_bytes()));
     Ok(NewEntry {
         envelope: prepared.envelope,
@@ -503,10 +447,7 @@ pub fn object_snapshot_entry(
 
 /// Number of entries, for operators and tests.
 pub async fn count(db: &Db) -> Result<i64, StorageError> {
-    match db {
-        Db::Postgres(pool) => postgres::count(pool).await,
-        Db::Sqlite(pool) => sqlite::count(pool).await,
-    }
+    db.count_events().await
 }
 
 /// A value bound to a `$n` placeholder. Both backends accept `$n`, so the SQL text is shared.
@@ -522,11 +463,6 @@ struct ListQuery {
     sql: String,
     binds: Vec<Bind>,
 }
-
-const SUMMARY_COLUMNS: &str = "position, event_id, event_type, api_version, livemode, account, \
-     object_id, object_type, stripe_created, received_at, source, payload_redacted, \
-     raw_body_sha256, signature_header, signature_timestamp, verified_by_index, \
-     verified_by_fingerprint";
 
 impl ListQuery {
     fn build(filter: &EventFilter, page: &PageRequest) -> ListQuery {
@@ -574,41 +510,6 @@ impl ListQuery {
         ListQuery { sql, binds }
     }
 }
-
-/// Decodes a row selected with `SUMMARY_COLUMNS` (plus `payload` when `with_payload`).
-/// A macro rather than a generic function: the column types line up on both backends, but
-/// spelling out sqlx's per-database trait bounds would say far less than this does.
-macro_rules! decode_stored_event {
-    ($row:expr, $with_payload:expr) => {{
-        use sqlx::Row as _;
-        let row = $row;
-        Ok::<_, sqlx::Error>($crate::event_log::StoredEvent {
-            position: row.try_get("position")?,
-            event_id: row.try_get("event_id")?,
-            event_type: row.try_get("event_type")?,
-            api_version: row.try_get("api_version")?,
-            livemode: row.try_get("livemode")?,
-            account: row.try_get("account")?,
-            object_id: row.try_get("object_id")?,
-            object_type: row.try_get("object_type")?,
-            stripe_created: row.try_get("stripe_created")?,
-            received_at: row.try_get("received_at")?,
-            source: row.try_get("source")?,
-            payload_redacted: row.try_get("payload_redacted")?,
-            raw_body_sha256: row.try_get("raw_body_sha256")?,
-            signature_header: row.try_get("signature_header")?,
-            signature_timestamp: row.try_get("signature_timestamp")?,
-            verified_by_index: row.try_get("verified_by_index")?,
-            verified_by_fingerprint: row.try_get("verified_by_fingerprint")?,
-            payload: if $with_payload {
-                Some(row.try_get("payload")?)
-            } else {
-                None
-            },
-        })
-    }};
-}
-use decode_stored_event;
 
 #[cfg(test)]
 mod tests {

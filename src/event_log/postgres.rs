@@ -3,9 +3,9 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    decode_stored_event, Bind, Inserted, ListQuery, NewEntry, Projected, StorageError, StoredEvent,
-    APPEND_LOCK, SUMMARY_COLUMNS,
+    Bind, Inserted, ListQuery, NewEntry, Projected, StorageError, StoredEvent, APPEND_LOCK,
 };
+use crate::store::common::event_log::SUMMARY_COLUMNS;
 
 pub(super) async fn find<'e>(
     executor: impl sqlx::PgExecutor<'e>,
@@ -52,7 +52,7 @@ pub(super) async fn insert_batch(
             // Already logged, or won by a concurrent append (another request or instance).
             // The conflict check waited for that transaction, so a fresh read sees it.
             None => find(&mut *tx, &entry.envelope.id).await?.ok_or_else(|| {
-                StorageError::Other(format!(
+                StorageError::invalid(format!(
                     "event {} vanished during append",
                     entry.envelope.id
                 ))
@@ -147,33 +147,22 @@ pub(super) async fn get(
     event_id: &str,
 ) -> Result<Option<StoredEvent>, StorageError> {
     let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM event_log WHERE event_id = $1");
-    let row = sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(event_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|row| decode_stored_event!(row, true)).transpose()?)
+        .await?)
 }
 
 pub(super) async fn list(
     pool: &PgPool,
     query: &ListQuery,
 ) -> Result<Vec<StoredEvent>, StorageError> {
-    let mut q = sqlx::query(&query.sql);
+    let mut q = sqlx::query_as(&query.sql);
     for bind in &query.binds {
         q = match bind {
             Bind::Text(s) => q.bind(s.as_str()),
             Bind::Int(i) => q.bind(*i),
         };
     }
-    let rows = q.fetch_all(pool).await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| decode_stored_event!(row, false))
-        .collect::<Result<_, _>>()?)
-}
-
-pub(super) async fn count(pool: &PgPool) -> Result<i64, StorageError> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM event_log")
-        .fetch_one(pool)
-        .await?)
+    Ok(q.fetch_all(pool).await?)
 }

@@ -1,11 +1,12 @@
-use crate::db::SqliteDb;
+use crate::store::SqliteStore;
 
-use super::{
-    decode_stored_event, Bind, Inserted, ListQuery, NewEntry, Projected, StorageError, StoredEvent,
-    SUMMARY_COLUMNS,
-};
+use super::{Bind, Inserted, ListQuery, NewEntry, Projected, StorageError, StoredEvent};
+use crate::store::common::event_log::SUMMARY_COLUMNS;
 
-pub(super) async fn find(db: &SqliteDb, event_id: &str) -> Result<Option<Inserted>, StorageError> {
+pub(super) async fn find(
+    db: &SqliteStore,
+    event_id: &str,
+) -> Result<Option<Inserted>, StorageError> {
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT position, raw_body_sha256 FROM event_log WHERE event_id = $1")
             .bind(event_id)
@@ -76,12 +77,7 @@ async fn insert_each(
         .bind(object.and_then(|o| o.object_type.as_deref()))
         .bind(env.created)
         // Fixed-width UTC text, so that text order is time order.
-        .bind(
-            entry
-                .received_at
-                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string(),
-        )
+        .bind(crate::store::sqlite::timestamp(entry.received_at))
         .bind(entry.source.as_str())
         .bind(&entry.payload)
         .bind(entry.payload_redacted)
@@ -118,37 +114,26 @@ async fn insert_each(
 }
 
 pub(super) async fn get(
-    db: &SqliteDb,
+    db: &SqliteStore,
     event_id: &str,
 ) -> Result<Option<StoredEvent>, StorageError> {
     let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM event_log WHERE event_id = $1");
-    let row = sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(event_id)
         .fetch_optional(&db.read)
-        .await?;
-    Ok(row.map(|row| decode_stored_event!(row, true)).transpose()?)
+        .await?)
 }
 
 pub(super) async fn list(
-    db: &SqliteDb,
+    db: &SqliteStore,
     query: &ListQuery,
 ) -> Result<Vec<StoredEvent>, StorageError> {
-    let mut q = sqlx::query(&query.sql);
+    let mut q = sqlx::query_as(&query.sql);
     for bind in &query.binds {
         q = match bind {
             Bind::Text(s) => q.bind(s.as_str()),
             Bind::Int(i) => q.bind(*i),
         };
     }
-    let rows = q.fetch_all(&db.read).await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| decode_stored_event!(row, false))
-        .collect::<Result<_, _>>()?)
-}
-
-pub(super) async fn count(db: &SqliteDb) -> Result<i64, StorageError> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM event_log")
-        .fetch_one(&db.read)
-        .await?)
+    Ok(q.fetch_all(&db.read).await?)
 }

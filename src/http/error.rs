@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::event_log::StorageError;
+use crate::store::StorageError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -88,13 +88,9 @@ impl ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         if e.is_transient() {
-            ApiError::Unavailable {
-                detail: e.to_string(),
-            }
+            ApiError::Unavailable { detail: e.report() }
         } else {
-            ApiError::Internal {
-                detail: e.to_string(),
-            }
+            ApiError::Internal { detail: e.report() }
         }
     }
 }

@@ -23,7 +23,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
                    "mode": state.webhook.mode.to_string()}),
         )),
         Ok(Err(e)) => Err(ApiError::Unavailable {
-            detail: format!("readiness check failed: {e}"),
+            detail: format!("readiness check failed: {}", e.report()),
         }),
         Err(_) => Err(ApiError::Unavailable {
             detail: "readiness check timed out".to_owned(),

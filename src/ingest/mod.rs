@@ -11,7 +11,8 @@ mod writer;
 
 pub use writer::{WriteError, Writer, DEFAULT_SEEN_CACHE_SIZE};
 
-use crate::event_log::{redaction, AppendOutcome, NewEntry, Source, StorageError, Verification};
+use crate::event_log::{redaction, AppendOutcome, NewEntry, Source, Verification};
+use crate::store::StorageError;
 use crate::stripe::keys::Mode;
 use crate::stripe::signature::{self, SignatureError};
 
@@ -41,8 +42,8 @@ impl IngestError {
             IngestError::Envelope(EnvelopeError::NotJson(_)) => "malformed_json",
             IngestError::Envelope(_) => "invalid_event",
             IngestError::LivemodeMismatch { .. } => "livemode_mismatch",
-            IngestError::Storage(StorageError::Unavailable(_)) => "storage_unavailable",
-            IngestError::Storage(StorageError::Other(_)) => "internal_error",
+            IngestError::Storage(e) if e.is_transient() => "storage_unavailable",
+            IngestError::Storage(_) => "internal_error",
             IngestError::Projection(_) => "projection_failed",
             IngestError::Timeout => "storage_unavailable",
         }

@@ -22,9 +22,10 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::db::Db;
-use crate::event_log::{self, AppendOutcome, NewEntry, StorageError};
+use crate::event_log::{self, AppendOutcome, NewEntry};
 use crate::projector::{self, Entry};
+use crate::store::Db;
+use crate::store::StorageError;
 
 /// Most entries written in one batch: bounds statement size and the time a batch holds locks.
 const MAX_BATCH: usize = 128;
@@ -136,7 +137,7 @@ async fn write_loop(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, seen:
 }
 
 fn unavailable(why: &str) -> WriteError {
-    WriteError::Storage(StorageError::Unavailable(why.to_owned()))
+    WriteError::Storage(StorageError::interrupted(why))
 }
 
 async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds) {
@@ -145,7 +146,7 @@ async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds) {
         // A permanent failure may be one bad entry: retry one by one so the others land and
         // only the culprit fails.
         Err(e) if !e.is_transient() && batch.len() > 1 => {
-            tracing::warn!(error = %e, size = batch.len(), "batch append failed; retrying entries one by one");
+            tracing::warn!(error = %e.report(), size = batch.len(), "batch append failed; retrying entries one by one");
             for pending in batch {
                 let replies = match write_together(db, std::slice::from_ref(&pending)).await {
                     Ok(replies) => replies,
@@ -176,7 +177,7 @@ async fn write_together(
     db: &Db,
     batch: &[Pending],
 ) -> Result<Vec<Result<AppendOutcome, WriteError>>, StorageError> {
-    let mut tx = crate::db::Tx::begin_ingest(db).await?;
+    let mut tx = crate::store::Tx::begin_ingest(db).await?;
     let ids: Vec<&str> = batch.iter().map(|p| p.entry.envelope.id.as_str()).collect();
     let logged = event_log::logged_in(&mut tx, &ids).await?;
     // One projection per distinct id: what is logged if it is, else what arrived.
@@ -261,7 +262,7 @@ async fn write_together(
                 // Another instance logged this id, with another body, between our look-up
                 // and our append: what we projected is not what the log holds. Undo; Stripe's
                 // retry will project the logged one.
-                return Err(StorageError::Unavailable(format!(
+                return Err(StorageError::interrupted(format!(
                     "event {id} was logged concurrently with a different body"
                 )));
             }

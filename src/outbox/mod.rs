@@ -18,8 +18,8 @@ use ledger_projections::Notification;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::{Db, Tx};
-use crate::event_log::StorageError;
+use crate::store::StorageError;
+use crate::store::{Db, Tx};
 
 pub use worker::{backoff_secs, deliver_due, spawn_worker, DeliveryReport, MAX_ATTEMPTS};
 
@@ -176,7 +176,7 @@ pub async fn claim(
     let due = "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 \
                AND (claimed_until IS NULL OR claimed_until <= $2) ORDER BY id LIMIT $3";
     let mut rows: Vec<ItemRow> = match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             let sql = format!(
                 "UPDATE outbox SET claimed_until = $1, attempts = attempts + 1 \
                  WHERE id IN ({due} FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
@@ -240,7 +240,7 @@ pub async fn settle(db: &Db, id: i64, outcome: &Outcome, now: i64) -> Result<(),
     const SQL: &str = "UPDATE outbox SET status = $2, next_attempt_at = $3, last_error = $4, \
                        sent_at = $5, claimed_until = NULL WHERE id = $1 AND status = 'pending'";
     match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query(SQL)
                 .bind(id)
                 .bind(status)
@@ -316,7 +316,7 @@ pub async fn list(
     let after = after_id.unwrap_or(0);
     let fetch = i64::from(limit) + 1;
     let mut rows: Vec<ItemRow> = match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             // PostgreSQL cannot infer the type of a parameter only ever compared with NULL.
             let sql = sql.replacen("$1 IS NULL", "$1::text IS NULL", 1);
             sqlx::query_as(&sql)
@@ -364,7 +364,7 @@ pub async fn retry(db: &Db, target: RetryTarget, now: i64) -> Result<u64, Storag
         ),
     };
     Ok(match db {
-        Db::Postgres(pool) => sqlx::query(sql)
+        Db::Postgres(crate::store::PgStore { pool }) => sqlx::query(sql)
             .bind(now)
             .bind(id)
             .execute(pool)
@@ -383,7 +383,7 @@ pub async fn retry(db: &Db, target: RetryTarget, now: i64) -> Result<u64, Storag
 pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>, StorageError> {
     const SQL: &str = "SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status";
     Ok(match db {
-        Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => sqlx::query_as(SQL).fetch_all(pool).await?,
         Db::Sqlite(db) => sqlx::query_as(SQL).fetch_all(&db.read).await?,
     })
 }

@@ -10,9 +10,9 @@ use tokio::task::JoinHandle;
 
 use super::mail::{compose, Mailer, SendError};
 use super::{claim, settle, Item, Outcome};
-use crate::db::Db;
-use crate::event_log::StorageError;
 use crate::metrics::Metrics;
+use crate::store::Db;
+use crate::store::StorageError;
 
 /// Attempts before a row is marked failed (about nine hours of backoff).
 pub const MAX_ATTEMPTS: i32 = 15;
@@ -241,7 +241,7 @@ pub fn spawn_worker(
                     match deliver_due(&db, &mailer, billing_url.as_deref(), Some(&metrics), now).await {
                         Ok(r) if r.total() > 0 => tracing::info!(sent = r.sent, retrying = r.retrying, failed = r.failed, skipped = r.skipped, "outbox delivered"),
                         Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "outbox delivery run failed; will retry"),
+                        Err(e) => tracing::warn!(error = %crate::store::error::chain(&e), "outbox delivery run failed; will retry"),
                     }
                 }
             }

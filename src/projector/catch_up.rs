@@ -8,8 +8,9 @@
 //! harmlessly; several instances may run it at once.
 
 use super::{project_each, Entry};
-use crate::db::Db;
-use crate::event_log::{self, StorageError};
+use crate::event_log::{self};
+use crate::store::Db;
+use crate::store::StorageError;
 
 const CHECKPOINT: &str = "catch_up";
 const CHUNK: u32 = 500;
@@ -56,7 +57,7 @@ async fn projected_between(db: &Db, after: i64, upto: i64) -> Result<Vec<i64>, S
     const SQL: &str = "SELECT position FROM projected_positions \
                        WHERE position > $1 AND position <= $2 ORDER BY position";
     Ok(match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query_scalar(SQL)
                 .bind(after)
                 .bind(upto)
@@ -76,7 +77,7 @@ async fn projected_between(db: &Db, after: i64, upto: i64) -> Result<Vec<i64>, S
 pub async fn checkpoint(db: &Db) -> Result<i64, StorageError> {
     const SQL: &str = "SELECT position FROM projection_checkpoints WHERE name = $1";
     let found: Option<i64> = match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query_scalar(SQL)
                 .bind(CHECKPOINT)
                 .fetch_optional(pool)
@@ -95,7 +96,7 @@ pub async fn checkpoint(db: &Db) -> Result<i64, StorageError> {
 async fn save_checkpoint(db: &Db, position: i64) -> Result<(), StorageError> {
     const FORGET: &str = "DELETE FROM projected_positions WHERE position <= $1";
     match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query(FORGET).bind(position).execute(pool).await?;
             sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \

@@ -21,8 +21,8 @@ pub use catch_up::{catch_up, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
 use store::{Key, Row, Tx};
 
-use crate::db::Db;
-use crate::event_log::StorageError;
+use crate::store::Db;
+use crate::store::StorageError;
 
 /// A log entry to project.
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ fn join(into: &mut Fact, other: Fact) -> bool {
 
 /// Reads a stored state back into its typed form.
 pub fn state_from_json(kind: &str, json: &str) -> Result<Fact, StorageError> {
-    let bad = |e: serde_json::Error| StorageError::Other(format!("unreadable {kind} state: {e}"));
+    let bad = |e: serde_json::Error| StorageError::invalid(format!("unreadable {kind} state: {e}"));
     Ok(match kind {
         "customer" => Fact::Customer(serde_json::from_str::<CustomerState>(json).map_err(bad)?),
         "subscription" => {
@@ -155,7 +155,7 @@ pub fn state_from_json(kind: &str, json: &str) -> Result<Fact, StorageError> {
         "order" => Fact::Order(serde_json::from_str::<OrderState>(json).map_err(bad)?),
         "payment" => Fact::Payment(serde_json::from_str::<PaymentState>(json).map_err(bad)?),
         other => {
-            return Err(StorageError::Other(format!(
+            return Err(StorageError::invalid(format!(
                 "unknown read-model kind {other}"
             )))
         }
@@ -361,7 +361,7 @@ async fn record_failure(db: &Db, entry: &Entry, error: &ProjectError) {
     if let Err(e) =
         store::record_dead_letter(db, &entry.event_id, entry.position, &error.to_string()).await
     {
-        tracing::error!(event_id = %entry.event_id, error = %e, "could not record the dead letter");
+        tracing::error!(event_id = %entry.event_id, error = %e.report(), "could not record the dead letter");
     }
 }
 

@@ -14,8 +14,9 @@ use ledger_projections::KINDS;
 
 use super::store::{Key, Tx};
 use super::{facts_of, write_facts, Entry, ProjectError};
-use crate::db::Db;
-use crate::event_log::{self, StorageError, APPEND_LOCK};
+use crate::event_log::{self, APPEND_LOCK};
+use crate::store::Db;
+use crate::store::StorageError;
 
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
@@ -112,7 +113,7 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
         // The new generation grows fast; without fresh statistics PostgreSQL keeps planning
         // the state look-up as if the table were empty (a sequential scan per chunk).
         if chunks.is_power_of_two() {
-            if let Db::Postgres(pool) = db {
+            if let Db::Postgres(crate::store::PgStore { pool }) = db {
                 sqlx::query("ANALYZE read_models")
                     .execute(pool)
                     .await
@@ -205,7 +206,7 @@ async fn fold_chunk(
         .await
         .map_err(|e| match e {
             ProjectError::Storage(e) => e,
-            ProjectError::Event { reason, .. } => StorageError::Other(reason),
+            ProjectError::Event { reason, .. } => StorageError::invalid(reason),
         })?;
     Ok(())
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, SqliteConnection};
 
-use crate::db::Db;
-use crate::event_log::StorageError;
+use crate::store::Db;
+use crate::store::StorageError;
 
 /// One read-model row: the fold's state plus the columns the read API filters on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct Row {
 
 pub type Key = (&'static str, String);
 
-pub use crate::db::Tx;
+pub use crate::store::Tx;
 
 /// Key of the PostgreSQL advisory lock that guards the switch of the active generation:
 /// ingestion holds it shared for its whole transaction (`Tx::begin_ingest`; it projects before
@@ -365,7 +365,7 @@ pub async fn record_dead_letter(
     let now = Utc::now();
     const SQL: &str = DEAD_LETTER_UPSERT;
     match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query(SQL)
                 .bind(event_id)
                 .bind(position)
@@ -392,7 +392,7 @@ pub async fn dead_letters(db: &Db) -> Result<Vec<DeadLetter>, StorageError> {
                        FROM dead_letters ORDER BY position";
     type DeadLetterRow = (String, i64, String, i32, DateTime<Utc>, DateTime<Utc>);
     let rows: Vec<DeadLetterRow> = match db {
-        Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => sqlx::query_as(SQL).fetch_all(pool).await?,
         Db::Sqlite(db) => sqlx::query_as(SQL).fetch_all(&db.read).await?,
     };
     Ok(rows
@@ -425,7 +425,9 @@ pub async fn dead_letters_page(
     type DeadLetterRow = (String, i64, String, i32, DateTime<Utc>, DateTime<Utc>);
     let after = after_position.unwrap_or(-1);
     let rows: Vec<DeadLetterRow> = match db {
-        Db::Postgres(pool) => sqlx::query_as(&sql).bind(after).fetch_all(pool).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => {
+            sqlx::query_as(&sql).bind(after).fetch_all(pool).await?
+        }
         Db::Sqlite(db) => sqlx::query_as(&sql).bind(after).fetch_all(&db.read).await?,
     };
     let mut letters: Vec<DeadLetter> = rows
@@ -454,7 +456,7 @@ pub async fn dead_letters_page(
 pub async fn is_dead_letter(db: &Db, event_id: &str) -> Result<bool, StorageError> {
     const SQL: &str = "SELECT count(*) FROM dead_letters WHERE event_id = $1";
     let n: i64 = match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query_scalar(SQL)
                 .bind(event_id)
                 .fetch_one(pool)

@@ -10,9 +10,10 @@ use ledger_projections::{CustomerView, Fact, SubscriptionView};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::Db;
-use crate::event_log::{self, AppendOutcome, Source, StorageError};
+use crate::event_log::{self, AppendOutcome, Source};
 use crate::projector::{self, state_from_json, Entry};
+use crate::store::Db;
+use crate::store::StorageError;
 use crate::stripe::client::{StripeClient, StripeError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

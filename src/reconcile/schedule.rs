@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{reconcile, sync_events};
-use crate::db::Db;
-use crate::event_log::StorageError;
+use crate::store::Db;
+use crate::store::StorageError;
 use crate::stripe::client::StripeClient;
 use crate::stripe::keys::Mode;
 
@@ -27,7 +27,7 @@ pub async fn acquire_lease(
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
          WHERE job_leases.expires_at <= $4 RETURNING holder";
     let got: Option<String> = match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query_scalar(SQL)
                 .bind(name)
                 .bind(holder)
@@ -128,7 +128,7 @@ async fn start_run(db: &Db, now: DateTime<Utc>, repair: bool) -> Result<i64, Sto
     const SQL: &str = "INSERT INTO reconciliation_runs (started_at, status, repair) \
                        VALUES ($1, 'running', $2) RETURNING id";
     Ok(match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query_scalar(SQL)
                 .bind(now)
                 .bind(repair)
@@ -159,7 +159,7 @@ async fn finish_run(
     let now = Utc::now();
     let report = report.map(|r| r.to_string());
     match db {
-        Db::Postgres(pool) => {
+        Db::Postgres(crate::store::PgStore { pool }) => {
             sqlx::query(SQL)
                 .bind(now)
                 .bind(status)
@@ -222,7 +222,9 @@ pub async fn runs(db: &Db, limit: u32) -> Result<Vec<Run>, StorageError> {
     let sql =
         format!("SELECT {RUN_COLUMNS} FROM reconciliation_runs ORDER BY id DESC LIMIT {limit}");
     let rows: Vec<RunRow> = match db {
-        Db::Postgres(pool) => sqlx::query_as(&sql).fetch_all(pool).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => {
+            sqlx::query_as(&sql).fetch_all(pool).await?
+        }
         Db::Sqlite(db) => sqlx::query_as(&sql).fetch_all(&db.read).await?,
     };
     Ok(rows.into_iter().map(|r| run_of(r, false)).collect())
@@ -241,7 +243,9 @@ pub async fn runs_page(
     );
     let before = before_id.unwrap_or(i64::MAX);
     let rows: Vec<RunRow> = match db {
-        Db::Postgres(pool) => sqlx::query_as(&sql).bind(before).fetch_all(pool).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => {
+            sqlx::query_as(&sql).bind(before).fetch_all(pool).await?
+        }
         Db::Sqlite(db) => {
             sqlx::query_as(&sql)
                 .bind(before)
@@ -263,7 +267,9 @@ pub async fn runs_page(
 pub async fn run(db: &Db, id: i64) -> Result<Option<Run>, StorageError> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM reconciliation_runs WHERE id = $1");
     let row: Option<RunRow> = match db {
-        Db::Postgres(pool) => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?,
+        Db::Postgres(crate::store::PgStore { pool }) => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        }
         Db::Sqlite(db) => {
             sqlx::query_as(&sql)
                 .bind(id)

@@ -7,9 +7,10 @@
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::db::Db;
-use crate::event_log::{self, redaction, AppendOutcome, NewEntry, Source, StorageError};
+use crate::event_log::{self, redaction, AppendOutcome, NewEntry, Source};
 use crate::projector::{self, Entry};
+use crate::store::Db;
+use crate::store::StorageError;
 use crate::stripe::client::{StripeClient, StripeError};
 use crate::stripe::keys::Mode;
 

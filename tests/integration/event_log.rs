@@ -1,6 +1,6 @@
 //! The log itself: immutable in the database, whoever the client is.
 
-use stripe_ledger::db::Db;
+use stripe_ledger::store::Db;
 
 use crate::helpers::{event, TestApp};
 
@@ -40,7 +40,7 @@ async fn update_delete_and_truncate_on_the_log_fail_in_the_database() {
 
 async fn execute(db: &Db, sql: &str) -> Result<u64, String> {
     let result = match db {
-        Db::Postgres(pool) => sqlx::query(sql)
+        Db::Postgres(stripe_ledger::store::PgStore { pool }) => sqlx::query(sql)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
@@ -295,7 +295,7 @@ async fn an_event_logged_by_another_instance_with_another_body_mid_batch_is_refu
     match crate::helpers::backend() {
         // Our batch looked the id up before the other commit and projected what arrived; the
         // append then found the other body: refused as a whole, so nothing of ours remains.
-        stripe_ledger::db::Backend::Postgres => {
+        stripe_ledger::store::Backend::Postgres => {
             assert_eq!(first.status, 503, "{}", first.text);
             assert_eq!(first.code(), "storage_unavailable");
             let retry = app.deliver(&with_email("arrived@example.com")).await;
@@ -303,7 +303,7 @@ async fn an_event_logged_by_another_instance_with_another_body_mid_batch_is_refu
             assert_eq!(retry.json["status"], "duplicate");
         }
         // The single writer waited for the other append before looking up.
-        stripe_ledger::db::Backend::Sqlite => {
+        stripe_ledger::store::Backend::Sqlite => {
             assert_eq!(first.status, 200, "{}", first.text);
             assert_eq!(first.json["status"], "duplicate");
         }

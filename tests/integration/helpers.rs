@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::{json, Value};
 use stripe_ledger::app::{self, AppState, RunningServer};
 use stripe_ledger::config::ServeConfig;
-use stripe_ledger::db::{Backend, Db};
+use stripe_ledger::store::{Backend, Db};
 use stripe_ledger::stripe::signature;
 
 pub const AUDIT_TOKEN: &str = "audit-token-for-tests-0123456789";

@@ -234,7 +234,7 @@ async fn a_projection_failure_is_dead_lettered_answered_500_and_cleared_by_a_suc
 async fn poison(app: &TestApp, kind: &str, id: &str) {
     let sql = "UPDATE read_models SET state = 'not json' WHERE kind = $1 AND id = $2";
     match &app.db {
-        stripe_ledger::db::Db::Postgres(pool) => {
+        stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool }) => {
             sqlx::query(sql)
                 .bind(kind)
                 .bind(id)
@@ -242,7 +242,7 @@ async fn poison(app: &TestApp, kind: &str, id: &str) {
                 .await
                 .unwrap();
         }
-        stripe_ledger::db::Db::Sqlite(db) => {
+        stripe_ledger::store::Db::Sqlite(db) => {
             sqlx::query(sql)
                 .bind(kind)
                 .bind(id)
@@ -478,7 +478,7 @@ async fn subscriptions_list_by_status_with_cursor_pagination() {
 
 /// Waits until `n` advisory-lock requests are queued on PostgreSQL.
 async fn advisory_waiters(app: &TestApp, n: i64) {
-    let stripe_ledger::db::Db::Postgres(pool) = &app.db else {
+    let stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool }) = &app.db else {
         unreachable!("PostgreSQL only");
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -505,7 +505,7 @@ async fn an_event_arriving_while_a_rebuild_waits_to_switch_lands_in_the_new_gene
     let app = Arc::new(TestApp::spawn().await);
     deliver_all(&app, &lifecycle("gen_a")).await;
     let late = lifecycle("gen_b");
-    if crate::helpers::backend() == stripe_ledger::db::Backend::Postgres {
+    if crate::helpers::backend() == stripe_ledger::store::Backend::Postgres {
         use sqlx::Connection as _;
         // Another batch in its critical section: appends (and the rebuild's switch) wait.
         let mut conn = sqlx::PgConnection::connect(&app.database.url)

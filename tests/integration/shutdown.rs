@@ -172,7 +172,7 @@ async fn sigterm_under_load_exits_cleanly_and_every_acknowledged_event_is_logged
         &stripe_ledger::config::MapEnv([("DATABASE_URL".to_owned(), database.url.clone())].into()),
     )
     .unwrap();
-    let db = stripe_ledger::db::Db::connect(&settings.target, &settings.pool)
+    let db = stripe_ledger::store::Db::connect(&settings.target, &settings.pool)
         .await
         .unwrap();
     for (event_id, sub) in acknowledged {

@@ -1,0 +1,1 @@
+//! Statements and typed rows of the jobs concern shared by both backends. Filled by the jobs helper: the reconcile schedule and leases (src/reconcile/schedule.rs), the metrics gauges (src/metrics.rs) and the bench's scratch databases (src/bench.rs).

@@ -1,0 +1,1 @@
+//! Statements and typed rows of the read_models concern shared by both backends. Filled by the read-models helper: the read API's queries (src/read_models.rs) and the projector's store (src/projector/store.rs, catch_up.rs, rebuild.rs).

@@ -1,0 +1,89 @@
+//! Migrations, embedded in the binary so a deployed `stripe-ledger` needs no files beside it.
+//! The rules are in `migrations/README.md`; a unit test keeps both directories and this list in
+//! step, and the integration test `schema` checks both backends end with the same tables and
+//! columns.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use super::Backend;
+
+/// (version, name, PostgreSQL text, SQLite text). Append-only: a landed entry is never edited.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "event_log",
+        include_str!("../../migrations/postgres/0001_event_log.sql"),
+        include_str!("../../migrations/sqlite/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "read_models",
+        include_str!("../../migrations/postgres/0002_read_models.sql"),
+        include_str!("../../migrations/sqlite/0002_read_models.sql"),
+    ),
+    (
+        3,
+        "reconciliation",
+        include_str!("../../migrations/postgres/0003_reconciliation.sql"),
+        include_str!("../../migrations/sqlite/0003_reconciliation.sql"),
+    ),
+    (
+        4,
+        "outbox",
+        include_str!("../../migrations/postgres/0004_outbox.sql"),
+        include_str!("../../migrations/sqlite/0004_outbox.sql"),
+    ),
+];
+
+pub(super) fn migrator(backend: Backend) -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, name, postgres, sqlite)| {
+            let sql = match backend {
+                Backend::Postgres => postgres,
+                Backend::Sqlite => sqlite,
+            };
+            Migration::new(
+                *version,
+                Cow::Borrowed(*name),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_backends_have_the_same_migrations_as_the_embedded_list() {
+        for backend in ["postgres", "sqlite"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(backend);
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|name| name.ends_with(".sql"))
+                .collect();
+            files.sort();
+            let expected: Vec<String> = MIGRATIONS
+                .iter()
+                .map(|(v, name, _, _)| format!("{v:04}_{name}.sql"))
+                .collect();
+            assert_eq!(
+                files, expected,
+                "migrations/{backend} and MIGRATIONS disagree"
+            );
+        }
+    }
+}
