@@ -75,11 +75,6 @@ impl Billing {
         })
     }
 
-    pub fn with_client(mut self, client: StripeClient) -> Self {
-        self.client = client;
-        self
-    }
-
     /// Runs one user request under `STRIPE_DEADLINE_MS`: the wait for the per-user lock, every
     /// Stripe attempt and every backoff share it. Dropping the work mid-way is safe: each
     /// Stripe call is idempotent and a retry of the user's request repeats it.

@@ -1,25 +1,20 @@
 //! The immutable event log: append (idempotent on Stripe's event id) and read.
 //!
-//! The database enforces immutability with triggers; this module only ever INSERTs and SELECTs.
-//! One submodule per backend, sharing the query shapes defined here.
+//! What an entry is, how a batch's duplicates resolve and what each append reports live here;
+//! the statements live in `crate::store::event_log` (the database enforces immutability with
+//! triggers; the store only ever INSERTs and SELECTs).
 
-mod postgres;
 pub mod redaction;
-mod sqlite;
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use ledger_projections::Envelope;
 use serde::Serialize;
 
-use crate::store::common::event_log::SUMMARY_COLUMNS;
-use crate::store::event_log::EventLogStore as _;
-use crate::store::Db;
-pub use crate::store::StorageError;
-
-/// Key of the PostgreSQL transaction-level advisory lock that serialises appends across all
-/// instances, so positions become visible in order (see `postgres::insert`). SQLite has a
-/// single writer and needs no lock.
-pub const APPEND_LOCK: i64 = 0x7374_7269_7065_6c67;
+use crate::store::event_log::{EventLogStore as _, EventLogTx as _, Inserted};
+pub use crate::store::event_log::{Logged, StoredEvent, APPEND_LOCK};
+use crate::store::{Db, StorageError, Tx};
 
 /// Where an entry came from. Stored as text; the set grows as later features append entries
 /// learned from the Stripe API.
@@ -91,30 +86,6 @@ impl AppendOutcome {
     }
 }
 
-/// A stored entry as auditors see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredEvent {
-    pub position: i64,
-    pub event_id: String,
-    pub event_type: String,
-    pub api_version: Option<String>,
-    pub livemode: bool,
-    pub account: Option<String>,
-    pub object_id: Option<String>,
-    pub object_type: Option<String>,
-    pub stripe_created: i64,
-    pub received_at: DateTime<Utc>,
-    pub source: String,
-    pub payload_redacted: bool,
-    pub raw_body_sha256: String,
-    pub signature_header: Option<String>,
-    pub signature_timestamp: Option<i64>,
-    pub verified_by_index: Option<i32>,
-    pub verified_by_fingerprint: Option<String>,
-    /// Only loaded for single-entry reads.
-    pub payload: Option<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
@@ -165,12 +136,7 @@ pub async fn append(db: &Db, entry: &NewEntry) -> Result<AppendOutcome, StorageE
 /// Looks the event id up: a duplicate then costs one indexed read, no write and no commit.
 /// Runs concurrently on the read pool, so duplicates never queue behind appends.
 pub async fn existing(db: &Db, entry: &NewEntry) -> Result<Option<AppendOutcome>, StorageError> {
-    let found = match db {
-        Db::Postgres(crate::store::PgStore { pool }) => {
-            postgres::find(pool, &entry.envelope.id).await?
-        }
-        Db::Sqlite(db) => sqlite::find(db, &entry.envelope.id).await?,
-    };
+    let found = db.find_event(&entry.envelope.id).await?;
     Ok(found.map(|f| AppendOutcome::Duplicate {
         position: f.position,
         same_body: f.raw_body_sha256 == entry.raw_body_sha256,
@@ -183,7 +149,7 @@ pub async fn append_batch(
     db: &Db,
     entries: &[&NewEntry],
 ) -> Result<Vec<AppendOutcome>, StorageError> {
-    let mut tx = crate::store::Tx::begin(db).await?;
+    let mut tx = Tx::begin(db).await?;
     let outcomes = append_in(&mut tx, entries).await?;
     tx.commit().await?;
     Ok(outcomes)
@@ -193,19 +159,19 @@ pub async fn append_batch(
 /// projection) commits with them. On PostgreSQL the transaction holds the append lock until it
 /// ends: keep it short.
 pub async fn append_in(
-    tx: &mut crate::store::Tx<'_>,
+    tx: &mut Tx<'_>,
     entries: &[&NewEntry],
 ) -> Result<Vec<AppendOutcome>, StorageError> {
     append_marking(tx, entries, &Projected::default()).await
 }
 
 async fn append_marking(
-    tx: &mut crate::store::Tx<'_>,
+    tx: &mut Tx<'_>,
     entries: &[&NewEntry],
     projected: &Projected<'_>,
 ) -> Result<Vec<AppendOutcome>, StorageError> {
     // The first occurrence of each id is written; later ones in the same batch are duplicates.
-    let mut first_index: std::collections::HashMap<&str, usize> = Default::default();
+    let mut first_index: HashMap<&str, usize> = Default::default();
     let mut unique = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         first_index
@@ -215,11 +181,8 @@ async fn append_marking(
                 i
             });
     }
-    let positions = match tx {
-        crate::store::Tx::Postgres(tx) => postgres::insert_batch(tx, &unique, projected).await?,
-        crate::store::Tx::Sqlite(tx) => sqlite::insert_batch(tx, &unique, projected).await?,
-    };
-    let by_id: std::collections::HashMap<&str, Inserted> = unique
+    let positions = tx.insert_events(&unique, projected).await?;
+    let by_id: HashMap<&str, Inserted> = unique
         .iter()
         .zip(positions)
         .map(|(entry, inserted)| (entry.envelope.id.as_str(), inserted))
@@ -244,69 +207,16 @@ async fn append_marking(
         .collect())
 }
 
-/// An entry already in the log, as ingestion needs it to project it again.
-#[derive(Debug, Clone)]
-pub struct Logged {
-    pub position: i64,
-    pub event_type: String,
-    pub stripe_created: i64,
-    pub payload: String,
-    pub raw_body_sha256: String,
-}
-
 /// Which of `event_ids` are already logged, read inside the caller's transaction.
 pub async fn logged_in(
-    tx: &mut crate::store::Tx<'_>,
+    tx: &mut Tx<'_>,
     event_ids: &[&str],
-) -> Result<std::collections::HashMap<String, Logged>, StorageError> {
-    type Row = (String, i64, String, i64, String, String);
-    const COLUMNS: &str =
-        "event_id, position, event_type, stripe_created, payload, raw_body_sha256";
-    let rows: Vec<Row> = match tx {
-        // The transaction plans for the data at hand (`plan_cache_mode`), so `= ANY` uses
-        // the unique index however small the table was when the statement was first seen.
-        crate::store::Tx::Postgres(tx) => {
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM event_log WHERE event_id = ANY($1)"
-            ))
-            .bind(event_ids)
-            .fetch_all(&mut **tx)
-            .await?
-        }
-        crate::store::Tx::Sqlite(tx) => {
-            if event_ids.is_empty() {
-                return Ok(Default::default());
-            }
-            // Batches are at most a few hundred ids, far below SQLite's parameter limit.
-            let placeholders: Vec<String> =
-                (1..=event_ids.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT {COLUMNS} FROM event_log WHERE event_id IN ({})",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query_as(&sql);
-            for id in event_ids {
-                query = query.bind(*id);
-            }
-            query.fetch_all(&mut **tx).await?
-        }
-    };
-    Ok(rows
+) -> Result<HashMap<String, Logged>, StorageError> {
+    Ok(tx
+        .logged(event_ids)
+        .await?
         .into_iter()
-        .map(
-            |(id, position, event_type, stripe_created, payload, raw_body_sha256)| {
-                (
-                    id,
-                    Logged {
-                        position,
-                        event_type,
-                        stripe_created,
-                        payload,
-                        raw_body_sha256,
-                    },
-                )
-            },
-        )
+        .map(|logged| (logged.event_id.clone(), logged))
         .collect())
 }
 
@@ -326,37 +236,21 @@ pub struct Projected<'a> {
 /// critical section (lock, append, commit) short: the projection ran before it, concurrently
 /// with other batches.
 pub async fn append_projected_in(
-    tx: &mut crate::store::Tx<'_>,
+    tx: &mut Tx<'_>,
     entries: &[&NewEntry],
     projected: &Projected<'_>,
 ) -> Result<Vec<AppendOutcome>, StorageError> {
     append_marking(tx, entries, projected).await
 }
 
-/// What a backend reports for each unique entry of a batch.
-#[derive(Debug, Clone)]
-struct Inserted {
-    position: i64,
-    /// False when the id was already in the log (written by someone else).
-    new: bool,
-    raw_body_sha256: String,
-}
-
 /// One entry with its payload and verification record.
 pub async fn get(db: &Db, event_id: &str) -> Result<Option<StoredEvent>, StorageError> {
-    match db {
-        Db::Postgres(crate::store::PgStore { pool }) => postgres::get(pool, event_id).await,
-        Db::Sqlite(pool) => sqlite::get(pool, event_id).await,
-    }
+    db.get_event(event_id).await
 }
 
 /// A page of entries (without payloads) matching `filter`.
 pub async fn list(db: &Db, filter: &EventFilter, page: &PageRequest) -> Result<Page, StorageError> {
-    let query = ListQuery::build(filter, page);
-    let mut events = match db {
-        Db::Postgres(crate::store::PgStore { pool }) => postgres::list(pool, &query).await?,
-        Db::Sqlite(pool) => sqlite::list(pool, &query).await?,
-    };
+    let mut events = db.list_events(filter, page).await?;
     // One extra row was fetched to learn whether another page exists.
     let next_position = if events.len() > page.limit as usize {
         events.truncate(page.limit as usize);
@@ -377,23 +271,7 @@ pub async fn read_after(
     position: i64,
     limit: u32,
 ) -> Result<Vec<StoredEvent>, StorageError> {
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS}, payload FROM event_log WHERE position > $1 ORDER BY position LIMIT {limit}"
-    );
-    Ok(match db {
-        Db::Postgres(store) => {
-            sqlx::query_as(&sql)
-                .bind(position)
-                .fetch_all(&store.pool)
-                .await?
-        }
-        Db::Sqlite(store) => {
-            sqlx::query_as(&sql)
-                .bind(position)
-                .fetch_all(&store.read)
-                .await?
-        }
-    })
+    db.read_after(position, limit).await
 }
 
 /// The highest position in the log (0 when empty).
@@ -448,90 +326,4 @@ pub fn object_snapshot_entry(
 /// Number of entries, for operators and tests.
 pub async fn count(db: &Db) -> Result<i64, StorageError> {
     db.count_events().await
-}
-
-/// A value bound to a `$n` placeholder. Both backends accept `$n`, so the SQL text is shared.
-#[derive(Debug, Clone)]
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-/// The SELECT for a page, built once for both backends.
-#[derive(Debug)]
-struct ListQuery {
-    sql: String,
-    binds: Vec<Bind>,
-}
-
-impl ListQuery {
-    fn build(filter: &EventFilter, page: &PageRequest) -> ListQuery {
-        let mut conditions = Vec::new();
-        let mut binds = Vec::new();
-        let mut push = |condition: &str, bind: Bind| {
-            binds.push(bind);
-            conditions.push(condition.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(t) = &filter.event_type {
-            push("event_type = ?", Bind::Text(t.clone()));
-        }
-        if let Some(id) = &filter.object_id {
-            push("object_id = ?", Bind::Text(id.clone()));
-        }
-        if let Some(gte) = filter.created_gte {
-            push("stripe_created >= ?", Bind::Int(gte));
-        }
-        if let Some(lt) = filter.created_lt {
-            push("stripe_created < ?", Bind::Int(lt));
-        }
-        if let Some(source) = &filter.source {
-            push("source = ?", Bind::Text(source.clone()));
-        }
-        if let Some(after) = page.after_position {
-            let condition = match page.order {
-                Order::Desc => "position < ?",
-                Order::Asc => "position > ?",
-            };
-            push(condition, Bind::Int(after));
-        }
-        let where_clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
-        let direction = match page.order {
-            Order::Desc => "DESC",
-            Order::Asc => "ASC",
-        };
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM event_log{where_clause} ORDER BY position {direction} LIMIT {}",
-            u64::from(page.limit) + 1
-        );
-        ListQuery { sql, binds }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_queries_number_their_placeholders_in_bind_order() {
-        let q = ListQuery::build(
-            &EventFilter {
-                event_type: Some("invoice.paid".into()),
-                created_gte: Some(10),
-                ..Default::default()
-            },
-            &PageRequest {
-                order: Order::Asc,
-                after_position: Some(5),
-                limit: 2,
-            },
-        );
-        assert!(q.sql.ends_with(
-            "WHERE event_type = $1 AND stripe_created >= $2 AND position > $3 ORDER BY position ASC LIMIT 3"
-        ));
-        assert_eq!(q.binds.len(), 3);
-    }
 }

@@ -1,19 +1,147 @@
 //! Statements and typed rows of the event log shared by both backends.
 
+use chrono::{DateTime, Utc};
+
+use super::Column;
+use crate::event_log::{EventFilter, Order, PageRequest};
+use crate::store::event_log::{Logged, LoggedBody, StoredEvent};
+
+/// The columns of [`StoredEvent`] without the payload, as a literal so `concat!` can build
+/// whole statements from it at compile time.
+macro_rules! summary_columns {
+    () => {
+        "position, event_id, event_type, api_version, livemode, account, object_id, \
+         object_type, stripe_created, received_at, source, payload_redacted, raw_body_sha256, \
+         signature_header, signature_timestamp, verified_by_index, verified_by_fingerprint"
+    };
+}
+
+/// The columns an append writes, in the order both backends bind them.
+macro_rules! insert_columns {
+    () => {
+        "event_id, event_type, api_version, livemode, account, object_id, object_type, \
+         stripe_created, received_at, source, payload, payload_redacted, raw_body_sha256, \
+         signature_header, signature_timestamp, verified_by_index, verified_by_fingerprint"
+    };
+}
+pub(crate) use insert_columns;
+
+/// The columns of [`Logged`]; each backend selects them with its own `IN` / `= ANY`.
+macro_rules! logged_columns {
+    () => {
+        "event_id, position, event_type, stripe_created, payload, raw_body_sha256"
+    };
+}
+pub(crate) use logged_columns;
+
 pub(crate) const COUNT: &str = "SELECT count(*) FROM event_log";
 
 pub(crate) const LAST_POSITION: &str = "SELECT COALESCE(MAX(position), 0) FROM event_log";
 
-/// The columns of [`StoredEvent`] without the payload; append `, payload` to load it too.
-pub(crate) const SUMMARY_COLUMNS: &str = "position, event_id, event_type, api_version, \
-     livemode, account, object_id, object_type, stripe_created, received_at, source, \
-     payload_redacted, raw_body_sha256, signature_header, signature_timestamp, \
-     verified_by_index, verified_by_fingerprint";
+pub(crate) const FIND: &str = "SELECT position, raw_body_sha256 FROM event_log WHERE event_id = $1";
 
-use chrono::{DateTime, Utc};
+pub(crate) const GET: &str = concat!(
+    "SELECT ",
+    summary_columns!(),
+    ", payload FROM event_log WHERE event_id = $1"
+);
 
-use super::Column;
-use crate::event_log::StoredEvent;
+/// The tailing read of catch-up and rebuild. Safe against the commit-order trap because appends
+/// are serialised (ARCHITECTURE.md).
+pub(crate) const READ_AFTER: &str = concat!(
+    "SELECT ",
+    summary_columns!(),
+    ", payload FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
+);
+
+/// A value bound to a `$n` placeholder of a [`ListQuery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// The SELECT for a page of the log, built once for both backends.
+#[derive(Debug)]
+pub(crate) struct ListQuery {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl ListQuery {
+    /// One extra row beyond `page.limit` is selected, so the caller learns whether another page
+    /// exists.
+    pub(crate) fn build(filter: &EventFilter, page: &PageRequest) -> ListQuery {
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        let mut push = |condition: &str, bind: Bind| {
+            binds.push(bind);
+            conditions.push(condition.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(t) = &filter.event_type {
+            push("event_type = ?", Bind::Text(t.clone()));
+        }
+        if let Some(id) = &filter.object_id {
+            push("object_id = ?", Bind::Text(id.clone()));
+        }
+        if let Some(gte) = filter.created_gte {
+            push("stripe_created >= ?", Bind::Int(gte));
+        }
+        if let Some(lt) = filter.created_lt {
+            push("stripe_created < ?", Bind::Int(lt));
+        }
+        if let Some(source) = &filter.source {
+            push("source = ?", Bind::Text(source.clone()));
+        }
+        if let Some(after) = page.after_position {
+            let condition = match page.order {
+                Order::Desc => "position < ?",
+                Order::Asc => "position > ?",
+            };
+            push(condition, Bind::Int(after));
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let direction = match page.order {
+            Order::Desc => "DESC",
+            Order::Asc => "ASC",
+        };
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                summary_columns!(),
+                " FROM event_log{} ORDER BY position {} LIMIT {}"
+            ),
+            where_clause,
+            direction,
+            u64::from(page.limit) + 1
+        );
+        ListQuery { sql, binds }
+    }
+
+    /// The statement with its values bound, on either backend.
+    pub(crate) fn query<'q, DB, O>(
+        &'q self,
+    ) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        DB: sqlx::Database,
+        O: for<'r> sqlx::FromRow<'r, DB::Row>,
+        &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        let mut q = sqlx::query_as(&self.sql);
+        for bind in &self.binds {
+            q = match bind {
+                Bind::Text(s) => q.bind(s.as_str()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
 
 /// One decoder for both backends: the column types line up (SQLite stores `received_at` as
 /// fixed-width UTC text, which sqlx decodes as a `DateTime<Utc>`). `payload` is read only when
@@ -54,5 +182,71 @@ where
             verified_by_fingerprint: row.try_get("verified_by_fingerprint")?,
             payload,
         })
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for Logged
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Logged {
+            event_id: row.try_get("event_id")?,
+            position: row.try_get("position")?,
+            event_type: row.try_get("event_type")?,
+            stripe_created: row.try_get("stripe_created")?,
+            payload: row.try_get("payload")?,
+            raw_body_sha256: row.try_get("raw_body_sha256")?,
+        })
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for LoggedBody
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(LoggedBody {
+            position: row.try_get("position")?,
+            raw_body_sha256: row.try_get("raw_body_sha256")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_queries_number_their_placeholders_in_bind_order() {
+        let q = ListQuery::build(
+            &EventFilter {
+                event_type: Some("invoice.paid".into()),
+                created_gte: Some(10),
+                ..Default::default()
+            },
+            &PageRequest {
+                order: Order::Asc,
+                after_position: Some(5),
+                limit: 2,
+            },
+        );
+        assert!(q.sql.ends_with(
+            "WHERE event_type = $1 AND stripe_created >= $2 AND position > $3 ORDER BY position ASC LIMIT 3"
+        ));
+        assert_eq!(
+            q.binds,
+            [
+                Bind::Text("invoice.paid".into()),
+                Bind::Int(10),
+                Bind::Int(5)
+            ]
+        );
     }
 }
