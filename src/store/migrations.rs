@@ -35,6 +35,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0004_outbox.sql"),
         include_str!("../../migrations/sqlite/0004_outbox.sql"),
     ),
+    (
+        5,
+        "drop_tx_id",
+        include_str!("../../migrations/postgres/0005_drop_tx_id.sql"),
+        include_str!("../../migrations/sqlite/0005_drop_tx_id.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {
@@ -73,7 +79,6 @@ mod tests {
             let mut files: Vec<String> = std::fs::read_dir(&dir)
                 .unwrap()
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .filter(|name| name.ends_with(".sql"))
                 .collect();
             files.sort();
             let expected: Vec<String> = MIGRATIONS

@@ -16,6 +16,7 @@ mod outbox;
 mod projections;
 mod reconcile;
 mod scenarios;
+mod schema;
 mod secrets;
 mod shutdown;
 mod signature_vectors;

@@ -412,27 +412,6 @@ pub struct Conflict {
 }
 
 impl Projection {
-    /// Merges another projection (e.g. of a disjoint batch of events) into this one.
-    pub fn join(&mut self, other: Projection) -> bool {
-        let mut changed = false;
-        for s in other.customers.into_values() {
-            changed |= self.apply(Fact::Customer(s));
-        }
-        for s in other.subscriptions.into_values() {
-            changed |= self.apply(Fact::Subscription(s));
-        }
-        for s in other.invoices.into_values() {
-            changed |= self.apply(Fact::Invoice(s));
-        }
-        for s in other.orders.into_values() {
-            changed |= self.apply(Fact::Order(s));
-        }
-        for s in other.payments.into_values() {
-            changed |= self.apply(Fact::Payment(s));
-        }
-        changed
-    }
-
     /// Every unresolved same-second conflict, sorted by kind and id.
     pub fn conflicts(&self) -> Vec<Conflict> {
         fn collect<S>(
