@@ -25,7 +25,7 @@ pub struct EventSummary {
     /// Stripe's `created`, RFC 3339.
     pub created: String,
     pub received_at: String,
-    pub source: String,
+    pub source: Source,
     pub payload_redacted: bool,
 }
 
@@ -80,7 +80,7 @@ impl From<&StoredEvent> for EventSummary {
             },
             created: unix_rfc3339(e.stripe_created),
             received_at: rfc3339(e.received_at),
-            source: e.source.clone(),
+            source: e.source,
             payload_redacted: e.payload_redacted,
         }
     }
@@ -151,7 +151,7 @@ impl ListQuery {
         let filter = EventFilter {
             event_type: query::id_param(params, "type")?,
             object_id: query::id_param(params, "object_id")?,
-            source: query::choice_param(params, "source", SOURCES)?.map(|s| s.as_str().to_owned()),
+            source: query::choice_param(params, "source", SOURCES)?,
             created_gte: time("created_gte")?,
             created_lt: time("created_lt")?,
         };
@@ -189,7 +189,7 @@ fn binding(filter: &EventFilter, order: Order) -> Binding {
         &[
             ("type", filter.event_type.as_deref()),
             ("object_id", filter.object_id.as_deref()),
-            ("source", filter.source.as_deref()),
+            ("source", filter.source.map(Source::as_str)),
             ("created_gte", gte.as_deref()),
             ("created_lt", lt.as_deref()),
             ("order", Some(order)),
@@ -233,7 +233,7 @@ pub fn render_list_text(list: &EventList) -> String {
             field(&e.event_type),
             field(&e.event_id),
             field(e.object.id.as_deref().unwrap_or("-")),
-            field(&e.source)
+            field(e.source.as_str())
         );
     }
     match &list.next_cursor {
@@ -269,7 +269,7 @@ pub fn render_detail_text(detail: &EventDetail) -> String {
     );
     let _ = writeln!(s, "created      {}", field(&e.created));
     let _ = writeln!(s, "received_at  {}", field(&e.received_at));
-    let _ = writeln!(s, "source       {}", field(&e.source));
+    let _ = writeln!(s, "source       {}", field(e.source.as_str()));
     let _ = writeln!(s, "redacted     {}", e.payload_redacted);
     let _ = writeln!(s, "body sha256  {}", field(&v.raw_body_sha256));
     let _ = writeln!(s, "signature    {}", or_dash(&v.signature_header));

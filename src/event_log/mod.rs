@@ -41,6 +41,29 @@ impl Source {
             Source::ApiResponse => "api_response",
         }
     }
+
+    pub const ALL: [Source; 4] = [
+        Source::Webhook,
+        Source::ApiBackfill,
+        Source::ReconcileRepair,
+        Source::ApiResponse,
+    ];
+}
+
+/// A stored `source` that is none of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event log source {0:?}")]
+pub struct UnknownSource(pub String);
+
+impl std::str::FromStr for Source {
+    type Err = UnknownSource;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Source::ALL
+            .into_iter()
+            .find(|source| source.as_str() == s)
+            .ok_or_else(|| UnknownSource(s.to_owned()))
+    }
 }
 
 /// How a webhook entry was verified. Never holds a secret: only which one, by index and
@@ -104,7 +127,7 @@ pub struct EventFilter {
     pub created_gte: Option<i64>,
     /// Stripe `created`, exclusive upper bound (unix seconds).
     pub created_lt: Option<i64>,
-    pub source: Option<String>,
+    pub source: Option<Source>,
 }
 
 #[derive(Debug, Clone)]
@@ -326,4 +349,19 @@ pub fn object_snapshot_entry(
 /// Number of entries, for operators and tests.
 pub async fn count(db: &Db) -> Result<i64, StorageError> {
     db.count_events().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_read_back_as_themselves_and_nothing_else_parses() {
+        for source in Source::ALL {
+            assert_eq!(source.as_str().parse::<Source>(), Ok(source));
+        }
+        for other in ["", "Webhook", "webhook ", "api"] {
+            assert!(other.parse::<Source>().is_err(), "{other:?}");
+        }
+    }
 }

@@ -310,7 +310,7 @@ fn entry_of(entry: &NewEntry, position: i64) -> Entry {
         event_type: entry.envelope.event_type.clone(),
         created: entry.envelope.created,
         payload: entry.payload.clone(),
-        origin: crate::projector::origin_of(entry.source.as_str()),
+        origin: crate::projector::origin_of(entry.source),
     }
 }
 

@@ -38,8 +38,8 @@ pub struct Entry {
 }
 
 /// The user-link trust of a log entry's `source`.
-pub fn origin_of(source: &str) -> Origin {
-    if source == crate::event_log::Source::ApiResponse.as_str() {
+pub fn origin_of(source: crate::event_log::Source) -> Origin {
+    if source == crate::event_log::Source::ApiResponse {
         Origin::Service
     } else {
         Origin::Stripe
@@ -401,7 +401,7 @@ impl From<&crate::event_log::StoredEvent> for Entry {
             event_type: e.event_type.clone(),
             created: e.stripe_created,
             payload: e.payload.clone().unwrap_or_default(),
-            origin: origin_of(&e.source),
+            origin: origin_of(e.source),
         }
     }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Db, StorageError, Tx};
-use crate::event_log::{EventFilter, NewEntry, PageRequest, Projected};
+use crate::event_log::{EventFilter, NewEntry, PageRequest, Projected, Source};
 
 /// Key of the PostgreSQL transaction-level advisory lock that serialises appends across all
 /// instances, so positions become visible in order (see `postgres::event_log`). SQLite has a
@@ -32,7 +32,7 @@ pub struct StoredEvent {
     pub object_type: Option<String>,
     pub stripe_created: i64,
     pub received_at: DateTime<Utc>,
-    pub source: String,
+    pub source: Source,
     pub payload_redacted: bool,
     pub raw_body_sha256: String,
     pub signature_header: Option<String>,

@@ -91,7 +91,7 @@ impl ListQuery {
             push("stripe_created < ?", Bind::Int(lt));
         }
         if let Some(source) = &filter.source {
-            push("source = ?", Bind::Text(source.clone()));
+            push("source = ?", Bind::Text(source.as_str().to_owned()));
         }
         if let Some(after) = page.after_position {
             let condition = match page.order {
@@ -143,7 +143,7 @@ impl ListQuery {
     }
 }
 
-/// One decoder for both backends: the column types line up (SQLite stores `received_at` as
+/// One decoder for both backends (a `source` that is not a `Source` is a decode error): the column types line up (SQLite stores `received_at` as
 /// fixed-width UTC text, which sqlx decodes as a `DateTime<Utc>`). `payload` is read only when
 /// the statement selected it.
 impl<'r, R> sqlx::FromRow<'r, R> for StoredEvent
@@ -173,7 +173,10 @@ where
             object_type: row.try_get("object_type")?,
             stripe_created: row.try_get("stripe_created")?,
             received_at: row.try_get("received_at")?,
-            source: row.try_get("source")?,
+            source: row
+                .try_get::<String, _>("source")?
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             payload_redacted: row.try_get("payload_redacted")?,
             raw_body_sha256: row.try_get("raw_body_sha256")?,
             signature_header: row.try_get("signature_header")?,
