@@ -17,7 +17,9 @@ use crate::config::BillingConfig;
 use crate::event_log::{self, Source};
 use crate::projector::{self, state_from_json, Entry};
 use crate::read_models;
+use crate::read_models::StatesBy;
 use crate::store::Db;
+use crate::store::Kind;
 use crate::store::StorageError;
 use crate::stripe::client::{StripeClient, StripeError};
 
@@ -197,8 +199,8 @@ impl Billing {
         user_id: &str,
     ) -> Result<Option<String>, StorageError> {
         let mut found = Vec::new();
-        for json in read_models::all_states(db, "customer", "user_id", user_id).await? {
-            if let Fact::Customer(c) = state_from_json("customer", &json)? {
+        for json in read_models::all_states(db, Kind::Customer, StatesBy::UserId, user_id).await? {
+            if let Fact::Customer(c) = state_from_json(Kind::Customer, &json)? {
                 if !c.deleted() {
                     found.push(c.id);
                 }

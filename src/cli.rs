@@ -828,7 +828,7 @@ mod tests {
             subscriptions_checked: 1,
             customers_checked: 0,
             drift: vec![crate::reconcile::Drift {
-                kind: "subscription",
+                kind: crate::store::Kind::Subscription,
                 id: format!("{HOSTILE}{}", "z".repeat(300)),
                 problem: "field",
                 field: Some("status"),

@@ -6,10 +6,11 @@ use ledger_projections::{Fact, InvoiceState, SubscriptionState};
 
 use crate::query::cursor::{Binding, Endpoint};
 use crate::query::{self, FilterError, Params};
-use crate::store::Db;
-use crate::store::StorageError;
+use crate::store::read_models::ReadModelStore as _;
+use crate::store::{Db, Kind, StorageError};
 
 pub use crate::query::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use crate::store::read_models::StatesBy;
 
 /// Which rows to list: one kind, optional filters, keyset pagination by id.
 #[derive(Debug, Clone, Default)]
@@ -51,12 +52,12 @@ impl Filter {
 
 impl ReadList {
     /// The read-model `kind` the list shows.
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> Kind {
         match self {
-            ReadList::Customers => "customer",
-            ReadList::Subscriptions => "subscription",
-            ReadList::Invoices => "invoice",
-            ReadList::Orders => "order",
+            ReadList::Customers => Kind::Customer,
+            ReadList::Subscriptions => Kind::Subscription,
+            ReadList::Invoices => Kind::Invoice,
+            ReadList::Orders => Kind::Order,
         }
     }
 
@@ -132,79 +133,23 @@ pub struct Page {
     pub next_after: Option<String>,
 }
 
-const ACTIVE: &str = "(SELECT active_generation FROM projection_meta)";
-
 /// One object's state JSON.
-pub async fn get(db: &Db, kind: &str, id: &str) -> Result<Option<String>, StorageError> {
-    let sql = format!(
-        "SELECT state FROM read_models WHERE generation = {ACTIVE} AND kind = $1 AND id = $2"
-    );
-    let state: Option<String> = match db {
-        Db::Postgres(crate::store::PgStore { pool }) => {
-            sqlx::query_scalar(&sql)
-                .bind(kind)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        }
-        Db::Sqlite(db) => {
-            sqlx::query_scalar(&sql)
-                .bind(kind)
-                .bind(id)
-                .fetch_optional(&db.read)
-                .await?
-        }
-    };
-    Ok(state)
+pub async fn get(db: &Db, kind: Kind, id: &str) -> Result<Option<String>, StorageError> {
+    db.read_model_state(kind, id).await
 }
 
-pub async fn list(db: &Db, kind: &str, query: &Query) -> Result<Page, StorageError> {
-    let mut conditions = vec![format!("generation = {ACTIVE}"), "kind = $1".to_owned()];
-    let mut binds: Vec<&str> = vec![kind];
-    for (column, value) in [
-        ("customer_id", &query.customer_id),
-        ("user_id", &query.user_id),
-        ("status", &query.status),
-    ] {
-        if let Some(v) = value {
-            binds.push(v);
-            conditions.push(format!("{column} = ${}", binds.len()));
-        }
-    }
-    if let Some(after) = &query.after_id {
-        binds.push(after);
-        conditions.push(format!("id > ${}", binds.len()));
-    }
-    let sql = format!(
-        "SELECT id, state FROM read_models WHERE {} ORDER BY id LIMIT {}",
-        conditions.join(" AND "),
-        u64::from(query.limit) + 1
-    );
-    let rows: Vec<(String, String)> = match db {
-        Db::Postgres(crate::store::PgStore { pool }) => {
-            let mut q = sqlx::query_as(&sql);
-            for b in &binds {
-                q = q.bind(*b);
-            }
-            q.fetch_all(pool).await?
-        }
-        Db::Sqlite(db) => {
-            let mut q = sqlx::query_as(&sql);
-            for b in &binds {
-                q = q.bind(*b);
-            }
-            q.fetch_all(&db.read).await?
-        }
-    };
+pub async fn list(db: &Db, kind: Kind, query: &Query) -> Result<Page, StorageError> {
+    let mut rows = db.list_read_models(kind, query).await?;
+    // One extra row was fetched to learn whether another page exists.
     let more = rows.len() > query.limit as usize;
-    let rows = &rows[..rows.len().min(query.limit as usize)];
+    rows.truncate(query.limit as usize);
     Ok(Page {
-        items: rows.iter().map(|(_, s)| s.clone()).collect(),
         next_after: if more {
-            rows.last().map(|(id, _)| id.clone())
+            rows.last().map(|r| r.id.clone())
         } else {
             None
         },
+        items: rows.into_iter().map(|r| r.state).collect(),
     })
 }
 
@@ -212,30 +157,11 @@ pub async fn list(db: &Db, kind: &str, query: &Query) -> Result<Page, StorageErr
 /// a handful of subscriptions.
 pub async fn all_states(
     db: &Db,
-    kind: &str,
-    column: &str,
+    kind: Kind,
+    by: StatesBy,
     value: &str,
 ) -> Result<Vec<String>, StorageError> {
-    debug_assert!(matches!(column, "user_id" | "customer_id" | "id"));
-    let sql = format!(
-        "SELECT state FROM read_models WHERE generation = {ACTIVE} AND kind = $1 AND {column} = $2 ORDER BY id LIMIT 1000"
-    );
-    Ok(match db {
-        Db::Postgres(crate::store::PgStore { pool }) => {
-            sqlx::query_scalar(&sql)
-                .bind(kind)
-                .bind(value)
-                .fetch_all(pool)
-                .await?
-        }
-        Db::Sqlite(db) => {
-            sqlx::query_scalar(&sql)
-                .bind(kind)
-                .bind(value)
-                .fetch_all(&db.read)
-                .await?
-        }
-    })
+    db.read_model_states_by(kind, by, value).await
 }
 
 /// Everything entitlements need about a user: their subscriptions (linked directly, or through
@@ -246,10 +172,10 @@ pub async fn user_billing(
 ) -> Result<(Vec<SubscriptionState>, Vec<InvoiceState>), StorageError> {
     let mut subscriptions: BTreeMap<String, SubscriptionState> = BTreeMap::new();
     let mut invoices: BTreeMap<String, InvoiceState> = BTreeMap::new();
-    let typed = |kind: &str, json: &str| crate::projector::state_from_json(kind, json);
+    let typed = |kind: Kind, json: &str| crate::projector::state_from_json(kind, json);
     let mut customers: Vec<String> = Vec::new();
-    for json in all_states(db, "customer", "user_id", user_id).await? {
-        if let Fact::Customer(c) = typed("customer", &json)? {
+    for json in all_states(db, Kind::Customer, StatesBy::UserId, user_id).await? {
+        if let Fact::Customer(c) = typed(Kind::Customer, &json)? {
             customers.push(c.id);
         }
     }
@@ -258,13 +184,13 @@ pub async fn user_billing(
     customers.sort();
     customers.dedup();
     for customer in &customers {
-        for json in all_states(db, "subscription", "customer_id", customer).await? {
-            if let Fact::Subscription(s) = typed("subscription", &json)? {
+        for json in all_states(db, Kind::Subscription, StatesBy::CustomerId, customer).await? {
+            if let Fact::Subscription(s) = typed(Kind::Subscription, &json)? {
                 subscriptions.entry(s.id.clone()).or_insert(s);
             }
         }
-        for json in all_states(db, "invoice", "customer_id", customer).await? {
-            if let Fact::Invoice(i) = typed("invoice", &json)? {
+        for json in all_states(db, Kind::Invoice, StatesBy::CustomerId, customer).await? {
+            if let Fact::Invoice(i) = typed(Kind::Invoice, &json)? {
                 invoices.insert(i.id.clone(), i);
             }
         }

@@ -15,6 +15,7 @@ use crate::auth::Scope;
 use crate::projector::{state_from_json, store};
 use crate::query::{Endpoint, Paging};
 use crate::read_models::{self, views, Query, ReadList};
+use crate::store::Kind;
 
 fn list_query(list: ReadList, query: Option<&str>) -> Result<Query, ApiError> {
     Ok(Query::parse(list, &parse_query(query)?)?)
@@ -41,7 +42,7 @@ fn read_page(
     Ok(list_body(items, next))
 }
 
-async fn typed(state: &AppState, kind: &str, id: &str) -> Result<Option<Fact>, ApiError> {
+async fn typed(state: &AppState, kind: Kind, id: &str) -> Result<Option<Fact>, ApiError> {
     match read_models::get(&state.db, kind, id).await? {
         Some(json) => Ok(Some(state_from_json(kind, &json)?)),
         None => Ok(None),
@@ -55,7 +56,7 @@ pub async fn show_customer(
 ) -> Result<Json<Value>, ApiError> {
     state.require(&headers, Scope::Read)?;
     let id = path_id("id", path)?;
-    match typed(&state, "customer", &id).await? {
+    match typed(&state, Kind::Customer, &id).await? {
         Some(Fact::Customer(c)) => Ok(Json(views::customer(&c))),
         _ => Err(ApiError::not_found(
             "customer_not_found",
@@ -86,7 +87,7 @@ pub async fn show_subscription(
 ) -> Result<Json<Value>, ApiError> {
     state.require(&headers, Scope::Read)?;
     let id = path_id("id", path)?;
-    match typed(&state, "subscription", &id).await? {
+    match typed(&state, Kind::Subscription, &id).await? {
         Some(Fact::Subscription(s)) => Ok(Json(views::subscription(&s))),
         _ => Err(ApiError::not_found(
             "subscription_not_found",
@@ -135,9 +136,9 @@ pub async fn list_orders(
     let page = read_models::list(&state.db, ReadList::Orders.kind(), &q).await?;
     let mut items = Vec::new();
     for json in &page.items {
-        if let Fact::Order(o) = state_from_json("order", json)? {
+        if let Fact::Order(o) = state_from_json(Kind::Order, json)? {
             let payment = match o.view().and_then(|v| v.payment_intent.clone()) {
-                Some(pi) => match typed(&state, "payment", &pi).await? {
+                Some(pi) => match typed(&state, Kind::Payment, &pi).await? {
                     Some(Fact::Payment(p)) => Some(p),
                     _ => None,
                 },

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::event_log::{self, AppendOutcome, NewEntry};
 use crate::projector::{self, Entry};
+use crate::store::read_models::ReadModelTx as _;
 use crate::store::Db;
 use crate::store::StorageError;
 

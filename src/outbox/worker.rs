@@ -11,7 +11,9 @@ use tokio::task::JoinHandle;
 use super::mail::{compose, Mailer, SendError};
 use super::{claim, settle, Item, Outcome};
 use crate::metrics::Metrics;
+use crate::read_models::StatesBy;
 use crate::store::Db;
+use crate::store::Kind;
 use crate::store::StorageError;
 
 /// Attempts before a row is marked failed (about nine hours of backoff).
@@ -129,8 +131,8 @@ async fn attempt(
     let details: NotificationDetails =
         serde_json::from_value(item.details.clone()).unwrap_or_default();
     // The customer's own event may not have arrived yet: then the address is not known yet.
-    let customer = match crate::read_models::get(db, "customer", &item.customer_id).await? {
-        Some(json) => match crate::projector::state_from_json("customer", &json)? {
+    let customer = match crate::read_models::get(db, Kind::Customer, &item.customer_id).await? {
+        Some(json) => match crate::projector::state_from_json(Kind::Customer, &json)? {
             Fact::Customer(c) => Some(c),
             _ => None,
         },
@@ -192,8 +194,9 @@ async fn invoice_status(db: &Db, invoice: Option<&str>) -> Result<Option<String>
     let Some(id) = invoice else {
         return Ok(None);
     };
-    Ok(match crate::read_models::get(db, "invoice", id).await? {
-        Some(json) => match crate::projector::state_from_json("invoice", &json)? {
+    let state = crate::read_models::get(db, Kind::Invoice, id).await?;
+    Ok(match state {
+        Some(json) => match crate::projector::state_from_json(Kind::Invoice, &json)? {
             Fact::Invoice(i) => i.view().and_then(|v| v.status.clone()),
             _ => None,
         },
@@ -207,8 +210,12 @@ async fn other_access(
     customer: &str,
     ended: Option<&str>,
 ) -> Result<Option<String>, StorageError> {
-    for json in crate::read_models::all_states(db, "subscription", "customer_id", customer).await? {
-        if let Fact::Subscription(s) = crate::projector::state_from_json("subscription", &json)? {
+    for json in
+        crate::read_models::all_states(db, Kind::Subscription, StatesBy::CustomerId, customer)
+            .await?
+    {
+        if let Fact::Subscription(s) = crate::projector::state_from_json(Kind::Subscription, &json)?
+        {
             if Some(s.id.as_str()) == ended {
                 continue;
             }

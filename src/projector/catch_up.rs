@@ -9,6 +9,7 @@
 
 use super::{project_each, Entry};
 use crate::event_log::{self};
+use crate::store::read_models::ReadModelStore as _;
 use crate::store::Db;
 use crate::store::StorageError;
 
@@ -32,7 +33,7 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpReport, StorageError> {
         let Some(last) = stored.last().map(|e| e.position) else {
             break;
         };
-        let covered = projected_between(db, report.position, last).await?;
+        let covered = db.projected_between(report.position, last).await?;
         let entries: Vec<Entry> = stored
             .iter()
             .filter(|e| covered.binary_search(&e.position).is_err())
@@ -46,81 +47,12 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpReport, StorageError> {
                 Err(super::ProjectError::Event { .. }) => report.failed += 1,
             }
         }
-        save_checkpoint(db, last).await?;
+        db.save_projection_checkpoint(CHECKPOINT, last).await?;
         report.position = last;
     }
     Ok(report)
 }
 
-/// Positions in (after, upto] that ingestion has projected, sorted.
-async fn projected_between(db: &Db, after: i64, upto: i64) -> Result<Vec<i64>, StorageError> {
-    const SQL: &str = "SELECT position FROM projected_positions \
-                       WHERE position > $1 AND position <= $2 ORDER BY position";
-    Ok(match db {
-        Db::Postgres(crate::store::PgStore { pool }) => {
-            sqlx::query_scalar(SQL)
-                .bind(after)
-                .bind(upto)
-                .fetch_all(pool)
-                .await?
-        }
-        Db::Sqlite(db) => {
-            sqlx::query_scalar(SQL)
-                .bind(after)
-                .bind(upto)
-                .fetch_all(&db.read)
-                .await?
-        }
-    })
-}
-
-pub async fn checkpoint(db: &Db) -> Result<i64, StorageError> {
-    const SQL: &str = "SELECT position FROM projection_checkpoints WHERE name = $1";
-    let found: Option<i64> = match db {
-        Db::Postgres(crate::store::PgStore { pool }) => {
-            sqlx::query_scalar(SQL)
-                .bind(CHECKPOINT)
-                .fetch_optional(pool)
-                .await?
-        }
-        Db::Sqlite(db) => {
-            sqlx::query_scalar(SQL)
-                .bind(CHECKPOINT)
-                .fetch_optional(&db.read)
-                .await?
-        }
-    };
-    Ok(found.unwrap_or(0))
-}
-
-async fn save_checkpoint(db: &Db, position: i64) -> Result<(), StorageError> {
-    const FORGET: &str = "DELETE FROM projected_positions WHERE position <= $1";
-    match db {
-        Db::Postgres(crate::store::PgStore { pool }) => {
-            sqlx::query(FORGET).bind(position).execute(pool).await?;
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO UPDATE SET position = GREATEST(projection_checkpoints.position, excluded.position)",
-            )
-            .bind(CHECKPOINT)
-            .bind(position)
-            .execute(pool)
-            .await?;
-        }
-        Db::Sqlite(db) => {
-            sqlx::query(FORGET)
-                .bind(position)
-                .execute(&db.write)
-                .await?;
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO UPDATE SET position = MAX(projection_checkpoints.position, excluded.position)",
-            )
-            .bind(CHECKPOINT)
-            .bind(position)
-            .execute(&db.write)
-            .await?;
-        }
-    }
-    Ok(())
+async fn checkpoint(db: &Db) -> Result<i64, StorageError> {
+    Ok(db.projection_checkpoint(CHECKPOINT).await?.unwrap_or(0))
 }

@@ -19,10 +19,9 @@ use serde_json::Value;
 
 pub use catch_up::{catch_up, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
-use store::{Key, Row, Tx};
 
-use crate::store::Db;
-use crate::store::StorageError;
+use crate::store::read_models::{Key, ReadModelTx as _, Row};
+use crate::store::{Db, Kind, StorageError, Tx};
 
 /// A log entry to project.
 #[derive(Debug, Clone)]
@@ -106,7 +105,7 @@ fn facts_of_parsed(
             }
         }
         for fact in facts {
-            let key: Key = (fact.kind(), fact.id().to_owned());
+            let key: Key = (Kind::of(&fact), fact.id().to_owned());
             match merged.get_mut(&key) {
                 Some(existing) => {
                     join(existing, fact);
@@ -144,21 +143,16 @@ fn join(into: &mut Fact, other: Fact) -> bool {
 }
 
 /// Reads a stored state back into its typed form.
-pub fn state_from_json(kind: &str, json: &str) -> Result<Fact, StorageError> {
+pub fn state_from_json(kind: Kind, json: &str) -> Result<Fact, StorageError> {
     let bad = |e: serde_json::Error| StorageError::invalid(format!("unreadable {kind} state: {e}"));
     Ok(match kind {
-        "customer" => Fact::Customer(serde_json::from_str::<CustomerState>(json).map_err(bad)?),
-        "subscription" => {
+        Kind::Customer => Fact::Customer(serde_json::from_str::<CustomerState>(json).map_err(bad)?),
+        Kind::Subscription => {
             Fact::Subscription(serde_json::from_str::<SubscriptionState>(json).map_err(bad)?)
         }
-        "invoice" => Fact::Invoice(serde_json::from_str::<InvoiceState>(json).map_err(bad)?),
-        "order" => Fact::Order(serde_json::from_str::<OrderState>(json).map_err(bad)?),
-        "payment" => Fact::Payment(serde_json::from_str::<PaymentState>(json).map_err(bad)?),
-        other => {
-            return Err(StorageError::invalid(format!(
-                "unknown read-model kind {other}"
-            )))
-        }
+        Kind::Invoice => Fact::Invoice(serde_json::from_str::<InvoiceState>(json).map_err(bad)?),
+        Kind::Order => Fact::Order(serde_json::from_str::<OrderState>(json).map_err(bad)?),
+        Kind::Payment => Fact::Payment(serde_json::from_str::<PaymentState>(json).map_err(bad)?),
     })
 }
 
@@ -208,7 +202,7 @@ pub fn row_of(fact: &Fact) -> Row {
         ),
     };
     Row {
-        kind: fact.kind(),
+        kind: Kind::of(fact),
         id: fact.id().to_owned(),
         customer_id,
         user_id,
@@ -230,9 +224,9 @@ async fn write_facts(
     let keys: Vec<Key> = facts.keys().cloned().collect();
     // A rebuild writes a generation nobody else writes: no per-object locks needed.
     if lock {
-        tx.lock(&keys).await?;
+        tx.lock_read_models(&keys).await?;
     }
-    let mut existing: HashMap<Key, String> = tx.load(generation, &keys).await?;
+    let mut existing: HashMap<Key, String> = tx.load_read_models(generation, &keys).await?;
     let mut rows = Vec::with_capacity(facts.len());
     for (key, fact) in facts {
         let row = match existing.remove(&key) {
@@ -248,7 +242,7 @@ async fn write_facts(
         rows.push(row);
     }
     let written = rows.len();
-    tx.upsert(generation, &rows).await?;
+    tx.upsert_read_models(generation, &rows).await?;
     Ok(written)
 }
 
@@ -288,7 +282,7 @@ async fn fold_in(
 /// Ingestion's projection, before the entries are appended: folds each entry inside `tx`
 /// behind a savepoint, together first, then one by one if that fails, so that one bad entry
 /// neither fails the others nor the transaction. `tx` must come from `Tx::begin_ingest`, which
-/// pins the generation until it ends (see `store::GENERATION_LOCK`). Marking entries projected and recording dead letters is
+/// pins the generation until it ends (see `store::read_models::GENERATION_LOCK`). Marking entries projected and recording dead letters is
 /// left to the caller, which learns the positions from the append. A storage error aborts
 /// (the caller rolls back). `parsed[i]`, if given, is entry `i`'s payload already parsed.
 pub async fn project_each_in(

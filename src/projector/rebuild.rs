@@ -10,13 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
-use ledger_projections::KINDS;
-
-use super::store::{Key, Tx};
 use super::{facts_of, write_facts, Entry, ProjectError};
-use crate::event_log::{self, APPEND_LOCK};
-use crate::store::Db;
-use crate::store::StorageError;
+use crate::event_log;
+use crate::store::read_models::{Key, ReadModelStore as _, ReadModelTx as _};
+use crate::store::{Db, Kind, StorageError, Tx};
 
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
@@ -43,10 +40,18 @@ impl Default for RebuildOptions {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Difference {
-    pub kind: String,
+    pub kind: Kind,
     pub id: String,
-    /// `missing_in_rebuild`, `missing_in_live` or `state_differs`.
-    pub problem: &'static str,
+    pub problem: Problem,
+}
+
+/// How a rebuilt row differs from the live one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    MissingInRebuild,
+    MissingInLive,
+    StateDiffers,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -72,17 +77,14 @@ pub enum RebuildError {
 }
 
 pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport, RebuildError> {
-    let kinds: BTreeSet<&'static str> = match &options.kinds {
-        None => KINDS.iter().copied().collect(),
+    let kinds: BTreeSet<Kind> = match &options.kinds {
+        None => Kind::ALL.into_iter().collect(),
         Some(names) => names
             .iter()
             .map(|n| {
                 let n = n.trim_end_matches('s');
-                KINDS
-                    .iter()
-                    .copied()
-                    .find(|k| *k == n)
-                    .ok_or_else(|| RebuildError::UnknownKind(n.to_owned()))
+                n.parse::<Kind>()
+                    .map_err(|_| RebuildError::UnknownKind(n.to_owned()))
             })
             .collect::<Result<_, _>>()?,
     };
@@ -113,12 +115,7 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
         // The new generation grows fast; without fresh statistics PostgreSQL keeps planning
         // the state look-up as if the table were empty (a sequential scan per chunk).
         if chunks.is_power_of_two() {
-            if let Db::Postgres(crate::store::PgStore { pool }) = db {
-                sqlx::query("ANALYZE read_models")
-                    .execute(pool)
-                    .await
-                    .map_err(StorageError::from)?;
-            }
+            db.analyze_read_models().await?;
         }
         if options.progress {
             show_progress(report.events, target, started);
@@ -126,17 +123,10 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
     }
     // The final catch-up and the switch, with appends held back.
     let mut tx = Tx::begin(db).await?;
-    if let Tx::Postgres(pg) = &mut tx {
-        // Generation first, then appends: the order ingestion takes them in, so no deadlock.
-        // Waiting for the exclusive generation lock lets batches that already project into
-        // the old generation append and commit; the final read below then includes them.
-        sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
-            .bind(super::store::GENERATION_LOCK)
-            .bind(APPEND_LOCK)
-            .execute(&mut **pg)
-            .await
-            .map_err(StorageError::from)?;
-    }
+    // Generation first, then appends: the order ingestion takes them in, so no deadlock.
+    // Waiting for the exclusive generation lock lets batches that already project into the
+    // old generation append and commit; the final read below then includes them.
+    tx.hold_appends().await?;
     loop {
         // Appends are held back (PostgreSQL: the lock above; SQLite: this transaction holds
         // the only writer connection), so this read sees the final tail.
@@ -153,7 +143,10 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
         tx.delete_generation(generation).await?;
         tx.commit().await?;
     } else {
-        tx.copy_kinds(active, generation, &kinds).await?;
+        // Carries the kinds a partial rebuild did not touch over.
+        for kind in Kind::ALL.into_iter().filter(|k| !kinds.contains(k)) {
+            tx.copy_kind(active, generation, kind).await?;
+        }
         tx.switch_generation(generation).await?;
         tx.commit().await?;
         report.switched = true;
@@ -174,7 +167,7 @@ async fn fold_chunk(
     tx: &mut Tx<'_>,
     generation: i64,
     stored: &[event_log::StoredEvent],
-    kinds: &BTreeSet<&'static str>,
+    kinds: &BTreeSet<Kind>,
     report: &mut RebuildReport,
 ) -> Result<(), StorageError> {
     let mut merged: BTreeMap<Key, ledger_projections::Fact> = BTreeMap::new();
@@ -185,7 +178,7 @@ async fn fold_chunk(
         match facts_of(std::slice::from_ref(&Entry::from(e)), None) {
             Ok(facts) => {
                 for (key, fact) in facts {
-                    if !kinds.contains(key.0) {
+                    if !kinds.contains(&key.0) {
                         continue;
                     }
                     match merged.get_mut(&key) {
@@ -224,40 +217,52 @@ async fn compare(
     tx: &mut Tx<'_>,
     live: i64,
     rebuilt: i64,
-    kinds: &BTreeSet<&'static str>,
+    kinds: &BTreeSet<Kind>,
 ) -> Result<Vec<Difference>, StorageError> {
-    let live_rows = tx.all_rows(live).await?;
-    let rebuilt_rows = tx.all_rows(rebuilt).await?;
+    let live_rows = generation_states(tx, live).await?;
+    let rebuilt_rows = generation_states(tx, rebuilt).await?;
     let mut differences = Vec::new();
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
     for (key, state) in &live_rows {
-        if !kinds.contains(key.0.as_str()) {
+        if !kinds.contains(&key.0) {
             continue;
         }
         match rebuilt_rows.get(key) {
             None => differences.push(Difference {
-                kind: key.0.clone(),
+                kind: key.0,
                 id: key.1.clone(),
-                problem: "missing_in_rebuild",
+                problem: Problem::MissingInRebuild,
             }),
             Some(other) if parse(other) != parse(state) => differences.push(Difference {
-                kind: key.0.clone(),
+                kind: key.0,
                 id: key.1.clone(),
-                problem: "state_differs",
+                problem: Problem::StateDiffers,
             }),
             Some(_) => {}
         }
     }
     for key in rebuilt_rows.keys() {
-        if kinds.contains(key.0.as_str()) && !live_rows.contains_key(key) {
+        if kinds.contains(&key.0) && !live_rows.contains_key(key) {
             differences.push(Difference {
-                kind: key.0.clone(),
+                kind: key.0,
                 id: key.1.clone(),
-                problem: "missing_in_live",
+                problem: Problem::MissingInLive,
             });
         }
     }
     Ok(differences)
+}
+
+/// Every row of a generation: (kind, id) → state.
+async fn generation_states(
+    tx: &mut Tx<'_>,
+    generation: i64,
+) -> Result<BTreeMap<Key, String>, StorageError> {
+    let rows = tx.generation_states(generation).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.kind, r.id), r.state))
+        .collect())
 }
 
 fn show_progress(done: usize, total: i64, started: Instant) {

@@ -13,12 +13,13 @@ use serde_json::Value;
 use crate::event_log::{self, AppendOutcome, Source};
 use crate::projector::{self, state_from_json, Entry};
 use crate::store::Db;
+use crate::store::Kind;
 use crate::store::StorageError;
 use crate::stripe::client::{StripeClient, StripeError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Drift {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub id: String,
     /// `missing_locally`, `missing_at_stripe` or `field`.
     pub problem: &'static str,
@@ -44,7 +45,7 @@ pub enum ReconcileError {
     Storage(#[from] StorageError),
 }
 
-async fn local_states(db: &Db, kind: &str) -> Result<BTreeMap<String, Fact>, StorageError> {
+async fn local_states(db: &Db, kind: Kind) -> Result<BTreeMap<String, Fact>, StorageError> {
     let mut out = BTreeMap::new();
     let mut after = None;
     loop {
@@ -70,7 +71,7 @@ fn subscription_drift(id: &str, local: &SubscriptionView, stripe: &SubscriptionV
     let mut check = |field: &'static str, l: Value, s: Value| {
         if l != s {
             drift.push(Drift {
-                kind: "subscription",
+                kind: Kind::Subscription,
                 id: id.to_owned(),
                 problem: "field",
                 field: Some(field),
@@ -174,7 +175,7 @@ pub async fn reconcile_objects(
         let stripe_subs = client
             .list_all("/v1/subscriptions", &[("status", "all")])
             .await?;
-        let mut local_subs = local_states(db, "subscription").await?;
+        let mut local_subs = local_states(db, Kind::Subscription).await?;
         report.subscriptions_checked = stripe_subs.len();
         for object in &stripe_subs {
             let Ok(stripe) = SubscriptionView::decode(object) else {
@@ -191,7 +192,7 @@ pub async fn reconcile_objects(
                 }
                 _ => {
                     report.drift.push(Drift {
-                        kind: "subscription",
+                        kind: Kind::Subscription,
                         id: stripe.id.clone(),
                         problem: "missing_locally",
                         field: None,
@@ -206,7 +207,7 @@ pub async fn reconcile_objects(
             if let Fact::Subscription(s) = fact {
                 if s.view().is_some() {
                     report.drift.push(Drift {
-                        kind: "subscription",
+                        kind: Kind::Subscription,
                         id,
                         problem: "missing_at_stripe",
                         field: None,
@@ -219,7 +220,7 @@ pub async fn reconcile_objects(
     }
     if objects.customers {
         let stripe_customers = client.list_all("/v1/customers", &[]).await?;
-        let mut local_customers = local_states(db, "customer").await?;
+        let mut local_customers = local_states(db, Kind::Customer).await?;
         report.customers_checked = stripe_customers.len();
         for object in &stripe_customers {
             let Some(stripe) = CustomerView::decode(object, false) else {
@@ -231,7 +232,7 @@ pub async fn reconcile_objects(
                     let mut drifted = false;
                     if local.deleted() {
                         report.drift.push(Drift {
-                            kind: "customer",
+                            kind: Kind::Customer,
                             id: stripe.id.clone(),
                             problem: "field",
                             field: Some("deleted"),
@@ -243,7 +244,7 @@ pub async fn reconcile_objects(
                     if let Some(v) = &local_view {
                         if v.email != stripe.email {
                             report.drift.push(Drift {
-                                kind: "customer",
+                                kind: Kind::Customer,
                                 id: stripe.id.clone(),
                                 problem: "field",
                                 field: Some("email"),
@@ -259,7 +260,7 @@ pub async fn reconcile_objects(
                 }
                 _ => {
                     report.drift.push(Drift {
-                        kind: "customer",
+                        kind: Kind::Customer,
                         id: stripe.id.clone(),
                         problem: "missing_locally",
                         field: None,
@@ -275,7 +276,7 @@ pub async fn reconcile_objects(
                 // Stripe does not list deleted customers; a deleted one is in agreement.
                 if c.snapshot.is_some() && !c.deleted() {
                     report.drift.push(Drift {
-                        kind: "customer",
+                        kind: Kind::Customer,
                         id,
                         problem: "missing_at_stripe",
                         field: None,
@@ -334,7 +335,7 @@ pub fn render_text(report: &ReconcileReport) -> String {
         let _ = writeln!(
             out,
             "{:<13} {:<28} {:<18} {:<22} local={} stripe={}",
-            d.kind,
+            d.kind.as_str(),
             field(&d.id),
             d.problem,
             d.field.unwrap_or("-"),

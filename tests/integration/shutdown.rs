@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use stripe_ledger::store::Kind;
 
 use crate::helpers::{unique_id, TestApp, TestDatabase};
 use crate::smtp_sink::SmtpSink;
@@ -184,7 +185,7 @@ async fn sigterm_under_load_exits_cleanly_and_every_acknowledged_event_is_logged
             "acknowledged {event_id} is not in the log"
         );
         assert!(
-            stripe_ledger::read_models::get(&db, "subscription", sub)
+            stripe_ledger::read_models::get(&db, Kind::Subscription, sub)
                 .await
                 .unwrap()
                 .is_some(),
@@ -269,7 +270,7 @@ async fn a_request_still_running_at_the_shutdown_deadline_gets_503_and_its_retry
     assert_eq!(retry.status, 200, "{}", retry.text);
     assert_eq!(next.event_count().await, 1);
     assert!(
-        stripe_ledger::read_models::get(&next.db, "subscription", &sub)
+        stripe_ledger::read_models::get(&next.db, Kind::Subscription, &sub)
             .await
             .unwrap()
             .is_some()

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use stripe_ledger::store::Kind;
 use stripe_ledger::stripe::signature;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -460,7 +461,7 @@ async fn a_blocked_database_answers_503_within_the_budget_and_the_retry_loses_no
     let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let invoice = event["data"]["object"]["id"].as_str().unwrap();
     assert!(
-        stripe_ledger::read_models::get(&app.db, "invoice", invoice)
+        stripe_ledger::read_models::get(&app.db, Kind::Invoice, invoice)
             .await
             .unwrap()
             .is_some(),

@@ -51,7 +51,7 @@ impl PgStore {
             .begin_with(format!(
                 "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; \
                  SELECT pg_advisory_xact_lock_shared({})",
-                crate::projector::store::GENERATION_LOCK
+                crate::store::read_models::GENERATION_LOCK
             ))
             .await?)
     }

@@ -1,8 +1,260 @@
-//! SQLite implementation of the read_models concern (see `store::read_models`). Filled by the read-models helper: the read API's queries (src/read_models.rs) and the projector's store (src/projector/store.rs, catch_up.rs, rebuild.rs).
+//! SQLite implementation of the read models (see `store::read_models`).
+//!
+//! Batches loop on the single writer connection, which also serialises projection: no locks.
 
-use super::{SqliteStore, SqliteTx};
+use std::collections::HashMap;
+
+use chrono::Utc;
+
+use super::{timestamp, SqliteStore, SqliteTx};
+use crate::read_models::Query;
+use crate::store::common::read_models::{self as sql, upsert_read_model, ListStates};
 use crate::store::read_models::*;
+use crate::store::{Kind, StorageError};
 
-impl ReadModelStore for SqliteStore {}
+impl ReadModelStore for SqliteStore {
+    async fn read_model_state(&self, kind: Kind, id: &str) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(sql::STATE)
+            .bind(kind.as_str())
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
 
-impl ReadModelTx for SqliteTx<'_> {}
+    async fn list_read_models(
+        &self,
+        kind: Kind,
+        query: &Query,
+    ) -> Result<Vec<ListedState>, StorageError> {
+        let list = ListStates::build(kind, query);
+        Ok(list.query().fetch_all(&self.read).await?)
+    }
+
+    async fn read_model_states_by(
+        &self,
+        kind: Kind,
+        by: StatesBy,
+        value: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(sql::states_by(by))
+            .bind(kind.as_str())
+            .bind(value)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn record_dead_letter(
+        &self,
+        event_id: &str,
+        position: i64,
+        error: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(sql::DEAD_LETTER_UPSERT)
+            .bind(event_id)
+            .bind(position)
+            .bind(error)
+            .bind(timestamp(Utc::now()))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StorageError> {
+        Ok(sqlx::query_as(sql::DEAD_LETTERS)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn dead_letters_after(
+        &self,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StorageError> {
+        Ok(sqlx::query_as(sql::DEAD_LETTERS_AFTER)
+            .bind(position)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn projected_between(&self, after: i64, upto: i64) -> Result<Vec<i64>, StorageError> {
+        Ok(sqlx::query_scalar(sql::PROJECTED_BETWEEN)
+            .bind(after)
+            .bind(upto)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn projection_checkpoint(&self, name: &str) -> Result<Option<i64>, StorageError> {
+        Ok(sqlx::query_scalar(sql::CHECKPOINT)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    async fn save_projection_checkpoint(
+        &self,
+        name: &str,
+        position: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(sql::FORGET_PROJECTED)
+            .bind(position)
+            .execute(&self.write)
+            .await?;
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = MAX(projection_checkpoints.position, excluded.position)",
+        )
+        .bind(name)
+        .bind(position)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn analyze_read_models(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+impl ReadModelTx for SqliteTx<'_> {
+    async fn active_generation(&mut self) -> Result<i64, StorageError> {
+        Ok(sqlx::query_scalar(sql::ACTIVE_GENERATION)
+            .fetch_one(&mut **self)
+            .await?)
+    }
+
+    async fn max_generation(&mut self) -> Result<i64, StorageError> {
+        let max: Option<i64> = sqlx::query_scalar(sql::MAX_GENERATION)
+            .fetch_one(&mut **self)
+            .await?;
+        Ok(max.unwrap_or(1))
+    }
+
+    /// Transactions already run one at a time on the single writer.
+    async fn lock_read_models(&mut self, _keys: &[Key]) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    async fn load_read_models(
+        &mut self,
+        generation: i64,
+        keys: &[Key],
+    ) -> Result<HashMap<Key, String>, StorageError> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for key in keys {
+            let state: Option<String> = sqlx::query_scalar(
+                "SELECT state FROM read_models WHERE generation = $1 AND kind = $2 AND id = $3",
+            )
+            .bind(generation)
+            .bind(key.0.as_str())
+            .bind(&key.1)
+            .fetch_optional(&mut **self)
+            .await?;
+            if let Some(state) = state {
+                found.insert(key.clone(), state);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn upsert_read_models(
+        &mut self,
+        generation: i64,
+        rows: &[Row],
+    ) -> Result<(), StorageError> {
+        const UPSERT: &str = upsert_read_model!("VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        for r in rows {
+            sqlx::query(UPSERT)
+                .bind(generation)
+                .bind(r.kind.as_str())
+                .bind(&r.id)
+                .bind(&r.customer_id)
+                .bind(&r.user_id)
+                .bind(&r.status)
+                .bind(&r.state)
+                .execute(&mut **self)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_generation(&mut self, generation: i64) -> Result<(), StorageError> {
+        sqlx::query(sql::DELETE_GENERATION)
+            .bind(generation)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn copy_kind(&mut self, from: i64, to: i64, kind: Kind) -> Result<(), StorageError> {
+        sqlx::query(sql::COPY_KIND)
+            .bind(from)
+            .bind(to)
+            .bind(kind.as_str())
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn switch_generation(&mut self, generation: i64) -> Result<(), StorageError> {
+        sqlx::query(sql::SWITCH_GENERATION)
+            .bind(generation)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn generation_states(
+        &mut self,
+        generation: i64,
+    ) -> Result<Vec<KeyedState>, StorageError> {
+        Ok(sqlx::query_as(sql::GENERATION_STATES)
+            .bind(generation)
+            .fetch_all(&mut **self)
+            .await?)
+    }
+
+    /// This transaction holds the only writer connection: nothing is appended until it ends.
+    async fn hold_appends(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    async fn record_dead_letter(
+        &mut self,
+        event_id: &str,
+        position: i64,
+        error: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(sql::DEAD_LETTER_UPSERT)
+            .bind(event_id)
+            .bind(position)
+            .bind(error)
+            .bind(timestamp(Utc::now()))
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_projected(
+        &mut self,
+        positions: &[i64],
+        event_ids: &[&str],
+    ) -> Result<(), StorageError> {
+        for position in positions {
+            sqlx::query(
+                "INSERT INTO projected_positions (position) VALUES ($1) ON CONFLICT DO NOTHING",
+            )
+            .bind(position)
+            .execute(&mut **self)
+            .await?;
+        }
+        for id in event_ids {
+            sqlx::query("DELETE FROM dead_letters WHERE event_id = $1")
+                .bind(id)
+                .execute(&mut **self)
+                .await?;
+        }
+        Ok(())
+    }
+}
