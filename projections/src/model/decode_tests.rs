@@ -483,7 +483,11 @@ fn one_time_checkout_events_move_an_order_through_its_states() {
             BASIL,
             payment_session("open", "unpaid"),
         );
-        assert_eq!(fold(std::slice::from_ref(&e)).orders["cs_2"].user_id(), None, "{ty}");
+        assert_eq!(
+            fold(std::slice::from_ref(&e)).orders["cs_2"].user_id(),
+            None,
+            "{ty}"
+        );
         let p = fold(&[e, ours]);
         let order = &p.orders["cs_2"];
         assert_eq!(order.status(), order_status, "{ty} {payment_status}");
