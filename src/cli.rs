@@ -675,7 +675,12 @@ fn go_live_jwt(args: &GoLiveArgs) -> Result<crate::jwt::JwtKey, String> {
             crate::go_live::NEEDS_CHECKOUT
         ));
     }
-    let claim = |c: &Option<String>| c.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned);
+    let claim = |c: &Option<String>| {
+        c.as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+    };
     crate::jwt::JwtKey::new(secret)
         .map(|key| key.with_claims(claim(&args.jwt_audience), claim(&args.jwt_issuer)))
         .map_err(|e| format!("--jwt-secret / JWT_SECRET {e}"))

@@ -231,7 +231,12 @@ async fn preflight(ctx: &Ctx, tier: Option<&str>) -> Result<String, String> {
 /// tier one the service sells.
 async fn checkout_tier(ctx: &Ctx, wanted: Option<&str>) -> Result<String, String> {
     let (status, body) = ctx
-        .as_user(reqwest::Method::GET, "/api/config", &fresh_user("probe"), None)
+        .as_user(
+            reqwest::Method::GET,
+            "/api/config",
+            &fresh_user("probe"),
+            None,
+        )
         .await?;
     let code = body["error"]["code"].as_str().unwrap_or("");
     match (status, code) {
@@ -315,9 +320,7 @@ impl Ctx {
         }
         let session = answer["session_id"].as_str().unwrap_or_default().to_owned();
         trigger::check_existing_id("checkout's session_id", &session, "cs_")?;
-        let (status, customers) = self
-            .read(&format!("/api/customers?user_id={user}"))
-            .await?;
+        let (status, customers) = self.read(&format!("/api/customers?user_id={user}")).await?;
         let customer = customers["data"][0]["id"]
             .as_str()
             .unwrap_or_default()
@@ -339,9 +342,7 @@ impl Ctx {
         user: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
-        let token = self
-            .jwt
-            .sign(user, chrono::Utc::now().timestamp() + 600);
+        let token = self.jwt.sign(user, chrono::Utc::now().timestamp() + 600);
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, &url).bearer_auth(token);
         if let Some(body) = body {
