@@ -104,8 +104,9 @@ pub enum OutboxCommand {
     /// Notifications, oldest first, with their delivery state.
     List {
         /// Only this status: pending, sent, failed or skipped.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::outbox::STATUSES))]
+        #[arg(long)]
         status: Option<String>,
+        /// 1 to 100, as for `GET /api/outbox`.
         #[arg(long, default_value_t = 100)]
         limit: u32,
         #[arg(long, value_enum, default_value = "text")]
@@ -701,7 +702,21 @@ pub async fn outbox(
             limit,
             format,
         } => {
-            let (items, _) = crate::outbox::list(db, status.as_deref(), None, limit.max(1)).await?;
+            // The API's own validation: a bad status or limit gets its code and message.
+            let mut params = crate::query::Params::new();
+            if let Some(status) = status {
+                params.insert("status".to_owned(), status);
+            }
+            params.insert("limit".to_owned(), limit.to_string());
+            let query = match crate::outbox::ListQuery::parse(&params) {
+                Ok(query) => query,
+                Err(e) => {
+                    let message = crate::terminal::escape(&e.message);
+                    eprintln!("error: {}: {message}", e.code.as_str());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let (items, _) = crate::outbox::list(db, query.status, None, query.limit).await?;
             match format {
                 OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?,
                 OutputFormat::Text => write!(out, "{}", render_outbox_text(&items))?,
