@@ -104,8 +104,9 @@ pub enum OutboxCommand {
     /// Notifications, oldest first, with their delivery state.
     List {
         /// Only this status: pending, sent, failed or skipped.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::outbox::STATUSES))]
+        #[arg(long)]
         status: Option<String>,
+        /// 1 to 100, as for `GET /api/outbox`.
         #[arg(long, default_value_t = 100)]
         limit: u32,
         #[arg(long, value_enum, default_value = "text")]
@@ -162,6 +163,13 @@ pub struct TriggerArgs {
     /// The price the built-in subscription fixtures use.
     #[arg(long, default_value = "price_local_standard")]
     pub price: String,
+    /// Continue with this customer (`cus_...`, the one `POST /api/checkout` created for the
+    /// user) instead of a fresh one: events about a fresh customer never link a user.
+    #[arg(long, value_name = "cus_...")]
+    pub customer: Option<String>,
+    /// Continue with this Checkout Session (`cs_...`, the `session_id` checkout returned).
+    #[arg(long, value_name = "cs_...")]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +191,19 @@ pub struct GoLiveArgs {
     /// The price the subscription scenarios use (the upgrade goes to `<price>_upgrade`).
     #[arg(long, default_value = "price_local_standard")]
     pub price: String,
+    /// The service's JWT_SECRET: signs each fresh user's token for `POST /api/checkout`.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub jwt_secret: String,
+    /// The `aud` the service requires (JWT_AUDIENCE), if any.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The `iss` the service requires (JWT_ISSUER), if any.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The subscription tier to check out (one of `GET /api/config`'s `tiers`); the first by
+    /// default.
+    #[arg(long)]
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -506,10 +527,20 @@ pub async fn trigger(args: TriggerArgs, out: &mut impl std::io::Write) -> anyhow
     let Some(event_type) = TriggerType::from_name(&target) else {
         return trigger_file(&client, &target, args, out).await;
     };
+    for (flag, value, prefix) in [
+        ("--customer", &args.customer, "cus_"),
+        ("--session", &args.session, "cs_"),
+    ] {
+        if let Some(v) = value {
+            trigger::check_existing_id(flag, v, prefix).map_err(|e| anyhow::anyhow!(e))?;
+        }
+    }
     let options = catalog::FixtureOptions {
         user_id: args.user_id,
         price: crate::trigger::flow::Price::with_id(&args.price),
         now: chrono::Utc::now().timestamp(),
+        customer: args.customer,
+        session: args.session,
     };
     let mut flow = catalog::build(event_type, &options);
     trigger::overrides::apply(&mut flow.events, &args.overrides).map_err(|e| anyhow::anyhow!(e))?;
@@ -559,8 +590,12 @@ async fn trigger_file(
         }
         Err(e) => return Err(e).with_context(|| format!("could not read {path}")),
     };
-    if !args.overrides.is_empty() || args.user_id.is_some() {
-        anyhow::bail!("--override and --user-id apply to built-in event types, not to a file (its bytes are sent as they are)");
+    if !args.overrides.is_empty()
+        || args.user_id.is_some()
+        || args.customer.is_some()
+        || args.session.is_some()
+    {
+        anyhow::bail!("--override, --user-id, --customer and --session apply to built-in event types, not to a file (its bytes are sent as they are)");
     }
     let payload = if args.fresh_id {
         trigger::with_fresh_id(&payload)?
@@ -608,17 +643,48 @@ pub async fn go_live_check(
         eprintln!("go-live-check needs the webhook secret: --secret or STRIPE_WEBHOOK_SECRET");
         return Ok(ExitCode::from(2));
     }
+    let jwt = match go_live_jwt(&args) {
+        Ok(jwt) => jwt,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let options = crate::go_live::GoLiveOptions {
         base_url: args.url,
         secret: args.secret,
         token,
         price: crate::trigger::flow::Price::with_id(&args.price),
+        jwt,
+        tier: args.tier.filter(|t| !t.trim().is_empty()),
     };
     let verdict = crate::go_live::run(&options, out).await?;
     if let crate::go_live::Verdict::Refused(reason) = &verdict {
         eprintln!("refused: {reason}");
     }
     Ok(ExitCode::from(verdict.exit_code()))
+}
+
+/// The key `go-live-check` signs its fresh users' tokens with: the service's own JWT_SECRET,
+/// audience and issuer, since it goes through `POST /api/checkout` as a signed-in user would.
+fn go_live_jwt(args: &GoLiveArgs) -> Result<crate::jwt::JwtKey, String> {
+    // As the service reads it: untrimmed (a whitespace-only value is refused there too).
+    let secret = args.jwt_secret.as_str();
+    if secret.trim().is_empty() {
+        return Err(format!(
+            "go-live-check needs the service's JWT_SECRET (--jwt-secret or JWT_SECRET): {}",
+            crate::go_live::NEEDS_CHECKOUT
+        ));
+    }
+    let claim = |c: &Option<String>| {
+        c.as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+    };
+    crate::jwt::JwtKey::new(secret)
+        .map(|key| key.with_claims(claim(&args.jwt_audience), claim(&args.jwt_issuer)))
+        .map_err(|e| format!("--jwt-secret / JWT_SECRET {e}"))
 }
 
 /// `stripe-ledger outbox ...`, writing to `out`. Exit code 1 when `retry` found nothing to
@@ -636,7 +702,21 @@ pub async fn outbox(
             limit,
             format,
         } => {
-            let (items, _) = crate::outbox::list(db, status.as_deref(), None, limit.max(1)).await?;
+            // The API's own validation: a bad status or limit gets its code and message.
+            let mut params = crate::query::Params::new();
+            if let Some(status) = status {
+                params.insert("status".to_owned(), status);
+            }
+            params.insert("limit".to_owned(), limit.to_string());
+            let query = match crate::outbox::ListQuery::parse(&params) {
+                Ok(query) => query,
+                Err(e) => {
+                    let message = crate::terminal::escape(&e.message);
+                    eprintln!("error: {}: {message}", e.code.as_str());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let (items, _) = crate::outbox::list(db, query.status, None, query.limit).await?;
             match format {
                 OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?,
                 OutputFormat::Text => write!(out, "{}", render_outbox_text(&items))?,

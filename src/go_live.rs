@@ -1,12 +1,16 @@
 //! `stripe-ledger go-live-check`: the go-live checklist's "what to test" table, run against a
-//! running **test-mode** service. Each scenario posts the signed events Stripe would send for
-//! it (fresh ids, a fresh user), reads the result back through the read API and compares it
-//! with what the checklist expects.
+//! running **test-mode** service. Each scenario starts as a real go-live test does: a fresh
+//! user signs in (a JWT signed with the service's `JWT_SECRET`) and goes through the service's
+//! own `POST /api/checkout`, which creates the Stripe customer and Checkout Session and logs
+//! them as its own evidence (docs/adr/0013). Then it posts the signed events Stripe would send
+//! once the user acted in Checkout, about THAT customer and session (fresh ids for the rest),
+//! reads the result back through the read API and compares it with what the checklist expects.
 
 use std::io::Write;
 
 use serde_json::{json, Value};
 
+use crate::jwt::JwtKey;
 use crate::trigger::catalog::{self, FixtureOptions};
 use crate::trigger::flow::{CheckoutMode, Flow, Price, DAY, MONTH};
 use crate::trigger::{self, Posted};
@@ -20,14 +24,22 @@ pub struct GoLiveOptions {
     /// A service token of scope `read`.
     pub token: String,
     pub price: Price,
+    /// Signs each fresh user's token: the service's `JWT_SECRET`, audience and issuer.
+    pub jwt: JwtKey,
+    /// The subscription tier to check out; the first of `GET /api/config`'s when `None`.
+    pub tier: Option<String>,
 }
+
+/// What a refusal says when checkout cannot be used.
+pub const NEEDS_CHECKOUT: &str = "go-live-check needs the service's test-mode Stripe keys (STRIPE_SECRET_KEY=sk_test_..., a tier price, the checkout URLs) and its JWT_SECRET, because every scenario starts with POST /api/checkout as a signed-in user, as a real go-live test does";
 
 /// How the check ended; the exit code is 0, 1 and 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     AllHeld,
     SomeFailed,
-    /// Nothing was posted: live mode, unreachable, not ready, or the token was refused.
+    /// Nothing was posted: live mode, unreachable, not ready, a token refused, or checkout
+    /// not configured.
     Refused(String),
 }
 
@@ -97,19 +109,25 @@ struct Ctx {
     secret: String,
     token: String,
     price: Price,
+    jwt: JwtKey,
+    /// The tier every scenario checks out (resolved by the preflight).
+    tier: String,
 }
 
 /// Runs every scenario and writes the table to `out`.
 pub async fn run(options: &GoLiveOptions, out: &mut impl Write) -> anyhow::Result<Verdict> {
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         client: trigger::http_client()?,
         base: options.base_url.trim_end_matches('/').to_owned(),
         secret: options.secret.clone(),
         token: options.token.clone(),
         price: options.price.clone(),
+        jwt: options.jwt.clone(),
+        tier: String::new(),
     };
-    if let Err(reason) = preflight(&ctx).await {
-        return Ok(Verdict::Refused(reason));
+    match preflight(&ctx, options.tier.as_deref()).await {
+        Ok(tier) => ctx.tier = tier,
+        Err(reason) => return Ok(Verdict::Refused(reason)),
     }
     let mut rows = Vec::new();
     for scenario in Scenario::ALL {
@@ -168,9 +186,9 @@ pub fn render(rows: &[Row]) -> String {
     text
 }
 
-/// The service must be reachable, ready, in test mode, and accept the read token; otherwise
-/// nothing is posted.
-async fn preflight(ctx: &Ctx) -> Result<(), String> {
+/// The service must be reachable, ready, in test mode, accept the read token and the user
+/// tokens, and have checkout configured; otherwise nothing is posted. Returns the tier.
+async fn preflight(ctx: &Ctx, tier: Option<&str>) -> Result<String, String> {
     let url = format!("{}/readyz", ctx.base);
     let response = ctx
         .client
@@ -206,21 +224,140 @@ async fn preflight(ctx: &Ctx) -> Result<(), String> {
             probe.1["error"]["code"].as_str().unwrap_or("")
         ));
     }
-    Ok(())
+    checkout_tier(ctx, tier).await
+}
+
+/// `GET /api/config` as a signed-in user: checkout must be on, the token accepted, and the
+/// tier one the service sells.
+async fn checkout_tier(ctx: &Ctx, wanted: Option<&str>) -> Result<String, String> {
+    let (status, body) = ctx
+        .as_user(
+            reqwest::Method::GET,
+            "/api/config",
+            &fresh_user("probe"),
+            None,
+        )
+        .await?;
+    let code = body["error"]["code"].as_str().unwrap_or("");
+    match (status, code) {
+        (200, _) => {}
+        (503, "billing_not_configured") => {
+            return Err(format!(
+                "checkout is not configured on {} (503 billing_not_configured): {NEEDS_CHECKOUT}",
+                ctx.base
+            ))
+        }
+        (401, _) => {
+            return Err(format!(
+                "the service refused the user token (401 {}): --jwt-secret must be the service's JWT_SECRET (and JWT_AUDIENCE/JWT_ISSUER the ones it checks); {NEEDS_CHECKOUT}",
+                crate::terminal::escape(code)
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "GET /api/config answered {status} {}",
+                crate::terminal::escape(code)
+            ))
+        }
+    }
+    let tiers: Vec<&str> = body["tiers"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let chosen = match wanted {
+        None => tiers.first().copied(),
+        Some(w) => tiers.iter().copied().find(|t| t.eq_ignore_ascii_case(w)),
+    };
+    match chosen {
+        Some(tier) => Ok(tier.to_owned()),
+        None if tiers.is_empty() => Err(format!(
+            "the service sells no subscription tier (STRIPE_PRICE_IDS_<TIER>); {NEEDS_CHECKOUT}"
+        )),
+        None => Err(format!(
+            "--tier {}: the service's tiers are {}",
+            crate::terminal::escape(wanted.unwrap_or_default()),
+            crate::terminal::escape(&tiers.join(", "))
+        )),
+    }
+}
+
+/// A fresh user id, `user_golive_<what>_<tag>`.
+fn fresh_user(what: &str) -> String {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    format!("user_golive_{what}_{tag}")
 }
 
 impl Ctx {
-    fn flow(&self, scenario: Scenario, span: i64) -> Flow {
-        let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
-        let name = scenario.name().replace([' ', '-'], "_").to_lowercase();
-        catalog::new_flow(
+    /// A fresh user checks out through the service (which creates and logs the customer and
+    /// session); the returned flow continues with those ids, fresh ones for everything else.
+    async fn flow(&self, scenario: Scenario, span: i64) -> Result<Flow, String> {
+        let user = fresh_user(&scenario.name().replace([' ', '-'], "_").to_lowercase());
+        let (customer, session) = self.checkout(&user).await?;
+        Ok(catalog::new_flow(
             &FixtureOptions {
-                user_id: Some(format!("user_golive_{name}_{tag}")),
+                user_id: Some(user),
                 price: self.price.clone(),
                 now: chrono::Utc::now().timestamp(),
+                customer: Some(customer),
+                session: Some(session),
             },
             span,
-        )
+        ))
+    }
+
+    /// `POST /api/checkout` as `user`, then the customer it created for them, from the read
+    /// API. Returns `(customer, session)`.
+    async fn checkout(&self, user: &str) -> Result<(String, String), String> {
+        let body = json!({"tier": self.tier});
+        let (status, answer) = self
+            .as_user(reqwest::Method::POST, "/api/checkout", user, Some(&body))
+            .await?;
+        if status != 200 {
+            return Err(format!(
+                "checkout answered {status} {}",
+                crate::terminal::escape(answer["error"]["code"].as_str().unwrap_or(""))
+            ));
+        }
+        let session = answer["session_id"].as_str().unwrap_or_default().to_owned();
+        trigger::check_existing_id("checkout's session_id", &session, "cs_")?;
+        let (status, customers) = self.read(&format!("/api/customers?user_id={user}")).await?;
+        let customer = customers["data"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if status != 200 || customer.is_empty() {
+            return Err(format!(
+                "no customer linked to {user} after checkout (customers read answered {status})"
+            ));
+        }
+        trigger::check_existing_id("the checkout customer", &customer, "cus_")?;
+        Ok((customer, session))
+    }
+
+    /// A request with a fresh 10-minute user token for `user` (JSON body when given).
+    async fn as_user(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let token = self.jwt.sign(user, chrono::Utc::now().timestamp() + 600);
+        let url = format!("{}{path}", self.base);
+        let mut request = self.client.request(method, &url).bearer_auth(token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("could not reach {url}: {e}"))?;
+        let status = response.status().as_u16();
+        let body =
+            serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default();
+        Ok((status, body))
     }
 
     /// Posts the events; any non-2xx becomes the observed failure.
@@ -302,7 +439,7 @@ fn expected(ctx: &Ctx, scenario: Scenario) -> String {
 async fn observe(ctx: &Ctx, scenario: Scenario) -> Result<String, String> {
     match scenario {
         Scenario::HappyPath => {
-            let mut f = ctx.flow(scenario, 60);
+            let mut f = ctx.flow(scenario, 60).await?;
             catalog::checkout_subscription(&mut f);
             ctx.post(&f.events).await?;
             let sub = ctx.subscription(&f.ids.subscription).await?;
@@ -315,7 +452,7 @@ async fn observe(ctx: &Ctx, scenario: Scenario) -> Result<String, String> {
         Scenario::CardDecline => {
             // The declined card fails the payment; Checkout creates no subscription, and the
             // abandoned session expires a day later.
-            let mut f = ctx.flow(scenario, DAY + 60);
+            let mut f = ctx.flow(scenario, DAY + 60).await?;
             catalog::card_declined(&mut f);
             f.at(f.clock + DAY);
             f.checkout(
@@ -328,7 +465,7 @@ async fn observe(ctx: &Ctx, scenario: Scenario) -> Result<String, String> {
             ctx.entitlement(&f.user_id).await
         }
         Scenario::ThreeDSecure => {
-            let mut f = ctx.flow(scenario, 120);
+            let mut f = ctx.flow(scenario, 120).await?;
             catalog::three_d_secure_challenge(&mut f);
             ctx.post(&f.events).await?;
             let before = ctx.entitlement(&f.user_id).await?;
@@ -345,7 +482,7 @@ async fn observe(ctx: &Ctx, scenario: Scenario) -> Result<String, String> {
         Scenario::Upgrade => upgrade(ctx).await,
         Scenario::Cancellation => cancellation(ctx).await,
         Scenario::FailedPayment => {
-            let mut f = ctx.flow(scenario, MONTH + 2 * 3600);
+            let mut f = ctx.flow(scenario, MONTH + 2 * 3600).await?;
             catalog::renewal(&mut f);
             catalog::past_due(&mut f, Some(3 * DAY));
             ctx.post(&f.events).await?;
@@ -357,7 +494,7 @@ async fn observe(ctx: &Ctx, scenario: Scenario) -> Result<String, String> {
 /// Out of order (the invoice paid before anything else), then three events again with fresh
 /// signatures, as Stripe's retries are: acknowledged as duplicates, nothing changes.
 async fn webhook_retry(ctx: &Ctx) -> Result<String, String> {
-    let mut f = ctx.flow(Scenario::WebhookRetry, 60);
+    let mut f = ctx.flow(Scenario::WebhookRetry, 60).await?;
     catalog::checkout_subscription(&mut f);
     let mut order = f.events.clone();
     if let Some(i) = order.iter().position(|e| e["type"] == "invoice.paid") {
@@ -376,7 +513,7 @@ async fn webhook_retry(ctx: &Ctx) -> Result<String, String> {
 
 /// A plan change to a price at twice the amount, with its proration invoice paid.
 async fn upgrade(ctx: &Ctx) -> Result<String, String> {
-    let mut f = ctx.flow(Scenario::Upgrade, 2 * DAY);
+    let mut f = ctx.flow(Scenario::Upgrade, 2 * DAY).await?;
     catalog::checkout_subscription(&mut f);
     f.at(f.clock + DAY);
     let upgrade = upgrade_price(&f.price);
@@ -418,7 +555,7 @@ fn upgrade_price(price: &Price) -> Price {
 /// Cancel at the period end (access stays), then the period ends a minute ago and Stripe
 /// deletes the subscription (access ends).
 async fn cancellation(ctx: &Ctx) -> Result<String, String> {
-    let mut f = ctx.flow(Scenario::Cancellation, MONTH + 120);
+    let mut f = ctx.flow(Scenario::Cancellation, MONTH + 120).await?;
     catalog::checkout_subscription(&mut f);
     f.at(f.clock + MONTH - 5 * DAY);
     f.subscription_event(

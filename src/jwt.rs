@@ -211,11 +211,19 @@ impl JwtKey {
         claims.sub.filter(|s| valid_sub(s)).ok_or(JwtError::Claims)
     }
 
-    /// Issues a token (tests, and apps that want to see the expected shape).
+    /// Issues a token (tests, `go-live-check`'s fresh users, and apps that want to see the
+    /// expected shape), with the configured `aud` and `iss`, so this key's own `verify`
+    /// accepts it.
     pub fn sign(&self, sub: &str, exp: i64) -> String {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims =
-            URL_SAFE_NO_PAD.encode(serde_json::json!({"sub": sub, "exp": exp}).to_string());
+        let mut claims = serde_json::json!({"sub": sub, "exp": exp});
+        if let Some(aud) = &self.audience {
+            claims["aud"] = aud.as_str().into();
+        }
+        if let Some(iss) = &self.issuer {
+            claims["iss"] = iss.as_str().into();
+        }
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.secret.expose())
             .expect("HMAC accepts keys of any length");
         mac.update(header.as_bytes());
@@ -398,6 +406,9 @@ mod tests {
         }
         assert_eq!(open.verify(Some(&plain), 900), Ok("u".into()));
         assert_eq!(open.verify(Some(&other_aud), 900), Ok("u".into()));
+        // What the strict key issues carries its audience and issuer.
+        let issued = bearer(&strict.sign("u", 1000));
+        assert_eq!(strict.verify(Some(&issued), 900), Ok("u".into()));
     }
 
     mod fuzz {

@@ -18,42 +18,12 @@ pub const MAX_FIELD_CHARS: usize = 64;
 /// The ellipsis that ends a truncated field.
 pub const ELLIPSIS: char = '…';
 
-/// The `Cf` (format) ranges of Unicode 15.1. Rust's standard library has no general-category
-/// lookup, and the set changes rarely (a new Cf character would still be shown, just raw).
-const FORMAT_RANGES: &[(u32, u32)] = &[
-    (0x00AD, 0x00AD),
-    (0x0600, 0x0605),
-    (0x061C, 0x061C),
-    (0x06DD, 0x06DD),
-    (0x070F, 0x070F),
-    (0x0890, 0x0891),
-    (0x08E2, 0x08E2),
-    (0x180E, 0x180E),
-    (0x200B, 0x200F),
-    (0x2028, 0x2029), // Zl and Zp, not Cf, but terminals may break the line on them.
-    (0x202A, 0x202E),
-    (0x2060, 0x2064),
-    (0x2066, 0x206F),
-    (0xFEFF, 0xFEFF),
-    (0xFFF9, 0xFFFB),
-    (0x110BD, 0x110BD),
-    (0x110CD, 0x110CD),
-    (0x13430, 0x1343F),
-    (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A),
-    (0xE0001, 0xE0001),
-    (0xE0020, 0xE007F),
-];
-
 /// Whether `c` must not reach a terminal as itself.
 pub fn needs_escape(c: char) -> bool {
-    if c.is_control() {
-        return true;
-    }
-    let c = c as u32;
-    FORMAT_RANGES
-        .iter()
-        .any(|&(start, end)| (start..=end).contains(&c))
+    // U+2028/U+2029 are separators, not format characters, but terminals may break the line.
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}')
+        || ledger_projections::text::is_invisible(c)
 }
 
 fn push_escaped(out: &mut String, c: char) {

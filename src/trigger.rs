@@ -76,6 +76,20 @@ pub mod catalog;
 pub mod flow;
 pub mod overrides;
 
+/// An existing Stripe id a sequence continues with (`--customer`, `--session`, or what the
+/// service answered `go-live-check`): the id rules, and Stripe's prefix for the object, so a
+/// mistyped or hostile value never reaches a payload.
+pub fn check_existing_id(what: &str, value: &str, prefix: &str) -> Result<(), String> {
+    crate::validate::check_id(what, value).map_err(|e| e.to_string())?;
+    let rest = value.strip_prefix(prefix).unwrap_or_default();
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!(
+            "`{what}` must be a Stripe id like {prefix}... (ASCII letters, digits, `_`)"
+        ));
+    }
+    Ok(())
+}
+
 /// One event of a built-in sequence, as the service answered it.
 #[derive(Debug, Clone)]
 pub struct Posted {

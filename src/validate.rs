@@ -76,43 +76,11 @@ pub fn check_id(field: &str, value: &str) -> Result<(), InvalidId> {
 fn char_problem(c: char) -> Option<IdProblem> {
     if c.is_control() {
         Some(IdProblem::Control(c as u32))
-    } else if is_format_char(c) {
+    } else if ledger_projections::text::is_invisible(c) {
         Some(IdProblem::Format(c as u32))
     } else {
         None
     }
-}
-
-/// Unicode general category Cf (Unicode 15.1), as inclusive ranges. Small and stable enough to
-/// list rather than pull in a Unicode tables crate.
-const FORMAT_CHARS: &[(u32, u32)] = &[
-    (0x00AD, 0x00AD),   // soft hyphen
-    (0x0600, 0x0605),   // Arabic number signs
-    (0x061C, 0x061C),   // Arabic letter mark
-    (0x06DD, 0x06DD),   // Arabic end of ayah
-    (0x070F, 0x070F),   // Syriac abbreviation mark
-    (0x0890, 0x0891),   // Arabic pound/piastre mark above
-    (0x08E2, 0x08E2),   // Arabic disputed end of ayah
-    (0x180E, 0x180E),   // Mongolian vowel separator
-    (0x200B, 0x200F),   // zero-width space/non-joiner/joiner, LRM, RLM
-    (0x202A, 0x202E),   // bidirectional embeddings and overrides
-    (0x2060, 0x2064),   // word joiner, invisible operators
-    (0x2066, 0x206F),   // bidirectional isolates, deprecated format characters
-    (0xFEFF, 0xFEFF),   // zero-width no-break space (BOM)
-    (0xFFF9, 0xFFFB),   // interlinear annotation
-    (0x110BD, 0x110BD), // Kaithi number sign
-    (0x110CD, 0x110CD), // Kaithi number sign above
-    (0x13430, 0x1343F), // Egyptian hieroglyph format controls
-    (0x1BCA0, 0x1BCA3), // shorthand format controls
-    (0x1D173, 0x1D17A), // musical symbol format controls
-    (0xE0001, 0xE0001), // language tag
-    (0xE0020, 0xE007F), // tag characters
-];
-
-/// Whether `c` is a Unicode format character (category Cf).
-pub fn is_format_char(c: char) -> bool {
-    let c = c as u32;
-    FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
 #[cfg(test)]

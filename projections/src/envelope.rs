@@ -376,43 +376,7 @@ pub fn is_token_char(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_graphic();
     }
-    !(c.is_whitespace() || c.is_control() || is_invisible(c))
-}
-
-/// Unicode format characters (general category Cf, Unicode 15.1) and the other characters that
-/// render as nothing: combining grapheme joiner, Hangul fillers, Khmer inherent vowels,
-/// variation selectors, and the tag block.
-fn is_invisible(c: char) -> bool {
-    const RANGES: &[(u32, u32)] = &[
-        (0x00AD, 0x00AD),
-        (0x034F, 0x034F),
-        (0x0600, 0x0605),
-        (0x061C, 0x061C),
-        (0x06DD, 0x06DD),
-        (0x070F, 0x070F),
-        (0x0890, 0x0891),
-        (0x08E2, 0x08E2),
-        (0x115F, 0x1160),
-        (0x17B4, 0x17B5),
-        (0x180B, 0x180F),
-        (0x200B, 0x200F),
-        (0x202A, 0x202E),
-        (0x2060, 0x2064),
-        (0x2066, 0x206F),
-        (0x3164, 0x3164),
-        (0xFE00, 0xFE0F),
-        (0xFEFF, 0xFEFF),
-        (0xFFA0, 0xFFA0),
-        (0xFFF9, 0xFFFB),
-        (0x110BD, 0x110BD),
-        (0x110CD, 0x110CD),
-        (0x13430, 0x1343F),
-        (0x1BCA0, 0x1BCA3),
-        (0x1D173, 0x1D17A),
-        (0xE0000, 0xE0FFF),
-    ];
-    let c = c as u32;
-    RANGES.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+    !(c.is_whitespace() || c.is_control() || crate::text::is_invisible(c))
 }
 
 fn truncate(s: &str) -> String {

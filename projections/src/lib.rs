@@ -9,6 +9,7 @@
 pub mod envelope;
 pub mod model;
 pub mod notification;
+pub mod text;
 
 pub use envelope::{parse_event, parse_event_str, Envelope, EnvelopeError, ObjectRef};
 pub use model::decode::{

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -96,38 +96,17 @@ fn stripe_error(e: StripeError) -> Response {
 /// A checkout body is a tier or product name; anything near this size is not one.
 pub const CHECKOUT_MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The body, up to `CHECKOUT_MAX_BODY_BYTES` (413 `payload_too_large` past it, refused before
-/// reading when the declared length says so).
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than {CHECKOUT_MAX_BODY_BYTES} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > CHECKOUT_MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    to_bytes(body, CHECKOUT_MAX_BODY_BYTES).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            too_large()
-        } else {
-            ApiError::bad_request("body_unreadable", "the request body could not be read")
-        }
-    })
-}
-
 pub async fn checkout(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let billing = billing(&state)?;
         let user_id = user(&state, billing, &headers)?;
-        let body = read_body(&headers, body).await?;
+        let body = super::body::read(
+            &headers,
+            body,
+            CHECKOUT_MAX_BODY_BYTES,
+            state.transport.header_timeout,
+        )
+        .await?;
         let body: Value = serde_json::from_slice(&body).map_err(|_| {
             ApiError::bad_request(
                 "invalid_body",

@@ -2,6 +2,7 @@
 
 mod audit;
 mod billing_api;
+pub mod body;
 mod boundary;
 pub mod error;
 mod health;

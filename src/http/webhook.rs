@@ -1,8 +1,8 @@
 use std::time::Instant;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -47,26 +47,19 @@ async fn handle(
     body: Body,
 ) -> Result<(Ingested, Json<Value>), ApiError> {
     let limit = state.webhook.max_body_bytes;
-    let too_large = || reject(IngestError::PayloadTooLarge { limit });
-    // Refuse early on a declared length, without reading a byte of it.
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(too_large());
-        }
-    }
-    let body = to_bytes(body, limit).await.map_err(|e| {
-        // `to_bytes` fails for the limit or for a broken connection; only the former is ours.
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            too_large()
-        } else {
-            ApiError::bad_request("body_unreadable", "the request body could not be read")
-        }
-    })?;
+    let within = state.transport.header_timeout;
+    let body = super::body::read(headers, body, limit, within)
+        .await
+        .map_err(|e| match e {
+            // The webhook's own 413, logged and counted like its other rejections.
+            super::body::BodyError::TooLarge { limit } => {
+                reject(IngestError::PayloadTooLarge { limit })
+            }
+            other => {
+                tracing::warn!(code = ApiError::from(other).code(), "webhook rejected");
+                ApiError::from(other)
+            }
+        })?;
     let signature = headers
         .get("stripe-signature")
         .map(|v| v.to_str().unwrap_or("\u{0}invalid"));

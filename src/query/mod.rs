@@ -88,7 +88,7 @@ impl From<crate::validate::InvalidId> for FilterError {
 pub fn shown(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars().take(64) {
-        if c.is_control() || crate::validate::is_format_char(c) {
+        if c.is_control() || ledger_projections::text::is_invisible(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);

@@ -134,11 +134,23 @@ pub struct FixtureOptions {
     pub price: Price,
     /// Unix seconds: the last event of a sequence is created at about this time.
     pub now: i64,
+    /// An existing customer (`cus_...`, e.g. the one `POST /api/checkout` created) instead
+    /// of a fresh id: the only way a sequence reaches a linked user (docs/adr/0013).
+    pub customer: Option<String>,
+    /// An existing Checkout Session (`cs_...`) instead of a fresh id.
+    pub session: Option<String>,
 }
 
-/// A fresh flow whose sequence will end near `options.now` after about `span` seconds.
+/// A fresh flow whose sequence will end near `options.now` after about `span` seconds; every
+/// id is fresh except the customer and session the options name.
 pub fn new_flow(options: &FixtureOptions, span: i64) -> Flow {
-    let ids = Ids::fresh();
+    let mut ids = Ids::fresh();
+    if let Some(customer) = &options.customer {
+        ids.customer.clone_from(customer);
+    }
+    if let Some(session) = &options.session {
+        ids.session.clone_from(session);
+    }
     let user = options
         .user_id
         .clone()
@@ -480,6 +492,8 @@ mod tests {
             user_id: None,
             price: Price::default(),
             now: 1_800_000_000,
+            customer: None,
+            session: None,
         }
     }
 
@@ -517,6 +531,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_given_customer_and_session_replace_only_those_ids() {
+        let given = FixtureOptions {
+            customer: Some("cus_fromCheckout".to_owned()),
+            session: Some("cs_test_fromCheckout".to_owned()),
+            ..options()
+        };
+        let flow = build(T::CheckoutSessionCompleted, &given);
+        let fresh = build(T::CheckoutSessionCompleted, &options());
+        assert_eq!(flow.ids.customer, "cus_fromCheckout");
+        assert_eq!(flow.ids.session, "cs_test_fromCheckout");
+        assert_ne!(flow.ids.subscription, fresh.ids.subscription);
+        let session = &flow.events.last().unwrap()["data"]["object"];
+        assert_eq!(session["id"], "cs_test_fromCheckout");
+        assert_eq!(session["customer"], "cus_fromCheckout");
+        assert_eq!(session["subscription"], json!(flow.ids.subscription));
     }
 
     #[test]

@@ -9,14 +9,15 @@ use stripe_ledger::jwt::JwtKey;
 use crate::fake_stripe::{Failure, FakeStripe};
 use crate::helpers::{TestApp, READ_TOKEN};
 
-const JWT_SECRET: &str = "jwt-secret-for-tests-0123456789abcdef";
-const SECRET_KEY: &str = "sk_test_fakestripekey0123456789";
+pub const JWT_SECRET: &str = "jwt-secret-for-tests-0123456789abcdef";
+pub const SECRET_KEY: &str = "sk_test_fakestripekey0123456789";
 
 async fn app_with(fake: &FakeStripe) -> TestApp {
     builder_with(fake).spawn().await
 }
 
-fn builder_with(fake: &FakeStripe) -> crate::helpers::TestAppBuilder {
+/// An app with checkout on against `fake` (tiers `tier1`, `tier2`; product `ebook`).
+pub fn builder_with(fake: &FakeStripe) -> crate::helpers::TestAppBuilder {
     TestApp::builder()
         .env("JWT_SECRET", JWT_SECRET)
         .env("STRIPE_SECRET_KEY", SECRET_KEY)
@@ -40,7 +41,7 @@ fn builder_with(fake: &FakeStripe) -> crate::helpers::TestAppBuilder {
         .env("STRIPE_TIMEOUT_MS", "500")
 }
 
-fn token(user: &str) -> String {
+pub fn token(user: &str) -> String {
     JwtKey::new(JWT_SECRET)
         .unwrap()
         .sign(user, chrono::Utc::now().timestamp() + 3600)

@@ -414,7 +414,7 @@ async fn without_smtp_the_email_goes_to_the_log_with_the_address_masked() {
 }
 
 #[tokio::test]
-async fn the_cli_lists_and_requeues_outbox_items() {
+async fn the_cli_lists_and_requeues_outbox_items_and_refuses_the_filters_the_api_refuses() {
     let sink = SmtpSink::start().await;
     let app = app_with(&sink).await;
     let cus = unique_id("cus");
@@ -453,6 +453,17 @@ async fn the_cli_lists_and_requeues_outbox_items() {
         listed.contains("failed") && listed.contains(&cus),
         "{listed}"
     );
+    // The API's validation of the same filters: refused with exit code 2, nothing listed.
+    for (status, limit) in [(Some("lost"), 10), (Some(""), 10), (None, 0), (None, 1000)] {
+        let (code, listed) = run(stripe_ledger::cli::OutboxCommand::List {
+            status: status.map(str::to_owned),
+            limit,
+            format: stripe_ledger::cli::OutputFormat::Json,
+        })
+        .await;
+        assert_eq!(code, std::process::ExitCode::from(2), "{status:?} {limit}");
+        assert!(listed.is_empty(), "{listed}");
+    }
     let id = outbox::list(&app.db, Some("failed"), None, 1)
         .await
         .unwrap()

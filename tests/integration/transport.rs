@@ -123,6 +123,44 @@ async fn a_connection_that_never_sends_a_request_is_closed_at_the_header_timeout
 }
 
 #[tokio::test]
+async fn a_body_trickled_after_a_complete_head_is_cut_off_with_408_and_nothing_is_logged() {
+    let app = TestApp::builder()
+        .env("HTTP_HEADER_TIMEOUT_SECS", "1")
+        .env("HTTP_IDLE_TIMEOUT_SECS", "3600")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    stream
+        .write_all(
+            b"POST /webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              stripe-signature: t=1,v1=00\r\ncontent-length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // One body byte per step: the head is complete, so only the body's own bound can stop it.
+    let mut answer = Vec::new();
+    for _ in 0..STEPS {
+        if stream.write_all(b" ").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(STEP, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let body: Value = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(code(&body), "request_timeout");
+    assert_eq!(app.audit("/api/audit/events").await.json["data"], json!([]));
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let app = TestApp::builder()
         .env("HTTP_HEADER_TIMEOUT_SECS", "300")

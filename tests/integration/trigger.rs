@@ -1,14 +1,24 @@
 //! `trigger <type>` (built-in basil sequences with fresh ids) and `go-live-check`, against the
-//! real app.
+//! real app. The go-live check goes through the service's own checkout, so its app has
+//! billing on against the fake Stripe.
 
 use std::process::ExitCode;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use stripe_ledger::cli::{self, GoLiveArgs, TriggerArgs};
 use stripe_ledger::trigger::catalog::{self, FixtureOptions, TriggerType};
 use stripe_ledger::trigger::flow::Price;
 
+use crate::billing::{builder_with, token, JWT_SECRET};
+use crate::fake_stripe::FakeStripe;
 use crate::helpers::{TestApp, AUDIT_TOKEN, READ_TOKEN};
+
+/// An app with checkout on against a fresh fake Stripe (kept alive by the caller).
+async fn billing_app() -> (FakeStripe, TestApp) {
+    let fake = FakeStripe::start().await;
+    let app = builder_with(&fake).spawn().await;
+    (fake, app)
+}
 
 fn trigger_args(app: &TestApp, target: &str) -> TriggerArgs {
     TriggerArgs {
@@ -21,6 +31,8 @@ fn trigger_args(app: &TestApp, target: &str) -> TriggerArgs {
         overrides: Vec::new(),
         user_id: None,
         price: "price_local_standard".to_owned(),
+        customer: None,
+        session: None,
     }
 }
 
@@ -36,6 +48,10 @@ fn go_live_args(app: &TestApp) -> GoLiveArgs {
         secret: app.secret.clone(),
         token: None,
         price: "price_local_standard".to_owned(),
+        jwt_secret: JWT_SECRET.to_owned(),
+        jwt_audience: None,
+        jwt_issuer: None,
+        tier: None,
     }
 }
 
@@ -65,6 +81,8 @@ async fn every_built_in_type_posts_a_coherent_sequence_that_is_recorded_and_proj
             user_id: None,
             price: Price::default(),
             now: chrono::Utc::now().timestamp(),
+            customer: None,
+            session: None,
         };
         let flow = catalog::build(t, &options);
         let url = app.url("/webhooks/stripe");
@@ -90,7 +108,14 @@ async fn every_built_in_type_posts_a_coherent_sequence_that_is_recorded_and_proj
             )
             .await;
         assert_eq!(customer.status, 200, "{t:?}");
-        assert_eq!(customer.json["user_id"], flow.user_id.as_str(), "{t:?}");
+        // Webhooks alone link no user (ADR 13): the user id they carry is a claim.
+        assert_eq!(customer.json["user_id"], Value::Null, "{t:?}");
+        assert_eq!(
+            customer.json["link_conflicts"][0]["user_id"],
+            flow.user_id.as_str(),
+            "{t:?}: {}",
+            customer.text
+        );
         assert_eq!(customer.json["deleted"], t == TriggerType::CustomerDeleted);
         if let Some(sub) = last_object(&flow.events, "subscription") {
             let read = app
@@ -170,10 +195,11 @@ async fn trigger_by_name_prints_each_event_and_two_triggers_give_two_subscriptio
         assert!(s["customer"].as_str().unwrap().starts_with("cus_"));
         assert_eq!(s["status"], "active");
     }
+    // Nothing the service created links user_twice: the subscriptions carry the label only.
     let entitlement = app
         .get("/api/entitlements/user_twice", Some(READ_TOKEN))
         .await;
-    assert_eq!(entitlement.json["access"], "granted");
+    assert_eq!(entitlement.json["reason"], "no_subscription");
 }
 
 #[tokio::test]
@@ -197,10 +223,11 @@ async fn overrides_change_the_triggered_event_or_the_event_type_they_name() {
         "{}",
         subs.text
     );
-    let customers = app
-        .get("/api/customers?user_id=user_override", Some(READ_TOKEN))
+    let customer = subs.json["data"][0]["customer"].as_str().unwrap();
+    let customer = app
+        .get(&format!("/api/customers/{customer}"), Some(READ_TOKEN))
         .await;
-    assert_eq!(customers.json["data"][0]["email"], "renamed@example.com");
+    assert_eq!(customer.json["email"], "renamed@example.com");
 
     // An override that matches nothing is an error, and nothing is posted.
     let mut args = trigger_args(&app, "customer.created");
@@ -263,9 +290,38 @@ fn rows(out: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The options `go_live::run` gets from the command line for `app`.
+fn go_live_options(app: &TestApp, jwt_secret: &str) -> stripe_ledger::go_live::GoLiveOptions {
+    stripe_ledger::go_live::GoLiveOptions {
+        base_url: app.base_url.clone(),
+        secret: app.secret.clone(),
+        token: READ_TOKEN.to_owned(),
+        price: Price::default(),
+        jwt: stripe_ledger::jwt::JwtKey::new(jwt_secret).unwrap(),
+        tier: None,
+    }
+}
+
+/// Why `go_live::run` refused, with what it wrote (nothing, when it refuses).
+async fn refusal(options: &stripe_ledger::go_live::GoLiveOptions) -> (String, String) {
+    let mut out = Vec::new();
+    let verdict = stripe_ledger::go_live::run(options, &mut out)
+        .await
+        .unwrap();
+    let stripe_ledger::go_live::Verdict::Refused(reason) = verdict else {
+        panic!("not refused: {verdict:?}");
+    };
+    (reason, String::from_utf8(out).unwrap())
+}
+
+async fn log_is_empty(app: &TestApp) {
+    let log = app.audit("/api/audit/events").await;
+    assert_eq!(log.json["data"], json!([]), "{}", log.text);
+}
+
 #[tokio::test]
 async fn go_live_check_against_a_test_mode_service_holds_every_row() {
-    let app = TestApp::spawn().await;
+    let (fake, app) = billing_app().await;
     let (code, out) = run_go_live(go_live_args(&app)).await;
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
     assert!(out.starts_with("scenario"), "{out}");
@@ -288,6 +344,25 @@ async fn go_live_check_against_a_test_mode_service_holds_every_row() {
         assert_eq!(r[3], "ok", "{out}");
     }
     assert!(out.contains("7 of 7 held"), "{out}");
+    // Every scenario went through the service's own checkout, with the first tier, and its
+    // webhooks are about the customer that checkout created: linked, no conflicting claim.
+    let sessions = fake.requests("/v1/checkout/sessions");
+    assert_eq!(sessions.len(), 7);
+    assert!(sessions
+        .iter()
+        .all(|s| s.field("line_items[0][price]") == Some("price_tier1")));
+    assert_eq!(fake.customers(), 7);
+    let customers = app.get("/api/customers", Some(READ_TOKEN)).await;
+    let customers = customers.json["data"].as_array().unwrap();
+    assert_eq!(customers.len(), 7);
+    for c in customers {
+        assert!(c["id"].as_str().unwrap().starts_with("cus_fake"), "{c}");
+        assert!(
+            c["user_id"].as_str().unwrap().starts_with("user_golive_"),
+            "{c}"
+        );
+        assert_eq!(c["link_conflicts"], json!([]), "{c}");
+    }
 }
 
 #[tokio::test]
@@ -300,13 +375,12 @@ async fn go_live_check_refuses_a_live_mode_service_and_posts_nothing() {
     let (code, out) = run_go_live(go_live_args(&app)).await;
     assert_eq!(code, ExitCode::from(2), "{out}");
     assert!(out.is_empty(), "{out}");
-    let log = app.audit("/api/audit/events").await;
-    assert_eq!(log.json["data"], serde_json::json!([]), "{}", log.text);
+    log_is_empty(&app).await;
 }
 
 #[tokio::test]
 async fn go_live_check_refuses_an_unreachable_service_or_a_refused_token() {
-    let app = TestApp::spawn().await;
+    let (fake, app) = billing_app().await;
     let mut args = go_live_args(&app);
     args.url = "http://127.0.0.1:9".to_owned();
     assert_eq!(run_go_live(args).await.0, ExitCode::from(2));
@@ -319,15 +393,72 @@ async fn go_live_check_refuses_an_unreachable_service_or_a_refused_token() {
     .await
     .unwrap();
     assert_eq!(code, ExitCode::from(2));
-    assert_eq!(
-        app.audit("/api/audit/events").await.json["data"],
-        serde_json::json!([])
+    // A user token the service does not accept: not its JWT_SECRET.
+    let mut args = go_live_args(&app);
+    args.jwt_secret = "not-the-service-jwt-secret-0123456789".to_owned();
+    assert_eq!(run_go_live(args).await.0, ExitCode::from(2));
+    let (reason, out) = refusal(&go_live_options(
+        &app,
+        "not-the-service-jwt-secret-0123456789",
+    ))
+    .await;
+    assert!(
+        reason.contains("401 token_signature_invalid") && reason.contains("JWT_SECRET"),
+        "{reason}"
     );
+    assert!(out.is_empty(), "{out}");
+    // No JWT secret at all, or one too short to be the service's.
+    for secret in ["", "short"] {
+        let mut args = go_live_args(&app);
+        args.jwt_secret = secret.to_owned();
+        assert_eq!(run_go_live(args).await.0, ExitCode::from(2), "{secret:?}");
+    }
+    log_is_empty(&app).await;
+    assert!(fake.requests("/v1/checkout/sessions").is_empty());
+    assert_eq!(fake.customers(), 0);
+}
+
+#[tokio::test]
+async fn go_live_check_refuses_a_service_without_checkout_and_posts_nothing() {
+    let app = TestApp::spawn().await;
+    let (code, out) = run_go_live(go_live_args(&app)).await;
+    assert_eq!(code, ExitCode::from(2), "{out}");
+    assert!(out.is_empty(), "{out}");
+    let (reason, out) = refusal(&go_live_options(&app, JWT_SECRET)).await;
+    assert!(out.is_empty(), "{out}");
+    for needed in [
+        "503 billing_not_configured",
+        "test-mode Stripe keys",
+        "JWT_SECRET",
+    ] {
+        assert!(reason.contains(needed), "{needed}: {reason}");
+    }
+    log_is_empty(&app).await;
+}
+
+#[tokio::test]
+async fn go_live_check_refuses_a_tier_the_service_does_not_sell() {
+    let (fake, app) = billing_app().await;
+    let mut options = go_live_options(&app, JWT_SECRET);
+    options.tier = Some("platinum".to_owned());
+    let (reason, _) = refusal(&options).await;
+    assert!(reason.contains("tier1, tier2"), "{reason}");
+    assert!(fake.requests("/v1/checkout/sessions").is_empty());
+    // A tier it sells is checked out, in any case.
+    let mut args = go_live_args(&app);
+    args.tier = Some("TIER2".to_owned());
+    let (code, out) = run_go_live(args).await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(fake
+        .requests("/v1/checkout/sessions")
+        .iter()
+        .all(|s| s.field("line_items[0][price]") == Some("price_tier2")));
 }
 
 #[tokio::test]
 async fn go_live_check_with_no_grace_period_fails_the_failed_payment_row_and_exits_1() {
-    let app = TestApp::builder()
+    let fake = FakeStripe::start().await;
+    let app = builder_with(&fake)
         .env("GRACE_PERIOD_DAYS", "0")
         .spawn()
         .await;
@@ -347,20 +478,129 @@ async fn go_live_check_with_no_grace_period_fails_the_failed_payment_row_and_exi
 
 #[tokio::test]
 async fn go_live_check_with_the_wrong_webhook_secret_fails_every_row() {
-    let app = TestApp::spawn().await;
+    let (_fake, app) = billing_app().await;
     let mut args = go_live_args(&app);
     args.secret = "whsec_not_the_service_secret".to_owned();
     let (code, out) = run_go_live(args).await;
     assert_eq!(code, ExitCode::FAILURE, "{out}");
-    for r in rows(&out) {
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 7, "{out}");
+    for r in rows {
         assert!(r[2].contains("400 signature_mismatch"), "{out}");
         assert_eq!(r[3], "FAILED");
     }
 }
 
 #[tokio::test]
-async fn the_binary_triggers_by_name_and_runs_the_go_live_check() {
+async fn a_triggered_flow_alone_links_no_user_but_continuing_a_real_checkout_grants_access() {
+    let (_fake, app) = billing_app().await;
+    let entitlement = |user: &'static str| {
+        let app = &app;
+        async move {
+            app.get(&format!("/api/entitlements/{user}"), Some(READ_TOKEN))
+                .await
+                .json
+        }
+    };
+    // trigger alone: the objects are there, the user id is only a claim.
+    let mut args = trigger_args(&app, "checkout.session.completed");
+    args.user_id = Some("user_claimed".to_owned());
+    let (code, out) = run_trigger(args).await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    let e = entitlement("user_claimed").await;
+    assert_eq!(
+        (&e["access"], &e["reason"]),
+        (&json!("denied"), &json!("no_subscription"))
+    );
+    let subs = app
+        .get("/api/subscriptions?user_id=user_claimed", Some(READ_TOKEN))
+        .await;
+    assert_eq!(subs.json["data"][0]["status"], "active", "{}", subs.text);
+    let customer = subs.json["data"][0]["customer"].as_str().unwrap();
+    let customer = app
+        .get(&format!("/api/customers/{customer}"), Some(READ_TOKEN))
+        .await;
+    assert_eq!(customer.json["user_id"], Value::Null, "{}", customer.text);
+    assert_eq!(
+        customer.json["link_conflicts"][0]["user_id"],
+        "user_claimed"
+    );
+
+    // Through the service's checkout first, then the same sequence about its customer and
+    // session: the service's own evidence links the user.
+    let checkout = app
+        .request(
+            "POST",
+            "/api/checkout",
+            Some(&token("user_checked_out")),
+            json!({"tier": "tier1"}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(checkout.status, 200, "{}", checkout.text);
+    let session = checkout.json["session_id"].as_str().unwrap().to_owned();
+    let customers = app
+        .get("/api/customers?user_id=user_checked_out", Some(READ_TOKEN))
+        .await;
+    let customer = customers.json["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        entitlement("user_checked_out").await["access"],
+        "denied",
+        "not before the webhooks"
+    );
+    let mut args = trigger_args(&app, "checkout.session.completed");
+    args.user_id = Some("user_checked_out".to_owned());
+    args.customer = Some(customer.clone());
+    args.session = Some(session.clone());
+    let (code, out) = run_trigger(args).await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    let e = entitlement("user_checked_out").await;
+    assert_eq!(
+        (&e["access"], &e["reason"]),
+        (&json!("granted"), &json!("subscription_active"))
+    );
+    let read = app
+        .get(&format!("/api/customers/{customer}"), Some(READ_TOKEN))
+        .await;
+    assert_eq!(read.json["user_id"], "user_checked_out");
+    assert_eq!(read.json["link_conflicts"], json!([]), "{}", read.text);
+    let subs = app
+        .get(
+            &format!("/api/subscriptions?customer={customer}"),
+            Some(READ_TOKEN),
+        )
+        .await;
+    assert_eq!(subs.json["data"][0]["status"], "active", "{}", subs.text);
+}
+
+#[tokio::test]
+async fn trigger_refuses_a_customer_or_session_that_is_not_a_stripe_id() {
     let app = TestApp::spawn().await;
+    for (customer, session) in [
+        (Some("user_42"), None),
+        (Some("cus_a\u{0}b"), None),
+        (Some("cus_"), None),
+        (None, Some("cus_123")),
+        (None, Some("cs_test_\u{202e}x")),
+    ] {
+        let mut args = trigger_args(&app, "customer.subscription.created");
+        args.customer = customer.map(str::to_owned);
+        args.session = session.map(str::to_owned);
+        let mut out = Vec::new();
+        let err = cli::trigger(args, &mut out).await.unwrap_err();
+        let flag = if customer.is_some() {
+            "--customer"
+        } else {
+            "--session"
+        };
+        assert!(format!("{err:#}").contains(flag), "{err:#}");
+        assert!(out.is_empty());
+    }
+    log_is_empty(&app).await;
+}
+
+#[tokio::test]
+async fn the_binary_triggers_by_name_and_runs_the_go_live_check() {
+    let (_fake, app) = billing_app().await;
     let bin = env!("CARGO_BIN_EXE_stripe-ledger");
     let run = |args: Vec<String>, env: Vec<(&'static str, String)>| {
         tokio::task::spawn_blocking(move || {
@@ -397,15 +637,25 @@ async fn the_binary_triggers_by_name_and_runs_the_go_live_check() {
     );
     assert!(stdout.lines().all(|l| l.ends_with(" recorded")), "{stdout}");
 
+    let tokens = (
+        "API_TOKENS",
+        format!("audit:{AUDIT_TOKEN},read:{READ_TOKEN}"),
+    );
+    let go_live = vec!["go-live-check".into(), "--url".into(), app.base_url.clone()];
+    // Without the service's JWT_SECRET it refuses, and says what it needs.
+    let out = run(go_live.clone(), vec![secret.clone(), tokens.clone()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("JWT_SECRET") && stderr.contains("test-mode"),
+        "{stderr}"
+    );
+
     let out = run(
-        vec!["go-live-check".into(), "--url".into(), app.base_url.clone()],
-        vec![
-            secret,
-            (
-                "API_TOKENS",
-                format!("audit:{AUDIT_TOKEN},read:{READ_TOKEN}"),
-            ),
-        ],
+        go_live,
+        vec![secret, tokens, ("JWT_SECRET", JWT_SECRET.to_owned())],
     )
     .await
     .unwrap();
