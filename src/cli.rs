@@ -104,7 +104,7 @@ pub enum OutboxCommand {
     /// Notifications, oldest first, with their delivery state.
     List {
         /// Only this status: pending, sent, failed or skipped.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::outbox::STATUSES))]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::outbox::OutboxStatus::ALL.map(|s| s.as_str())))]
         status: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -636,7 +636,10 @@ pub async fn outbox(
             limit,
             format,
         } => {
-            let (items, _) = crate::outbox::list(db, status.as_deref(), None, limit.max(1)).await?;
+            let status = status
+                .as_deref()
+                .and_then(crate::outbox::OutboxStatus::parse);
+            let (items, _) = crate::outbox::list(db, status, None, limit.max(1)).await?;
             match format {
                 OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?,
                 OutputFormat::Text => write!(out, "{}", render_outbox_text(&items))?,
@@ -723,7 +726,7 @@ pub fn render_outbox_text(items: &[crate::outbox::Item]) -> String {
             s,
             "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  {}",
             i.id,
-            field(&i.status),
+            field(i.status.as_str()),
             field(&i.kind),
             field(&i.customer_id),
             i.attempts,
@@ -812,7 +815,7 @@ mod tests {
             customer_id: format!("{HOSTILE}{}", "z".repeat(300)),
             event_id: "evt_1".into(),
             details: serde_json::Value::Null,
-            status: "failed".into(),
+            status: crate::outbox::OutboxStatus::Failed,
             attempts: 3,
             next_attempt_at: None,
             last_error: Some(format!("550 {HOSTILE} {}", "z".repeat(300))),

@@ -21,6 +21,7 @@ pub use catch_up::{catch_up, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
 use store::{Key, Row, Tx};
 
+use crate::store::outbox::OutboxTx as _;
 use crate::store::Db;
 use crate::store::StorageError;
 
