@@ -831,10 +831,10 @@ mod tests {
             subscriptions_checked: 1,
             customers_checked: 0,
             drift: vec![crate::reconcile::Drift {
-                kind: "subscription",
+                kind: crate::store::Kind::Subscription,
                 id: format!("{HOSTILE}{}", "z".repeat(300)),
-                problem: "field",
-                field: Some("status"),
+                problem: crate::reconcile::Problem::Field,
+                field: Some(crate::reconcile::DriftField::Status),
                 local: Some(serde_json::Value::String(format!(
                     "{HOSTILE}{}",
                     "z".repeat(300)
