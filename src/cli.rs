@@ -104,8 +104,8 @@ pub enum OutboxCommand {
     /// Notifications, oldest first, with their delivery state.
     List {
         /// Only this status: pending, sent, failed or skipped.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::outbox::OutboxStatus::ALL.map(|s| s.as_str())))]
-        status: Option<String>,
+        #[arg(long, value_parser = outbox_status_parser())]
+        status: Option<crate::outbox::OutboxStatus>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
         #[arg(long, value_enum, default_value = "text")]
@@ -636,9 +636,6 @@ pub async fn outbox(
             limit,
             format,
         } => {
-            let status = status
-                .as_deref()
-                .and_then(crate::outbox::OutboxStatus::parse);
             let (items, _) = crate::outbox::list(db, status, None, limit.max(1)).await?;
             match format {
                 OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?,
@@ -708,6 +705,15 @@ pub fn list_request(args: &EventsListArgs) -> Result<audit::ListQuery, crate::qu
     params.insert("order".to_owned(), order.to_owned());
     params.insert("limit".to_owned(), args.limit.to_string());
     audit::ListQuery::parse(&params)
+}
+
+/// `--status`: one of the outbox statuses, listed as the possible values in `--help`.
+fn outbox_status_parser(
+) -> impl clap::builder::TypedValueParser<Value = crate::outbox::OutboxStatus> {
+    use crate::outbox::OutboxStatus;
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(OutboxStatus::ALL.map(OutboxStatus::as_str))
+        .try_map(|s| OutboxStatus::parse(&s).ok_or("not an outbox status"))
 }
 
 /// The `outbox list --format text` table. Customer ids come from events and last errors from

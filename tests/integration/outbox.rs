@@ -444,7 +444,7 @@ async fn the_cli_lists_and_requeues_outbox_items() {
         }
     };
     let (_, listed) = run(stripe_ledger::cli::OutboxCommand::List {
-        status: Some("failed".into()),
+        status: Some(OutboxStatus::Failed),
         limit: 10,
         format: stripe_ledger::cli::OutputFormat::Text,
     })
