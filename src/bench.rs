@@ -15,6 +15,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use tokio::process::{Child, Command};
 
+use crate::store::jobs::ScratchServer;
 use crate::stripe::signature;
 
 #[derive(Debug, Clone, Args)]
@@ -484,14 +485,11 @@ impl Scratch {
                 })
             }
             BenchBackend::Postgres => {
-                use sqlx::Connection as _;
                 let name = format!("stripe_ledger_bench_{tag}");
-                let mut conn = sqlx::PgConnection::connect(admin_url)
+                let mut server = ScratchServer::connect(admin_url)
                     .await
                     .context("could not connect to --postgres-admin-url")?;
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await?;
+                server.create_database(&name).await?;
                 let url = pg_url(admin_url, &name);
                 Ok(Scratch {
                     url,
@@ -512,11 +510,8 @@ impl Scratch {
                 }
             }
             Cleanup::Postgres { admin_url, name } => {
-                use sqlx::Connection as _;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
+                if let Ok(mut server) = ScratchServer::connect(&admin_url).await {
+                    let _ = server.drop_database(&name).await;
                 }
             }
         }

@@ -787,6 +787,7 @@ pub fn list_request(args: &EventsListArgs) -> Result<audit::ListQuery, crate::qu
     audit::ListQuery::parse(&params)
 }
 
+/// `--status`: one of the outbox statuses, listed as the possible values in `--help`.
 /// The `outbox list --format text` table. Customer ids come from events and last errors from
 /// SMTP servers, so every cell is escaped and cut (`crate::terminal`).
 pub fn render_outbox_text(items: &[crate::outbox::Item]) -> String {
@@ -803,7 +804,7 @@ pub fn render_outbox_text(items: &[crate::outbox::Item]) -> String {
             s,
             "{:>6}  {:<8}  {:<14}  {:<24}  {:>8}  {:<20}  {}",
             i.id,
-            field(&i.status),
+            field(i.status.as_str()),
             field(&i.kind),
             field(&i.customer_id),
             i.attempts,
@@ -892,7 +893,7 @@ mod tests {
             customer_id: format!("{HOSTILE}{}", "z".repeat(300)),
             event_id: "evt_1".into(),
             details: serde_json::Value::Null,
-            status: "failed".into(),
+            status: crate::outbox::OutboxStatus::Failed,
             attempts: 3,
             next_attempt_at: None,
             last_error: Some(format!("550 {HOSTILE} {}", "z".repeat(300))),
@@ -910,8 +911,8 @@ mod tests {
             drift: vec![crate::reconcile::Drift {
                 kind: crate::store::Kind::Subscription,
                 id: format!("{HOSTILE}{}", "z".repeat(300)),
-                problem: "field",
-                field: Some("status"),
+                problem: crate::reconcile::Problem::Field,
+                field: Some(crate::reconcile::DriftField::Status),
                 local: Some(serde_json::Value::String(format!(
                     "{HOSTILE}{}",
                     "z".repeat(300)

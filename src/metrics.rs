@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::store::jobs::{Gauges, JobStore as _};
+use crate::store::outbox::{OutboxStatus, OutboxStore as _, StatusCount};
 use crate::store::Db;
 use crate::store::StorageError;
 
@@ -211,27 +213,26 @@ impl Metrics {
             .await
             .unwrap_or_else(|_| Err(StorageError::interrupted("the database gauges timed out")));
         match gauges {
-            Ok(g) => {
+            Ok(DatabaseGauges { gauges: g, outbox }) => {
                 self.database_up.set(1);
                 self.dead_letters.set(g.dead_letters);
-                for status in crate::outbox::STATUSES {
-                    let n = g
-                        .outbox
+                for status in OutboxStatus::ALL {
+                    let n = outbox
                         .iter()
-                        .find(|(s, _)| s == status)
-                        .map_or(0, |(_, n)| *n);
+                        .find(|c| c.status == status)
+                        .map_or(0, |c| c.count);
                     self.outbox_rows
                         .get_or_create(&StatusLabels {
-                            status: status.to_owned(),
+                            status: status.as_str().to_owned(),
                         })
                         .set(n);
                 }
                 self.reconcile_drift.set(g.reconcile_drift.unwrap_or(-1));
-                self.catch_up_lag.set(g.catch_up_lag);
+                self.catch_up_lag.set(g.catch_up_lag.max(0));
                 self.log_position.set(g.log_position);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "metrics could not read the database gauges");
+                tracing::warn!(error = %e.report(), "metrics could not read the database gauges");
                 self.database_up.set(0);
             }
         }
@@ -244,36 +245,13 @@ impl Metrics {
 const GAUGES_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct DatabaseGauges {
-    dead_letters: i64,
-    outbox: Vec<(String, i64)>,
-    reconcile_drift: Option<i64>,
-    catch_up_lag: i64,
-    log_position: i64,
+    gauges: Gauges,
+    outbox: Vec<StatusCount>,
 }
 
-/// Everything is counted against the catch-up checkpoint: entries after it that ingestion has
-/// not projected are the ones catch-up still owes.
-const GAUGES_SQL: &str = "SELECT \
-    (SELECT count(*) FROM dead_letters), \
-    (SELECT CAST(drift_count AS BIGINT) FROM reconciliation_runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1), \
-    (SELECT count(*) FROM event_log WHERE position > c.p) \
-      - (SELECT count(*) FROM projected_positions WHERE position > c.p), \
-    (SELECT COALESCE(MAX(position), 0) FROM event_log) \
-    FROM (SELECT COALESCE((SELECT position FROM projection_checkpoints WHERE name = 'catch_up'), 0) AS p) AS c";
-
 async fn database_gauges(db: &Db) -> Result<DatabaseGauges, StorageError> {
-    type Row = (i64, Option<i64>, i64, i64);
-    let (dead_letters, reconcile_drift, catch_up_lag, log_position): Row = match db {
-        Db::Postgres(crate::store::PgStore { pool }) => {
-            sqlx::query_as(GAUGES_SQL).fetch_one(pool).await?
-        }
-        Db::Sqlite(db) => sqlx::query_as(GAUGES_SQL).fetch_one(&db.read).await?,
-    };
     Ok(DatabaseGauges {
-        dead_letters,
-        outbox: crate::outbox::counts(db).await?,
-        reconcile_drift,
-        catch_up_lag: catch_up_lag.max(0),
-        log_position,
+        gauges: db.metrics_gauges().await?,
+        outbox: db.outbox_counts().await?,
     })
 }

@@ -9,9 +9,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::mail::{compose, Mailer, SendError};
-use super::{claim, settle, Item, Outcome};
+use super::{settle, Item, Outcome};
 use crate::metrics::Metrics;
 use crate::read_models::StatesBy;
+use crate::store::outbox::OutboxStore as _;
 use crate::store::Db;
 use crate::store::Kind;
 use crate::store::StorageError;
@@ -53,7 +54,7 @@ pub async fn deliver_due(
 ) -> Result<DeliveryReport, StorageError> {
     let mut report = DeliveryReport::default();
     loop {
-        let items = claim(db, now, now + CLAIM_SECS, BATCH).await?;
+        let items = db.outbox_claim(now, now + CLAIM_SECS, BATCH).await?;
         if items.is_empty() {
             return Ok(report);
         }

@@ -20,6 +20,7 @@ use serde_json::Value;
 pub use catch_up::{catch_up, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
 
+use crate::store::outbox::OutboxTx as _;
 use crate::store::read_models::{Key, ReadModelTx as _, Row};
 use crate::store::{Db, Kind, StorageError, Tx};
 

@@ -12,20 +12,68 @@ use serde_json::Value;
 
 use crate::event_log::{self, AppendOutcome, Source};
 use crate::projector::{self, state_from_json, Entry};
-use crate::store::Db;
-use crate::store::Kind;
 use crate::store::StorageError;
+use crate::store::{Db, Kind};
 use crate::stripe::client::{StripeClient, StripeError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Drift {
     pub kind: Kind,
     pub id: String,
-    /// `missing_locally`, `missing_at_stripe` or `field`.
-    pub problem: &'static str,
-    pub field: Option<&'static str>,
+    pub problem: Problem,
+    /// The field that differs, for [`Problem::Field`].
+    pub field: Option<DriftField>,
     pub local: Option<Value>,
     pub stripe: Option<Value>,
+}
+
+/// How a local object and Stripe's disagree.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// Stripe has it; the read models do not.
+    MissingLocally,
+    /// The read models have it; Stripe does not list it.
+    MissingAtStripe,
+    /// Both have it; one field differs.
+    Field,
+}
+
+impl Problem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::MissingLocally => "missing_locally",
+            Problem::MissingAtStripe => "missing_at_stripe",
+            Problem::Field => "field",
+        }
+    }
+}
+
+/// The fields reconciliation compares.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftField {
+    Status,
+    Customer,
+    Items,
+    CurrentPeriodEnd,
+    CancelAtPeriodEnd,
+    Deleted,
+    Email,
+}
+
+impl DriftField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftField::Status => "status",
+            DriftField::Customer => "customer",
+            DriftField::Items => "items",
+            DriftField::CurrentPeriodEnd => "current_period_end",
+            DriftField::CancelAtPeriodEnd => "cancel_at_period_end",
+            DriftField::Deleted => "deleted",
+            DriftField::Email => "email",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -68,12 +116,12 @@ async fn local_states(db: &Db, kind: Kind) -> Result<BTreeMap<String, Fact>, Sto
 
 fn subscription_drift(id: &str, local: &SubscriptionView, stripe: &SubscriptionView) -> Vec<Drift> {
     let mut drift = Vec::new();
-    let mut check = |field: &'static str, l: Value, s: Value| {
+    let mut check = |field: DriftField, l: Value, s: Value| {
         if l != s {
             drift.push(Drift {
                 kind: Kind::Subscription,
                 id: id.to_owned(),
-                problem: "field",
+                problem: Problem::Field,
                 field: Some(field),
                 local: Some(l),
                 stripe: Some(s),
@@ -81,12 +129,12 @@ fn subscription_drift(id: &str, local: &SubscriptionView, stripe: &SubscriptionV
         }
     };
     check(
-        "status",
+        DriftField::Status,
         local.status.clone().into(),
         stripe.status.clone().into(),
     );
     check(
-        "customer",
+        DriftField::Customer,
         local.customer.clone().into(),
         stripe.customer.clone().into(),
     );
@@ -96,14 +144,14 @@ fn subscription_drift(id: &str, local: &SubscriptionView, stripe: &SubscriptionV
             .map(|i| serde_json::json!({"price": i.price_id, "quantity": i.quantity}))
             .collect()
     };
-    check("items", items(local), items(stripe));
+    check(DriftField::Items, items(local), items(stripe));
     check(
-        "current_period_end",
+        DriftField::CurrentPeriodEnd,
         local.current_period_end.into(),
         stripe.current_period_end.into(),
     );
     check(
-        "cancel_at_period_end",
+        DriftField::CancelAtPeriodEnd,
         local.cancel_at_period_end.into(),
         stripe.cancel_at_period_end.into(),
     );
@@ -194,7 +242,7 @@ pub async fn reconcile_objects(
                     report.drift.push(Drift {
                         kind: Kind::Subscription,
                         id: stripe.id.clone(),
-                        problem: "missing_locally",
+                        problem: Problem::MissingLocally,
                         field: None,
                         local: None,
                         stripe: Some(stripe.status.clone().into()),
@@ -209,7 +257,7 @@ pub async fn reconcile_objects(
                     report.drift.push(Drift {
                         kind: Kind::Subscription,
                         id,
-                        problem: "missing_at_stripe",
+                        problem: Problem::MissingAtStripe,
                         field: None,
                         local: s.status().map(Value::from),
                         stripe: None,
@@ -234,8 +282,8 @@ pub async fn reconcile_objects(
                         report.drift.push(Drift {
                             kind: Kind::Customer,
                             id: stripe.id.clone(),
-                            problem: "field",
-                            field: Some("deleted"),
+                            problem: Problem::Field,
+                            field: Some(DriftField::Deleted),
                             local: Some(true.into()),
                             stripe: Some(false.into()),
                         });
@@ -246,8 +294,8 @@ pub async fn reconcile_objects(
                             report.drift.push(Drift {
                                 kind: Kind::Customer,
                                 id: stripe.id.clone(),
-                                problem: "field",
-                                field: Some("email"),
+                                problem: Problem::Field,
+                                field: Some(DriftField::Email),
                                 local: Some(v.email.clone().into()),
                                 stripe: Some(stripe.email.clone().into()),
                             });
@@ -262,7 +310,7 @@ pub async fn reconcile_objects(
                     report.drift.push(Drift {
                         kind: Kind::Customer,
                         id: stripe.id.clone(),
-                        problem: "missing_locally",
+                        problem: Problem::MissingLocally,
                         field: None,
                         local: None,
                         stripe: None,
@@ -278,7 +326,7 @@ pub async fn reconcile_objects(
                     report.drift.push(Drift {
                         kind: Kind::Customer,
                         id,
-                        problem: "missing_at_stripe",
+                        problem: Problem::MissingAtStripe,
                         field: None,
                         local: None,
                         stripe: None,
@@ -337,11 +385,40 @@ pub fn render_text(report: &ReconcileReport) -> String {
             "{:<13} {:<28} {:<18} {:<22} local={} stripe={}",
             d.kind.as_str(),
             field(&d.id),
-            d.problem,
-            d.field.unwrap_or("-"),
+            d.problem.as_str(),
+            d.field.map_or("-", DriftField::as_str),
             field(&d.local.as_ref().map_or("-".into(), |v| v.to_string())),
             field(&d.stripe.as_ref().map_or("-".into(), |v| v.to_string())),
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_and_fields_serialise_as_the_text_report_spells_them() {
+        let problems = [
+            Problem::MissingLocally,
+            Problem::MissingAtStripe,
+            Problem::Field,
+        ];
+        for p in problems {
+            assert_eq!(serde_json::to_value(p).unwrap(), Value::from(p.as_str()));
+        }
+        let fields = [
+            DriftField::Status,
+            DriftField::Customer,
+            DriftField::Items,
+            DriftField::CurrentPeriodEnd,
+            DriftField::CancelAtPeriodEnd,
+            DriftField::Deleted,
+            DriftField::Email,
+        ];
+        for f in fields {
+            assert_eq!(serde_json::to_value(f).unwrap(), Value::from(f.as_str()));
+        }
+    }
 }

@@ -5,5 +5,7 @@ pub mod diff;
 pub mod schedule;
 pub mod sync_events;
 
-pub use diff::{reconcile, reconcile_objects, render_text, Drift, Objects, ReconcileReport};
+pub use diff::{
+    reconcile, reconcile_objects, render_text, Drift, DriftField, Objects, Problem, ReconcileReport,
+};
 pub use sync_events::{sync_events, SyncReport};

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use stripe_ledger::outbox::{self, RetryTarget};
+use stripe_ledger::outbox::{self, OutboxStatus, RetryTarget};
 use stripe_ledger::projector;
 
 use crate::helpers::{unique_id, TestApp, AUDIT_TOKEN, READ_TOKEN};
@@ -176,7 +176,7 @@ async fn a_lifecycle_delivered_twice_in_any_order_sends_one_welcome_and_a_rebuil
     assert_eq!(items.len(), 3);
     assert!(items
         .iter()
-        .all(|i| i.status == "sent" && i.kind == "welcome"));
+        .all(|i| i.status == OutboxStatus::Sent && i.kind == "welcome"));
 }
 
 #[tokio::test]
@@ -200,7 +200,7 @@ async fn a_welcome_waits_for_the_customers_address_and_is_sent_once_it_arrives()
     let first = app.deliver_outbox(now).await;
     assert_eq!(first.retrying, 1, "{first:?}");
     assert_eq!(sink.count(), 0);
-    let (pending, _) = outbox::list(&app.db, Some("pending"), None, 10)
+    let (pending, _) = outbox::list(&app.db, Some(OutboxStatus::Pending), None, 10)
         .await
         .unwrap();
     assert!(pending[0]
@@ -305,7 +305,7 @@ async fn access_ended_is_sent_when_a_subscription_ends_but_not_while_another_one
         .flat_map(|m| m.rcpt_to.clone())
         .collect();
     assert_eq!(ended, vec!["alone@example.com".to_owned()]);
-    let (skipped, _) = outbox::list(&app.db, Some("skipped"), None, 10)
+    let (skipped, _) = outbox::list(&app.db, Some(OutboxStatus::Skipped), None, 10)
         .await
         .unwrap();
     assert_eq!(skipped.len(), 1);
@@ -322,7 +322,7 @@ async fn smtp_refusals_are_retried_with_backoff_or_failed_for_good_until_an_oper
     sink.refuse_next(451);
     let first = app.deliver_outbox(now).await;
     assert_eq!(first.retrying, 1, "{first:?}");
-    let (pending, _) = outbox::list(&app.db, Some("pending"), None, 10)
+    let (pending, _) = outbox::list(&app.db, Some(OutboxStatus::Pending), None, 10)
         .await
         .unwrap();
     assert_eq!(pending[0].attempts, 1);
@@ -464,7 +464,7 @@ async fn the_cli_lists_and_requeues_outbox_items_and_refuses_the_filters_the_api
         assert_eq!(code, std::process::ExitCode::from(2), "{status:?} {limit}");
         assert!(listed.is_empty(), "{listed}");
     }
-    let id = outbox::list(&app.db, Some("failed"), None, 1)
+    let id = outbox::list(&app.db, Some(OutboxStatus::Failed), None, 1)
         .await
         .unwrap()
         .0[0]
@@ -506,7 +506,7 @@ async fn a_payment_failure_already_recovered_when_the_worker_runs_is_not_sent() 
     let report = app.deliver_outbox(app.now()).await;
     assert_eq!((report.sent, report.skipped), (0, 1), "{report:?}");
     assert_eq!(sink.count(), 0);
-    let (skipped, _) = outbox::list(&app.db, Some("skipped"), None, 10)
+    let (skipped, _) = outbox::list(&app.db, Some(OutboxStatus::Skipped), None, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -541,7 +541,7 @@ async fn a_customer_without_an_email_address_is_skipped_not_retried() {
     .await;
     let report = app.deliver_outbox(app.now()).await;
     assert_eq!(report.skipped, 1, "{report:?}");
-    let (skipped, _) = outbox::list(&app.db, Some("skipped"), None, 10)
+    let (skipped, _) = outbox::list(&app.db, Some(OutboxStatus::Skipped), None, 10)
         .await
         .unwrap();
     assert_eq!(

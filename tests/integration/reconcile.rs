@@ -177,7 +177,13 @@ async fn reconcile_reports_each_drift_kind_and_a_repair_leaves_only_what_cannot_
     let summary: Vec<(String, String, Option<&str>)> = report
         .drift
         .iter()
-        .map(|d| (d.id.clone(), d.problem.to_owned(), d.field))
+        .map(|d| {
+            (
+                d.id.clone(),
+                d.problem.as_str().to_owned(),
+                d.field.map(|f| f.as_str()),
+            )
+        })
         .collect();
     assert_eq!(
         summary,

@@ -1,1 +1,122 @@
-//! Statements and typed rows of the outbox concern shared by both backends. Filled by the outbox helper: src/outbox/mod.rs.
+//! Statements and typed rows of the outbox shared by both backends.
+
+use chrono::DateTime;
+use serde_json::Value;
+
+use super::Column;
+use crate::store::outbox::{Item, OutboxStatus, StatusCount};
+
+/// The columns of [`Item`], as a literal so `concat!` can build whole statements from it.
+macro_rules! item_columns {
+    () => {
+        "id, dedupe_key, kind, customer_id, event_id, details, status, attempts, \
+         next_attempt_at, last_error, created_at, sent_at"
+    };
+}
+pub(crate) use item_columns;
+
+/// The ids a claim takes (`$2`: now, `$3`: how many); PostgreSQL adds `FOR UPDATE SKIP LOCKED`.
+macro_rules! due_ids {
+    () => {
+        "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 \
+         AND (claimed_until IS NULL OR claimed_until <= $2) ORDER BY id LIMIT $3"
+    };
+}
+pub(crate) use due_ids;
+
+/// The start of a claim (`$1`: claimed until); each backend closes it with its own due ids.
+macro_rules! claim_prefix {
+    () => {
+        "UPDATE outbox SET claimed_until = $1, attempts = attempts + 1 WHERE id IN ("
+    };
+}
+pub(crate) use claim_prefix;
+
+/// A page of rows, `$1` the status or NULL; PostgreSQL must be told `$1` is text.
+macro_rules! list {
+    ($status_is_null:literal) => {
+        concat!(
+            "SELECT ",
+            $crate::store::common::outbox::item_columns!(),
+            " FROM outbox WHERE (",
+            $status_is_null,
+            " OR status = $1) AND id > $2 ORDER BY id LIMIT $3"
+        )
+    };
+}
+pub(crate) use list;
+
+pub(crate) const SETTLE: &str = "UPDATE outbox SET status = $2, next_attempt_at = $3, \
+     last_error = $4, sent_at = $5, claimed_until = NULL WHERE id = $1 AND status = 'pending'";
+
+pub(crate) const RETRY_ALL_FAILED: &str = "UPDATE outbox SET status = 'pending', attempts = 0, \
+     next_attempt_at = $1, claimed_until = NULL WHERE status = 'failed'";
+
+pub(crate) const RETRY_ONE: &str = "UPDATE outbox SET status = 'pending', attempts = 0, \
+     next_attempt_at = $1, claimed_until = NULL WHERE status IN ('failed', 'skipped') AND id = $2";
+
+pub(crate) const COUNTS: &str =
+    "SELECT status, count(*) AS n FROM outbox GROUP BY status ORDER BY status";
+
+fn status<'r, R>(row: &'r R) -> Result<OutboxStatus, sqlx::Error>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: Column<'r, R::Database>,
+{
+    let text: String = row.try_get("status")?;
+    OutboxStatus::parse(&text).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: "status".into(),
+        source: format!("unknown outbox status {text:?}").into(),
+    })
+}
+
+/// One decoder for both backends: times are unix seconds on both, `details` JSON text.
+impl<'r, R> sqlx::FromRow<'r, R> for Item
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+    i32: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let time = |t: i64| DateTime::from_timestamp(t, 0);
+        let status = status(row)?;
+        let details: String = row.try_get("details")?;
+        let next_attempt_at: i64 = row.try_get("next_attempt_at")?;
+        let created_at: i64 = row.try_get("created_at")?;
+        let sent_at: Option<i64> = row.try_get("sent_at")?;
+        Ok(Item {
+            id: row.try_get("id")?,
+            dedupe_key: row.try_get("dedupe_key")?,
+            kind: row.try_get("kind")?,
+            customer_id: row.try_get("customer_id")?,
+            event_id: row.try_get("event_id")?,
+            details: serde_json::from_str(&details).unwrap_or(Value::Null),
+            next_attempt_at: (status == OutboxStatus::Pending)
+                .then(|| time(next_attempt_at))
+                .flatten(),
+            status,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+            created_at: time(created_at),
+            sent_at: sent_at.and_then(time),
+        })
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for StatusCount
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(StatusCount {
+            status: status(row)?,
+            count: row.try_get("n")?,
+        })
+    }
+}

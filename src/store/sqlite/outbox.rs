@@ -1,8 +1,100 @@
-//! SQLite implementation of the outbox concern (see `store::outbox`). Filled by the outbox helper: src/outbox/mod.rs.
+//! SQLite implementation of the outbox concern (see `store::outbox`).
+//!
+//! Every write runs on the single writer connection, which also serialises claims: no row
+//! locks are needed.
+
+use ledger_projections::Notification;
 
 use super::{SqliteStore, SqliteTx};
+use crate::store::common::outbox::{self as sql, claim_prefix, due_ids, item_columns};
 use crate::store::outbox::*;
+use crate::store::StorageError;
 
-impl OutboxStore for SqliteStore {}
+impl OutboxStore for SqliteStore {
+    async fn outbox_claim(
+        &self,
+        now: i64,
+        claimed_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Item>, StorageError> {
+        const CLAIM: &str = concat!(claim_prefix!(), due_ids!(), ") RETURNING ", item_columns!());
+        let mut items: Vec<Item> = sqlx::query_as(CLAIM)
+            .bind(claimed_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.write)
+            .await?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
 
-impl OutboxTx for SqliteTx<'_> {}
+    async fn outbox_settle(
+        &self,
+        id: i64,
+        settlement: &Settlement<'_>,
+    ) -> Result<(), StorageError> {
+        sqlx::query(sql::SETTLE)
+            .bind(id)
+            .bind(settlement.status.as_str())
+            .bind(settlement.next_attempt_at)
+            .bind(settlement.last_error)
+            .bind(settlement.sent_at)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_list(
+        &self,
+        status: Option<OutboxStatus>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Item>, StorageError> {
+        const LIST: &str = sql::list!("$1 IS NULL");
+        Ok(sqlx::query_as(LIST)
+            .bind(status.map(OutboxStatus::as_str))
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn outbox_retry(&self, target: RetryTarget, now: i64) -> Result<u64, StorageError> {
+        let query = match target {
+            RetryTarget::AllFailed => sqlx::query(sql::RETRY_ALL_FAILED).bind(now),
+            RetryTarget::One(id) => sqlx::query(sql::RETRY_ONE).bind(now).bind(id),
+        };
+        Ok(query.execute(&self.write).await?.rows_affected())
+    }
+
+    async fn outbox_counts(&self) -> Result<Vec<StatusCount>, StorageError> {
+        Ok(sqlx::query_as(sql::COUNTS).fetch_all(&self.read).await?)
+    }
+}
+
+impl OutboxTx for SqliteTx<'_> {
+    async fn enqueue_notifications(
+        &mut self,
+        notifications: &[(Notification, String)],
+        now: i64,
+    ) -> Result<(), StorageError> {
+        const ENQUEUE: &str = "INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, \
+             details, status, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
+             ON CONFLICT (dedupe_key) DO NOTHING";
+        for (n, event_id) in notifications {
+            let details =
+                serde_json::to_string(&n.details).expect("notification details serialise");
+            sqlx::query(ENQUEUE)
+                .bind(&n.dedupe_key)
+                .bind(n.kind.as_str())
+                .bind(&n.customer)
+                .bind(event_id)
+                .bind(details)
+                .bind(now)
+                .execute(&mut **self)
+                .await?;
+        }
+        Ok(())
+    }
+}
