@@ -16,7 +16,7 @@ pub use model::decode::{
     decode, fold_all, Conflict, DecodeError, Fact, LoggedEvent, Origin, Projection, UserLinks,
     KINDS, OBJECT_SNAPSHOT, PROJECTED_TYPES,
 };
-pub use model::entitlement::{entitlement, Access, Entitlement};
+pub use model::entitlement::{entitlement, Access, Entitlement, Reason};
 pub use model::lattice::{Candidate, Link, Register};
 pub use model::objects::{
     CustomerState, CustomerView, InvoiceState, InvoiceView, ItemView, OrderState, OrderView,

@@ -13,13 +13,46 @@ pub enum Access {
     Granted,
 }
 
+/// Why the access is what it is; serialised as the stable snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    SubscriptionActive,
+    Trialing,
+    PastDueGrace,
+    PastDueGraceExpired,
+    Canceled,
+    Incomplete,
+    IncompleteExpired,
+    Unpaid,
+    Paused,
+    /// A subscription status this version does not know (Stripe added one): no access.
+    UnknownStatus,
+    NoSubscription,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SubscriptionActive => "subscription_active",
+            Reason::Trialing => "trialing",
+            Reason::PastDueGrace => "past_due_grace",
+            Reason::PastDueGraceExpired => "past_due_grace_expired",
+            Reason::Canceled => "canceled",
+            Reason::Incomplete => "incomplete",
+            Reason::IncompleteExpired => "incomplete_expired",
+            Reason::Unpaid => "unpaid",
+            Reason::Paused => "paused",
+            Reason::UnknownStatus => "unknown_status",
+            Reason::NoSubscription => "no_subscription",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entitlement {
     pub access: Access,
-    /// Stable snake_case reason: `subscription_active`, `trialing`, `past_due_grace`,
-    /// `past_due_grace_expired`, `canceled`, `incomplete`, `incomplete_expired`, `unpaid`,
-    /// `paused`, `no_subscription`.
-    pub reason: String,
+    pub reason: Reason,
     /// Unix seconds until which the access holds, when known.
     pub until: Option<i64>,
     pub subscription_id: Option<String>,
@@ -46,7 +79,7 @@ pub fn entitlement(
         })
         .unwrap_or(Entitlement {
             access: Access::Denied,
-            reason: "no_subscription".to_owned(),
+            reason: Reason::NoSubscription,
             until: None,
             subscription_id: None,
         })
@@ -59,9 +92,9 @@ fn evaluate(
     grace: i64,
 ) -> Option<Entitlement> {
     let view = s.view()?;
-    let make = |access, reason: &str, until| Entitlement {
+    let make = |access, reason, until| Entitlement {
         access,
-        reason: reason.to_owned(),
+        reason,
         until,
         subscription_id: Some(view.id.clone()),
     };
@@ -69,7 +102,7 @@ fn evaluate(
         // A scheduled cancellation (`cancel_at`) ends access before the period does.
         "active" => make(
             Access::Granted,
-            "subscription_active",
+            Reason::SubscriptionActive,
             match (view.current_period_end, view.cancel_at) {
                 (Some(end), Some(cancel)) => Some(end.min(cancel)),
                 (end, cancel) => end.or(cancel),
@@ -77,7 +110,7 @@ fn evaluate(
         ),
         "trialing" => make(
             Access::Granted,
-            "trialing",
+            Reason::Trialing,
             view.trial_end.or(view.current_period_end),
         ),
         "past_due" => {
@@ -103,30 +136,59 @@ fn evaluate(
                 });
             match failed_since {
                 Some(start) if now < start + grace => {
-                    make(Access::Grace, "past_due_grace", Some(start + grace))
+                    make(Access::Grace, Reason::PastDueGrace, Some(start + grace))
                 }
                 Some(start) => make(
                     Access::Denied,
-                    "past_due_grace_expired",
+                    Reason::PastDueGraceExpired,
                     Some(start + grace),
                 ),
                 // No failure seen yet (events still arriving): grace from the period end.
                 None => {
                     let until = view.current_period_end.map(|end| end + grace);
                     if until.is_none_or(|u| now < u) {
-                        make(Access::Grace, "past_due_grace", until)
+                        make(Access::Grace, Reason::PastDueGrace, until)
                     } else {
-                        make(Access::Denied, "past_due_grace_expired", until)
+                        make(Access::Denied, Reason::PastDueGraceExpired, until)
                     }
                 }
             }
         }
         other => {
             let reason = match other {
-                "canceled" | "incomplete" | "incomplete_expired" | "unpaid" | "paused" => other,
-                _ => "unknown_status",
+                "canceled" => Reason::Canceled,
+                "incomplete" => Reason::Incomplete,
+                "incomplete_expired" => Reason::IncompleteExpired,
+                "unpaid" => Reason::Unpaid,
+                "paused" => Reason::Paused,
+                _ => Reason::UnknownStatus,
             };
             make(Access::Denied, reason, None)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn every_reason_serialises_as_its_stable_name() {
+        use Reason::*;
+        for r in [
+            SubscriptionActive,
+            Trialing,
+            PastDueGrace,
+            PastDueGraceExpired,
+            Canceled,
+            Incomplete,
+            IncompleteExpired,
+            Unpaid,
+            Paused,
+            UnknownStatus,
+            NoSubscription,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
 }

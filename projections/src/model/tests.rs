@@ -437,7 +437,7 @@ fn a_late_update_never_resurrects_a_canceled_subscription() {
         0,
     );
     assert_eq!(e.access, Access::Denied);
-    assert_eq!(e.reason, "canceled");
+    assert_eq!(e.reason.as_str(), "canceled");
 }
 
 #[test]
@@ -510,7 +510,7 @@ fn past_due_grants_grace_from_the_first_failure_and_then_denies() {
     );
     let after = entitlement(&subs, &invoices, end + 10 + grace, grace);
     assert_eq!(after.access, Access::Denied);
-    assert_eq!(after.reason, "past_due_grace_expired");
+    assert_eq!(after.reason.as_str(), "past_due_grace_expired");
 }
 
 #[test]
@@ -700,7 +700,7 @@ fn statuses_outside_active_trialing_and_past_due_deny() {
             20,
         );
         assert_eq!(e.access, Access::Denied, "{status}");
-        assert_eq!(e.reason, status);
+        assert_eq!(e.reason.as_str(), status);
     }
     let none = entitlement(&[], &[], 0, GRACE);
     assert_eq!(
