@@ -139,6 +139,36 @@ async fn write_loop(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, seen:
     }
 }
 
+/// Writes `entries` (each with its parsed body, if any) as one batch, exactly as a writer task
+/// writes what it took from the queue, without the queue and the cache: one outcome per entry,
+/// in order. For tests and tools that need a batch of a known size.
+pub async fn write_batch(
+    db: &Db,
+    entries: Vec<(NewEntry, Option<serde_json::Value>)>,
+) -> Vec<Result<AppendOutcome, WriteError>> {
+    let mut batch = Vec::with_capacity(entries.len());
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for (entry, parsed) in entries {
+        let (reply, outcome) = oneshot::channel();
+        batch.push(Pending {
+            entry,
+            parsed,
+            reply,
+        });
+        outcomes.push(outcome);
+    }
+    write(db, batch, &SeenIds::new(0)).await;
+    let mut results = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        results.push(
+            outcome
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the writer dropped the request"))),
+        );
+    }
+    results
+}
+
 fn unavailable(why: &str) -> WriteError {
     WriteError::Storage(StorageError::interrupted(why))
 }

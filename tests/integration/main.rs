@@ -9,6 +9,7 @@ mod fake_stripe;
 mod health;
 mod helpers;
 mod hostile_queries;
+mod hot_path;
 mod hostile_webhooks;
 mod observability;
 mod openapi;
