@@ -4,12 +4,11 @@
 //! Every append is a commit, and a commit is an fsync. Under concurrent deliveries the
 //! appender gathers whatever is waiting into one batch, so many events share one commit; with
 //! a single delivery in flight it writes immediately, adding no latency. The batch's events are
-//! projected in the same transaction that appends them, just before the append (behind
-//! savepoints, together and then one by one if that fails; ADR 10), so a 200 means the read
-//! models already reflect the event. An
-//! event whose projection fails is still logged, is recorded as a dead letter in that same
-//! transaction, and its request fails so Stripe retries; a retry finds it logged and projects
-//! it again.
+//! projected and appended in one write that commits both (ADR 10, ADR 16), so a 200 means the
+//! read models already reflect the event: read the states without locks, fold in memory, write
+//! where the versions are still the ones read (else read and fold again). An event whose
+//! projection fails is still logged, is recorded as a dead letter in that same write, and its
+//! request fails so Stripe retries; a retry finds it logged and projects it again.
 //!
 //! Stripe's retries usually come back to the instance that logged the event, so ids this
 //! instance has committed and projected are remembered (a bounded FIFO set): such a duplicate is answered
@@ -270,7 +269,7 @@ async fn write_together(
         let inserted = match session.write(&write).await {
             Ok(inserted) => inserted,
             Err(e) if e.is_conflict() && attempt < projector::MAX_ATTEMPTS => {
-                tracing::debug!(error = %e.report(), attempt, "batch lost a race; folding it again");
+                tracing::debug!(error = %e.report(), attempt, first_event = ids[0], "batch lost a race; folding it again");
                 continue;
             }
             Err(e) => return Err(e),

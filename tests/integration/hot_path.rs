@@ -38,7 +38,11 @@ impl RoundTrips {
     }
 }
 
-async fn relay(client: tokio::net::TcpStream, server: tokio::net::TcpStream, count: Arc<AtomicU64>) {
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    count: Arc<AtomicU64>,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     tokio::spawn(async move {
@@ -121,7 +125,11 @@ async fn a_postgres_batch_makes_at_most_three_round_trips_whatever_its_size() {
     let batch = |tag: &str, n: usize| -> Vec<(NewEntry, Option<serde_json::Value>)> {
         (0..n)
             .map(|i| {
-                let kind = ["customer.created", "customer.subscription.created", "invoice.paid"][i % 3];
+                let kind = [
+                    "customer.created",
+                    "customer.subscription.created",
+                    "invoice.paid",
+                ][i % 3];
                 webhook_entry(&event(&format!("evt_rt_{tag}_{i}"), kind))
             })
             .collect()
@@ -143,7 +151,6 @@ async fn a_postgres_batch_makes_at_most_three_round_trips_whatever_its_size() {
         // for that round trip too, so each batch is charged its own.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let round_trips = proxy.now() - before;
-        eprintln!("ROUNDTRIPS n={n} {round_trips}");
         assert!(
             round_trips <= 3,
             "a batch of {} made {round_trips} round trips",
@@ -173,8 +180,13 @@ async fn a_postgres_batch_makes_at_most_three_round_trips_whatever_its_size() {
         );
     }
     // What the batches wrote is all there: the entries, their read models, the dead letters.
-    assert_eq!(stripe_ledger::event_log::count(&db).await.unwrap(), 3 + 138 + 4);
-    let dead = stripe_ledger::projector::store::dead_letters(&db).await.unwrap();
+    assert_eq!(
+        stripe_ledger::event_log::count(&db).await.unwrap(),
+        3 + 138 + 4
+    );
+    let dead = stripe_ledger::projector::store::dead_letters(&db)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 4, "{dead:?}");
     let state = stripe_ledger::read_models::get(
         &db,

@@ -19,8 +19,9 @@ pub struct PgStore {
     pub pool: PgPool,
 }
 
-/// A pooled connection idle for this long is checked again before it is used.
-const RECHECK_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// A pooled connection idle for this long is checked again before it is used (one round trip
+/// more for the first batch after a quiet spell).
+const RECHECK_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A PostgreSQL transaction.
 pub type PgTx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
