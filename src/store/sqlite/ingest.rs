@@ -35,8 +35,10 @@ const LOGGED: &str = concat!(
     " FROM event_log WHERE event_id IN (SELECT value FROM json_each($1))"
 );
 
+/// `CROSS JOIN` makes the keys the outer loop (SQLite keeps the written order for it): with a
+/// plain join the planner, which cannot size `json_each`, scans the whole generation per batch.
 const STATES: &str = "SELECT r.kind, r.id, r.state, r.version FROM json_each($2) AS k \
-     JOIN read_models r ON r.generation = $1 AND r.kind = json_extract(k.value, '$[0]') \
+     CROSS JOIN read_models r ON r.generation = $1 AND r.kind = json_extract(k.value, '$[0]') \
      AND r.id = json_extract(k.value, '$[1]')";
 
 /// `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join constraint.
