@@ -325,12 +325,12 @@ fn batch_write<'a>(
                     write.notifications.push((n.clone(), id.to_owned()));
                 }
             }
-            (Some(error), _) => write.failed.push(FailedEntry {
+            // `fold_batch` reports every entry that did not decode as a failure.
+            (Some(error), _) | (None, Err(error)) => write.failed.push(FailedEntry {
                 event_id: id,
                 position,
                 error: error.to_string(),
             }),
-            (None, Err(_)) => unreachable!("an entry that did not decode has a failure"),
         }
     }
     write
