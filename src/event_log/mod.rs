@@ -230,8 +230,8 @@ async fn append_marking(
         .collect())
 }
 
-/// What ingestion projected before appending, recorded by the append itself (see
-/// `append_projected_in`).
+/// What was projected before appending, recorded by the append itself (`append_in` passes
+/// nothing; ingestion records its marks in its own batch write, `store::ingest`).
 #[derive(Debug, Clone, Default)]
 pub struct Projected<'a> {
     /// Ids whose projection succeeded: newly appended ones are marked projected by position,
