@@ -230,21 +230,8 @@ async fn append_marking(
         .collect())
 }
 
-/// Which of `event_ids` are already logged, read inside the caller's transaction.
-pub async fn logged_in(
-    tx: &mut Tx<'_>,
-    event_ids: &[&str],
-) -> Result<HashMap<String, Logged>, StorageError> {
-    Ok(tx
-        .logged(event_ids)
-        .await?
-        .into_iter()
-        .map(|logged| (logged.event_id.clone(), logged))
-        .collect())
-}
-
-/// What ingestion projected before appending, recorded by the append itself (see
-/// `append_projected_in`).
+/// What was projected before appending, recorded by the append itself (`append_in` passes
+/// nothing; ingestion records its marks in its own batch write, `store::ingest`).
 #[derive(Debug, Clone, Default)]
 pub struct Projected<'a> {
     /// Ids whose projection succeeded: newly appended ones are marked projected by position,
@@ -252,18 +239,6 @@ pub struct Projected<'a> {
     pub event_ids: Vec<&'a str>,
     /// Positions of already-logged entries that were projected again.
     pub positions: Vec<i64>,
-}
-
-/// Appends entries whose projection has already been written in `tx`, marking them projected
-/// in the same statement on PostgreSQL. Taking the append lock only now keeps the
-/// critical section (lock, append, commit) short: the projection ran before it, concurrently
-/// with other batches.
-pub async fn append_projected_in(
-    tx: &mut Tx<'_>,
-    entries: &[&NewEntry],
-    projected: &Projected<'_>,
-) -> Result<Vec<AppendOutcome>, StorageError> {
-    append_marking(tx, entries, projected).await
 }
 
 /// One entry with its payload and verification record.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::config::WebhookConfig;
 mod writer;
 
-pub use writer::{WriteError, Writer, DEFAULT_SEEN_CACHE_SIZE};
+pub use writer::{write_batch, WriteError, Writer, DEFAULT_SEEN_CACHE_SIZE};
 
 use crate::event_log::{redaction, AppendOutcome, NewEntry, Source, Verification};
 use crate::store::StorageError;

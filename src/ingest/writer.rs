@@ -4,12 +4,11 @@
 //! Every append is a commit, and a commit is an fsync. Under concurrent deliveries the
 //! appender gathers whatever is waiting into one batch, so many events share one commit; with
 //! a single delivery in flight it writes immediately, adding no latency. The batch's events are
-//! projected in the same transaction that appends them, just before the append (behind
-//! savepoints, together and then one by one if that fails; ADR 10), so a 200 means the read
-//! models already reflect the event. An
-//! event whose projection fails is still logged, is recorded as a dead letter in that same
-//! transaction, and its request fails so Stripe retries; a retry finds it logged and projects
-//! it again.
+//! projected and appended in one write that commits both (ADR 10, ADR 16), so a 200 means the
+//! read models already reflect the event: read the states without locks, fold in memory, write
+//! where the versions are still the ones read (else read and fold again). An event whose
+//! projection fails is still logged, is recorded as a dead letter in that same write, and its
+//! request fails so Stripe retries; a retry finds it logged and projects it again.
 //!
 //! Stripe's retries usually come back to the instance that logged the event, so ids this
 //! instance has committed and projected are remembered (a bounded FIFO set): such a duplicate is answered
@@ -22,9 +21,11 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::event_log::{self, AppendOutcome, NewEntry};
-use crate::projector::{self, Entry};
-use crate::store::read_models::ReadModelTx as _;
+use crate::event_log::{AppendOutcome, Logged, NewEntry};
+use crate::projector::{self, Decoded, Entry, ProjectError};
+use crate::store::event_log::Inserted;
+use crate::store::ingest::{BatchWrite, FailedEntry, IngestSession};
+use crate::store::read_models::Key;
 use crate::store::Db;
 use crate::store::StorageError;
 
@@ -137,6 +138,36 @@ async fn write_loop(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, seen:
     }
 }
 
+/// Writes `entries` (each with its parsed body, if any) as one batch, exactly as a writer task
+/// writes what it took from the queue, without the queue and the cache: one outcome per entry,
+/// in order. For tests and tools that need a batch of a known size.
+pub async fn write_batch(
+    db: &Db,
+    entries: Vec<(NewEntry, Option<serde_json::Value>)>,
+) -> Vec<Result<AppendOutcome, WriteError>> {
+    let mut batch = Vec::with_capacity(entries.len());
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for (entry, parsed) in entries {
+        let (reply, outcome) = oneshot::channel();
+        batch.push(Pending {
+            entry,
+            parsed,
+            reply,
+        });
+        outcomes.push(outcome);
+    }
+    write(db, batch, &SeenIds::new(0)).await;
+    let mut results = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        results.push(
+            outcome
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the writer dropped the request"))),
+        );
+    }
+    results
+}
+
 fn unavailable(why: &str) -> WriteError {
     WriteError::Storage(StorageError::interrupted(why))
 }
@@ -166,127 +197,197 @@ async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds) {
     }
 }
 
-/// Projects the batch and appends it in one transaction: one commit, and a 200 means both.
+/// Projects the batch and appends it, committed together: a 200 means both (docs/adr/0016).
 ///
-/// The projection runs first and the append last, because the append takes the lock that
-/// serialises every append until commit (see `event_log::APPEND_LOCK`): with the projection
-/// before it, only the append itself and the commit are serialised, and two batches can
-/// project at the same time. An entry already in the log is projected again from its stored
-/// payload (its first projection may have failed or still be in flight; joins are
-/// idempotent), which is how Stripe's retry heals a failed projection.
+/// Read (which ids are logged, the generation, the states of the objects the batch touches),
+/// fold in memory, write everything at once where the states are still the versions read. On
+/// PostgreSQL the write is one statement in autocommit and the read takes no lock, so the
+/// batch makes three round trips whatever its size; a version that moved in between (another
+/// instance, the catch-up projector) fails the write as a whole and the batch is read and
+/// folded again. An entry already in the log is projected again from its stored payload (its
+/// first projection may have failed or still be in flight; joins are idempotent), which is how
+/// Stripe's retry heals a failed projection. An entry that cannot be projected is still
+/// appended and recorded as a dead letter in the same write; its neighbours are projected.
 async fn write_together(
     db: &Db,
     batch: &[Pending],
 ) -> Result<Vec<Result<AppendOutcome, WriteError>>, StorageError> {
-    let mut tx = crate::store::Tx::begin_ingest(db).await?;
-    let ids: Vec<&str> = batch.iter().map(|p| p.entry.envelope.id.as_str()).collect();
-    let logged = event_log::logged_in(&mut tx, &ids).await?;
-    // One projection per distinct id: what is logged if it is, else what arrived.
-    let mut to_project: Vec<Entry> = Vec::new();
-    let mut parsed: Vec<Option<&serde_json::Value>> = Vec::new();
+    // One projection per distinct id: the first occurrence is the body that counts.
     let mut index_of: HashMap<&str, usize> = HashMap::new();
+    let mut firsts: Vec<&Pending> = Vec::new();
     for pending in batch {
         let id = pending.entry.envelope.id.as_str();
-        if index_of.contains_key(id) {
-            continue;
+        if !index_of.contains_key(id) {
+            index_of.insert(id, firsts.len());
+            firsts.push(pending);
         }
-        index_of.insert(id, to_project.len());
+    }
+    // What arrived, decoded once from ingestion's one parse (ADR 12), for every attempt.
+    let arrived: Vec<Result<Decoded, ProjectError>> = firsts
+        .iter()
+        .map(|p| projector::decode_entry(&entry_of(&p.entry, 0), p.parsed.as_ref()))
+        .collect();
+    let keys: Vec<Key> = distinct_keys(arrived.iter().filter_map(|d| d.as_ref().ok()));
+    let ids: Vec<&str> = firsts
+        .iter()
+        .map(|p| p.entry.envelope.id.as_str())
+        .collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut session = IngestSession::open(db).await?;
+        let read = session.read(&ids, &keys).await?;
+        let logged: HashMap<&str, &Logged> = read
+            .logged
+            .iter()
+            .map(|l| (l.event_id.as_str(), l))
+            .collect();
         // A logged entry is projected from its stored payload, which may differ from this body.
-        parsed.push(match logged.get(id) {
-            Some(_) => None,
-            None => pending.parsed.as_ref(),
-        });
-        to_project.push(match logged.get(id) {
-            Some(l) => Entry {
-                position: l.position,
-                event_id: id.to_owned(),
-                event_type: l.event_type.clone(),
-                created: l.stripe_created,
-                payload: l.payload.clone(),
-                // The writer logs webhooks; a Stripe `evt_` id never names our own entries.
-                origin: ledger_projections::Origin::Stripe,
-            },
-            // The position is the append's to give; the fold does not read it.
-            None => entry_of(&pending.entry, 0),
-        });
+        let again: Vec<Option<Result<Decoded, ProjectError>>> = firsts
+            .iter()
+            .map(|p| {
+                logged
+                    .get(p.entry.envelope.id.as_str())
+                    .map(|l| projector::decode_entry(&entry_of_logged(l), None))
+            })
+            .collect();
+        let decoded: Vec<&Result<Decoded, ProjectError>> = again
+            .iter()
+            .zip(&arrived)
+            .map(|(again, arrived)| again.as_ref().unwrap_or(arrived))
+            .collect();
+        let mut states = read.states;
+        let missing: Vec<Key> = distinct_keys(decoded.iter().filter_map(|d| d.as_ref().ok()))
+            .into_iter()
+            .filter(|k| !keys.contains(k))
+            .collect();
+        if !missing.is_empty() {
+            states.extend(session.read_states(read.generation, &missing).await?);
+        }
+        let folded = projector::fold_batch(&decoded, &states);
+        let write = batch_write(read.generation, &firsts, &decoded, &logged, &folded);
+        let inserted = match session.write(&write).await {
+            Ok(inserted) => inserted,
+            Err(e) if e.is_conflict() && attempt < projector::MAX_ATTEMPTS => {
+                tracing::debug!(error = %e.report(), attempt, first_event = ids[0], "batch lost a race; folding it again");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        session.finish().await?;
+        let outcomes = outcomes(batch, &index_of, &logged, &write.fresh, inserted);
+        return Ok(outcomes
+            .into_iter()
+            .zip(batch)
+            .map(|(outcome, pending)| {
+                match &folded.failures[index_of[pending.entry.envelope.id.as_str()]] {
+                    Some(e) => Err(WriteError::Projection(e.to_string())),
+                    None => Ok(outcome),
+                }
+            })
+            .collect());
     }
-    let projected = projector::project_each_in(&mut tx, &to_project, &parsed).await?;
+}
 
-    let mut marks = event_log::Projected::default();
-    for (entry, result) in to_project.iter().zip(&projected) {
-        if result.is_ok() {
-            marks.event_ids.push(entry.event_id.as_str());
-            if let Some(l) = logged.get(&entry.event_id) {
-                marks.positions.push(l.position);
-            }
-        }
-    }
-    // Entries the look-up found are duplicates already; only the others go to the append.
-    let fresh: Vec<&NewEntry> = batch
-        .iter()
-        .map(|p| &p.entry)
-        .filter(|e| !logged.contains_key(&e.envelope.id))
-        .collect();
-    let mut appended = if fresh.is_empty() {
-        // Only retries: nothing to append, so no append lock to take.
-        tx.mark_projected(&marks.positions, &marks.event_ids)
-            .await?;
-        Vec::new()
-    } else {
-        event_log::append_projected_in(&mut tx, &fresh, &marks).await?
-    }
-    .into_iter();
-    let outcomes: Vec<AppendOutcome> = batch
-        .iter()
-        .map(|p| match logged.get(&p.entry.envelope.id) {
-            Some(l) => AppendOutcome::Duplicate {
-                position: l.position,
-                same_body: l.raw_body_sha256 == p.entry.raw_body_sha256,
-            },
-            None => appended
-                .next()
-                .expect("one outcome per appended entry, in order"),
-        })
-        .collect();
-    // The first occurrence of each id is the body that was projected.
-    let mut positions: HashMap<&str, i64> = HashMap::new();
-    for (pending, outcome) in batch.iter().zip(&outcomes) {
+/// The keys of `decoded`, each once, in order.
+fn distinct_keys<'a>(decoded: impl Iterator<Item = &'a Decoded>) -> Vec<Key> {
+    let mut keys: Vec<Key> = decoded.flat_map(Decoded::keys).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Everything the batch writes, from its fold.
+fn batch_write<'a>(
+    generation: i64,
+    firsts: &[&'a Pending],
+    decoded: &[&Result<Decoded, ProjectError>],
+    logged: &HashMap<&str, &Logged>,
+    folded: &projector::Folded,
+) -> BatchWrite<'a> {
+    let mut write = BatchWrite {
+        generation,
+        rows: folded.rows.clone(),
+        now: chrono::Utc::now().timestamp(),
+        ..Default::default()
+    };
+    for ((pending, decoded), failure) in firsts.iter().zip(decoded).zip(&folded.failures) {
         let id = pending.entry.envelope.id.as_str();
-        if positions.insert(id, outcome.position()).is_some() {
-            continue;
+        let position = logged.get(id).map(|l| l.position);
+        if position.is_none() {
+            write.fresh.push(&pending.entry);
         }
-        if let AppendOutcome::Duplicate {
-            same_body: false, ..
-        } = outcome
-        {
-            if !logged.contains_key(id) {
-                // Another instance logged this id, with another body, between our look-up
-                // and our append: what we projected is not what the log holds. Undo; Stripe's
-                // retry will project the logged one.
-                return Err(StorageError::interrupted(format!(
-                    "event {id} was logged concurrently with a different body"
-                )));
+        match (failure, decoded) {
+            (None, Ok(d)) => {
+                write.projected_ids.push(id);
+                write.projected_logged.extend(position);
+                for n in &d.notifications {
+                    write.notifications.push((n.clone(), id.to_owned()));
+                }
             }
+            // `fold_batch` reports every entry that did not decode as a failure.
+            (Some(error), _) | (None, Err(error)) => write.failed.push(FailedEntry {
+                event_id: id,
+                position,
+                error: error.to_string(),
+            }),
         }
     }
-    // Failures become dead letters now that their positions are known.
-    for (entry, result) in to_project.iter().zip(&projected) {
-        if let Err(error) = result {
-            let position = positions[entry.event_id.as_str()];
-            tx.record_dead_letter(&entry.event_id, position, error)
-                .await?;
-        }
+    write
+}
+
+/// One outcome per request, in order: duplicates of what the read found logged, or what the
+/// append reported for the fresh ids.
+fn outcomes(
+    batch: &[Pending],
+    index_of: &HashMap<&str, usize>,
+    logged: &HashMap<&str, &Logged>,
+    fresh: &[&NewEntry],
+    inserted: Vec<Inserted>,
+) -> Vec<AppendOutcome> {
+    let appended: HashMap<&str, Inserted> = fresh
+        .iter()
+        .map(|e| e.envelope.id.as_str())
+        .zip(inserted)
+        .collect();
+    let mut first_seen: std::collections::HashSet<&str> = Default::default();
+    batch
+        .iter()
+        .map(|p| {
+            let id = p.entry.envelope.id.as_str();
+            debug_assert!(index_of.contains_key(id));
+            let first = first_seen.insert(id);
+            if let Some(l) = logged.get(id) {
+                return AppendOutcome::Duplicate {
+                    position: l.position,
+                    same_body: l.raw_body_sha256 == p.entry.raw_body_sha256,
+                };
+            }
+            let inserted = &appended[id];
+            if first && inserted.new {
+                AppendOutcome::Appended {
+                    position: inserted.position,
+                }
+            } else {
+                AppendOutcome::Duplicate {
+                    position: inserted.position,
+                    same_body: inserted.raw_body_sha256 == p.entry.raw_body_sha256,
+                }
+            }
+        })
+        .collect()
+}
+
+fn entry_of_logged(l: &Logged) -> Entry {
+    Entry {
+        position: l.position,
+        event_id: l.event_id.clone(),
+        event_type: l.event_type.clone(),
+        created: l.stripe_created,
+        payload: l.payload.clone(),
+        // The writer logs webhooks; a Stripe `evt_` id never names our own entries.
+        origin: ledger_projections::Origin::Stripe,
     }
-    tx.commit().await?;
-    let mut replies: Vec<Result<AppendOutcome, WriteError>> =
-        outcomes.into_iter().map(Ok).collect();
-    for (pending, reply) in batch.iter().zip(replies.iter_mut()) {
-        let index = index_of[pending.entry.envelope.id.as_str()];
-        if let Err(e) = &projected[index] {
-            *reply = Err(WriteError::Projection(e.clone()));
-        }
-    }
-    Ok(replies)
 }
 
 fn reply(batch: Vec<Pending>, replies: Vec<Result<AppendOutcome, WriteError>>, seen: &SeenIds) {

@@ -20,7 +20,7 @@ use serde_json::Value;
 pub use catch_up::{catch_up, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
 
-use crate::store::outbox::OutboxTx as _;
+use crate::store::ingest::{BatchWrite, IngestSession, Versioned, VersionedRow};
 use crate::store::read_models::{Key, ReadModelTx as _, Row};
 use crate::store::{Db, Kind, StorageError, Tx};
 
@@ -77,47 +77,146 @@ fn facts_of_parsed(
 ) -> Result<BTreeMap<Key, Fact>, ProjectError> {
     let mut merged: BTreeMap<Key, Fact> = BTreeMap::new();
     for (i, entry) in entries.iter().enumerate() {
-        let stored;
-        let payload: &Value = match parsed.get(i).copied().flatten() {
-            Some(value) => value,
-            None => {
-                stored = parse_payload(entry)?;
-                &stored
-            }
-        };
-        let event = LoggedEvent {
-            event_id: &entry.event_id,
-            event_type: &entry.event_type,
-            created: entry.created,
-            payload,
-            origin: entry.origin,
-        };
-        let facts = decode(&event).map_err(|e| ProjectError::Event {
-            event_id: entry.event_id.clone(),
-            reason: e.to_string(),
-        })?;
-        // Our own re-fetched snapshots repair state; they announce nothing. A missed
-        // announcement comes back through `sync-events` as Stripe's own event.
+        let decoded = decode_entry(entry, parsed.get(i).copied().flatten())?;
         if let Some(sink) = notifications.as_deref_mut() {
-            if entry.event_type != OBJECT_SNAPSHOT {
-                for n in ledger_projections::notifications(&event, &facts) {
-                    sink.push((n, entry.event_id.clone()));
-                }
+            for n in decoded.notifications {
+                sink.push((n, entry.event_id.clone()));
             }
         }
-        for fact in facts {
-            let key: Key = (Kind::of(&fact), fact.id().to_owned());
-            match merged.get_mut(&key) {
-                Some(existing) => {
-                    join(existing, fact);
-                }
-                None => {
-                    merged.insert(key, fact);
-                }
+        merge(&mut merged, decoded.facts);
+    }
+    Ok(merged)
+}
+
+/// Joins `facts` into `merged`, per object.
+fn merge(merged: &mut BTreeMap<Key, Fact>, facts: Vec<Fact>) {
+    for fact in facts {
+        let key: Key = (Kind::of(&fact), fact.id().to_owned());
+        match merged.get_mut(&key) {
+            Some(existing) => {
+                join(existing, fact);
+            }
+            None => {
+                merged.insert(key, fact);
             }
         }
     }
-    Ok(merged)
+}
+
+/// One entry decoded: the facts it states and the notifications it causes.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub facts: Vec<Fact>,
+    pub notifications: Vec<Notification>,
+}
+
+impl Decoded {
+    /// The objects this entry touches.
+    pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.facts.iter().map(|f| (Kind::of(f), f.id().to_owned()))
+    }
+}
+
+/// Decodes one entry, from `parsed` if given (ingestion's one parse, ADR 12), else from its
+/// stored payload. A pure step: no storage, so ingestion runs it between its read and its write.
+pub fn decode_entry(entry: &Entry, parsed: Option<&Value>) -> Result<Decoded, ProjectError> {
+    let stored;
+    let payload: &Value = match parsed {
+        Some(value) => value,
+        None => {
+            stored = parse_payload(entry)?;
+            &stored
+        }
+    };
+    let event = LoggedEvent {
+        event_id: &entry.event_id,
+        event_type: &entry.event_type,
+        created: entry.created,
+        payload,
+        origin: entry.origin,
+    };
+    let facts = decode(&event).map_err(|e| ProjectError::Event {
+        event_id: entry.event_id.clone(),
+        reason: e.to_string(),
+    })?;
+    // Our own re-fetched snapshots repair state; they announce nothing. A missed
+    // announcement comes back through `sync-events` as Stripe's own event.
+    let notifications = if entry.event_type == OBJECT_SNAPSHOT {
+        Vec::new()
+    } else {
+        ledger_projections::notifications(&event, &facts)
+    };
+    Ok(Decoded {
+        facts,
+        notifications,
+    })
+}
+
+/// What folding a batch gives: the rows to write, each with the version it was folded from,
+/// and per entry, why it could not be projected (`None`: it was).
+#[derive(Debug, Clone, Default)]
+pub struct Folded {
+    pub rows: Vec<VersionedRow>,
+    pub failures: Vec<Option<ProjectError>>,
+}
+
+/// Folds decoded entries into the stored `states` (as read, with their versions), in memory.
+/// An entry that did not decode, or touches an object whose stored state cannot be read, fails
+/// alone (a dead letter); the others are folded. Rows that would not change are not written:
+/// a join that changes nothing now changes nothing later either (states only grow).
+pub fn fold_batch(
+    decoded: &[&Result<Decoded, ProjectError>],
+    states: &HashMap<Key, Versioned>,
+) -> Folded {
+    let mut readable: HashMap<&Key, Result<Fact, StorageError>> = HashMap::new();
+    let mut failures = Vec::with_capacity(decoded.len());
+    let mut merged: BTreeMap<Key, Fact> = BTreeMap::new();
+    for entry in decoded {
+        let d = match entry {
+            Ok(d) => d,
+            Err(e) => {
+                failures.push(Some(e.clone()));
+                continue;
+            }
+        };
+        let mut unreadable = None;
+        for key in d.keys() {
+            if let Some((stored_key, v)) = states.get_key_value(&key) {
+                let state = readable
+                    .entry(stored_key)
+                    .or_insert_with(|| state_from_json(key.0, &v.state));
+                if let Err(e) = state {
+                    unreadable = Some(ProjectError::Storage(e.clone()));
+                }
+            }
+        }
+        if unreadable.is_some() {
+            failures.push(unreadable);
+            continue;
+        }
+        failures.push(None);
+        merge(&mut merged, d.facts.clone());
+    }
+    let mut rows = Vec::with_capacity(merged.len());
+    for (key, fact) in merged {
+        let row = match (readable.remove(&key), states.get(&key)) {
+            (Some(Ok(mut state)), Some(v)) => {
+                if !join(&mut state, fact) {
+                    continue;
+                }
+                VersionedRow {
+                    row: row_of(&state),
+                    expected: v.version,
+                }
+            }
+            _ => VersionedRow {
+                row: row_of(&fact),
+                expected: 0,
+            },
+        };
+        rows.push(row);
+    }
+    Folded { rows, failures }
 }
 
 /// Parses a stored payload with the same strict parser ingestion used, so whatever was
@@ -247,83 +346,45 @@ async fn write_facts(
     Ok(written)
 }
 
-/// Projects entries into the active read models in one transaction.
+/// How often a batch is read and folded again after losing a race (a version that moved under
+/// it) before its requests get 503 and Stripe retries.
+pub const MAX_ATTEMPTS: u32 = 16;
+
+/// Projects logged entries into the active read models and marks them projected: read the
+/// states, fold, write where the versions are still the ones read (docs/adr/0016), again from
+/// a fresh read if another writer got there first.
 pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
-    let mut tx = Tx::begin(db).await?;
-    project_in(&mut tx, entries).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Projects logged entries inside the caller's transaction and marks them projected.
-pub async fn project_in(tx: &mut Tx<'_>, entries: &[Entry]) -> Result<(), ProjectError> {
-    let generation = tx.active_generation().await?;
-    fold_in(tx, generation, entries, &[]).await?;
-    let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
-    let positions: Vec<i64> = entries.iter().map(|e| e.position).collect();
-    tx.mark_projected(&positions, &ids).await?;
-    Ok(())
-}
-
-/// Folds entries into `generation` and writes the notifications they cause.
-async fn fold_in(
-    tx: &mut Tx<'_>,
-    generation: i64,
-    entries: &[Entry],
-    parsed: &[Option<&Value>],
-) -> Result<(), ProjectError> {
     let mut notifications = Caused::new();
-    let facts = facts_of_parsed(entries, parsed, Some(&mut notifications))?;
-    write_facts(tx, generation, facts, true).await?;
-    tx.enqueue_notifications(&notifications, chrono::Utc::now().timestamp())
-        .await?;
-    Ok(())
-}
-
-/// Ingestion's projection, before the entries are appended: folds each entry inside `tx`
-/// behind a savepoint, together first, then one by one if that fails, so that one bad entry
-/// neither fails the others nor the transaction. `tx` must come from `Tx::begin_ingest`, which
-/// pins the generation until it ends (see `store::read_models::GENERATION_LOCK`). Marking entries projected and recording dead letters is
-/// left to the caller, which learns the positions from the append. A storage error aborts
-/// (the caller rolls back). `parsed[i]`, if given, is entry `i`'s payload already parsed.
-pub async fn project_each_in(
-    tx: &mut Tx<'_>,
-    entries: &[Entry],
-    parsed: &[Option<&Value>],
-) -> Result<Vec<Result<(), String>>, StorageError> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Pinned: `tx` comes from `Tx::begin_ingest`.
-    let generation = tx.active_generation().await?;
-    tx.execute("SAVEPOINT projection").await?;
-    match fold_in(tx, generation, entries, parsed).await {
-        Ok(()) => {
-            tx.execute("RELEASE SAVEPOINT projection").await?;
-            return Ok(entries.iter().map(|_| Ok(())).collect());
+    let facts = facts_of(entries, Some(&mut notifications))?;
+    let keys: Vec<Key> = facts.keys().cloned().collect();
+    let decoded = Ok(Decoded {
+        facts: facts.into_values().collect(),
+        notifications: Vec::new(),
+    });
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut session = IngestSession::open(db).await?;
+        let read = session.read(&[], &keys).await?;
+        let folded = fold_batch(&[&decoded], &read.states);
+        if let Some(Some(error)) = folded.failures.into_iter().next() {
+            return Err(error);
         }
-        Err(ProjectError::Storage(e)) if e.is_transient() => return Err(e),
-        Err(_) => tx.execute("ROLLBACK TO SAVEPOINT projection").await?,
-    }
-    let mut results = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        tx.execute("SAVEPOINT projection_one").await?;
-        let one = parsed.get(i).copied().flatten();
-        match fold_in(tx, generation, std::slice::from_ref(entry), &[one]).await {
-            Ok(()) => {
-                tx.execute("RELEASE SAVEPOINT projection_one").await?;
-                results.push(Ok(()));
-            }
-            Err(ProjectError::Storage(e)) if e.is_transient() => return Err(e),
-            Err(e) => {
-                tx.execute("ROLLBACK TO SAVEPOINT projection_one").await?;
-                // Logged by the request waiting for it, inside its span (request and event id).
-                results.push(Err(e.to_string()));
-            }
+        let batch = BatchWrite {
+            generation: read.generation,
+            rows: folded.rows,
+            notifications: notifications.clone(),
+            now: chrono::Utc::now().timestamp(),
+            projected_ids: entries.iter().map(|e| e.event_id.as_str()).collect(),
+            projected_logged: entries.iter().map(|e| e.position).collect(),
+            ..Default::default()
+        };
+        match session.write(&batch).await {
+            Ok(_) => return Ok(session.finish().await?),
+            Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-    tx.execute("RELEASE SAVEPOINT projection").await?;
-    Ok(results)
 }
 
 /// Projects entries together, and if that fails, one by one, so one bad entry cannot hold

@@ -33,6 +33,10 @@ pub enum StorageError {
     /// a concurrent append of the same id with another body): retry.
     #[error("storage interrupted: {why}")]
     Interrupted { why: String },
+    /// What a batch read changed before it wrote (a read-model version moved, the active
+    /// generation switched): read and fold again.
+    #[error("concurrent change: {what}")]
+    Conflict { what: String },
     /// Data that cannot be stored or read back as what it should be (a stored state that does
     /// not decode, an unknown kind, an envelope the projection cannot read).
     #[error("invalid stored data: {what}")]
@@ -44,6 +48,23 @@ impl StorageError {
         StorageError::Interrupted { why: why.into() }
     }
 
+    pub fn conflict(what: impl Into<String>) -> Self {
+        StorageError::Conflict { what: what.into() }
+    }
+
+    /// Whether the statement lost a race that reading again resolves: a failed version check
+    /// (PostgreSQL raises 40001 for it), a serialization failure or a deadlock.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StorageError::Conflict { .. } => true,
+            StorageError::Unavailable { source } | StorageError::Database { source } => {
+                matches!(&**source, sqlx::Error::Database(db)
+                    if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+            }
+            _ => false,
+        }
+    }
+
     pub fn invalid(what: impl Into<String>) -> Self {
         StorageError::Invalid { what: what.into() }
     }
@@ -52,7 +73,9 @@ impl StorageError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StorageError::Unavailable { .. } | StorageError::Interrupted { .. }
+            StorageError::Unavailable { .. }
+                | StorageError::Interrupted { .. }
+                | StorageError::Conflict { .. }
         )
     }
 

@@ -97,8 +97,6 @@ pub trait EventLogStore {
 /// Operations inside a transaction. Dispatched statically through [`Tx`], never `dyn`.
 #[allow(async_fn_in_trait)] // as above
 pub trait EventLogTx {
-    /// The entries of `event_ids` that are already logged, in no particular order.
-    async fn logged(&mut self, event_ids: &[&str]) -> Result<Vec<Logged>, StorageError>;
     /// Inserts `entries` (distinct ids), one [`Inserted`] per entry in order, and records what
     /// ingestion `projected` before appending: the new positions of `projected.event_ids` and
     /// `projected.positions` are marked projected and their dead letters cleared. On
@@ -163,13 +161,6 @@ impl EventLogStore for Db {
 }
 
 impl EventLogTx for Tx<'_> {
-    async fn logged(&mut self, event_ids: &[&str]) -> Result<Vec<Logged>, StorageError> {
-        match self {
-            Tx::Postgres(tx) => tx.logged(event_ids).await,
-            Tx::Sqlite(tx) => tx.logged(event_ids).await,
-        }
-    }
-
     async fn insert_events(
         &mut self,
         entries: &[&NewEntry],

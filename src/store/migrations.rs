@@ -41,6 +41,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0005_drop_tx_id.sql"),
         include_str!("../../migrations/sqlite/0005_drop_tx_id.sql"),
     ),
+    (
+        6,
+        "read_model_versions",
+        include_str!("../../migrations/postgres/0006_read_model_versions.sql"),
+        include_str!("../../migrations/sqlite/0006_read_model_versions.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

@@ -48,6 +48,7 @@
 pub mod common;
 pub mod error;
 pub mod event_log;
+pub mod ingest;
 pub mod jobs;
 pub mod kind;
 mod migrations;
@@ -86,18 +87,6 @@ impl Tx<'_> {
     pub async fn begin(db: &Db) -> Result<Tx<'static>, StorageError> {
         Ok(match db {
             Db::Postgres(store) => Tx::Postgres(store.begin().await?),
-            Db::Sqlite(store) => Tx::Sqlite(store.begin().await?),
-        })
-    }
-
-    /// A transaction for ingestion: as `begin`, and on PostgreSQL it also pins the active
-    /// read-model generation (a shared lock on `GENERATION_LOCK`, held to the end) in the same
-    /// round trip. The generation must then be read by a later statement: a statement's
-    /// snapshot is taken before it waits for a lock, so one that locked and read at once could
-    /// read a generation switched while it waited.
-    pub async fn begin_ingest(db: &Db) -> Result<Tx<'static>, StorageError> {
-        Ok(match db {
-            Db::Postgres(store) => Tx::Postgres(store.begin_ingest().await?),
             Db::Sqlite(store) => Tx::Sqlite(store.begin().await?),
         })
     }

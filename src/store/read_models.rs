@@ -16,9 +16,10 @@ use super::{Db, Kind, StorageError, Tx};
 use crate::read_models::Query;
 
 /// Key of the PostgreSQL advisory lock that guards the switch of the active generation:
-/// ingestion holds it shared for its whole transaction (`Tx::begin_ingest`; it projects before
-/// it appends), and a rebuild takes it exclusively to switch, so no batch can project into a
-/// generation that is switched away before its entries are appended.
+/// ingestion's write (`ledger_ingest_batch`, see `store::ingest`) takes it shared and then checks
+/// the generation it folded into is still active, and a rebuild takes it exclusively to switch,
+/// so no batch can project into a generation that is switched away before its entries are
+/// appended.
 pub const GENERATION_LOCK: i64 = 0x7374_7269_7065_6772;
 
 /// One read model: its kind and Stripe id.

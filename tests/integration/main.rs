@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod hostile_queries;
 mod hostile_webhooks;
+mod hot_path;
 mod observability;
 mod openapi;
 mod outbox;

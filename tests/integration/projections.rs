@@ -416,6 +416,105 @@ async fn two_instances_ingesting_interleaved_events_for_one_subscription_end_lik
 }
 
 #[tokio::test]
+async fn two_instances_writing_one_object_at_once_retry_the_loser_and_end_like_one_instance() {
+    let end = T0 + MONTH;
+    let base = lifecycle("vc");
+    // Two updates of one subscription in the same second: both are kept (a conflict the read
+    // model reports), so losing either write would show.
+    let update = |n: &str, status: &str| {
+        event(
+            &format!("evt_vc_{n}"),
+            "customer.subscription.updated",
+            T0 + 20,
+            subscription("sub_vc", "cus_vc", status, end, false),
+        )
+    };
+    let (first, second) = (update("a", "past_due"), update("b", "unpaid"));
+    let database = TestDatabase::create().await;
+    let a = Arc::new(TestApp::builder().database(database.clone()).spawn().await);
+    let b = Arc::new(
+        TestApp::builder()
+            .database(database.clone())
+            .env("STRIPE_WEBHOOK_SECRET", &a.secret)
+            .spawn()
+            .await,
+    );
+    deliver_all(&a, &base).await;
+    let send = |app: &Arc<TestApp>, body: &Vec<u8>| {
+        let (app, body) = (app.clone(), body.clone());
+        tokio::spawn(async move { app.deliver(&body).await })
+    };
+    let (ra, rb) = if crate::helpers::backend() == stripe_ledger::store::Backend::Postgres {
+        use sqlx::Connection as _;
+        // Hold the subscription's row: both instances read version v, fold, and queue on the
+        // row to write. The first to write moves it to v + 1; the other's check then fails,
+        // and it must read and fold again rather than fail or overwrite.
+        let mut conn = sqlx::PgConnection::connect(&a.database.url).await.unwrap();
+        let mut held = conn.begin().await.unwrap();
+        sqlx::query(
+            "SELECT 1 FROM read_models WHERE kind = 'subscription' AND id = 'sub_vc' FOR UPDATE",
+        )
+        .execute(&mut *held)
+        .await
+        .unwrap();
+        let (ra, rb) = (send(&a, &first), send(&b, &second));
+        row_waiters(&a, 2).await;
+        held.rollback().await.unwrap();
+        (ra.await.unwrap(), rb.await.unwrap())
+    } else {
+        // One writer: the two batches run one after the other.
+        let (ra, rb) = (send(&a, &first), send(&b, &second));
+        (ra.await.unwrap(), rb.await.unwrap())
+    };
+    assert_eq!(ra.status, 200, "{}", ra.text);
+    assert_eq!(rb.status, 200, "{}", rb.text);
+    if crate::helpers::backend() == stripe_ledger::store::Backend::Postgres {
+        let logs = crate::helpers::captured_logs();
+        assert!(
+            logs.lines().any(|l| l.contains("batch lost a race")
+                && (l.contains("evt_vc_a") || l.contains("evt_vc_b"))),
+            "neither write conflicted"
+        );
+    }
+    let single = TestApp::spawn().await;
+    deliver_all(&single, &base).await;
+    deliver_all(&single, &[first, second]).await;
+    for path in ["/api/subscriptions/sub_vc", "/api/entitlements/user_vc"] {
+        assert_eq!(
+            read(&a, path).await.json,
+            read(&single, path).await.json,
+            "{path}"
+        );
+    }
+    check_rebuild(&a).await;
+}
+
+/// Waits until `n` backends wait for a row lock (or the transaction holding it).
+async fn row_waiters(app: &TestApp, n: i64) {
+    let stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool }) = &app.db else {
+        unreachable!("PostgreSQL only");
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted \
+             AND locktype IN ('transactionid', 'tuple')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} of {n} row lock waits"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
 async fn the_read_api_needs_a_read_token_and_validates_its_parameters() {
     let app = TestApp::spawn().await;
     for path in [

@@ -1,7 +1,7 @@
 //! PostgreSQL implementation of the event log (see `store::event_log`).
 //!
 //! Appends are one multi-row `INSERT ... SELECT FROM UNNEST` under the append lock (ADR 3);
-//! look-ups of a batch are one `= ANY` (the transaction plans for the data at hand).
+//! ingestion writes its batches through `ledger_ingest_batch` instead (`postgres::ingest`).
 
 use std::collections::HashMap;
 
@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use super::{PgStore, PgTx};
 use crate::event_log::{EventFilter, NewEntry, PageRequest, Projected};
-use crate::store::common::event_log::{self as sql, insert_columns, logged_columns, ListQuery};
+use crate::store::common::event_log::{self as sql, insert_columns, ListQuery};
 use crate::store::common::Column;
 use crate::store::event_log::*;
 use crate::store::StorageError;
@@ -62,20 +62,6 @@ impl EventLogStore for PgStore {
 }
 
 impl EventLogTx for PgTx<'_> {
-    async fn logged(&mut self, event_ids: &[&str]) -> Result<Vec<Logged>, StorageError> {
-        // The transaction plans for the data at hand (`plan_cache_mode`), so `= ANY` uses the
-        // unique index however small the table was when the statement was first seen.
-        const LOGGED: &str = concat!(
-            "SELECT ",
-            logged_columns!(),
-            " FROM event_log WHERE event_id = ANY($1)"
-        );
-        Ok(sqlx::query_as(LOGGED)
-            .bind(event_ids)
-            .fetch_all(&mut **self)
-            .await?)
-    }
-
     /// The INSERT comes first: nearly every entry reaching here is new (ingestion has already
     /// looked its batch up, and the writer's cache answers most retries). Ids that conflict (a
     /// concurrent append of the same id) are then looked up one by one by equality.

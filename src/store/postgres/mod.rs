@@ -2,6 +2,7 @@
 //! for [`PgStore`] (reads and one-off writes on the pool) and [`PgTx`] (inside a transaction).
 
 pub mod event_log;
+pub mod ingest;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
@@ -18,6 +19,10 @@ pub struct PgStore {
     pub pool: PgPool,
 }
 
+/// A pooled connection idle for this long is checked again before it is used (one round trip
+/// more for the first batch after a quiet spell).
+const RECHECK_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A PostgreSQL transaction.
 pub type PgTx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
 
@@ -26,10 +31,30 @@ impl PgStore {
         options: &PgConnectOptions,
         settings: &PoolSettings,
     ) -> Result<PgStore, StorageError> {
+        // Ingestion's read runs outside any transaction (docs/adr/0016), so the custom-plan
+        // rule of `begin` below is the session's: a generic plan cached while the log was small
+        // stays a sequential scan (ADR 3). Every statement here is cheap to plan.
+        let options = options
+            .clone()
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options.clone())
+            // sqlx checks every connection when it is returned (a round trip after the work,
+            // off the caller's path) and by default again when it is taken: one round trip
+            // more per batch on the hot path (docs/adr/0016). A connection checked on its
+            // return a moment ago is good; one idle for a while is checked again, since the
+            // server may have closed it meanwhile.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RECHECK_AFTER_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(options)
             .await?;
         Ok(PgStore { pool })
     }
@@ -41,18 +66,6 @@ impl PgStore {
         Ok(self
             .pool
             .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
-            .await?)
-    }
-
-    /// `begin`, plus the shared generation lock ingestion holds to its end (see `Tx::begin_ingest`).
-    pub(super) async fn begin_ingest(&self) -> Result<PgTx<'static>, StorageError> {
-        Ok(self
-            .pool
-            .begin_with(format!(
-                "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; \
-                 SELECT pg_advisory_xact_lock_shared({})",
-                crate::store::read_models::GENERATION_LOCK
-            ))
             .await?)
     }
 }

@@ -5,7 +5,7 @@
 
 use super::{SqliteStore, SqliteTx};
 use crate::event_log::{EventFilter, NewEntry, PageRequest, Projected};
-use crate::store::common::event_log::{self as sql, insert_columns, logged_columns, ListQuery};
+use crate::store::common::event_log::{self as sql, insert_columns, ListQuery};
 use crate::store::event_log::*;
 use crate::store::StorageError;
 
@@ -57,27 +57,6 @@ impl EventLogStore for SqliteStore {
 }
 
 impl EventLogTx for SqliteTx<'_> {
-    async fn logged(&mut self, event_ids: &[&str]) -> Result<Vec<Logged>, StorageError> {
-        if event_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Batches are at most a few hundred ids, far below SQLite's parameter limit.
-        let placeholders: Vec<String> = (1..=event_ids.len()).map(|i| format!("${i}")).collect();
-        let statement = format!(
-            concat!(
-                "SELECT ",
-                logged_columns!(),
-                " FROM event_log WHERE event_id IN ({})"
-            ),
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query_as(&statement);
-        for id in event_ids {
-            query = query.bind(*id);
-        }
-        Ok(query.fetch_all(&mut **self).await?)
-    }
-
     async fn insert_events(
         &mut self,
         entries: &[&NewEntry],
