@@ -6,14 +6,19 @@
 //! switch. An entry appended before it is in the new generation; one appended after it is
 //! projected by ingestion into the new generation, which is then active.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod cache;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
-use super::{facts_of, write_facts, Entry, ProjectError};
-use crate::event_log;
-use crate::store::read_models::{Key, ReadModelStore as _, ReadModelTx as _};
+use ledger_projections::{decode, Fact, LoggedEvent};
+
+use super::{origin_of, state_from_json};
+use crate::store::read_models::{Key, ReadModelStore as _, ReadModelTx as _, Row};
+use crate::store::rebuild::{RebuildStore as _, RebuildTx as _, Replayed};
 use crate::store::{Db, Kind, StorageError, Tx};
+use cache::Cache;
 
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
@@ -21,10 +26,13 @@ pub struct RebuildOptions {
     pub check_only: bool,
     /// Only these kinds (`customer`, `subscription`, ...); the others are carried over.
     pub kinds: Option<Vec<String>>,
-    /// Log entries per transaction.
+    /// Log entries per read, and rows per write transaction.
     pub chunk: u32,
     /// Print progress to stderr when it is a terminal.
     pub progress: bool,
+    /// Folded states held in memory at most (the write-back cache, see `rebuild/cache.rs`);
+    /// about 1 KiB each.
+    pub cache_objects: usize,
 }
 
 impl Default for RebuildOptions {
@@ -34,9 +42,13 @@ impl Default for RebuildOptions {
             kinds: None,
             chunk: 5_000,
             progress: false,
+            cache_objects: DEFAULT_CACHE_OBJECTS,
         }
     }
 }
+
+/// The default bound of the write-back cache.
+pub const DEFAULT_CACHE_OBJECTS: usize = 131_072;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Difference {
@@ -89,7 +101,7 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
             .collect::<Result<_, _>>()?,
     };
     let started = Instant::now();
-    let target = event_log::last_position(db).await?;
+    let target = crate::event_log::last_position(db).await?;
     let generation = fresh_generation(db).await?;
     let mut report = RebuildReport {
         events: 0,
@@ -99,27 +111,49 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
         differences: Vec::new(),
         elapsed: Duration::ZERO,
     };
+    let chunk = options.chunk.max(1);
+    let mut cache = Cache::new(options.cache_objects);
+    // Replay while the service keeps serving: another task reads and decodes the next chunks
+    // while this one folds them into the cache and writes what it evicts.
+    let (sender, mut decoded) = tokio::sync::mpsc::channel(2);
+    let reader = AbortOnDrop(tokio::spawn(read_ahead(
+        db.clone(),
+        kinds.clone(),
+        chunk,
+        sender,
+    )));
     let mut position = 0;
-    let mut chunks = 0u64;
-    // Replay in chunks, each its own transaction, while the service keeps serving.
-    loop {
-        let stored = event_log::read_after(db, position, options.chunk).await?;
-        let Some(last) = stored.last().map(|e| e.position) else {
-            break;
-        };
-        let mut tx = Tx::begin(db).await?;
-        fold_chunk(&mut tx, generation, &stored, &kinds, &mut report).await?;
-        tx.commit().await?;
-        position = last;
-        chunks += 1;
-        // The new generation grows fast; without fresh statistics PostgreSQL keeps planning
-        // the state look-up as if the table were empty (a sequential scan per chunk).
-        if chunks.is_power_of_two() {
-            db.analyze_read_models().await?;
+    let mut evictions = 0u64;
+    while let Some(next) = decoded.recv().await {
+        let next = next?;
+        position = next.last;
+        absorb(db, generation, &mut cache, next, &mut report).await?;
+        let gone = cache.evict();
+        if !gone.is_empty() {
+            for part in gone.chunks(chunk as usize) {
+                let rows: Vec<Row> = part.iter().map(super::row_of).collect();
+                write_rows(db, generation, &rows).await?;
+            }
+            evictions += 1;
+            // Evicted states are read back by key; without fresh statistics PostgreSQL plans
+            // that look-up as if the new generation were empty (a sequential scan).
+            if evictions.is_power_of_two() {
+                db.analyze_read_models().await?;
+            }
         }
         if options.progress {
             show_progress(report.events, target, started);
         }
+    }
+    drop(reader);
+    // What was read so far is written before appends are held back, so that the switch
+    // transaction only writes what the tail changes.
+    loop {
+        let rows = cache.take_dirty(chunk as usize);
+        if rows.is_empty() {
+            break;
+        }
+        write_rows(db, generation, &rows).await?;
     }
     // The final catch-up and the switch, with appends held back.
     let mut tx = Tx::begin(db).await?;
@@ -129,13 +163,29 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
     tx.hold_appends().await?;
     loop {
         // Appends are held back (PostgreSQL: the lock above; SQLite: this transaction holds
-        // the only writer connection), so this read sees the final tail.
-        let stored = event_log::read_after(db, position, options.chunk).await?;
+        // the only writer connection), so this read sees the final tail. Nothing is evicted
+        // here: states written inside this transaction could not be read back by key (SQLite
+        // reads on other connections), and the tail is what arrived during the last flush.
+        let stored = db.replay_after(position, chunk).await?;
         let Some(last) = stored.last().map(|e| e.position) else {
             break;
         };
-        fold_chunk(&mut tx, generation, &stored, &kinds, &mut report).await?;
         position = last;
+        absorb(
+            db,
+            generation,
+            &mut cache,
+            decode_chunk(stored, &kinds),
+            &mut report,
+        )
+        .await?;
+    }
+    loop {
+        let rows = cache.take_dirty(chunk as usize);
+        if rows.is_empty() {
+            break;
+        }
+        tx.rebuild_write_states(generation, &rows).await?;
     }
     let active = tx.active_generation().await?;
     if options.check_only {
@@ -163,45 +213,127 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
     Ok(report)
 }
 
-async fn fold_chunk(
-    tx: &mut Tx<'_>,
-    generation: i64,
-    stored: &[event_log::StoredEvent],
-    kinds: &BTreeSet<Kind>,
-    report: &mut RebuildReport,
-) -> Result<(), StorageError> {
-    let mut merged: BTreeMap<Key, ledger_projections::Fact> = BTreeMap::new();
-    for e in stored {
-        report.events += 1;
-        // Decoded one entry at a time: an undecodable entry is skipped, exactly as it is a
-        // dead letter (unprojected) in the live models.
-        match facts_of(std::slice::from_ref(&Entry::from(e)), None) {
-            Ok(facts) => {
-                for (key, fact) in facts {
-                    if !kinds.contains(&key.0) {
-                        continue;
-                    }
-                    match merged.get_mut(&key) {
-                        Some(existing) => {
-                            super::join(existing, fact);
-                        }
-                        None => {
-                            merged.insert(key, fact);
-                        }
-                    }
-                }
+/// One chunk of the log, decoded: the facts merged per object.
+struct Decoded {
+    /// The last position read.
+    last: i64,
+    events: usize,
+    skipped: Vec<String>,
+    facts: HashMap<Key, Fact>,
+}
+
+/// Reads and decodes chunks after position 0 until the log ends, sending them in order.
+async fn read_ahead(
+    db: Db,
+    kinds: BTreeSet<Kind>,
+    chunk: u32,
+    sender: tokio::sync::mpsc::Sender<Result<Decoded, StorageError>>,
+) {
+    let mut position = 0;
+    loop {
+        let next = match db.replay_after(position, chunk).await {
+            Ok(stored) if stored.is_empty() => return,
+            Ok(stored) => {
+                let next = decode_chunk(stored, &kinds);
+                position = next.last;
+                Ok(next)
             }
-            Err(ProjectError::Event { event_id, .. }) => report.skipped.push(event_id),
-            Err(ProjectError::Storage(e)) => return Err(e),
+            Err(e) => Err(e),
+        };
+        let failed = next.is_err();
+        if sender.send(next).await.is_err() || failed {
+            return;
         }
     }
-    write_facts(tx, generation, merged, false)
-        .await
-        .map_err(|e| match e {
-            ProjectError::Storage(e) => e,
-            ProjectError::Event { reason, .. } => StorageError::invalid(reason),
-        })?;
+}
+
+/// Parses each entry once with the strict parser ingestion used and decodes it. An entry that
+/// does not parse or decode is skipped, exactly as it is a dead letter (unprojected) in the
+/// live models.
+fn decode_chunk(stored: Vec<Replayed>, kinds: &BTreeSet<Kind>) -> Decoded {
+    let mut decoded = Decoded {
+        last: stored.last().map_or(0, |e| e.position),
+        events: stored.len(),
+        skipped: Vec::new(),
+        facts: HashMap::new(),
+    };
+    for entry in stored {
+        let Ok((payload, _)) = ledger_projections::envelope::parse_strict(&entry.payload) else {
+            decoded.skipped.push(entry.event_id);
+            continue;
+        };
+        let event = LoggedEvent {
+            event_id: &entry.event_id,
+            event_type: &entry.event_type,
+            created: entry.stripe_created,
+            payload: &payload,
+            origin: origin_of(entry.source),
+        };
+        let Ok(facts) = decode(&event) else {
+            decoded.skipped.push(entry.event_id);
+            continue;
+        };
+        for fact in facts {
+            let kind = Kind::of(&fact);
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            match decoded.facts.entry((kind, fact.id().to_owned())) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    super::join(o.get_mut(), fact);
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(fact);
+                }
+            }
+        }
+    }
+    decoded
+}
+
+/// Folds a decoded chunk into the cache, first reading back the states it evicted earlier.
+async fn absorb(
+    db: &Db,
+    generation: i64,
+    cache: &mut Cache,
+    decoded: Decoded,
+    report: &mut RebuildReport,
+) -> Result<(), StorageError> {
+    report.events += decoded.events;
+    report.skipped.extend(decoded.skipped);
+    cache.next_chunk();
+    let missing: Vec<Key> = decoded
+        .facts
+        .keys()
+        .filter(|k| cache.must_load(k))
+        .cloned()
+        .collect();
+    for stored in db.rebuild_states(generation, &missing).await? {
+        let state = state_from_json(stored.kind, &stored.state)?;
+        cache.insert_loaded((stored.kind, stored.id), state);
+    }
+    for (key, fact) in decoded.facts {
+        cache.join(key, fact);
+    }
     Ok(())
+}
+
+/// Writes rows of the new generation in one transaction of their own (at most a chunk of
+/// them: on SQLite the transaction holds the writer, so it stays short).
+async fn write_rows(db: &Db, generation: i64, rows: &[Row]) -> Result<(), StorageError> {
+    let mut tx = db.begin_rebuild().await?;
+    tx.rebuild_write_states(generation, rows).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The reader task must not outlive a rebuild that failed.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn fresh_generation(db: &Db) -> Result<i64, StorageError> {

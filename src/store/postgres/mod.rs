@@ -5,6 +5,7 @@ pub mod event_log;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
+pub mod rebuild;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

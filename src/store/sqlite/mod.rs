@@ -6,6 +6,7 @@ pub mod event_log;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
+pub mod rebuild;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
