@@ -17,7 +17,7 @@ use ledger_projections::{
 };
 use serde_json::Value;
 
-pub use catch_up::{catch_up, CatchUpReport};
+pub use catch_up::{catch_up, skip_catch_up_to, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
 
 use crate::store::outbox::OutboxTx as _;

@@ -48,7 +48,7 @@ impl Default for RebuildOptions {
 }
 
 /// The default bound of the write-back cache.
-pub const DEFAULT_CACHE_OBJECTS: usize = 131_072;
+pub const DEFAULT_CACHE_OBJECTS: usize = 65_536;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Difference {
@@ -113,48 +113,7 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
     };
     let chunk = options.chunk.max(1);
     let mut cache = Cache::new(options.cache_objects);
-    // Replay while the service keeps serving: another task reads and decodes the next chunks
-    // while this one folds them into the cache and writes what it evicts.
-    let (sender, mut decoded) = tokio::sync::mpsc::channel(2);
-    let reader = AbortOnDrop(tokio::spawn(read_ahead(
-        db.clone(),
-        kinds.clone(),
-        chunk,
-        sender,
-    )));
-    let mut position = 0;
-    let mut evictions = 0u64;
-    while let Some(next) = decoded.recv().await {
-        let next = next?;
-        position = next.last;
-        absorb(db, generation, &mut cache, next, &mut report).await?;
-        let gone = cache.evict();
-        if !gone.is_empty() {
-            for part in gone.chunks(chunk as usize) {
-                let rows: Vec<Row> = part.iter().map(super::row_of).collect();
-                write_rows(db, generation, &rows).await?;
-            }
-            evictions += 1;
-            // Evicted states are read back by key; without fresh statistics PostgreSQL plans
-            // that look-up as if the new generation were empty (a sequential scan).
-            if evictions.is_power_of_two() {
-                db.analyze_read_models().await?;
-            }
-        }
-        if options.progress {
-            show_progress(report.events, target, started);
-        }
-    }
-    drop(reader);
-    // What was read so far is written before appends are held back, so that the switch
-    // transaction only writes what the tail changes.
-    loop {
-        let rows = cache.take_dirty(chunk as usize);
-        if rows.is_empty() {
-            break;
-        }
-        write_rows(db, generation, &rows).await?;
-    }
+    let mut position = replay(db, generation, &kinds, options, &mut cache, &mut report).await?;
     // The final catch-up and the switch, with appends held back.
     let mut tx = Tx::begin(db).await?;
     // Generation first, then appends: the order ingestion takes them in, so no deadlock.
@@ -171,20 +130,15 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
             break;
         };
         position = last;
-        absorb(
-            db,
-            generation,
-            &mut cache,
-            decode_chunk(stored, &kinds),
-            &mut report,
-        )
-        .await?;
+        let decoded = decode_chunk(stored, &kinds);
+        absorb(db, generation, &mut cache, decoded, &mut report, None).await?;
     }
     loop {
-        let rows = cache.take_dirty(chunk as usize);
-        if rows.is_empty() {
+        let states = cache.take_dirty(chunk as usize);
+        if states.is_empty() {
             break;
         }
+        let rows: Vec<Row> = states.iter().map(super::row_of).collect();
         tx.rebuild_write_states(generation, &rows).await?;
     }
     let active = tx.active_generation().await?;
@@ -211,6 +165,49 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Replays the log while the service keeps serving: one task reads and decodes the next
+/// chunks, this one folds them into the cache, and a third writes what the cache evicts, then
+/// everything not yet written. Returns the last position read.
+async fn replay(
+    db: &Db,
+    generation: i64,
+    kinds: &BTreeSet<Kind>,
+    options: &RebuildOptions,
+    cache: &mut Cache,
+    report: &mut RebuildReport,
+) -> Result<i64, StorageError> {
+    let chunk = options.chunk.max(1);
+    let target = crate::event_log::last_position(db).await?;
+    let started = Instant::now();
+    let (sender, mut decoded) = tokio::sync::mpsc::channel(2);
+    let _reader = Task::spawn(read_ahead(db.clone(), kinds.clone(), chunk, sender));
+    let mut writer = Writer::start(db.clone(), generation, chunk);
+    let mut position = 0;
+    while let Some(next) = decoded.recv().await {
+        let next = next?;
+        position = next.last;
+        absorb(db, generation, cache, next, report, Some(&mut writer)).await?;
+        let gone = cache.evict();
+        if !gone.is_empty() {
+            writer.write(gone).await?;
+        }
+        if options.progress {
+            show_progress(report.events, target, started);
+        }
+    }
+    // What was read so far is written before appends are held back, so that the switch
+    // transaction only writes what the tail changes.
+    loop {
+        let states = cache.take_dirty(chunk as usize);
+        if states.is_empty() {
+            break;
+        }
+        writer.write(states).await?;
+    }
+    writer.finish().await?;
+    Ok(position)
 }
 
 /// One chunk of the log, decoded: the facts merged per object.
@@ -291,13 +288,15 @@ fn decode_chunk(stored: Vec<Replayed>, kinds: &BTreeSet<Kind>) -> Decoded {
     decoded
 }
 
-/// Folds a decoded chunk into the cache, first reading back the states it evicted earlier.
+/// Folds a decoded chunk into the cache, first reading back the states it evicted earlier
+/// (once the `writer` has written everything it was given).
 async fn absorb(
     db: &Db,
     generation: i64,
     cache: &mut Cache,
     decoded: Decoded,
     report: &mut RebuildReport,
+    writer: Option<&mut Writer>,
 ) -> Result<(), StorageError> {
     report.events += decoded.events;
     report.skipped.extend(decoded.skipped);
@@ -308,6 +307,15 @@ async fn absorb(
         .filter(|k| cache.must_load(k))
         .cloned()
         .collect();
+    if missing.is_empty() {
+        for (key, fact) in decoded.facts {
+            cache.join(key, fact);
+        }
+        return Ok(());
+    }
+    if let Some(writer) = writer {
+        writer.sync().await?;
+    }
     for stored in db.rebuild_states(generation, &missing).await? {
         let state = state_from_json(stored.kind, &stored.state)?;
         cache.insert_loaded((stored.kind, stored.id), state);
@@ -318,21 +326,112 @@ async fn absorb(
     Ok(())
 }
 
-/// Writes rows of the new generation in one transaction of their own (at most a chunk of
-/// them: on SQLite the transaction holds the writer, so it stays short).
-async fn write_rows(db: &Db, generation: i64, rows: &[Row]) -> Result<(), StorageError> {
-    let mut tx = db.begin_rebuild().await?;
-    tx.rebuild_write_states(generation, rows).await?;
-    tx.commit().await?;
-    Ok(())
+/// Serialises and writes states of the new generation on a task of its own, so that writing
+/// overlaps with reading and folding. Each write is a transaction of at most a chunk of rows
+/// (on SQLite it holds the writer connection, so it stays short).
+struct Writer {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+    task: Task<Result<(), StorageError>>,
 }
 
-/// The reader task must not outlive a rebuild that failed.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+enum Job {
+    Write(Vec<Fact>),
+    /// Answered once every earlier write is committed.
+    Sync(tokio::sync::oneshot::Sender<()>),
+}
 
-impl Drop for AbortOnDrop {
+impl Writer {
+    fn start(db: Db, generation: i64, chunk: u32) -> Writer {
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(2);
+        let task = Task::spawn(async move {
+            let mut batches = 0u64;
+            while let Some(job) = queue.recv().await {
+                let states = match job {
+                    Job::Write(states) => states,
+                    Job::Sync(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
+                for part in states.chunks(chunk as usize) {
+                    let rows: Vec<Row> = part.iter().map(super::row_of).collect();
+                    let mut tx = db.begin_rebuild().await?;
+                    tx.rebuild_write_states(generation, &rows).await?;
+                    tx.commit().await?;
+                    batches += 1;
+                    // Evicted states are read back by key; without fresh statistics
+                    // PostgreSQL plans that look-up as if the new generation were empty.
+                    if batches.is_power_of_two() && batches >= 8 {
+                        db.analyze_read_models().await?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        Writer { jobs, task }
+    }
+
+    async fn write(&mut self, states: Vec<Fact>) -> Result<(), StorageError> {
+        if self.jobs.send(Job::Write(states)).await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    /// Waits until everything handed over so far is committed.
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Job::Sync(done)).await.is_err() || written.await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<(), StorageError> {
+        drop(self.jobs);
+        self.task
+            .join()
+            .await
+            .unwrap_or_else(|e| Err(StorageError::invalid(format!("rebuild writer: {e}"))))
+    }
+
+    /// Why the task stopped taking jobs.
+    async fn failure(&mut self) -> StorageError {
+        match self.task.take() {
+            Some(task) => match task.join().await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => StorageError::invalid("the rebuild writer stopped"),
+                Err(e) => StorageError::invalid(format!("rebuild writer: {e}")),
+            },
+            None => StorageError::invalid("the rebuild writer stopped"),
+        }
+    }
+}
+
+/// A spawned task that is aborted when dropped: neither the reader nor the writer may outlive
+/// a rebuild that failed.
+struct Task<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(future: impl std::future::Future<Output = T> + Send + 'static) -> Task<T> {
+        Task(Some(tokio::spawn(future)))
+    }
+
+    fn take(&mut self) -> Option<Task<T>> {
+        self.0.take().map(|h| Task(Some(h)))
+    }
+
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        let handle = self.0.take().expect("a task is joined once");
+        handle.await
+    }
+}
+
+impl<T> Drop for Task<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
     }
 }
 
