@@ -126,6 +126,9 @@ impl std::fmt::Display for Report {
                 ),
             )?;
         }
+        if prefill {
+            write!(f, "\n{}", Comparison(self))?;
+        }
         Ok(())
     }
 }
@@ -439,10 +442,11 @@ async fn run_phases(
                 });
                 eprintln!(
                     "{}",
+                    // The row after the header and the rule.
                     Report(vec![phase_results.last().cloned().expect("just pushed")])
                         .to_string()
                         .lines()
-                        .last()
+                        .nth(2)
                         .unwrap_or_default()
                 );
             }
@@ -702,6 +706,29 @@ mod tests {
             "postgres://u:p@h:1/x?sslmode=disable"
         );
         assert_eq!(pg_url("postgres://h", "x"), "postgres://h/x");
+    }
+
+    #[test]
+    fn the_prefill_comparison_sets_each_prefilled_phase_against_the_empty_one() {
+        let row = |prefilled, secs| PhaseResult {
+            backend: BenchBackend::Postgres,
+            prefilled,
+            phase: "new",
+            concurrency: 16,
+            events: 1000,
+            elapsed: Duration::from_secs(secs),
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            peak_rss_kib: None,
+        };
+        let text = Report(vec![row(0, 1), row(1_000_000, 2)]).to_string();
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.contains("|           1000 |    1000000 |      500 | -50.0 % |"),
+            "{text}"
+        );
+        // Without a prefill the table is the plain one.
+        assert!(!Report(vec![row(0, 1)]).to_string().contains("log before"));
     }
 
     #[test]
