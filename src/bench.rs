@@ -15,7 +15,10 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use tokio::process::{Child, Command};
 
+use crate::event_log::{NewEntry, Source};
 use crate::store::jobs::ScratchServer;
+use crate::store::rebuild::RebuildStore as _;
+use crate::store::{Db, DbTarget};
 use crate::stripe::signature;
 
 #[derive(Debug, Clone, Args)]
@@ -40,6 +43,11 @@ pub struct BenchOptions {
     /// time `rebuild` over them (events/s and this process's peak RSS).
     #[arg(long)]
     pub rebuild: Option<usize>,
+    /// Also run every phase against a database already holding this many logged and
+    /// projected events (the rebuild's generated history, appended in bulk and projected by a
+    /// timed rebuild), after the same phases on an empty one, and compare the two.
+    #[arg(long)]
+    pub prefill: Option<usize>,
     /// A PostgreSQL server URL the bench may create (and drop) a scratch database on.
     /// (TLS is switched off by default: it is loopback, and it would dominate the profile.)
     #[arg(
@@ -60,6 +68,8 @@ const SECRET: &str = "whsec_bench_0123456789abcdef";
 #[derive(Debug, Clone)]
 pub struct PhaseResult {
     pub backend: BenchBackend,
+    /// Events in the log before the phases started (0: an empty database).
+    pub prefilled: usize,
     pub phase: &'static str,
     pub concurrency: usize,
     pub events: usize,
@@ -79,15 +89,24 @@ pub struct Report(pub Vec<PhaseResult>);
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefill = self.0.iter().any(|r| r.prefilled > 0);
+        let (head, rule) = if prefill {
+            ("| log before ", "|------------")
+        } else {
+            ("", "")
+        };
         writeln!(
             f,
-            "| backend  | phase      | concurrency | events | events/s | p50 ms | p99 ms | server peak RSS |"
+            "{head}| backend  | phase      | concurrency | events | events/s | p50 ms | p99 ms | server peak RSS |"
         )?;
         writeln!(
             f,
-            "|----------|------------|-------------|--------|----------|--------|--------|-----------------|"
+            "{rule}|----------|------------|-------------|--------|----------|--------|--------|-----------------|"
         )?;
         for r in &self.0 {
+            if prefill {
+                write!(f, "| {:>10} ", r.prefilled)?;
+            }
             writeln!(
                 f,
                 "| {:<8} | {:<10} | {:>11} | {:>6} | {:>8.0} | {:>6.2} | {:>6.2} | {:>15} |",
@@ -107,7 +126,56 @@ impl std::fmt::Display for Report {
                 ),
             )?;
         }
+        if prefill {
+            write!(f, "\n{}", Comparison(self))?;
+        }
         Ok(())
+    }
+}
+
+/// `bench --prefill`: each prefilled phase's rate against the same phase on the empty
+/// database of the same run.
+pub struct Comparison<'a>(pub &'a Report);
+
+impl std::fmt::Display for Comparison<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "| backend  | phase      | concurrency | empty events/s | log before | events/s | change |"
+        )?;
+        writeln!(
+            f,
+            "|----------|------------|-------------|----------------|------------|----------|--------|"
+        )?;
+        for full in self.0 .0.iter().filter(|r| r.prefilled > 0) {
+            let Some(empty) = self.0 .0.iter().find(|r| {
+                r.prefilled == 0
+                    && r.backend == full.backend
+                    && r.phase == full.phase
+                    && r.concurrency == full.concurrency
+            }) else {
+                continue;
+            };
+            writeln!(
+                f,
+                "| {:<8} | {:<10} | {:>11} | {:>14.0} | {:>10} | {:>8.0} | {:>+5.1} % |",
+                backend_name(full.backend),
+                full.phase,
+                full.concurrency,
+                empty.events_per_sec(),
+                full.prefilled,
+                full.events_per_sec(),
+                (full.events_per_sec() / empty.events_per_sec() - 1.0) * 100.0,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn backend_name(backend: BenchBackend) -> &'static str {
+    match backend {
+        BenchBackend::Sqlite => "sqlite",
+        BenchBackend::Postgres => "postgres",
     }
 }
 
@@ -148,52 +216,16 @@ impl std::fmt::Display for RebuildBench {
 /// Appends `n` generated events (customers, subscriptions, invoices over n/20 users) and times
 /// a full rebuild of the read models from them.
 pub async fn run_rebuild(options: &BenchOptions, n: usize) -> anyhow::Result<RebuildBench> {
-    use crate::event_log::{self, NewEntry, Source};
-    use crate::store::{Db, DbTarget};
-    use sha2::Digest as _;
     let mut results = Vec::new();
     for backend in &options.backend {
         let scratch = Scratch::create(*backend, &options.postgres_admin_url).await?;
         let outcome = async {
             let db = Db::connect(&DbTarget::parse(&scratch.url)?, &Default::default()).await?;
             db.migrate().await?;
-            let users = (n / 20).max(1);
-            let mut batch = Vec::with_capacity(1000);
-            for i in 0..n {
-                let body = generated_event(i, users);
-                let envelope = ledger_projections::Envelope::parse(&body)?;
-                batch.push(NewEntry {
-                    envelope,
-                    source: Source::ApiBackfill,
-                    raw_body_sha256: hex::encode(sha2::Sha256::digest(&body)),
-                    payload: String::from_utf8(body)?,
-                    payload_redacted: false,
-                    verification: None,
-                    received_at: chrono::Utc::now(),
-                });
-                if batch.len() == 1000 || i + 1 == n {
-                    let refs: Vec<&NewEntry> = batch.iter().collect();
-                    event_log::append_batch(&db, &refs).await?;
-                    batch.clear();
-                    if (i + 1) % 100_000 == 0 {
-                        eprintln!("{backend:?}: appended {} events", i + 1);
-                    }
-                }
-            }
-            reset_peak_rss(Some(std::process::id()));
-            let started = Instant::now();
-            let report = crate::projector::rebuild(
-                &db,
-                &crate::projector::RebuildOptions {
-                    progress: true,
-                    ..Default::default()
-                },
-            )
-            .await?;
-            let elapsed = started.elapsed();
-            let rss = peak_rss_kib(std::process::id());
+            prefill_log(&db, n, *backend).await?;
+            let timed = timed_rebuild(&db).await;
             db.close().await;
-            anyhow::Ok((report.events, elapsed, rss))
+            timed
         }
         .await;
         scratch.drop_database().await;
@@ -201,6 +233,108 @@ pub async fn run_rebuild(options: &BenchOptions, n: usize) -> anyhow::Result<Reb
         results.push((*backend, events, elapsed, rss));
     }
     Ok(RebuildBench(results))
+}
+
+/// A full rebuild with progress: (events, elapsed, this process's peak RSS during it).
+async fn timed_rebuild(db: &Db) -> anyhow::Result<(usize, Duration, Option<u64>)> {
+    reset_peak_rss(Some(std::process::id()));
+    let started = Instant::now();
+    let report = crate::projector::rebuild(
+        db,
+        &crate::projector::RebuildOptions {
+            progress: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    if !report.skipped.is_empty() {
+        bail!(
+            "the generated history has undecodable entries: {:?}",
+            report.skipped
+        );
+    }
+    Ok((report.events, elapsed, peak_rss_kib(std::process::id())))
+}
+
+/// Appends `n` generated events (`generated_event`) in bulk: built on a blocking thread while
+/// the previous batch is inserted, one multi-row statement per batch.
+async fn prefill_log(db: &Db, n: usize, backend: BenchBackend) -> anyhow::Result<()> {
+    const BATCH: usize = 5_000;
+    let users = (n / 20).max(1);
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<NewEntry>>(2);
+    let generator = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for start in (0..n).step_by(BATCH) {
+            let batch = (start..(start + BATCH).min(n))
+                .map(|i| generated_entry(i, users))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if sender.blocking_send(batch).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let started = Instant::now();
+    let mut appended = 0;
+    while let Some(batch) = batches.recv().await {
+        let refs: Vec<&NewEntry> = batch.iter().collect();
+        db.bench_bulk_append(&refs).await?;
+        appended += batch.len();
+        if appended % 100_000 < BATCH {
+            eprintln!(
+                "{}: appended {appended} events ({:.0}/s)",
+                backend_name(backend),
+                appended as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    generator.await.context("the event generator panicked")??;
+    Ok(())
+}
+
+/// The i-th generated event as a log entry of source `api_backfill`.
+fn generated_entry(i: usize, users: usize) -> anyhow::Result<NewEntry> {
+    use sha2::Digest as _;
+    let body = generated_event(i, users);
+    Ok(NewEntry {
+        envelope: ledger_projections::Envelope::parse(&body)?,
+        source: Source::ApiBackfill,
+        raw_body_sha256: hex::encode(sha2::Sha256::digest(&body)),
+        payload: String::from_utf8(body)?,
+        payload_redacted: false,
+        verification: None,
+        received_at: chrono::Utc::now(),
+    })
+}
+
+/// A fresh database holding `n` generated events, logged and projected (by a rebuild, timed);
+/// the catch-up checkpoint is moved past them, as `serve` would have it after projecting them.
+async fn prefilled_database(
+    backend: BenchBackend,
+    admin_url: &str,
+    n: usize,
+) -> anyhow::Result<(Scratch, (usize, Duration, Option<u64>))> {
+    let scratch = Scratch::create(backend, admin_url).await?;
+    let outcome = async {
+        let db = Db::connect(&DbTarget::parse(&scratch.url)?, &Default::default()).await?;
+        db.migrate().await?;
+        prefill_log(&db, n, backend).await?;
+        let timed = timed_rebuild(&db).await?;
+        // Every entry is projected (the rebuild reported none skipped): without this, the
+        // server's catch-up would re-project the whole log during the measured phases.
+        crate::projector::skip_catch_up_to(&db, crate::event_log::last_position(&db).await?)
+            .await?;
+        db.close().await;
+        anyhow::Ok(timed)
+    }
+    .await;
+    match outcome {
+        Ok(timed) => Ok((scratch, timed)),
+        Err(e) => {
+            scratch.drop_database().await;
+            Err(e)
+        }
+    }
 }
 
 /// The i-th event of a generated history: per user a customer, a subscription that is created,
@@ -250,49 +384,78 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let mut results = Vec::new();
     for backend in &options.backend {
         let scratch = Scratch::create(*backend, &options.postgres_admin_url).await?;
-        let port = free_port()?;
-        let mut server = spawn_server(&scratch.url, port)?;
-        let outcome = async {
-            let base = format!("http://127.0.0.1:{port}");
-            wait_ready(&client, &base, &mut server).await?;
-            let url = format!("{base}/webhooks/stripe");
-            let pid = server.id();
-            let mut phase_results = Vec::new();
-            for (round, &concurrency) in options.concurrency.iter().enumerate() {
-                let bodies = Arc::new(generate(round, options.events));
-                for phase in ["new", "duplicate"] {
-                    reset_peak_rss(pid);
-                    let (elapsed, mut latencies) =
-                        post_all(&client, &url, bodies.clone(), concurrency).await?;
-                    latencies.sort_unstable();
-                    phase_results.push(PhaseResult {
-                        backend: *backend,
-                        phase,
-                        concurrency,
-                        events: bodies.len(),
-                        elapsed,
-                        p50: percentile(&latencies, 0.50),
-                        p99: percentile(&latencies, 0.99),
-                        peak_rss_kib: pid.and_then(peak_rss_kib),
-                    });
-                    eprintln!(
-                        "{}",
-                        Report(vec![phase_results.last().cloned().expect("just pushed")])
-                            .to_string()
-                            .lines()
-                            .last()
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            anyhow::Ok(phase_results)
-        }
-        .await;
-        let _ = server.kill().await;
+        let outcome = run_phases(&client, &options, *backend, &scratch.url, 0).await;
         scratch.drop_database().await;
         results.extend(outcome?);
+        if let Some(n) = options.prefill.filter(|&n| n > 0) {
+            let (scratch, (events, elapsed, rss)) =
+                prefilled_database(*backend, &options.postgres_admin_url, n).await?;
+            eprintln!(
+                "{}",
+                RebuildBench(vec![(*backend, events, elapsed, rss)])
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+            );
+            let outcome = run_phases(&client, &options, *backend, &scratch.url, n).await;
+            scratch.drop_database().await;
+            results.extend(outcome?);
+        }
     }
     Ok(Report(results))
+}
+
+/// Every phase against a `serve` child process on `database_url`.
+async fn run_phases(
+    client: &reqwest::Client,
+    options: &BenchOptions,
+    backend: BenchBackend,
+    database_url: &str,
+    prefilled: usize,
+) -> anyhow::Result<Vec<PhaseResult>> {
+    let port = free_port()?;
+    let mut server = spawn_server(database_url, port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let outcome = async {
+        wait_ready(client, &base, &mut server).await?;
+        let url = format!("{base}/webhooks/stripe");
+        let pid = server.id();
+        let mut phase_results = Vec::new();
+        for (round, &concurrency) in options.concurrency.iter().enumerate() {
+            let bodies = Arc::new(generate(round, options.events));
+            for phase in ["new", "duplicate"] {
+                reset_peak_rss(pid);
+                let (elapsed, mut latencies) =
+                    post_all(client, &url, bodies.clone(), concurrency).await?;
+                latencies.sort_unstable();
+                phase_results.push(PhaseResult {
+                    backend,
+                    prefilled,
+                    phase,
+                    concurrency,
+                    events: bodies.len(),
+                    elapsed,
+                    p50: percentile(&latencies, 0.50),
+                    p99: percentile(&latencies, 0.99),
+                    peak_rss_kib: pid.and_then(peak_rss_kib),
+                });
+                eprintln!(
+                    "{}",
+                    // The row after the header and the rule.
+                    Report(vec![phase_results.last().cloned().expect("just pushed")])
+                        .to_string()
+                        .lines()
+                        .nth(2)
+                        .unwrap_or_default()
+                );
+            }
+        }
+        anyhow::Ok(phase_results)
+    }
+    .await;
+    let _ = server.kill().await;
+    outcome
 }
 
 /// A realistic `customer.subscription.updated` body of about 1.5 KiB.
@@ -543,6 +706,29 @@ mod tests {
             "postgres://u:p@h:1/x?sslmode=disable"
         );
         assert_eq!(pg_url("postgres://h", "x"), "postgres://h/x");
+    }
+
+    #[test]
+    fn the_prefill_comparison_sets_each_prefilled_phase_against_the_empty_one() {
+        let row = |prefilled, secs| PhaseResult {
+            backend: BenchBackend::Postgres,
+            prefilled,
+            phase: "new",
+            concurrency: 16,
+            events: 1000,
+            elapsed: Duration::from_secs(secs),
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            peak_rss_kib: None,
+        };
+        let text = Report(vec![row(0, 1), row(1_000_000, 2)]).to_string();
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.contains("|           1000 |    1000000 |      500 | -50.0 % |"),
+            "{text}"
+        );
+        // Without a prefill the table is the plain one.
+        assert!(!Report(vec![row(0, 1)]).to_string().contains("log before"));
     }
 
     #[test]

@@ -333,6 +333,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 kinds: (!args.projections.is_empty()).then_some(args.projections),
                 chunk: args.chunk.max(1),
                 progress: true,
+                ..Default::default()
             };
             let report = crate::projector::rebuild(&db, &options).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

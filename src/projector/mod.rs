@@ -17,7 +17,7 @@ use ledger_projections::{
 };
 use serde_json::Value;
 
-pub use catch_up::{catch_up, CatchUpReport};
+pub use catch_up::{catch_up, skip_catch_up_to, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
 
 use crate::store::ingest::{BatchWrite, IngestSession, Versioned, VersionedRow};
@@ -60,16 +60,8 @@ type Caused = Vec<(Notification, String)>;
 
 /// Decodes entries into facts grouped per object; an undecodable entry fails the whole call
 /// (callers retry entry by entry to isolate it). With `notifications`, also collects what the
-/// entries ask to be notified (a rebuild passes `None`: replaying history sends nothing).
-fn facts_of(
-    entries: &[Entry],
-    notifications: Option<&mut Caused>,
-) -> Result<BTreeMap<Key, Fact>, ProjectError> {
-    facts_of_parsed(entries, &[], notifications)
-}
-
-/// `facts_of` where `parsed[i]`, if given, is entry `i`'s payload already parsed (ingestion's
-/// one parse, ADR 12); the others are parsed from their stored payload.
+/// entries ask to be notified. `parsed[i]`, if given, is entry `i`'s payload already parsed
+/// (ingestion's one parse, ADR 12); the others are parsed from their stored payload.
 fn facts_of_parsed(
     entries: &[Entry],
     parsed: &[Option<&Value>],

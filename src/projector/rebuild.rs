@@ -6,14 +6,19 @@
 //! switch. An entry appended before it is in the new generation; one appended after it is
 //! projected by ingestion into the new generation, which is then active.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod cache;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
-use super::{facts_of, write_facts, Entry, ProjectError};
-use crate::event_log;
-use crate::store::read_models::{Key, ReadModelStore as _, ReadModelTx as _};
+use ledger_projections::{decode, Fact, LoggedEvent};
+
+use super::{origin_of, state_from_json};
+use crate::store::read_models::{Key, ReadModelStore as _, ReadModelTx as _, Row};
+use crate::store::rebuild::{RebuildStore as _, RebuildTx as _, Replayed};
 use crate::store::{Db, Kind, StorageError, Tx};
+use cache::Cache;
 
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
@@ -21,10 +26,13 @@ pub struct RebuildOptions {
     pub check_only: bool,
     /// Only these kinds (`customer`, `subscription`, ...); the others are carried over.
     pub kinds: Option<Vec<String>>,
-    /// Log entries per transaction.
+    /// Log entries per read, and rows per write transaction.
     pub chunk: u32,
     /// Print progress to stderr when it is a terminal.
     pub progress: bool,
+    /// Folded states held in memory at most (the write-back cache, see `rebuild/cache.rs`);
+    /// about 1 KiB each.
+    pub cache_objects: usize,
 }
 
 impl Default for RebuildOptions {
@@ -34,9 +42,13 @@ impl Default for RebuildOptions {
             kinds: None,
             chunk: 5_000,
             progress: false,
+            cache_objects: DEFAULT_CACHE_OBJECTS,
         }
     }
 }
+
+/// The default bound of the write-back cache.
+pub const DEFAULT_CACHE_OBJECTS: usize = 65_536;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Difference {
@@ -89,7 +101,7 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
             .collect::<Result<_, _>>()?,
     };
     let started = Instant::now();
-    let target = event_log::last_position(db).await?;
+    let target = crate::event_log::last_position(db).await?;
     let generation = fresh_generation(db).await?;
     let mut report = RebuildReport {
         events: 0,
@@ -99,28 +111,9 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
         differences: Vec::new(),
         elapsed: Duration::ZERO,
     };
-    let mut position = 0;
-    let mut chunks = 0u64;
-    // Replay in chunks, each its own transaction, while the service keeps serving.
-    loop {
-        let stored = event_log::read_after(db, position, options.chunk).await?;
-        let Some(last) = stored.last().map(|e| e.position) else {
-            break;
-        };
-        let mut tx = Tx::begin(db).await?;
-        fold_chunk(&mut tx, generation, &stored, &kinds, &mut report).await?;
-        tx.commit().await?;
-        position = last;
-        chunks += 1;
-        // The new generation grows fast; without fresh statistics PostgreSQL keeps planning
-        // the state look-up as if the table were empty (a sequential scan per chunk).
-        if chunks.is_power_of_two() {
-            db.analyze_read_models().await?;
-        }
-        if options.progress {
-            show_progress(report.events, target, started);
-        }
-    }
+    let chunk = options.chunk.max(1);
+    let mut cache = Cache::new(options.cache_objects);
+    let mut position = replay(db, generation, &kinds, options, &mut cache, &mut report).await?;
     // The final catch-up and the switch, with appends held back.
     let mut tx = Tx::begin(db).await?;
     // Generation first, then appends: the order ingestion takes them in, so no deadlock.
@@ -129,13 +122,24 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
     tx.hold_appends().await?;
     loop {
         // Appends are held back (PostgreSQL: the lock above; SQLite: this transaction holds
-        // the only writer connection), so this read sees the final tail.
-        let stored = event_log::read_after(db, position, options.chunk).await?;
+        // the only writer connection), so this read sees the final tail. Nothing is evicted
+        // here: states written inside this transaction could not be read back by key (SQLite
+        // reads on other connections), and the tail is what arrived during the last flush.
+        let stored = db.replay_after(position, chunk).await?;
         let Some(last) = stored.last().map(|e| e.position) else {
             break;
         };
-        fold_chunk(&mut tx, generation, &stored, &kinds, &mut report).await?;
         position = last;
+        let decoded = decode_chunk(stored, &kinds);
+        absorb(db, generation, &mut cache, decoded, &mut report, None).await?;
+    }
+    loop {
+        let states = cache.take_dirty(chunk as usize);
+        if states.is_empty() {
+            break;
+        }
+        let rows: Vec<Row> = states.iter().map(super::row_of).collect();
+        tx.rebuild_write_states(generation, &rows).await?;
     }
     let active = tx.active_generation().await?;
     if options.check_only {
@@ -163,45 +167,272 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
     Ok(report)
 }
 
-async fn fold_chunk(
-    tx: &mut Tx<'_>,
+/// Replays the log while the service keeps serving: one task reads and decodes the next
+/// chunks, this one folds them into the cache, and a third writes what the cache evicts, then
+/// everything not yet written. Returns the last position read.
+async fn replay(
+    db: &Db,
     generation: i64,
-    stored: &[event_log::StoredEvent],
     kinds: &BTreeSet<Kind>,
+    options: &RebuildOptions,
+    cache: &mut Cache,
     report: &mut RebuildReport,
+) -> Result<i64, StorageError> {
+    let chunk = options.chunk.max(1);
+    let target = crate::event_log::last_position(db).await?;
+    let started = Instant::now();
+    let (sender, mut decoded) = tokio::sync::mpsc::channel(2);
+    let _reader = Task::spawn(read_ahead(db.clone(), kinds.clone(), chunk, sender));
+    let mut writer = Writer::start(db.clone(), generation, chunk);
+    let mut position = 0;
+    while let Some(next) = decoded.recv().await {
+        let next = next?;
+        position = next.last;
+        absorb(db, generation, cache, next, report, Some(&mut writer)).await?;
+        let gone = cache.evict();
+        if !gone.is_empty() {
+            writer.write(gone).await?;
+        }
+        if options.progress {
+            show_progress(report.events, target, started);
+        }
+    }
+    // What was read so far is written before appends are held back, so that the switch
+    // transaction only writes what the tail changes.
+    loop {
+        let states = cache.take_dirty(chunk as usize);
+        if states.is_empty() {
+            break;
+        }
+        writer.write(states).await?;
+    }
+    writer.finish().await?;
+    Ok(position)
+}
+
+/// One chunk of the log, decoded: the facts merged per object.
+struct Decoded {
+    /// The last position read.
+    last: i64,
+    events: usize,
+    skipped: Vec<String>,
+    facts: HashMap<Key, Fact>,
+}
+
+/// Reads and decodes chunks after position 0 until the log ends, sending them in order.
+async fn read_ahead(
+    db: Db,
+    kinds: BTreeSet<Kind>,
+    chunk: u32,
+    sender: tokio::sync::mpsc::Sender<Result<Decoded, StorageError>>,
+) {
+    let mut position = 0;
+    loop {
+        let next = match db.replay_after(position, chunk).await {
+            Ok(stored) if stored.is_empty() => return,
+            Ok(stored) => {
+                let next = decode_chunk(stored, &kinds);
+                position = next.last;
+                Ok(next)
+            }
+            Err(e) => Err(e),
+        };
+        let failed = next.is_err();
+        if sender.send(next).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Parses each entry once with the strict parser ingestion used and decodes it. An entry that
+/// does not parse or decode is skipped, exactly as it is a dead letter (unprojected) in the
+/// live models.
+fn decode_chunk(stored: Vec<Replayed>, kinds: &BTreeSet<Kind>) -> Decoded {
+    let mut decoded = Decoded {
+        last: stored.last().map_or(0, |e| e.position),
+        events: stored.len(),
+        skipped: Vec::new(),
+        facts: HashMap::new(),
+    };
+    for entry in stored {
+        let Ok((payload, _)) = ledger_projections::envelope::parse_strict(&entry.payload) else {
+            decoded.skipped.push(entry.event_id);
+            continue;
+        };
+        let event = LoggedEvent {
+            event_id: &entry.event_id,
+            event_type: &entry.event_type,
+            created: entry.stripe_created,
+            payload: &payload,
+            origin: origin_of(entry.source),
+        };
+        let Ok(facts) = decode(&event) else {
+            decoded.skipped.push(entry.event_id);
+            continue;
+        };
+        for fact in facts {
+            let kind = Kind::of(&fact);
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            match decoded.facts.entry((kind, fact.id().to_owned())) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    super::join(o.get_mut(), fact);
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(fact);
+                }
+            }
+        }
+    }
+    decoded
+}
+
+/// Folds a decoded chunk into the cache, first reading back the states it evicted earlier
+/// (once the `writer` has written everything it was given).
+async fn absorb(
+    db: &Db,
+    generation: i64,
+    cache: &mut Cache,
+    decoded: Decoded,
+    report: &mut RebuildReport,
+    writer: Option<&mut Writer>,
 ) -> Result<(), StorageError> {
-    let mut merged: BTreeMap<Key, ledger_projections::Fact> = BTreeMap::new();
-    for e in stored {
-        report.events += 1;
-        // Decoded one entry at a time: an undecodable entry is skipped, exactly as it is a
-        // dead letter (unprojected) in the live models.
-        match facts_of(std::slice::from_ref(&Entry::from(e)), None) {
-            Ok(facts) => {
-                for (key, fact) in facts {
-                    if !kinds.contains(&key.0) {
+    report.events += decoded.events;
+    report.skipped.extend(decoded.skipped);
+    cache.next_chunk();
+    let missing: Vec<Key> = decoded
+        .facts
+        .keys()
+        .filter(|k| cache.must_load(k))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        for (key, fact) in decoded.facts {
+            cache.join(key, fact);
+        }
+        return Ok(());
+    }
+    if let Some(writer) = writer {
+        writer.sync().await?;
+    }
+    for stored in db.rebuild_states(generation, &missing).await? {
+        let state = state_from_json(stored.kind, &stored.state)?;
+        cache.insert_loaded((stored.kind, stored.id), state);
+    }
+    for (key, fact) in decoded.facts {
+        cache.join(key, fact);
+    }
+    Ok(())
+}
+
+/// Serialises and writes states of the new generation on a task of its own, so that writing
+/// overlaps with reading and folding. Each write is a transaction of at most a chunk of rows
+/// (on SQLite it holds the writer connection, so it stays short).
+struct Writer {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+    task: Task<Result<(), StorageError>>,
+}
+
+enum Job {
+    Write(Vec<Fact>),
+    /// Answered once every earlier write is committed.
+    Sync(tokio::sync::oneshot::Sender<()>),
+}
+
+impl Writer {
+    fn start(db: Db, generation: i64, chunk: u32) -> Writer {
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(2);
+        let task = Task::spawn(async move {
+            let mut batches = 0u64;
+            while let Some(job) = queue.recv().await {
+                let states = match job {
+                    Job::Write(states) => states,
+                    Job::Sync(done) => {
+                        let _ = done.send(());
                         continue;
                     }
-                    match merged.get_mut(&key) {
-                        Some(existing) => {
-                            super::join(existing, fact);
-                        }
-                        None => {
-                            merged.insert(key, fact);
-                        }
+                };
+                for part in states.chunks(chunk as usize) {
+                    let rows: Vec<Row> = part.iter().map(super::row_of).collect();
+                    let mut tx = db.begin_rebuild().await?;
+                    tx.rebuild_write_states(generation, &rows).await?;
+                    tx.commit().await?;
+                    batches += 1;
+                    // Evicted states are read back by key; without fresh statistics
+                    // PostgreSQL plans that look-up as if the new generation were empty.
+                    if batches.is_power_of_two() && batches >= 8 {
+                        db.analyze_read_models().await?;
                     }
                 }
             }
-            Err(ProjectError::Event { event_id, .. }) => report.skipped.push(event_id),
-            Err(ProjectError::Storage(e)) => return Err(e),
+            Ok(())
+        });
+        Writer { jobs, task }
+    }
+
+    async fn write(&mut self, states: Vec<Fact>) -> Result<(), StorageError> {
+        if self.jobs.send(Job::Write(states)).await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    /// Waits until everything handed over so far is committed.
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Job::Sync(done)).await.is_err() || written.await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<(), StorageError> {
+        drop(self.jobs);
+        self.task
+            .join()
+            .await
+            .unwrap_or_else(|e| Err(StorageError::invalid(format!("rebuild writer: {e}"))))
+    }
+
+    /// Why the task stopped taking jobs.
+    async fn failure(&mut self) -> StorageError {
+        match self.task.take() {
+            Some(task) => match task.join().await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => StorageError::invalid("the rebuild writer stopped"),
+                Err(e) => StorageError::invalid(format!("rebuild writer: {e}")),
+            },
+            None => StorageError::invalid("the rebuild writer stopped"),
         }
     }
-    write_facts(tx, generation, merged, false)
-        .await
-        .map_err(|e| match e {
-            ProjectError::Storage(e) => e,
-            ProjectError::Event { reason, .. } => StorageError::invalid(reason),
-        })?;
-    Ok(())
+}
+
+/// A spawned task that is aborted when dropped: neither the reader nor the writer may outlive
+/// a rebuild that failed.
+struct Task<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(future: impl std::future::Future<Output = T> + Send + 'static) -> Task<T> {
+        Task(Some(tokio::spawn(future)))
+    }
+
+    fn take(&mut self) -> Option<Task<T>> {
+        self.0.take().map(|h| Task(Some(h)))
+    }
+
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        let handle = self.0.take().expect("a task is joined once");
+        handle.await
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
 }
 
 async fn fresh_generation(db: &Db) -> Result<i64, StorageError> {

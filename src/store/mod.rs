@@ -55,6 +55,7 @@ mod migrations;
 pub mod outbox;
 pub mod postgres;
 pub mod read_models;
+pub mod rebuild;
 pub mod sqlite;
 
 use std::str::FromStr;

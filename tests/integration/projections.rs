@@ -308,6 +308,41 @@ async fn rebuild_switches_to_an_identical_generation_and_a_partial_rebuild_keeps
 }
 
 #[tokio::test]
+async fn a_rebuild_with_a_tiny_cache_reads_evicted_states_back_and_matches_the_live_models() {
+    let app = TestApp::spawn().await;
+    // Round-robin over users, so each object is touched again long after the cache (two
+    // states) evicted it.
+    let lifecycles: Vec<Vec<Vec<u8>>> = (0..6).map(|i| lifecycle(&format!("tc{i}"))).collect();
+    let events: Vec<Vec<u8>> = (0..4)
+        .flat_map(|step| lifecycles.iter().map(move |l| l[step].clone()))
+        .collect();
+    deliver_all(&app, &events).await;
+    let before = read(&app, "/api/subscriptions?limit=100").await.json;
+    let tiny = |check_only| RebuildOptions {
+        check_only,
+        chunk: 3,
+        cache_objects: 2,
+        ..Default::default()
+    };
+    let report = projector::rebuild(&app.db, &tiny(true)).await.unwrap();
+    assert!(
+        report.differences.is_empty(),
+        "rebuild differs from live: {:?}",
+        report.differences
+    );
+    projector::rebuild(&app.db, &tiny(false)).await.unwrap();
+    assert_eq!(
+        read(&app, "/api/subscriptions?limit=100").await.json,
+        before
+    );
+    for i in 0..6 {
+        let e = read(&app, &format!("/api/entitlements/user_tc{i}")).await;
+        assert_eq!(e.json["access"], "granted", "user_tc{i}");
+    }
+    check_rebuild(&app).await;
+}
+
+#[tokio::test]
 async fn a_rebuild_under_concurrent_ingestion_loses_nothing() {
     let app = Arc::new(TestApp::spawn().await);
     deliver_all(

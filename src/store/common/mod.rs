@@ -8,6 +8,7 @@ pub mod event_log;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
+pub mod rebuild;
 
 /// Column types a shared row decoder reads: "this database decodes `T`". Bounds written with
 /// it (`String: Column<'r, R::Database>`) let one `FromRow` implementation serve both backends.

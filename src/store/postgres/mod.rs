@@ -6,6 +6,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
+pub mod rebuild;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

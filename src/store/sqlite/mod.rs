@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
+pub mod rebuild;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
