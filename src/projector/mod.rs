@@ -21,8 +21,8 @@ pub use catch_up::{catch_up, skip_catch_up_to, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
 
 use crate::store::ingest::{BatchWrite, IngestSession, Versioned, VersionedRow};
-use crate::store::read_models::{Key, ReadModelTx as _, Row};
-use crate::store::{Db, Kind, StorageError, Tx};
+use crate::store::read_models::{Key, Row};
+use crate::store::{Db, Kind, StorageError};
 
 /// A log entry to project.
 #[derive(Debug, Clone)]
@@ -303,41 +303,6 @@ pub fn row_of(fact: &Fact) -> Row {
     }
 }
 
-/// Folds `facts` into `generation` inside `tx`: lock, load, join, write what changed.
-async fn write_facts(
-    tx: &mut Tx<'_>,
-    generation: i64,
-    facts: BTreeMap<Key, Fact>,
-    lock: bool,
-) -> Result<usize, ProjectError> {
-    if facts.is_empty() {
-        return Ok(0);
-    }
-    let keys: Vec<Key> = facts.keys().cloned().collect();
-    // A rebuild writes a generation nobody else writes: no per-object locks needed.
-    if lock {
-        tx.lock_read_models(&keys).await?;
-    }
-    let mut existing: HashMap<Key, String> = tx.load_read_models(generation, &keys).await?;
-    let mut rows = Vec::with_capacity(facts.len());
-    for (key, fact) in facts {
-        let row = match existing.remove(&key) {
-            Some(json) => {
-                let mut state = state_from_json(key.0, &json)?;
-                if !join(&mut state, fact) {
-                    continue;
-                }
-                row_of(&state)
-            }
-            None => row_of(&fact),
-        };
-        rows.push(row);
-    }
-    let written = rows.len();
-    tx.upsert_read_models(generation, &rows).await?;
-    Ok(written)
-}
-
 /// How often a batch is read and folded again after losing a race (a version that moved under
 /// it) before its requests get 503 and Stripe retries.
 pub const MAX_ATTEMPTS: u32 = 16;
@@ -347,7 +312,7 @@ pub const MAX_ATTEMPTS: u32 = 16;
 /// a fresh read if another writer got there first.
 pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
     let mut notifications = Caused::new();
-    let facts = facts_of(entries, Some(&mut notifications))?;
+    let facts = facts_of_parsed(entries, &[], Some(&mut notifications))?;
     let keys: Vec<Key> = facts.keys().cloned().collect();
     let decoded = Ok(Decoded {
         facts: facts.into_values().collect(),

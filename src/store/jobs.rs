@@ -4,15 +4,15 @@
 //! job and what it does (`crate::reconcile::schedule`, `crate::metrics`, `crate::bench`) is not
 //! storage and stays there.
 //!
-//! [`JobStore`] lists the operations on the database handle (reads, one-off writes); jobs have
-//! no operation inside a transaction yet, so [`JobTx`] is empty. Each is implemented by both
-//! backends (`postgres/jobs.rs`, `sqlite/jobs.rs`) and by [`Db`] / [`Tx`], which only dispatch.
+//! [`JobStore`] lists the operations on the database handle (jobs have none inside a
+//! transaction). Each is implemented by both backends (`postgres/jobs.rs`, `sqlite/jobs.rs`) and
+//! by [`Db`], which only dispatches.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Db, StorageError, Tx};
+use super::{Db, StorageError};
 
 pub use super::postgres::jobs::ScratchServer;
 
@@ -114,10 +114,6 @@ pub trait JobStore {
     async fn metrics_gauges(&self) -> Result<Gauges, StorageError>;
 }
 
-/// Operations inside a transaction (none yet). Dispatched statically through [`Tx`].
-#[allow(async_fn_in_trait)] // as above
-pub trait JobTx {}
-
 impl JobStore for Db {
     async fn lease_acquire(
         &self,
@@ -175,8 +171,6 @@ impl JobStore for Db {
         }
     }
 }
-
-impl JobTx for Tx<'_> {}
 
 #[cfg(test)]
 mod tests {

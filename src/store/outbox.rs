@@ -2,16 +2,15 @@
 //! lease, settle, list, re-queue, count). What to send and when to give up
 //! (`crate::outbox`) is not storage and stays there.
 //!
-//! [`OutboxStore`] lists the operations on the database handle (reads, one-off writes) and
-//! [`OutboxTx`] those inside a transaction. Each is implemented by both backends
-//! (`postgres/outbox.rs`, `sqlite/outbox.rs`) and by [`Db`] / [`Tx`], which only dispatch.
+//! [`OutboxStore`] lists the operations on the database handle. Each is implemented by both
+//! backends (`postgres/outbox.rs`, `sqlite/outbox.rs`) and by [`Db`], which only dispatches.
+//! Ingestion writes its outbox rows in the batch's one write (`store::ingest`, ADR 16).
 
 use chrono::{DateTime, Utc};
-use ledger_projections::Notification;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Db, StorageError, Tx};
+use super::{Db, StorageError};
 
 /// Where a row is in its life. The column has a CHECK on exactly these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -132,19 +131,6 @@ pub trait OutboxStore {
     async fn outbox_counts(&self) -> Result<Vec<StatusCount>, StorageError>;
 }
 
-/// Operations inside a transaction. Dispatched statically through [`Tx`], never `dyn`.
-#[allow(async_fn_in_trait)] // as above
-pub trait OutboxTx {
-    /// Writes the notifications of projected events (each with the id of the event that caused
-    /// it), pending and due at `now`; a key already present is left as it is (that cause has
-    /// been, or is being, notified).
-    async fn enqueue_notifications(
-        &mut self,
-        notifications: &[(Notification, String)],
-        now: i64,
-    ) -> Result<(), StorageError>;
-}
-
 impl OutboxStore for Db {
     async fn outbox_claim(
         &self,
@@ -192,19 +178,6 @@ impl OutboxStore for Db {
         match self {
             Db::Postgres(s) => s.outbox_counts().await,
             Db::Sqlite(s) => s.outbox_counts().await,
-        }
-    }
-}
-
-impl OutboxTx for Tx<'_> {
-    async fn enqueue_notifications(
-        &mut self,
-        notifications: &[(Notification, String)],
-        now: i64,
-    ) -> Result<(), StorageError> {
-        match self {
-            Tx::Postgres(tx) => tx.enqueue_notifications(notifications, now).await,
-            Tx::Sqlite(tx) => tx.enqueue_notifications(notifications, now).await,
         }
     }
 }

@@ -7,8 +7,6 @@
 //! dispatch. How facts are folded into rows (`crate::projector`) and how the read API pages and
 //! filters (`crate::read_models`) is not storage and stays there.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -130,21 +128,6 @@ pub trait ReadModelTx {
     async fn active_generation(&mut self) -> Result<i64, StorageError>;
     /// The highest generation in use (1 when there is none).
     async fn max_generation(&mut self) -> Result<i64, StorageError>;
-    /// Serialises projection per object across instances (PostgreSQL row-independent advisory
-    /// locks, taken in one sorted order so two transactions cannot deadlock). SQLite needs
-    /// nothing: its transactions already run one at a time.
-    async fn lock_read_models(&mut self, keys: &[Key]) -> Result<(), StorageError>;
-    /// States of `keys` in `generation` (absent keys are absent from the map).
-    async fn load_read_models(
-        &mut self,
-        generation: i64,
-        keys: &[Key],
-    ) -> Result<HashMap<Key, String>, StorageError>;
-    async fn upsert_read_models(
-        &mut self,
-        generation: i64,
-        rows: &[Row],
-    ) -> Result<(), StorageError>;
     async fn delete_generation(&mut self, generation: i64) -> Result<(), StorageError>;
     /// Copies every row of `kind` from generation `from` to `to`.
     async fn copy_kind(&mut self, from: i64, to: i64, kind: Kind) -> Result<(), StorageError>;
@@ -162,12 +145,6 @@ pub trait ReadModelTx {
         event_id: &str,
         position: i64,
         error: &str,
-    ) -> Result<(), StorageError>;
-    /// Records that these log entries are projected and clears their dead letters.
-    async fn mark_projected(
-        &mut self,
-        positions: &[i64],
-        event_ids: &[&str],
     ) -> Result<(), StorageError>;
 }
 
@@ -280,35 +257,6 @@ impl ReadModelTx for Tx<'_> {
         }
     }
 
-    async fn lock_read_models(&mut self, keys: &[Key]) -> Result<(), StorageError> {
-        match self {
-            Tx::Postgres(tx) => tx.lock_read_models(keys).await,
-            Tx::Sqlite(tx) => tx.lock_read_models(keys).await,
-        }
-    }
-
-    async fn load_read_models(
-        &mut self,
-        generation: i64,
-        keys: &[Key],
-    ) -> Result<HashMap<Key, String>, StorageError> {
-        match self {
-            Tx::Postgres(tx) => tx.load_read_models(generation, keys).await,
-            Tx::Sqlite(tx) => tx.load_read_models(generation, keys).await,
-        }
-    }
-
-    async fn upsert_read_models(
-        &mut self,
-        generation: i64,
-        rows: &[Row],
-    ) -> Result<(), StorageError> {
-        match self {
-            Tx::Postgres(tx) => tx.upsert_read_models(generation, rows).await,
-            Tx::Sqlite(tx) => tx.upsert_read_models(generation, rows).await,
-        }
-    }
-
     async fn delete_generation(&mut self, generation: i64) -> Result<(), StorageError> {
         match self {
             Tx::Postgres(tx) => tx.delete_generation(generation).await,
@@ -356,17 +304,6 @@ impl ReadModelTx for Tx<'_> {
         match self {
             Tx::Postgres(tx) => tx.record_dead_letter(event_id, position, error).await,
             Tx::Sqlite(tx) => tx.record_dead_letter(event_id, position, error).await,
-        }
-    }
-
-    async fn mark_projected(
-        &mut self,
-        positions: &[i64],
-        event_ids: &[&str],
-    ) -> Result<(), StorageError> {
-        match self {
-            Tx::Postgres(tx) => tx.mark_projected(positions, event_ids).await,
-            Tx::Sqlite(tx) => tx.mark_projected(positions, event_ids).await,
         }
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, PgConnection};
 
-use super::{PgStore, PgTx};
+use super::PgStore;
 use crate::store::common::jobs as sql;
 use crate::store::jobs::*;
 use crate::store::StorageError;
@@ -75,8 +75,6 @@ impl JobStore for PgStore {
         Ok(sqlx::query_as(sql::GAUGES).fetch_one(&self.pool).await?)
     }
 }
-
-impl JobTx for PgTx<'_> {}
 
 /// A connection to a PostgreSQL server on which `stripe-ledger bench` creates and drops its
 /// throwaway databases (the server's maintenance database, not the service's own).

@@ -3,13 +3,11 @@
 //! Batches are one statement each (`unnest` arrays); per-object serialisation uses
 //! transaction-level advisory locks.
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 
 use super::{PgStore, PgTx};
 use crate::read_models::Query;
-use crate::store::common::read_models::{self as sql, upsert_read_model, ListStates};
+use crate::store::common::read_models::{self as sql, ListStates};
 use crate::store::event_log::APPEND_LOCK;
 use crate::store::read_models::*;
 use crate::store::{Kind, StorageError};
@@ -138,70 +136,6 @@ impl ReadModelTx for PgTx<'_> {
         Ok(max.unwrap_or(1))
     }
 
-    async fn lock_read_models(&mut self, keys: &[Key]) -> Result<(), StorageError> {
-        let mut names: Vec<String> = keys.iter().map(|(k, id)| format!("{k}:{id}")).collect();
-        names.sort();
-        names.dedup();
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(h) FROM \
-             (SELECT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS s",
-        )
-        .bind(&names)
-        .execute(&mut **self)
-        .await?;
-        Ok(())
-    }
-
-    async fn load_read_models(
-        &mut self,
-        generation: i64,
-        keys: &[Key],
-    ) -> Result<HashMap<Key, String>, StorageError> {
-        let kinds: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
-        let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
-        let rows: Vec<KeyedState> = sqlx::query_as(
-            "SELECT r.kind, r.id, r.state FROM unnest($2::text[], $3::text[]) AS k(kind, id) \
-             JOIN read_models r ON r.generation = $1 AND r.kind = k.kind AND r.id = k.id",
-        )
-        .bind(generation)
-        .bind(&kinds)
-        .bind(&ids)
-        .fetch_all(&mut **self)
-        .await?;
-        let mut found = HashMap::with_capacity(keys.len());
-        for row in rows {
-            if let Some(key) = keys.iter().find(|(k, i)| *k == row.kind && *i == row.id) {
-                found.insert(key.clone(), row.state);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn upsert_read_models(
-        &mut self,
-        generation: i64,
-        rows: &[Row],
-    ) -> Result<(), StorageError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        const UPSERT: &str = upsert_read_model!(
-            "SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
-        );
-        let col = |f: fn(&Row) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(UPSERT)
-            .bind(generation)
-            .bind(col(|r| Some(r.kind.as_str())))
-            .bind(col(|r| Some(r.id.as_str())))
-            .bind(col(|r| r.customer_id.as_deref()))
-            .bind(col(|r| r.user_id.as_deref()))
-            .bind(col(|r| r.status.as_deref()))
-            .bind(col(|r| Some(r.state.as_str())))
-            .execute(&mut **self)
-            .await?;
-        Ok(())
-    }
-
     async fn delete_generation(&mut self, generation: i64) -> Result<(), StorageError> {
         sqlx::query(sql::DELETE_GENERATION)
             .bind(generation)
@@ -261,25 +195,6 @@ impl ReadModelTx for PgTx<'_> {
             .bind(position)
             .bind(error)
             .bind(Utc::now())
-            .execute(&mut **self)
-            .await?;
-        Ok(())
-    }
-
-    async fn mark_projected(
-        &mut self,
-        positions: &[i64],
-        event_ids: &[&str],
-    ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO projected_positions (position) SELECT unnest($1::int8[]) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(positions)
-        .execute(&mut **self)
-        .await?;
-        sqlx::query("DELETE FROM dead_letters WHERE event_id = ANY($1)")
-            .bind(event_ids)
             .execute(&mut **self)
             .await?;
         Ok(())

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{timestamp, SqliteStore, SqliteTx};
+use super::{timestamp, SqliteStore};
 use crate::store::common::jobs as sql;
 use crate::store::jobs::*;
 use crate::store::StorageError;
@@ -74,5 +74,3 @@ impl JobStore for SqliteStore {
         Ok(sqlx::query_as(sql::GAUGES).fetch_one(&self.read).await?)
     }
 }
-
-impl JobTx for SqliteTx<'_> {}

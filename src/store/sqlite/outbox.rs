@@ -3,9 +3,7 @@
 //! Every write runs on the single writer connection, which also serialises claims: no row
 //! locks are needed.
 
-use ledger_projections::Notification;
-
-use super::{SqliteStore, SqliteTx};
+use super::SqliteStore;
 use crate::store::common::outbox::{self as sql, claim_prefix, due_ids, item_columns};
 use crate::store::outbox::*;
 use crate::store::StorageError;
@@ -69,32 +67,5 @@ impl OutboxStore for SqliteStore {
 
     async fn outbox_counts(&self) -> Result<Vec<StatusCount>, StorageError> {
         Ok(sqlx::query_as(sql::COUNTS).fetch_all(&self.read).await?)
-    }
-}
-
-impl OutboxTx for SqliteTx<'_> {
-    async fn enqueue_notifications(
-        &mut self,
-        notifications: &[(Notification, String)],
-        now: i64,
-    ) -> Result<(), StorageError> {
-        const ENQUEUE: &str = "INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, \
-             details, status, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
-             ON CONFLICT (dedupe_key) DO NOTHING";
-        for (n, event_id) in notifications {
-            let details =
-                serde_json::to_string(&n.details).expect("notification details serialise");
-            sqlx::query(ENQUEUE)
-                .bind(&n.dedupe_key)
-                .bind(n.kind.as_str())
-                .bind(&n.customer)
-                .bind(event_id)
-                .bind(details)
-                .bind(now)
-                .execute(&mut **self)
-                .await?;
-        }
-        Ok(())
     }
 }

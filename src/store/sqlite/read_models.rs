@@ -2,13 +2,11 @@
 //!
 //! Batches loop on the single writer connection, which also serialises projection: no locks.
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 
 use super::{timestamp, SqliteStore, SqliteTx};
 use crate::read_models::Query;
-use crate::store::common::read_models::{self as sql, upsert_read_model, ListStates};
+use crate::store::common::read_models::{self as sql, ListStates};
 use crate::store::read_models::*;
 use crate::store::{Kind, StorageError};
 
@@ -131,54 +129,6 @@ impl ReadModelTx for SqliteTx<'_> {
         Ok(max.unwrap_or(1))
     }
 
-    /// Transactions already run one at a time on the single writer.
-    async fn lock_read_models(&mut self, _keys: &[Key]) -> Result<(), StorageError> {
-        Ok(())
-    }
-
-    async fn load_read_models(
-        &mut self,
-        generation: i64,
-        keys: &[Key],
-    ) -> Result<HashMap<Key, String>, StorageError> {
-        let mut found = HashMap::with_capacity(keys.len());
-        for key in keys {
-            let state: Option<String> = sqlx::query_scalar(
-                "SELECT state FROM read_models WHERE generation = $1 AND kind = $2 AND id = $3",
-            )
-            .bind(generation)
-            .bind(key.0.as_str())
-            .bind(&key.1)
-            .fetch_optional(&mut **self)
-            .await?;
-            if let Some(state) = state {
-                found.insert(key.clone(), state);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn upsert_read_models(
-        &mut self,
-        generation: i64,
-        rows: &[Row],
-    ) -> Result<(), StorageError> {
-        const UPSERT: &str = upsert_read_model!("VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        for r in rows {
-            sqlx::query(UPSERT)
-                .bind(generation)
-                .bind(r.kind.as_str())
-                .bind(&r.id)
-                .bind(&r.customer_id)
-                .bind(&r.user_id)
-                .bind(&r.status)
-                .bind(&r.state)
-                .execute(&mut **self)
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn delete_generation(&mut self, generation: i64) -> Result<(), StorageError> {
         sqlx::query(sql::DELETE_GENERATION)
             .bind(generation)
@@ -233,28 +183,6 @@ impl ReadModelTx for SqliteTx<'_> {
             .bind(timestamp(Utc::now()))
             .execute(&mut **self)
             .await?;
-        Ok(())
-    }
-
-    async fn mark_projected(
-        &mut self,
-        positions: &[i64],
-        event_ids: &[&str],
-    ) -> Result<(), StorageError> {
-        for position in positions {
-            sqlx::query(
-                "INSERT INTO projected_positions (position) VALUES ($1) ON CONFLICT DO NOTHING",
-            )
-            .bind(position)
-            .execute(&mut **self)
-            .await?;
-        }
-        for id in event_ids {
-            sqlx::query("DELETE FROM dead_letters WHERE event_id = $1")
-                .bind(id)
-                .execute(&mut **self)
-                .await?;
-        }
         Ok(())
     }
 }
