@@ -1,5 +1,4 @@
-//! Stripe's own SDK vectors (`../shared/fixtures/stripe-signature-vectors/`, copied to
-//! `tests/fixtures/`), each checked with its expected outcome: against the verifier with the
+//! Stripe's own SDK vectors (kept in `tests/fixtures/stripe-signature-vectors/`), each checked with its expected outcome: against the verifier with the
 //! vector's exact clock and tolerance, and through the real endpoint where the service's
 //! configuration can express the case.
 
