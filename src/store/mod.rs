@@ -9,7 +9,7 @@
 //! | `kind.rs` | [`Kind`], the closed set of read-model kinds. |
 //! | `event_log.rs`, `read_models.rs`, `outbox.rs`, `jobs.rs` | One trait per concern: the storage operations, their typed rows, and the `Db`/`Tx` dispatch. |
 //! | `postgres/<concern>.rs`, `sqlite/<concern>.rs` | Each backend's implementation of those traits. |
-//! | `common/<concern>.rs` | What both backends share: statements whose text is identical (`&'static str` constants) and row decoding written once for both. |
+//! | `common/<concern>.rs` | What both backends share: statements whose text is identical (`&'static str` constants), row decoding written once for both, and `<concern>_store_same_on_both!`: the trait methods that bind and run those statements the same way on both backends, written once and expanded in each backend's impl with its own pools. |
 //!
 //! # The rules
 //!

@@ -222,6 +222,61 @@ where
     }
 }
 
+/// The methods of `EventLogStore` that run the same statements the same way on both backends,
+/// written once: each backend's impl expands them with its own read and write pools
+/// (`pool, pool` on PostgreSQL, `read, write` on SQLite). Names resolve where it is expanded.
+macro_rules! event_log_store_same_on_both {
+    ($reader:ident, $writer:ident) => {
+        async fn find_event(&self, event_id: &str) -> Result<Option<LoggedBody>, StorageError> {
+            Ok(sqlx::query_as(sql::FIND)
+                .bind(event_id)
+                .fetch_optional(&self.$reader)
+                .await?)
+        }
+
+        async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StorageError> {
+            Ok(sqlx::query_as(sql::GET)
+                .bind(event_id)
+                .fetch_optional(&self.$reader)
+                .await?)
+        }
+
+        async fn list_events(
+            &self,
+            filter: &EventFilter,
+            page: &PageRequest,
+        ) -> Result<Vec<StoredEvent>, StorageError> {
+            let query = ListQuery::build(filter, page);
+            Ok(query.query().fetch_all(&self.$reader).await?)
+        }
+
+        async fn read_after(
+            &self,
+            position: i64,
+            limit: u32,
+        ) -> Result<Vec<StoredEvent>, StorageError> {
+            Ok(sqlx::query_as(sql::READ_AFTER)
+                .bind(position)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn count_events(&self) -> Result<i64, StorageError> {
+            Ok(sqlx::query_scalar(sql::COUNT)
+                .fetch_one(&self.$reader)
+                .await?)
+        }
+
+        async fn last_position(&self) -> Result<i64, StorageError> {
+            Ok(sqlx::query_scalar(sql::LAST_POSITION)
+                .fetch_one(&self.$reader)
+                .await?)
+        }
+    };
+}
+pub(crate) use event_log_store_same_on_both;
+
 #[cfg(test)]
 mod tests {
     use super::*;

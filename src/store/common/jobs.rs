@@ -89,3 +89,51 @@ where
         })
     }
 }
+
+/// The methods of `JobStore` that run the same statements the same way on both backends,
+/// written once: each backend's impl expands them with its own read and write pools
+/// (`pool, pool` on PostgreSQL, `read, write` on SQLite). Names resolve where it is expanded.
+macro_rules! job_store_same_on_both {
+    ($reader:ident, $writer:ident) => {
+        async fn lease_acquire(
+            &self,
+            name: &str,
+            holder: &str,
+            now: i64,
+            expires_at: i64,
+        ) -> Result<bool, StorageError> {
+            let got: Option<String> = sqlx::query_scalar(sql::LEASE)
+                .bind(name)
+                .bind(holder)
+                .bind(expires_at)
+                .bind(now)
+                .fetch_optional(&self.$writer)
+                .await?;
+            Ok(got.is_some())
+        }
+
+        async fn reconcile_runs(
+            &self,
+            before_id: i64,
+            limit: i64,
+        ) -> Result<Vec<Run>, StorageError> {
+            Ok(sqlx::query_as(sql::RUNS_BEFORE)
+                .bind(before_id)
+                .bind(limit)
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn reconcile_run(&self, id: i64) -> Result<Option<Run>, StorageError> {
+            Ok(sqlx::query_as(sql::RUN)
+                .bind(id)
+                .fetch_optional(&self.$reader)
+                .await?)
+        }
+
+        async fn metrics_gauges(&self) -> Result<Gauges, StorageError> {
+            Ok(sqlx::query_as(sql::GAUGES).fetch_one(&self.$reader).await?)
+        }
+    };
+}
+pub(crate) use job_store_same_on_both;

@@ -120,3 +120,39 @@ where
         })
     }
 }
+
+/// The methods of `OutboxStore` that run the same statements the same way on both backends,
+/// written once: each backend's impl expands them with its own read and write pools
+/// (`pool, pool` on PostgreSQL, `read, write` on SQLite). Names resolve where it is expanded.
+macro_rules! outbox_store_same_on_both {
+    ($reader:ident, $writer:ident) => {
+        async fn outbox_settle(
+            &self,
+            id: i64,
+            settlement: &Settlement<'_>,
+        ) -> Result<(), StorageError> {
+            sqlx::query(sql::SETTLE)
+                .bind(id)
+                .bind(settlement.status.as_str())
+                .bind(settlement.next_attempt_at)
+                .bind(settlement.last_error)
+                .bind(settlement.sent_at)
+                .execute(&self.$writer)
+                .await?;
+            Ok(())
+        }
+
+        async fn outbox_retry(&self, target: RetryTarget, now: i64) -> Result<u64, StorageError> {
+            let query = match target {
+                RetryTarget::AllFailed => sqlx::query(sql::RETRY_ALL_FAILED).bind(now),
+                RetryTarget::One(id) => sqlx::query(sql::RETRY_ONE).bind(now).bind(id),
+            };
+            Ok(query.execute(&self.$writer).await?.rows_affected())
+        }
+
+        async fn outbox_counts(&self) -> Result<Vec<StatusCount>, StorageError> {
+            Ok(sqlx::query_as(sql::COUNTS).fetch_all(&self.$reader).await?)
+        }
+    };
+}
+pub(crate) use outbox_store_same_on_both;

@@ -226,6 +226,81 @@ where
     }
 }
 
+/// The methods of `ReadModelStore` that run the same statements the same way on both backends,
+/// written once: each backend's impl expands them with its own read and write pools
+/// (`pool, pool` on PostgreSQL, `read, write` on SQLite). Names resolve where it is expanded.
+macro_rules! read_model_store_same_on_both {
+    ($reader:ident, $writer:ident) => {
+        async fn read_model_state(
+            &self,
+            kind: Kind,
+            id: &str,
+        ) -> Result<Option<String>, StorageError> {
+            Ok(sqlx::query_scalar(sql::STATE)
+                .bind(kind.as_str())
+                .bind(id)
+                .fetch_optional(&self.$reader)
+                .await?)
+        }
+
+        async fn list_read_models(
+            &self,
+            kind: Kind,
+            query: &Query,
+        ) -> Result<Vec<ListedState>, StorageError> {
+            let list = ListStates::build(kind, query);
+            Ok(list.query().fetch_all(&self.$reader).await?)
+        }
+
+        async fn read_model_states_by(
+            &self,
+            kind: Kind,
+            by: StatesBy,
+            value: &str,
+        ) -> Result<Vec<String>, StorageError> {
+            Ok(sqlx::query_scalar(sql::states_by(by))
+                .bind(kind.as_str())
+                .bind(value)
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StorageError> {
+            Ok(sqlx::query_as(sql::DEAD_LETTERS)
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn dead_letters_after(
+            &self,
+            position: i64,
+            limit: u32,
+        ) -> Result<Vec<DeadLetter>, StorageError> {
+            Ok(sqlx::query_as(sql::DEAD_LETTERS_AFTER)
+                .bind(position)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn projected_between(&self, after: i64, upto: i64) -> Result<Vec<i64>, StorageError> {
+            Ok(sqlx::query_scalar(sql::PROJECTED_BETWEEN)
+                .bind(after)
+                .bind(upto)
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn projection_checkpoint(&self, name: &str) -> Result<Option<i64>, StorageError> {
+            Ok(sqlx::query_scalar(sql::CHECKPOINT)
+                .bind(name)
+                .fetch_optional(&self.$reader)
+                .await?)
+        }
+    };
+}
+pub(crate) use read_model_store_same_on_both;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,8 @@ use crate::store::outbox::*;
 use crate::store::StorageError;
 
 impl OutboxStore for PgStore {
+    crate::store::common::outbox::outbox_store_same_on_both!(pool, pool);
+
     async fn outbox_claim(
         &self,
         now: i64,
@@ -31,22 +33,6 @@ impl OutboxStore for PgStore {
         Ok(items)
     }
 
-    async fn outbox_settle(
-        &self,
-        id: i64,
-        settlement: &Settlement<'_>,
-    ) -> Result<(), StorageError> {
-        sqlx::query(sql::SETTLE)
-            .bind(id)
-            .bind(settlement.status.as_str())
-            .bind(settlement.next_attempt_at)
-            .bind(settlement.last_error)
-            .bind(settlement.sent_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn outbox_list(
         &self,
         status: Option<OutboxStatus>,
@@ -61,17 +47,5 @@ impl OutboxStore for PgStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
-    }
-
-    async fn outbox_retry(&self, target: RetryTarget, now: i64) -> Result<u64, StorageError> {
-        let query = match target {
-            RetryTarget::AllFailed => sqlx::query(sql::RETRY_ALL_FAILED).bind(now),
-            RetryTarget::One(id) => sqlx::query(sql::RETRY_ONE).bind(now).bind(id),
-        };
-        Ok(query.execute(&self.pool).await?.rows_affected())
-    }
-
-    async fn outbox_counts(&self) -> Result<Vec<StatusCount>, StorageError> {
-        Ok(sqlx::query_as(sql::COUNTS).fetch_all(&self.pool).await?)
     }
 }

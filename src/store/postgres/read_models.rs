@@ -13,35 +13,7 @@ use crate::store::read_models::*;
 use crate::store::{Kind, StorageError};
 
 impl ReadModelStore for PgStore {
-    async fn read_model_state(&self, kind: Kind, id: &str) -> Result<Option<String>, StorageError> {
-        Ok(sqlx::query_scalar(sql::STATE)
-            .bind(kind.as_str())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-
-    async fn list_read_models(
-        &self,
-        kind: Kind,
-        query: &Query,
-    ) -> Result<Vec<ListedState>, StorageError> {
-        let list = ListStates::build(kind, query);
-        Ok(list.query().fetch_all(&self.pool).await?)
-    }
-
-    async fn read_model_states_by(
-        &self,
-        kind: Kind,
-        by: StatesBy,
-        value: &str,
-    ) -> Result<Vec<String>, StorageError> {
-        Ok(sqlx::query_scalar(sql::states_by(by))
-            .bind(kind.as_str())
-            .bind(value)
-            .fetch_all(&self.pool)
-            .await?)
-    }
+    crate::store::common::read_models::read_model_store_same_on_both!(pool, pool);
 
     async fn record_dead_letter(
         &self,
@@ -57,39 +29,6 @@ impl ReadModelStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StorageError> {
-        Ok(sqlx::query_as(sql::DEAD_LETTERS)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn dead_letters_after(
-        &self,
-        position: i64,
-        limit: u32,
-    ) -> Result<Vec<DeadLetter>, StorageError> {
-        Ok(sqlx::query_as(sql::DEAD_LETTERS_AFTER)
-            .bind(position)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn projected_between(&self, after: i64, upto: i64) -> Result<Vec<i64>, StorageError> {
-        Ok(sqlx::query_scalar(sql::PROJECTED_BETWEEN)
-            .bind(after)
-            .bind(upto)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn projection_checkpoint(&self, name: &str) -> Result<Option<i64>, StorageError> {
-        Ok(sqlx::query_scalar(sql::CHECKPOINT)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
     }
 
     async fn save_projection_checkpoint(

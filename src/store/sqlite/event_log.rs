@@ -10,50 +10,7 @@ use crate::store::event_log::*;
 use crate::store::StorageError;
 
 impl EventLogStore for SqliteStore {
-    async fn find_event(&self, event_id: &str) -> Result<Option<LoggedBody>, StorageError> {
-        Ok(sqlx::query_as(sql::FIND)
-            .bind(event_id)
-            .fetch_optional(&self.read)
-            .await?)
-    }
-
-    async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StorageError> {
-        Ok(sqlx::query_as(sql::GET)
-            .bind(event_id)
-            .fetch_optional(&self.read)
-            .await?)
-    }
-
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Vec<StoredEvent>, StorageError> {
-        let query = ListQuery::build(filter, page);
-        Ok(query.query().fetch_all(&self.read).await?)
-    }
-
-    async fn read_after(
-        &self,
-        position: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StorageError> {
-        Ok(sqlx::query_as(sql::READ_AFTER)
-            .bind(position)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?)
-    }
-
-    async fn count_events(&self) -> Result<i64, StorageError> {
-        Ok(sqlx::query_scalar(sql::COUNT).fetch_one(&self.read).await?)
-    }
-
-    async fn last_position(&self) -> Result<i64, StorageError> {
-        Ok(sqlx::query_scalar(sql::LAST_POSITION)
-            .fetch_one(&self.read)
-            .await?)
-    }
+    crate::store::common::event_log::event_log_store_same_on_both!(read, write);
 }
 
 impl EventLogTx for SqliteTx<'_> {

@@ -9,22 +9,7 @@ use crate::store::jobs::*;
 use crate::store::StorageError;
 
 impl JobStore for SqliteStore {
-    async fn lease_acquire(
-        &self,
-        name: &str,
-        holder: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<bool, StorageError> {
-        let got: Option<String> = sqlx::query_scalar(sql::LEASE)
-            .bind(name)
-            .bind(holder)
-            .bind(expires_at)
-            .bind(now)
-            .fetch_optional(&self.write)
-            .await?;
-        Ok(got.is_some())
-    }
+    crate::store::common::jobs::job_store_same_on_both!(read, write);
 
     async fn reconcile_run_start(
         &self,
@@ -53,24 +38,5 @@ impl JobStore for SqliteStore {
             .execute(&self.write)
             .await?;
         Ok(())
-    }
-
-    async fn reconcile_runs(&self, before_id: i64, limit: i64) -> Result<Vec<Run>, StorageError> {
-        Ok(sqlx::query_as(sql::RUNS_BEFORE)
-            .bind(before_id)
-            .bind(limit)
-            .fetch_all(&self.read)
-            .await?)
-    }
-
-    async fn reconcile_run(&self, id: i64) -> Result<Option<Run>, StorageError> {
-        Ok(sqlx::query_as(sql::RUN)
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?)
-    }
-
-    async fn metrics_gauges(&self) -> Result<Gauges, StorageError> {
-        Ok(sqlx::query_as(sql::GAUGES).fetch_one(&self.read).await?)
     }
 }

@@ -9,6 +9,8 @@ use crate::store::outbox::*;
 use crate::store::StorageError;
 
 impl OutboxStore for SqliteStore {
+    crate::store::common::outbox::outbox_store_same_on_both!(read, write);
+
     async fn outbox_claim(
         &self,
         now: i64,
@@ -26,22 +28,6 @@ impl OutboxStore for SqliteStore {
         Ok(items)
     }
 
-    async fn outbox_settle(
-        &self,
-        id: i64,
-        settlement: &Settlement<'_>,
-    ) -> Result<(), StorageError> {
-        sqlx::query(sql::SETTLE)
-            .bind(id)
-            .bind(settlement.status.as_str())
-            .bind(settlement.next_attempt_at)
-            .bind(settlement.last_error)
-            .bind(settlement.sent_at)
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
     async fn outbox_list(
         &self,
         status: Option<OutboxStatus>,
@@ -55,17 +41,5 @@ impl OutboxStore for SqliteStore {
             .bind(limit)
             .fetch_all(&self.read)
             .await?)
-    }
-
-    async fn outbox_retry(&self, target: RetryTarget, now: i64) -> Result<u64, StorageError> {
-        let query = match target {
-            RetryTarget::AllFailed => sqlx::query(sql::RETRY_ALL_FAILED).bind(now),
-            RetryTarget::One(id) => sqlx::query(sql::RETRY_ONE).bind(now).bind(id),
-        };
-        Ok(query.execute(&self.write).await?.rows_affected())
-    }
-
-    async fn outbox_counts(&self) -> Result<Vec<StatusCount>, StorageError> {
-        Ok(sqlx::query_as(sql::COUNTS).fetch_all(&self.read).await?)
     }
 }
