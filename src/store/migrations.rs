@@ -47,6 +47,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0006_read_model_versions.sql"),
         include_str!("../../migrations/sqlite/0006_read_model_versions.sql"),
     ),
+    (
+        11,
+        "generic_ingest_plans",
+        include_str!("../../migrations/postgres/0011_generic_ingest_plans.sql"),
+        include_str!("../../migrations/sqlite/0011_generic_ingest_plans.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {
