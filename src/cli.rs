@@ -68,6 +68,9 @@ pub enum Command {
     },
     /// Measure webhook ingestion over real HTTP against a freshly started server.
     Bench(BenchOptions),
+    /// Check an offline proof bundle against the log's verifier key. Needs no database and no
+    /// configuration. Exit 0 verified, 4 not verified, 2 usage error or unreadable file.
+    VerifyProof(crate::seal::offline::VerifyProofArgs),
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +285,11 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::VerifyProof(args) => Ok(crate::seal::offline::run(
+            &args,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )),
         Command::Serve => {
             let config = match ServeConfig::from_lookup(&ProcessEnv) {
                 Ok(c) => c,
