@@ -68,6 +68,24 @@ pub enum Command {
     },
     /// Measure webhook ingestion over real HTTP against a freshly started server.
     Bench(BenchOptions),
+    /// Seal what is new, sign a checkpoint if the tree grew, and print the latest checkpoint.
+    Checkpoint {
+        /// Print the verifier key string (public) instead, for auditors.
+        #[arg(long)]
+        verifier_key: bool,
+    },
+    /// Recompute every leaf and the tree from the log and check them against the stored tree
+    /// and every checkpoint: exit 0 when all holds, 4 when tampering is found.
+    Verify {
+        /// A checkpoint note kept outside the database (a `CHECKPOINT_DIR` file); repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<std::path::PathBuf>,
+        /// The verifier key to trust; defaults to LEDGER_SIGNING_KEY's.
+        #[arg(long, value_name = "KEY")]
+        verifier_key: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -446,6 +464,35 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Checkpoint { verifier_key } => {
+            let (db, seal) = match open_sealed().await? {
+                Ok((db, Ok(seal))) => (db, seal),
+                Ok((_, Err(e))) => return Ok(config_error(e)),
+                Err(code) => return Ok(code),
+            };
+            let mut out = std::io::stdout().lock();
+            crate::sealer::cli::checkpoint(&db, &seal, verifier_key, &mut out).await
+        }
+        Command::Verify {
+            checkpoints,
+            verifier_key,
+            format,
+        } => {
+            let (db, seal) = match open_sealed().await? {
+                Ok(pair) => pair,
+                Err(code) => return Ok(code),
+            };
+            // With --verifier-key the signing key's configuration is not needed.
+            let seal = match (seal, &verifier_key) {
+                (Ok(seal), _) => Some(seal),
+                (Err(_), Some(_)) => None,
+                (Err(e), None) => return Ok(config_error(e)),
+            };
+            let json = matches!(format, OutputFormat::Json);
+            let mut out = std::io::stdout().lock();
+            let key = verifier_key.as_deref();
+            crate::sealer::cli::verify(&db, seal.as_ref(), key, &checkpoints, json, &mut out).await
+        }
         Command::Bench(options) => {
             crate::telemetry::init(LogFormat::Pretty);
             if let Some(n) = options.rebuild {
@@ -504,6 +551,28 @@ async fn open_db() -> anyhow::Result<Result<Db, ExitCode>> {
         .await
         .context("could not connect to the database (DATABASE_URL)")?;
     Ok(Ok(db))
+}
+
+/// The database and the sealing settings, for `checkpoint` and `verify`.
+#[allow(clippy::type_complexity)] // a pair, and the exit code of a configuration error
+async fn open_sealed() -> anyhow::Result<
+    Result<
+        (
+            Db,
+            Result<crate::config::SealConfig, crate::config::ConfigError>,
+        ),
+        ExitCode,
+    >,
+> {
+    let config = match DatabaseConfig::from_lookup(&ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(config_error(e))),
+    };
+    let seal = crate::sealer::cli::seal_config(&ProcessEnv, &config);
+    let db = Db::connect(&config.target, &config.pool)
+        .await
+        .context("could not connect to the database (DATABASE_URL)")?;
+    Ok(Ok((db, seal)))
 }
 
 /// The first token of scope `read` in an `API_TOKENS` list (`scope:token,...`).

@@ -18,6 +18,7 @@ mod projections;
 mod reconcile;
 mod scenarios;
 mod schema;
+mod seal;
 mod secrets;
 mod shutdown;
 mod signature_vectors;
