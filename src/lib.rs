@@ -55,8 +55,6 @@ pub mod outbox;
 pub mod reconcile;
 /// Prometheus metrics.
 pub mod metrics;
-/// The sealed log's pure core: Merkle tree, signed notes, leaf encoding, offline bundles.
-pub mod seal;
 /// The sealed log in the service: the sealer, checkpoints, proofs, `verify`.
 pub mod sealer;
 

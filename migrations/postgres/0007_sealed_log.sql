@@ -23,7 +23,7 @@ CREATE TABLE seal_state (
 );
 -- The empty tree: SHA-256 of nothing.
 INSERT INTO seal_state (size, root)
-VALUES (0, '\xe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7855b852'::bytea);
+VALUES (0, '\xe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'::bytea);
 
 -- Signed checkpoints (C2SP signed notes), one per tree size.
 CREATE TABLE checkpoints (

@@ -15,7 +15,7 @@ CREATE TABLE seal_state (
     root       BLOB    NOT NULL CHECK (length(root) = 32)
 );
 INSERT INTO seal_state (size, root)
-VALUES (0, X'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7855b852');
+VALUES (0, X'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
 
 CREATE TABLE checkpoints (
     size          INTEGER PRIMARY KEY CHECK (size > 0),

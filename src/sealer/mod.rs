@@ -98,8 +98,8 @@ pub fn entry_leaf_hash(entry: &StoredEvent) -> Result<Hash, SealError> {
 
 /// The frontier of the stored tree, checked against the stored root.
 pub async fn stored_frontier(db: &Db, state: &SealState) -> Result<Frontier, SealError> {
-    let mut ids = merkle::frontier_ids(state.size);
-    ids.sort_by(|a, b| b.level.cmp(&a.level));
+    // Highest level first, the order `Frontier::from_nodes` takes.
+    let ids = merkle::frontier_ids(state.size);
     let nodes = db.fetch_nodes(&ids).await?;
     let roots = ids
         .iter()
@@ -263,5 +263,18 @@ fn report(metrics: &Metrics, what: &str, e: &SealError) {
             metrics.seal_verify_failed();
             tracing::error!(%detail, "{what}: the stored tree is inconsistent");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_empty_tree_root_is_the_one_migration_0007_stores() {
+        let stored = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let root = Frontier::from_nodes(0, vec![]).unwrap().root();
+        let hex: String = root.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, stored);
     }
 }

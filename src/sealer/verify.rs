@@ -149,23 +149,27 @@ pub async fn verify(
         let to = (from + VERIFY_CHUNK).min(size);
         let chunk = check_leaves(db, &state, last, from, to).await?;
         entries += chunk.rows;
-        let clean_so_far = findings.iter().all(|f| f.kind == TamperKind::BadSignature);
         findings.extend(chunk.findings);
+        // Past the first damaged position, stored inner nodes and the stored root differ
+        // from the recomputed ones as a consequence: not reported again.
+        let damage = findings
+            .iter()
+            .filter(|f| f.kind != TamperKind::BadSignature)
+            .map(|f| f.position)
+            .min();
         for (leaf, j) in chunk.leaves.iter().zip(from..) {
+            let clean = damage.is_none_or(|d| d > j + 1);
             for (id, hash) in frontier.push(*leaf) {
-                if clean_so_far && id.level > 0 && stored_covers(&state, id) {
-                    if chunk.stored.get(&id) != Some(&hash) {
-                        findings.push(Finding {
-                            kind: TamperKind::Inconsistent,
-                            position: j + 1,
-                            detail: format!(
-                                "the stored node {id:?} differs from the recomputed one"
-                            ),
-                        });
-                    }
+                let stored = chunk.stored.get(&id);
+                if clean && id.level > 0 && stored_covers(&state, id) && stored != Some(&hash) {
+                    findings.push(Finding {
+                        kind: TamperKind::Inconsistent,
+                        position: j + 1,
+                        detail: format!("the stored node {id:?} differs from the recomputed one"),
+                    });
                 }
             }
-            compare_roots(&frontier, &state, &targets, &mut findings);
+            compare_roots(&frontier, &state, &targets, clean, &mut findings);
         }
         from = to;
     }
@@ -199,7 +203,7 @@ fn report(
     stored: usize,
     external: usize,
 ) -> VerifyReport {
-    findings.sort_by(|a, b| (a.position, a.kind).cmp(&(b.position, b.kind)));
+    findings.sort_by_key(|f| (f.position, f.kind));
     let total = findings.len();
     findings.truncate(MAX_LISTED);
     VerifyReport {
@@ -226,11 +230,12 @@ fn compare_roots(
     frontier: &Frontier,
     state: &SealState,
     targets: &BTreeMap<u64, Vec<Target>>,
+    clean: bool,
     findings: &mut Vec<Finding>,
 ) {
     let size = frontier.size();
     let root = frontier.root();
-    if size == state.size && root != state.root && findings.is_empty() {
+    if clean && size == state.size && root != state.root {
         findings.push(Finding {
             kind: TamperKind::Inconsistent,
             position: size,

@@ -162,8 +162,6 @@ pub struct TestApp {
     /// The sealing key and settings (`None` with `LEDGER_SIGNING_KEY=off`), for driving the
     /// sealer directly.
     pub sealing: Option<stripe_ledger::sealer::Sealing>,
-    /// The environment the app was configured from.
-    pub env: BTreeMap<String, String>,
     // Kept so the server runs as long as the app; `stop` shuts it down gracefully.
     server: Option<RunningServer>,
 }
@@ -246,7 +244,6 @@ impl TestAppBuilder {
             database,
             state,
             sealing,
-            env,
             server: Some(server),
         }
     }

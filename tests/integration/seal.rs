@@ -104,12 +104,21 @@ async fn as_owner(app: &TestApp, statements: &[&str]) {
     }
 }
 
-/// The attacker's way to hide a rewrite: forget the tree and the checkpoints.
-const FORGET_THE_TREE: &[&str] = &[
-    "DELETE FROM seal_nodes",
-    "DELETE FROM checkpoints",
-    "UPDATE seal_state SET size = 0",
-];
+/// The attacker's way to hide a rewrite: forget the tree and the checkpoints (the state back
+/// to the empty tree, whose root is SHA-256 of nothing).
+fn forget_the_tree() -> [&'static str; 3] {
+    [
+        "DELETE FROM seal_nodes",
+        "DELETE FROM checkpoints",
+        match backend() {
+            Backend::Postgres => "UPDATE seal_state SET size = 0, root = sha256(''::bytea)",
+            Backend::Sqlite => {
+                "UPDATE seal_state SET size = 0, root = \
+                X'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'"
+            }
+        },
+    ]
+}
 
 fn bare_command(app: &TestApp) -> Command {
     let mut command = Command::new(BIN);
@@ -216,7 +225,7 @@ async fn a_cut_off_tail_is_named_truncated_even_with_the_tree_forgotten_and_rese
 
     // The careful cut: tree and checkpoints gone, the service reseals and signs the short log.
     // Only the checkpoint kept outside the database remembers.
-    as_owner(&app, FORGET_THE_TREE).await;
+    as_owner(&app, &forget_the_tree()).await;
     seal(&app).await;
     let (code, _) = verify(&app, &[]).await;
     assert_eq!(code, 0, "inside the database, nothing is left to notice");
@@ -235,7 +244,7 @@ async fn a_rewrite_with_a_recomputed_tree_and_another_key_is_caught_with_the_rea
         &["UPDATE event_log SET payload = replace(payload, 'cus_', 'cux_') WHERE position = 2"],
     )
     .await;
-    as_owner(&app, FORGET_THE_TREE).await;
+    as_owner(&app, &forget_the_tree()).await;
     let forger = Sealing {
         key: std::sync::Arc::new(SigningKey::from_seed(&sealing(&app).origin, [9; 32]).unwrap()),
         ..sealing(&app).clone()
@@ -299,7 +308,14 @@ async fn two_rows_with_swapped_positions_are_named_edited() {
     assert_eq!(code, 4, "{report:#}");
     assert_eq!(report["first"]["kind"], "edited");
     assert_eq!(report["first"]["position"], 6);
-    assert_eq!(report["findings_total"], 2, "{report:#}");
+    let edited: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "edited")
+        .map(|f| &f["position"])
+        .collect();
+    assert_eq!(edited, [6, 7], "{report:#}");
 }
 
 #[tokio::test]
@@ -673,4 +689,57 @@ async fn the_scheduled_check_counts_a_failure_and_logs_an_error_when_a_sealed_en
     assert!(crate::helpers::captured_logs().contains("sealed log verification failed"));
     stop.send(true).unwrap();
     job.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_skipped_position_is_sealed_as_a_hole_and_a_row_put_there_later_is_edited() {
+    let app = TestApp::spawn().await;
+    deliver(&app, 2).await;
+    // Consume position 3 without a row, as a conflicting or rolled-back append does.
+    let skip = match backend() {
+        Backend::Postgres => "SELECT nextval(pg_get_serial_sequence('event_log', 'position'))",
+        Backend::Sqlite => "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'event_log'",
+    };
+    as_owner(&app, &[skip]).await;
+    let ids = deliver(&app, 2).await;
+    seal(&app).await;
+    let state = app.db.seal_state().await.unwrap();
+    assert_eq!(
+        state.size, 5,
+        "the hole is a leaf: positions and leaf indexes stay equal"
+    );
+    let hole = app
+        .db
+        .fetch_nodes(&[merkle::NodeId { level: 0, index: 2 }])
+        .await
+        .unwrap();
+    let expected = merkle::leaf_hash(&sealer::hole_leaf(3));
+    assert_eq!(hole.values().next(), Some(&expected));
+    let reply = app
+        .audit(&format!("/api/audit/events/{}/proof", ids[0]))
+        .await;
+    assert_eq!(reply.json["leaf_index"], 3, "{}", reply.text);
+    let (code, report) = verify(&app, &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+
+    // A row slipped into the hole afterwards does not match the sealed hole.
+    as_owner(
+        &app,
+        &[&format!(
+            "INSERT INTO event_log (position, event_id, event_type, livemode, stripe_created, \
+             received_at, source, payload, payload_redacted, raw_body_sha256) {} \
+             SELECT 3, 'evt_slipped_in', event_type, livemode, stripe_created, received_at, \
+             'api_backfill', payload, payload_redacted, raw_body_sha256 \
+             FROM event_log WHERE position = 4",
+            match backend() {
+                Backend::Postgres => "OVERRIDING SYSTEM VALUE",
+                Backend::Sqlite => "",
+            }
+        )],
+    )
+    .await;
+    let (code, report) = verify(&app, &[]).await;
+    assert_eq!(code, 4, "{report:#}");
+    assert_eq!(report["first"]["kind"], "edited");
+    assert_eq!(report["first"]["position"], 3);
 }
