@@ -86,6 +86,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
     },
+    /// Check an offline proof bundle against the log's verifier key. Needs no database and no
+    /// configuration. Exit 0 verified, 4 not verified, 2 usage error or unreadable file.
+    VerifyProof(crate::seal::offline::VerifyProofArgs),
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +248,10 @@ pub enum EventsCommand {
         event_id: String,
         #[arg(long, value_enum, default_value = "json")]
         format: OutputFormat,
+        /// Print the offline evidence bundle instead (the entry, its leaf and inclusion proof
+        /// under the latest checkpoint), for `verify-proof`.
+        #[arg(long)]
+        proof: bool,
     },
 }
 
@@ -300,6 +307,11 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::VerifyProof(args) => Ok(crate::seal::offline::run(
+            &args,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )),
         Command::Serve => {
             let config = match ServeConfig::from_lookup(&ProcessEnv) {
                 Ok(c) => c,
@@ -894,7 +906,27 @@ pub async fn events(
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        EventsCommand::Show { event_id, format } => {
+        EventsCommand::Show {
+            event_id,
+            proof: true,
+            ..
+        } => match crate::sealer::proofs::bundle(db, &event_id).await {
+            Ok(bundle) => {
+                write!(out, "{}", bundle.to_file_text())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(
+                e @ (crate::sealer::proofs::ProofError::Storage(_)
+                | crate::sealer::proofs::ProofError::Tree(_)),
+            ) => Err(e.into()),
+            Err(e) => {
+                eprintln!("{}: {e}", crate::terminal::field(&event_id));
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        EventsCommand::Show {
+            event_id, format, ..
+        } => {
             let Some(event) = event_log::get(db, &event_id).await? else {
                 eprintln!("no event {} in the log", crate::terminal::field(&event_id));
                 return Ok(ExitCode::FAILURE);

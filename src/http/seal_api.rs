@@ -62,8 +62,9 @@ pub async fn inclusion_proof(
     let params = parse_query(query.as_deref())?;
     refuse_unknown(&params, &["tree_size"])?;
     let tree_size = size_param(&params, "tree_size")?;
-    let (proof, _) = proofs::inclusion(&state.db, &event_id, tree_size).await?;
-    Ok(Json(proof))
+    Ok(Json(
+        proofs::inclusion(&state.db, &event_id, tree_size).await?,
+    ))
 }
 
 pub async fn consistency_proof(

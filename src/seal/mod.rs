@@ -4,9 +4,12 @@
 //!
 //! Nothing here does IO, reads a clock or touches the database: the store persists what
 //! [`merkle::Frontier`] hands it and fetches the nodes the `*_ids` functions name, and the
-//! sealer and CLI around it decide when and where. `docs/seal-formats.md` describes every
+//! sealer and CLI around it decide when and where. The one exception is [`offline`], the
+//! `verify-proof` command, which reads a bundle file and prints a report. `docs/seal-formats.md` describes every
 //! format byte for byte.
 
+pub mod bundle;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod offline;

@@ -49,12 +49,17 @@ pub struct InclusionProof {
     pub checkpoint: Option<String>,
 }
 
-/// The entry and its proof; `tree_size` defaults to the latest checkpoint's.
-pub async fn inclusion(
-    db: &Db,
-    event_id: &str,
-    tree_size: Option<u64>,
-) -> Result<(InclusionProof, StoredEvent), ProofError> {
+/// What an inclusion proof is made of, before it is shown.
+struct Inclusion {
+    entry: StoredEvent,
+    index: u64,
+    size: u64,
+    checkpoint: Option<StoredCheckpoint>,
+    leaf: Vec<u8>,
+    hashes: Vec<merkle::Hash>,
+}
+
+async fn prove(db: &Db, event_id: &str, tree_size: Option<u64>) -> Result<Inclusion, ProofError> {
     let entry = db
         .get_event(event_id)
         .await?
@@ -67,13 +72,13 @@ pub async fn inclusion(
         )));
     }
     let index = position - 1;
-    let bytes = crate::seal::leaf::encode(&entry).map_err(|e| ProofError::Tree(e.to_string()))?;
-    let mut ids =
-        merkle::inclusion_proof_ids(index, size).map_err(|e| ProofError::Tree(e.to_string()))?;
+    let leaf = crate::seal::leaf::encode(&entry).map_err(|e| ProofError::Tree(e.to_string()))?;
+    let tree = |e: merkle::ProofError| ProofError::Tree(e.to_string());
+    let mut ids = merkle::inclusion_proof_ids(index, size).map_err(tree)?;
     let leaf_id = merkle::NodeId { level: 0, index };
     ids.push(leaf_id);
     let nodes = db.fetch_nodes(&ids).await?;
-    if nodes.get(&leaf_id) != Some(&merkle::leaf_hash(&bytes)) {
+    if nodes.get(&leaf_id) != Some(&merkle::leaf_hash(&leaf)) {
         tracing::error!(
             event_id,
             position,
@@ -81,18 +86,41 @@ pub async fn inclusion(
         );
         return Err(ProofError::LeafMismatch);
     }
-    let hashes = merkle::inclusion_proof(index, size, &nodes)
-        .map_err(|e| ProofError::Tree(e.to_string()))?;
-    let proof = InclusionProof {
-        event_id: entry.event_id.clone(),
-        position: entry.position,
-        leaf_index: index,
-        tree_size: size,
-        leaf: b64(&bytes),
-        hashes: hashes.iter().map(|h| b64(h)).collect(),
-        checkpoint: checkpoint.map(|c| c.note),
-    };
-    Ok((proof, entry))
+    let hashes = merkle::inclusion_proof(index, size, &nodes).map_err(tree)?;
+    Ok(Inclusion {
+        entry,
+        index,
+        size,
+        checkpoint,
+        leaf,
+        hashes,
+    })
+}
+
+/// The entry's inclusion proof; `tree_size` defaults to the latest checkpoint's.
+pub async fn inclusion(
+    db: &Db,
+    event_id: &str,
+    tree_size: Option<u64>,
+) -> Result<InclusionProof, ProofError> {
+    let p = prove(db, event_id, tree_size).await?;
+    Ok(InclusionProof {
+        event_id: p.entry.event_id.clone(),
+        position: p.entry.position,
+        leaf_index: p.index,
+        tree_size: p.size,
+        leaf: b64(&p.leaf),
+        hashes: p.hashes.iter().map(|h| b64(h)).collect(),
+        checkpoint: p.checkpoint.map(|c| c.note),
+    })
+}
+
+/// The offline evidence bundle of the entry under the latest checkpoint (docs/seal-formats.md).
+pub async fn bundle(db: &Db, event_id: &str) -> Result<crate::seal::bundle::Bundle, ProofError> {
+    let p = prove(db, event_id, None).await?;
+    let note = p.checkpoint.ok_or(ProofError::NoCheckpoint)?.note;
+    crate::seal::bundle::Bundle::new(&note, &p.entry, &p.hashes)
+        .map_err(|e| ProofError::Tree(e.to_string()))
 }
 
 /// The tree size asked for (at most the sealed size), or the latest checkpoint's; with the

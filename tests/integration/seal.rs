@@ -743,3 +743,121 @@ async fn a_skipped_position_is_sealed_as_a_hole_and_a_row_put_there_later_is_edi
     assert_eq!(report["first"]["kind"], "edited");
     assert_eq!(report["first"]["position"], 3);
 }
+
+#[tokio::test]
+async fn an_exported_bundle_verifies_offline_with_no_database_and_fails_when_changed() {
+    let app = TestApp::spawn().await;
+    let ids = deliver(&app, 5).await;
+    seal(&app).await;
+    let mut command = bare_command(&app);
+    let output = command
+        .args(["events", "show", &ids[2], "--proof"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = std::env::temp_dir().join(unique_id("bundle"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bundle.json");
+    std::fs::write(&file, &output.stdout).unwrap();
+    let key = verifier(&app);
+    let offline = |path: &std::path::Path| {
+        // No DATABASE_URL, no signing key, nothing but the file and the verifier key.
+        Command::new(BIN)
+            .env_clear()
+            .current_dir(&dir)
+            .args([
+                "verify-proof",
+                path.to_str().unwrap(),
+                "--verifier-key",
+                &key,
+            ])
+            .output()
+            .unwrap()
+    };
+    let verified = offline(&file);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    // One changed character of the payload (an id inside it) fails the bundle.
+    let text = String::from_utf8(output.stdout).unwrap();
+    let at = text.rfind("cus_").expect("the payload names the customer");
+    let mut changed = text.into_bytes();
+    changed[at + 4] ^= 0x01;
+    let bad = dir.join("changed.json");
+    std::fs::write(&bad, &changed).unwrap();
+    assert_eq!(offline(&bad).status.code(), Some(4));
+    // An event not yet under a checkpoint has no bundle.
+    let later = deliver(&app, 1).await;
+    let mut command = bare_command(&app);
+    let output = command
+        .args(["events", "show", &later[0], "--proof"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("beyond tree size"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_key() {
+    let dir = std::env::temp_dir().join(unique_id("embedded-key"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(&dir)
+            .args(args);
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let first = run(&["checkpoint", "--verifier-key"], &[]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let key = String::from_utf8(first.stdout).unwrap();
+    assert!(key.starts_with("stripe-ledger/test+"), "{key}");
+    assert!(String::from_utf8_lossy(&first.stderr).contains(key.trim()));
+    let file = dir.join("stripe-ledger.db.signing-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let seed = std::fs::read_to_string(&file).unwrap();
+    let again = run(&["checkpoint", "--verifier-key"], &[]);
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap(),
+        key,
+        "the same key on every start"
+    );
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.is_empty(), "printed once, on creation: {stderr}");
+    assert!(!stderr.contains(seed.trim()));
+
+    let refused = run(
+        &["serve"],
+        &[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("LEDGER_SIGNING_KEY"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
