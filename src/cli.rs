@@ -507,6 +507,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(options) => {
             crate::telemetry::init(LogFormat::Pretty);
+            if options.seal_ab {
+                println!("{}", crate::sealer::bench::run_ab(&options).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(n) = options.seal {
+                println!("{}", crate::sealer::bench::run_seal(&options, n).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(n) = options.rebuild {
                 println!("{}", bench::run_rebuild(&options, n).await?);
                 return Ok(ExitCode::SUCCESS);

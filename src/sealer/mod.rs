@@ -7,6 +7,7 @@
 //! entries after the sealed size and writes the completed subtree hashes and the new size in
 //! one transaction, conditional on the size it started from.
 
+pub mod bench;
 pub mod cli;
 pub mod keys;
 pub mod proofs;
