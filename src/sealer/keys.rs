@@ -77,11 +77,18 @@ fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
     writeln!(file, "{text}").map_err(created)?;
     file.sync_all().map_err(created)?;
     let verifier = key.verifier().to_string();
-    tracing::warn!(
-        key_file = %path.display(),
-        verifier_key = %verifier,
-        "generated a new checkpoint signing key; keep the file safe and give auditors the verifier key"
-    );
-    eprintln!("checkpoint verifier key (give it to auditors): {verifier}");
+    // `serve` logs (JSON lines when LOG_FORMAT=json); a command without logging prints it.
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!(
+            key_file = %path.display(),
+            verifier_key = %verifier,
+            "generated a new checkpoint signing key; keep the file safe and give auditors the verifier key"
+        );
+    } else {
+        eprintln!(
+            "generated the checkpoint signing key {}; verifier key (give it to auditors): {verifier}",
+            path.display()
+        );
+    }
     Ok(key)
 }
