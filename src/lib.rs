@@ -55,6 +55,8 @@ pub mod outbox;
 pub mod reconcile;
 /// Prometheus metrics.
 pub mod metrics;
+/// The sealed log in the service: the sealer, checkpoints, proofs, `verify`.
+pub mod sealer;
 
 // Operators' tools.
 /// The subcommands.

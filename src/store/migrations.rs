@@ -48,6 +48,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_read_model_versions.sql"),
     ),
     (
+        7,
+        "sealed_log",
+        include_str!("../../migrations/postgres/0007_sealed_log.sql"),
+        include_str!("../../migrations/sqlite/0007_sealed_log.sql"),
+    ),
+    (
         11,
         "generic_ingest_plans",
         include_str!("../../migrations/postgres/0011_generic_ingest_plans.sql"),

@@ -18,6 +18,7 @@ mod projections;
 mod reconcile;
 mod scenarios;
 mod schema;
+mod seal;
 mod seal_offline;
 mod secrets;
 mod shutdown;
