@@ -222,16 +222,10 @@ fn parse_payload(entry: &Entry) -> Result<Value, ProjectError> {
         })
 }
 
-/// Joins two facts about the same object (same kind by construction).
+/// Joins two facts about the same object (same kind by construction): the one join, shared
+/// with the history fold.
 fn join(into: &mut Fact, other: Fact) -> bool {
-    match (into, other) {
-        (Fact::Customer(a), Fact::Customer(b)) => a.join(b),
-        (Fact::Subscription(a), Fact::Subscription(b)) => a.join(b),
-        (Fact::Invoice(a), Fact::Invoice(b)) => a.join(b),
-        (Fact::Order(a), Fact::Order(b)) => a.join(b),
-        (Fact::Payment(a), Fact::Payment(b)) => a.join(b),
-        _ => false,
-    }
+    ledger_projections::join_fact(into, other)
 }
 
 /// Reads a stored state back into its typed form.
