@@ -47,6 +47,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0006_read_model_versions.sql"),
         include_str!("../../migrations/sqlite/0006_read_model_versions.sql"),
     ),
+    (
+        8,
+        "object_touches",
+        include_str!("../../migrations/postgres/0008_object_touches.sql"),
+        include_str!("../../migrations/sqlite/0008_object_touches.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {
