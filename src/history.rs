@@ -112,7 +112,7 @@ impl HistoryError {
             HistoryError::BeyondLog { .. } => "as_of_beyond_log",
             HistoryError::NotFound(k) => k.not_found_code(),
             HistoryError::NotYetExisting(_) => "not_yet_existing",
-            HistoryError::Storage(_) => "storage",
+            HistoryError::Storage(_) => "storage_unavailable",
         }
     }
 }
