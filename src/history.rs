@@ -503,3 +503,94 @@ pub async fn explain(
     );
     Ok((explanation, resolved))
 }
+
+/// A history as text: one line per entry, then its changes indented. Every value comes from
+/// the log (Stripe's strings), so each is escaped and cut (`crate::terminal`).
+pub fn render_history_text(kind: ObjectKind, id: &str, items: &[HistoryItem]) -> String {
+    use crate::terminal::field;
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "{} {}: {} entries", kind.kind(), field(id), items.len());
+    for i in items {
+        let _ = writeln!(
+            s,
+            "{:>8}  {:<10}  {:<20}  {:<16}  {:<36}  {}",
+            i.position,
+            snake(&i.effect),
+            i.created.as_str().unwrap_or(""),
+            i.source.as_str(),
+            field(&i.event_type),
+            field(&i.event_id)
+        );
+        for c in &i.changes {
+            let _ = writeln!(
+                s,
+                "          {}: {} -> {}",
+                field(&c.field),
+                field(&c.from.to_string()),
+                field(&c.to.to_string())
+            );
+        }
+    }
+    s
+}
+
+/// An explanation as text: the decision, the rule's sentence, each input with its entry.
+pub fn render_explain_text(e: &Explanation) -> String {
+    use crate::terminal::field;
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let until = e
+        .entitlement
+        .until
+        .map(ledger_projections::rfc3339)
+        .unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        s,
+        "{}: {} ({}), until {}",
+        field(&e.user_id),
+        snake(&e.entitlement.access),
+        e.entitlement.reason.as_str(),
+        until
+    );
+    let _ = writeln!(s, "rule: {}", field(&e.sentence));
+    let _ = writeln!(s, "evaluated at {}", ledger_projections::rfc3339(e.now));
+    let cite = |s: &mut String, c: &ledger_projections::Cited| {
+        let _ = writeln!(
+            s,
+            "    {:<18}  {} {}  set by {} at position {}",
+            snake(&c.input),
+            c.object_kind,
+            field(&c.object_id),
+            field(&c.event_id),
+            c.position.map_or_else(|| "?".to_owned(), |p| p.to_string())
+        );
+    };
+    let _ = writeln!(s, "inputs:");
+    for c in &e.inputs {
+        cite(&mut s, c);
+    }
+    let _ = writeln!(s, "subscriptions considered:");
+    for c in &e.subscriptions {
+        let _ = writeln!(
+            s,
+            "  {}  {}{}  {}",
+            field(&c.id),
+            field(&c.status),
+            if c.derived { " (derived)" } else { "" },
+            field(&c.rule.sentence())
+        );
+        for i in &c.inputs {
+            cite(&mut s, i);
+        }
+    }
+    s
+}
+
+/// A unit enum's serialised (snake_case) name.
+fn snake(value: &impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use history_api::explanation_json;
 
 use crate::app::AppState;
 

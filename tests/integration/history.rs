@@ -564,3 +564,103 @@ async fn bad_history_and_as_of_input_gets_a_4xx_with_a_stable_code() {
         assert_eq!(app.get(path, None).await.status, 401, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_cli_prints_history_and_explain_as_text_escaped_or_as_the_api_body() {
+    use stripe_ledger::cli::{AsOfArgs, ExplainArgs, HistoryArgs, OutputFormat};
+    let events = failed_renewal();
+    let app = TestApp::builder()
+        .clock_at(T0 + MONTH + 2 * DAY)
+        .spawn()
+        .await;
+    crate::scenarios::log_what_checkout_created(&app, &events).await;
+    for e in &events {
+        assert_eq!(app.deliver(e).await.status, 200);
+    }
+    // A hostile email (an escape sequence) reaches the history's changes.
+    let mut hostile = customer("cus_h", Some("user_h"));
+    hostile["email"] = json!("\u{1b}[31mred@example.com");
+    let e = event("evt_h_9", "customer.updated", T0 + 10, hostile);
+    assert_eq!(app.deliver(&e).await.status, 200);
+
+    let none = AsOfArgs {
+        as_of: None,
+        as_of_created: None,
+    };
+    let mut text = Vec::new();
+    let args = HistoryArgs {
+        kind: "customer".into(),
+        id: "cus_h".into(),
+        as_of: none.clone(),
+        format: OutputFormat::Text,
+    };
+    let code = stripe_ledger::cli::history(&app.db, &args, &mut text)
+        .await
+        .unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let text = String::from_utf8(text).unwrap();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(text.contains("evt_h_9") && text.contains("email"), "{text}");
+
+    let mut json_out = Vec::new();
+    let args = HistoryArgs {
+        kind: "subscriptions".into(),
+        id: "sub_h".into(),
+        as_of: none.clone(),
+        format: OutputFormat::Json,
+    };
+    stripe_ledger::cli::history(&app.db, &args, &mut json_out)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&json_out).unwrap();
+    let api = app
+        .get(
+            "/api/subscriptions/sub_h/history?limit=100",
+            Some(READ_TOKEN),
+        )
+        .await;
+    assert_eq!(body, api.json, "--format json is the API's body");
+
+    let mut text = Vec::new();
+    let args = ExplainArgs {
+        user_id: "user_h".into(),
+        as_of: AsOfArgs {
+            as_of: None,
+            as_of_created: Some("2025-12-23T10:00:00Z".into()),
+        },
+        grace_days: 7,
+        format: OutputFormat::Text,
+    };
+    let now = T0 + MONTH + 2 * DAY;
+    stripe_ledger::cli::explain(&app.db, &args, now, &mut text)
+        .await
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.starts_with("user_h: grace (past_due_grace)"), "{text}");
+    assert!(text.contains("set by evt_h_3"), "{text}");
+
+    // Bad input: the API's codes, exit 2 (usage) or 1 (not found).
+    for (as_of, kind, expected) in [
+        (Some("yesterday"), "subscription", 2),
+        (None, "widget", 1),
+        (Some("0"), "subscription", 1),
+    ] {
+        let args = HistoryArgs {
+            kind: kind.into(),
+            id: "sub_h".into(),
+            as_of: AsOfArgs {
+                as_of: as_of.map(str::to_owned),
+                as_of_created: None,
+            },
+            format: OutputFormat::Text,
+        };
+        let code = stripe_ledger::cli::history(&app.db, &args, &mut Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            code,
+            std::process::ExitCode::from(expected),
+            "{as_of:?} {kind}"
+        );
+    }
+}
