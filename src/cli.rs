@@ -524,6 +524,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(options) => {
             crate::telemetry::init(LogFormat::Pretty);
+            if let Some(n) = options.history {
+                println!("{}", bench::run_history(&options, n).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(n) = options.rebuild {
                 println!("{}", bench::run_rebuild(&options, n).await?);
                 return Ok(ExitCode::SUCCESS);

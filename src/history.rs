@@ -5,8 +5,6 @@
 //! folded here in memory: the read models are never consulted for a state as of a cut, only to
 //! find which objects belong to a user.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use ledger_projections::{
     explain as pure_explain, fold_as_of, history as pure_history, Change, Cut, Effect, Explanation,
@@ -271,13 +269,7 @@ impl Loaded {
 }
 
 async fn load(db: &Db, keys: &[(Kind, String)], upto: i64) -> Result<Loaded, StorageError> {
-    let mut by_position: BTreeMap<i64, HistoryEntry> = BTreeMap::new();
-    for (kind, id) in keys {
-        for e in db.touching_entries(*kind, id, upto).await? {
-            by_position.entry(e.position).or_insert(e);
-        }
-    }
-    Ok(Loaded::new(by_position.into_values().collect()))
+    Ok(Loaded::new(db.touching_entries(keys, upto).await?))
 }
 
 /// One object's state as of `cut` (`None`: now, from the log), with the greatest position

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::read_models::Key;
 use super::{Db, Kind, StorageError, Tx};
 use crate::event_log::Source;
 
@@ -42,11 +43,11 @@ pub struct HistoryEntry {
 /// Operations on the database handle. Dispatched statically through [`Db`], never `dyn`.
 #[allow(async_fn_in_trait)] // static dispatch only: callers see the concrete futures, and they are Send.
 pub trait HistoryStore {
-    /// The entries that touched the object, at or before `upto`, in log order.
+    /// The entries that touched any of the objects, each once, at or before `upto`, in log
+    /// order: one statement whatever the number of objects (a user's invoices).
     async fn touching_entries(
         &self,
-        kind: Kind,
-        object_id: &str,
+        keys: &[Key],
         upto: i64,
     ) -> Result<Vec<HistoryEntry>, StorageError>;
     /// The receive time of the entry at `position`, or of the last one before it.
@@ -66,13 +67,15 @@ pub trait HistoryTx {
 impl HistoryStore for Db {
     async fn touching_entries(
         &self,
-        kind: Kind,
-        object_id: &str,
+        keys: &[Key],
         upto: i64,
     ) -> Result<Vec<HistoryEntry>, StorageError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         match self {
-            Db::Postgres(s) => s.touching_entries(kind, object_id, upto).await,
-            Db::Sqlite(s) => s.touching_entries(kind, object_id, upto).await,
+            Db::Postgres(s) => s.touching_entries(keys, upto).await,
+            Db::Sqlite(s) => s.touching_entries(keys, upto).await,
         }
     }
 

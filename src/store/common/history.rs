@@ -5,12 +5,15 @@ use chrono::{DateTime, Utc};
 use super::Column;
 use crate::store::history::HistoryEntry;
 
-/// An object's entries through `object_touches` (its primary key is `(kind, object_id,
-/// position)`, so this is one range scan), joined to the log by position.
-pub(crate) const TOUCHING: &str = "SELECT l.position, l.event_id, l.event_type, l.source, \
-     l.stripe_created, l.received_at, l.payload \
-     FROM object_touches t JOIN event_log l ON l.position = t.position \
-     WHERE t.kind = $1 AND t.object_id = $2 AND t.position <= $3 ORDER BY t.position";
+/// The columns of [`HistoryEntry`], selected from `event_log l` by each backend's statement
+/// over its own key list (`unnest` / `json_each`).
+macro_rules! history_columns {
+    () => {
+        "l.position, l.event_id, l.event_type, l.source, l.stripe_created, l.received_at, \
+         l.payload"
+    };
+}
+pub(crate) use history_columns;
 
 pub(crate) const RECEIVED_BEFORE: &str = "SELECT received_at FROM event_log \
      WHERE position <= $1 ORDER BY position DESC LIMIT 1";
@@ -43,20 +46,6 @@ where
 /// expanded in each backend's impl with its read pool.
 macro_rules! history_store_same_on_both {
     ($reader:ident) => {
-        async fn touching_entries(
-            &self,
-            kind: Kind,
-            object_id: &str,
-            upto: i64,
-        ) -> Result<Vec<HistoryEntry>, StorageError> {
-            Ok(sqlx::query_as(crate::store::common::history::TOUCHING)
-                .bind(kind.as_str())
-                .bind(object_id)
-                .bind(upto)
-                .fetch_all(&self.$reader)
-                .await?)
-        }
-
         async fn received_before(
             &self,
             position: i64,

@@ -4,7 +4,18 @@ use serde_json::json;
 
 use super::{SqliteStore, SqliteTx};
 use crate::store::history::{HistoryEntry, HistoryStore, Touch, TouchAt};
-use crate::store::{Kind, StorageError};
+use crate::store::read_models::Key;
+use crate::store::StorageError;
+
+/// The objects' entries through `object_touches`, each entry once, joined to the log.
+const TOUCHING: &str = concat!(
+    "SELECT ",
+    crate::store::common::history::history_columns!(),
+    " FROM event_log l WHERE l.position IN (SELECT t.position FROM json_each($1) AS k \
+     JOIN object_touches t ON t.kind = json_extract(k.value, '$[0]') \
+     AND t.object_id = json_extract(k.value, '$[1]') AND t.position <= $2) \
+     ORDER BY l.position"
+);
 
 const RECORD: &str = "INSERT INTO object_touches (kind, object_id, position) \
      SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
@@ -18,6 +29,22 @@ const RECORD_BY_EVENT: &str = "INSERT INTO object_touches (kind, object_id, posi
 
 impl HistoryStore for SqliteStore {
     crate::store::common::history::history_store_same_on_both!(read);
+
+    async fn touching_entries(
+        &self,
+        keys: &[Key],
+        upto: i64,
+    ) -> Result<Vec<HistoryEntry>, StorageError> {
+        let keys: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|(k, id)| (k.as_str(), id.as_str()))
+            .collect();
+        Ok(sqlx::query_as(TOUCHING)
+            .bind(json!(keys).to_string())
+            .bind(upto)
+            .fetch_all(&self.read)
+            .await?)
+    }
 
     async fn record_touches(&self, touches: &[TouchAt]) -> Result<(), StorageError> {
         let mut tx = self.begin().await?;
