@@ -426,10 +426,11 @@ pub async fn history_page(
             more = true;
             break;
         }
+        // Loaded in position order, positions unique.
         let stored = loaded
             .entries
-            .iter()
-            .find(|s| s.position == e.position)
+            .binary_search_by_key(&e.position, |s| s.position)
+            .map(|i| &loaded.entries[i])
             .expect("every folded entry was loaded");
         data.push(HistoryItem {
             position: e.position,

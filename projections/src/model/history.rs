@@ -228,11 +228,11 @@ pub fn fields(fact: &Fact) -> BTreeMap<String, Value> {
         Fact::Subscription(s) => {
             snapshot_fields(&mut out, &s.snapshot);
             out.insert("status".into(), json!(s.status()));
+            // The renewals themselves are the rule's bookkeeping (one per invoice, growing with
+            // every renewal); what they decide is `status_derived`. Rendering them on every
+            // step would make a long history quadratic.
             out.insert("status_derived".into(), json!(s.derived_past_due()));
             out.insert("user_id".into(), json!(s.user_id()));
-            if !s.renewals.is_empty() {
-                out.insert("renewals".into(), json!(s.renewals));
-            }
         }
         Fact::Invoice(s) => {
             snapshot_fields(&mut out, &s.snapshot);

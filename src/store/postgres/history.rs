@@ -11,10 +11,10 @@ use crate::store::StorageError;
 const TOUCHING: &str = concat!(
     "SELECT ",
     crate::store::common::history::history_columns!(),
-    " FROM event_log l WHERE l.position IN (SELECT t.position \
+    " FROM (SELECT DISTINCT t.position \
      FROM unnest($1::text[], $2::text[]) AS k(kind, id) \
-     JOIN object_touches t ON t.kind = k.kind AND t.object_id = k.id AND t.position <= $3) \
-     ORDER BY l.position"
+     JOIN object_touches t ON t.kind = k.kind AND t.object_id = k.id AND t.position <= $3) p \
+     JOIN event_log l ON l.position = p.position ORDER BY l.position"
 );
 
 const RECORD: &str = "INSERT INTO object_touches (kind, object_id, position) \

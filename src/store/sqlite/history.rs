@@ -11,10 +11,10 @@ use crate::store::StorageError;
 const TOUCHING: &str = concat!(
     "SELECT ",
     crate::store::common::history::history_columns!(),
-    " FROM event_log l WHERE l.position IN (SELECT t.position FROM json_each($1) AS k \
+    " FROM (SELECT DISTINCT t.position FROM json_each($1) AS k \
      JOIN object_touches t ON t.kind = json_extract(k.value, '$[0]') \
-     AND t.object_id = json_extract(k.value, '$[1]') AND t.position <= $2) \
-     ORDER BY l.position"
+     AND t.object_id = json_extract(k.value, '$[1]') AND t.position <= $2) p \
+     JOIN event_log l ON l.position = p.position ORDER BY l.position"
 );
 
 const RECORD: &str = "INSERT INTO object_touches (kind, object_id, position) \
