@@ -47,6 +47,8 @@ pub mod read_models;
 pub mod history;
 /// The auditor's view of the raw log.
 pub mod audit;
+/// The sealed log's pure core: Merkle tree, signed checkpoints, leaf encoding, bundles.
+pub mod seal;
 /// Checkout and the Customer Portal for signed-in users.
 pub mod billing;
 /// Emails written with the projection and delivered at least once.
@@ -55,6 +57,8 @@ pub mod outbox;
 pub mod reconcile;
 /// Prometheus metrics.
 pub mod metrics;
+/// The sealed log in the service: the sealer, checkpoints, proofs, `verify`.
+pub mod sealer;
 
 // Operators' tools.
 /// The subcommands.

@@ -139,7 +139,52 @@ pub async fn explain(
     if let Some(r) = resolved {
         body["as_of"] = history::as_of_json(&r.cut, e.position);
     }
+    with_inclusion_proofs(&state.db, &mut body).await?;
     Ok(Json(body))
+}
+
+/// Adds to every cited entry its inclusion proof against the latest checkpoint (the sealed
+/// log, ADR 18), so the explanation can be verified offline; `null` while the entry is not
+/// sealed yet or no checkpoint is signed. One proof per distinct entry.
+pub async fn with_inclusion_proofs(
+    db: &crate::store::Db,
+    body: &mut Value,
+) -> Result<(), ApiError> {
+    use crate::sealer::proofs::{inclusion, ProofError};
+    let mut proofs: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut cited: Vec<&mut Value> = Vec::new();
+    let Value::Object(map) = body else {
+        return Ok(());
+    };
+    for (key, value) in map.iter_mut() {
+        match (key.as_str(), value) {
+            ("customers" | "inputs", Value::Array(items)) => cited.extend(items.iter_mut()),
+            ("subscriptions", Value::Array(subs)) => {
+                for s in subs.iter_mut() {
+                    if let Some(Value::Array(items)) = s.get_mut("inputs") {
+                        cited.extend(items.iter_mut());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for c in cited {
+        let Some(id) = c["event_id"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        if !proofs.contains_key(&id) {
+            let proof = match inclusion(db, &id, None).await {
+                Ok(p) => serde_json::to_value(p).map_err(ApiError::internal)?,
+                Err(ProofError::NoCheckpoint | ProofError::NotYetSealed(_)) => Value::Null,
+                Err(ProofError::Storage(e)) => return Err(e.into()),
+                Err(e) => return Err(ApiError::internal(e)),
+            };
+            proofs.insert(id.clone(), proof);
+        }
+        c["inclusion_proof"] = proofs[&id].clone();
+    }
+    Ok(())
 }
 
 /// The explain body: the entitlement as `GET /api/entitlements` renders it, and its reasons.

@@ -57,6 +57,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod read_models;
 pub mod rebuild;
+pub mod seal;
 pub mod sqlite;
 
 use std::str::FromStr;
