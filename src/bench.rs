@@ -21,6 +21,9 @@ use crate::store::rebuild::RebuildStore as _;
 use crate::store::{Db, DbTarget};
 use crate::stripe::signature;
 
+mod history;
+pub use history::run_history;
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchOptions {
     /// Distinct events per phase. The default fits the seen-id cache (DEDUPE_CACHE_SIZE), so
@@ -48,6 +51,17 @@ pub struct BenchOptions {
     /// timed rebuild), after the same phases on an empty one, and compare the two.
     #[arg(long)]
     pub prefill: Option<usize>,
+    /// Instead of ingestion: a log of this many entries, `--object-entries` of them about one
+    /// subscription (spread over the log), projected by a rebuild; then time history, as-of
+    /// and explain of that subscription and its user (p50/p95 over `--samples` calls each).
+    #[arg(long)]
+    pub history: Option<usize>,
+    /// With `--history`: the log entries about the measured subscription.
+    #[arg(long, default_value_t = 1_000)]
+    pub object_entries: usize,
+    /// With `--history`: calls timed per operation.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
     /// The sealed log's ingest cost: every phase with `LEDGER_SIGNING_KEY=off` and with a key,
     /// alternating (off, on, off, on) in one run, and the change (see `sealer::bench`).
     #[arg(long)]
@@ -268,13 +282,23 @@ async fn timed_rebuild(db: &Db) -> anyhow::Result<(usize, Duration, Option<u64>)
 /// Appends `n` generated events (`generated_event`) in bulk: built on a blocking thread while
 /// the previous batch is inserted, one multi-row statement per batch.
 pub(crate) async fn prefill_log(db: &Db, n: usize, backend: BenchBackend) -> anyhow::Result<()> {
-    const BATCH: usize = 5_000;
     let users = (n / 20).max(1);
+    prefill_with(db, n, backend, move |i| generated_entry(i, users)).await
+}
+
+/// Appends the entries `entry(0..n)` in bulk, as [`prefill_log`] does.
+async fn prefill_with(
+    db: &Db,
+    n: usize,
+    backend: BenchBackend,
+    entry: impl Fn(usize) -> anyhow::Result<NewEntry> + Send + 'static,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 5_000;
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<NewEntry>>(2);
     let generator = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         for start in (0..n).step_by(BATCH) {
             let batch = (start..(start + BATCH).min(n))
-                .map(|i| generated_entry(i, users))
+                .map(&entry)
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if sender.blocking_send(batch).is_err() {
                 break;
@@ -302,11 +326,15 @@ pub(crate) async fn prefill_log(db: &Db, n: usize, backend: BenchBackend) -> any
 
 /// The i-th generated event as a log entry of source `api_backfill`.
 fn generated_entry(i: usize, users: usize) -> anyhow::Result<NewEntry> {
+    entry_of(generated_event(i, users), Source::ApiBackfill)
+}
+
+/// A generated event body as a log entry of `source`.
+fn entry_of(body: Vec<u8>, source: Source) -> anyhow::Result<NewEntry> {
     use sha2::Digest as _;
-    let body = generated_event(i, users);
     Ok(NewEntry {
         envelope: ledger_projections::Envelope::parse(&body)?,
-        source: Source::ApiBackfill,
+        source,
         raw_body_sha256: hex::encode(sha2::Sha256::digest(&body)),
         payload: String::from_utf8(body)?,
         payload_redacted: false,

@@ -89,6 +89,67 @@ pub enum Command {
     /// Check an offline proof bundle against the log's verifier key. Needs no database and no
     /// configuration. Exit 0 verified, 4 not verified, 2 usage error or unreadable file.
     VerifyProof(crate::seal::offline::VerifyProofArgs),
+    /// An object's history: every log entry that touched it, its effect and the fields it
+    /// changed (KIND: customer, subscription, invoice or order).
+    History(HistoryArgs),
+    /// Why a user has access or not: the rule, the subscriptions considered, and the log entry
+    /// behind every input.
+    Explain(ExplainArgs),
+}
+
+/// Where to cut the log; at most one.
+#[derive(Debug, Clone, Args)]
+pub struct AsOfArgs {
+    /// A log position (a whole number), or an RFC 3339 receive time: what the service knew then.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// An RFC 3339 time in Stripe's clock (`created`): what Stripe had said by then.
+    #[arg(long)]
+    pub as_of_created: Option<String>,
+}
+
+impl AsOfArgs {
+    /// The same parameters, and so the same validation and messages, as the API's.
+    pub fn params(&self) -> crate::query::Params {
+        let mut params = crate::query::Params::new();
+        if let Some(v) = &self.as_of {
+            let name = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+                "as_of_position"
+            } else {
+                "as_of"
+            };
+            params.insert(name.to_owned(), v.clone());
+        }
+        if let Some(v) = &self.as_of_created {
+            params.insert("as_of_created".to_owned(), v.clone());
+        }
+        params
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub kind: String,
+    pub id: String,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
+    /// `json`: the API's body (`GET /api/{kind}s/{id}/history`), every page at once.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    pub user_id: String,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
+    /// Days of access kept while `past_due`, as the service's GRACE_PERIOD_DAYS.
+    #[arg(long, env = "GRACE_PERIOD_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(0..=90))]
+    pub grace_days: u32,
+    /// `json`: the API's body (`GET /api/entitlements/{user_id}/explain`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -476,6 +537,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::History(args) => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            history(&db, &args, &mut std::io::stdout().lock()).await
+        }
+        Command::Explain(args) => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            let now = chrono::Utc::now().timestamp();
+            explain(&db, &args, now, &mut std::io::stdout().lock()).await
+        }
         Command::Checkpoint { verifier_key } => {
             let (db, seal) = match open_sealed().await? {
                 Ok((db, Ok(seal))) => (db, seal),
@@ -507,6 +583,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(options) => {
             crate::telemetry::init(LogFormat::Pretty);
+            if let Some(n) = options.history {
+                println!("{}", bench::run_history(&options, n).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if options.seal_ab {
                 println!("{}", crate::sealer::bench::run_ab(&options).await?);
                 return Ok(ExitCode::SUCCESS);
@@ -971,6 +1051,101 @@ pub async fn events(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A refused history or explain request: its code and message, exit code 2 for the caller's
+/// mistake, 1 for "not found", as the API's 400 and 404.
+fn history_refused(e: crate::history::HistoryError) -> anyhow::Result<ExitCode> {
+    use crate::history::HistoryError as E;
+    let code = match &e {
+        E::Storage(s) => return Err(s.clone().into()),
+        E::NotFound(_) | E::NotYetExisting(_) | E::UnknownKind(_) => 1,
+        _ => 2,
+    };
+    eprintln!(
+        "error: {}: {}",
+        e.code(),
+        crate::terminal::escape(&e.to_string())
+    );
+    Ok(ExitCode::from(code))
+}
+
+/// `stripe-ledger history KIND ID [--as-of ...]`, writing to `out`: every page, oldest first.
+pub async fn history(
+    db: &Db,
+    args: &HistoryArgs,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<ExitCode> {
+    use crate::history::{self as h, ObjectKind};
+    let result = async {
+        let kind = ObjectKind::parse(&args.kind)?;
+        crate::validate::check_id("id", &args.id).map_err(|e| h::HistoryError::Query(e.into()))?;
+        let mut params = args.as_of.params();
+        params.insert("limit".into(), crate::query::MAX_LIMIT.to_string());
+        let now = chrono::Utc::now().timestamp();
+        let mut q = h::HistoryQuery::parse(kind, &args.id, &params)?;
+        let mut all = Vec::new();
+        loop {
+            let page = h::history_page(db, kind, &args.id, &q, now).await?;
+            all.extend(page.data);
+            match page.next_cursor {
+                Some(cursor) => {
+                    params.insert("cursor".into(), cursor);
+                    q = h::HistoryQuery::parse(kind, &args.id, &params)?;
+                }
+                None => return Ok((kind, all)),
+            }
+        }
+    }
+    .await;
+    let (kind, items) = match result {
+        Ok(found) => found,
+        Err(e) => return history_refused(e),
+    };
+    match args.format {
+        OutputFormat::Json => {
+            let body = serde_json::json!({"data": items, "next_cursor": null});
+            writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        }
+        OutputFormat::Text => write!(out, "{}", h::render_history_text(kind, &args.id, &items))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stripe-ledger explain USER_ID [--as-of ...]`, writing to `out`.
+pub async fn explain(
+    db: &Db,
+    args: &ExplainArgs,
+    now: i64,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<ExitCode> {
+    use crate::history as h;
+    let result = async {
+        crate::validate::check_id("user_id", &args.user_id)
+            .map_err(|e| h::HistoryError::Query(e.into()))?;
+        let cut = h::parse_as_of(&args.as_of.params())?;
+        let grace = i64::from(args.grace_days) * 86_400;
+        h::explain(db, &args.user_id, cut, now, grace).await
+    }
+    .await;
+    let (e, resolved) = match result {
+        Ok(found) => found,
+        Err(e) => return history_refused(e),
+    };
+    match args.format {
+        OutputFormat::Json => {
+            let mut body = crate::http::explanation_json(&e);
+            if let Some(r) = resolved {
+                body["as_of"] = h::as_of_json(&r.cut, e.position);
+            }
+            crate::http::with_inclusion_proofs(db, &mut body)
+                .await
+                .map_err(|e| anyhow::anyhow!("could not read inclusion proofs: {}", e.code()))?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        }
+        OutputFormat::Text => write!(out, "{}", h::render_explain_text(&e))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub mod store;
 // Out to the users of the ledger.
 /// Queries over the read models, for the read API and the CLI.
 pub mod read_models;
+/// History, as-of and explain: an object's log entries folded by the pure code (issue 13).
+pub mod history;
 /// The auditor's view of the raw log.
 pub mod audit;
 /// The sealed log's pure core: Merkle tree, signed checkpoints, leaf encoding, bundles.

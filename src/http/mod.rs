@@ -6,6 +6,7 @@ pub mod body;
 mod boundary;
 pub mod error;
 mod health;
+mod history_api;
 mod openapi;
 mod query;
 mod read_api;
@@ -19,6 +20,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use history_api::{explanation_json, with_inclusion_proofs};
 
 use crate::app::AppState;
 
@@ -50,8 +52,15 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
         .route("/api/subscriptions", get(read_api::list_subscriptions))
         .route("/api/subscriptions/{id}", get(read_api::show_subscription))
         .route("/api/invoices", get(read_api::list_invoices))
+        .route("/api/invoices/{id}", get(read_api::show_invoice))
         .route("/api/orders", get(read_api::list_orders))
+        .route("/api/orders/{id}", get(read_api::show_order))
+        .route("/api/{kind}/{id}/history", get(history_api::history))
         .route("/api/entitlements/{user_id}", get(read_api::entitlement))
+        .route(
+            "/api/entitlements/{user_id}/explain",
+            get(history_api::explain),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

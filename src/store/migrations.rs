@@ -54,6 +54,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_sealed_log.sql"),
     ),
     (
+        8,
+        "object_touches",
+        include_str!("../../migrations/postgres/0008_object_touches.sql"),
+        include_str!("../../migrations/sqlite/0008_object_touches.sql"),
+    ),
+    (
         11,
         "generic_ingest_plans",
         include_str!("../../migrations/postgres/0011_generic_ingest_plans.sql"),

@@ -48,6 +48,7 @@
 pub mod common;
 pub mod error;
 pub mod event_log;
+pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod kind;

@@ -8,6 +8,7 @@ mod event_log;
 mod fake_stripe;
 mod health;
 mod helpers;
+mod history;
 mod hostile_queries;
 mod hostile_webhooks;
 mod hot_path;

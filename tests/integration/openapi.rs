@@ -296,6 +296,8 @@ const INDIRECT_CODES: &[(&str, &str)] = &[
     ("src/http/query.rs", "e.code.as_str()"),
     // `JwtError::code()`: `fn code(` bodies are scanned.
     ("src/http/billing_api.rs", "e.code()"),
+    // `HistoryError::code()`: `fn code(` bodies are scanned.
+    ("src/http/history_api.rs", "e.code()"),
     // `(StatusCode::.., "stripe_unavailable", ..)` tuples: `StatusCode::X, "code"` is scanned.
     ("src/http/billing_api.rs", "code"),
     // `IngestError::code()` / `SignatureError::code()`: `fn code(` bodies are scanned.

@@ -5,6 +5,7 @@
 //! own executor; only the statements that really differ are written in `postgres/` or `sqlite/`.
 
 pub mod event_log;
+pub mod history;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;

@@ -2,6 +2,7 @@
 //! for [`PgStore`] (reads and one-off writes on the pool) and [`PgTx`] (inside a transaction).
 
 pub mod event_log;
+pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod outbox;

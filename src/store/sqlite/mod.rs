@@ -3,6 +3,7 @@
 //! (a transaction on the single writer connection).
 
 pub mod event_log;
+pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod outbox;
