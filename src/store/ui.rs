@@ -187,6 +187,9 @@ pub trait UiStore {
     async fn ui_log_range(&self) -> Result<LogRange, StorageError>;
     /// The names of the triggers on `event_log` (the immutability guards), from the catalog.
     async fn ui_log_triggers(&self) -> Result<Vec<String>, StorageError>;
+    /// For `bench --console` after a bulk prefill: what autovacuum would have done to a log
+    /// that grew over time (planner statistics; on PostgreSQL the visibility map too).
+    async fn ui_bench_settle_log(&self) -> Result<(), StorageError>;
     /// Appends one action; its id.
     async fn operator_action_record(&self, action: &NewAction<'_>) -> Result<i64, StorageError>;
     /// Actions with an id below `before_id` (all when `None`), newest first, at most `limit`.
@@ -280,6 +283,13 @@ impl UiStore for Db {
         match self {
             Db::Postgres(s) => s.ui_log_triggers().await,
             Db::Sqlite(s) => s.ui_log_triggers().await,
+        }
+    }
+
+    async fn ui_bench_settle_log(&self) -> Result<(), StorageError> {
+        match self {
+            Db::Postgres(s) => s.ui_bench_settle_log().await,
+            Db::Sqlite(s) => s.ui_bench_settle_log().await,
         }
     }
 
