@@ -68,6 +68,27 @@ pub enum Command {
     },
     /// Measure webhook ingestion over real HTTP against a freshly started server.
     Bench(BenchOptions),
+    /// Seal what is new, sign a checkpoint if the tree grew, and print the latest checkpoint.
+    Checkpoint {
+        /// Print the verifier key string (public) instead, for auditors.
+        #[arg(long)]
+        verifier_key: bool,
+    },
+    /// Recompute every leaf and the tree from the log and check them against the stored tree
+    /// and every checkpoint: exit 0 when all holds, 4 when tampering is found.
+    Verify {
+        /// A checkpoint note kept outside the database (a `CHECKPOINT_DIR` file); repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<std::path::PathBuf>,
+        /// The verifier key to trust; defaults to LEDGER_SIGNING_KEY's.
+        #[arg(long, value_name = "KEY")]
+        verifier_key: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Check an offline proof bundle against the log's verifier key. Needs no database and no
+    /// configuration. Exit 0 verified, 4 not verified, 2 usage error or unreadable file.
+    VerifyProof(crate::seal::offline::VerifyProofArgs),
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +248,10 @@ pub enum EventsCommand {
         event_id: String,
         #[arg(long, value_enum, default_value = "json")]
         format: OutputFormat,
+        /// Print the offline evidence bundle instead (the entry, its leaf and inclusion proof
+        /// under the latest checkpoint), for `verify-proof`.
+        #[arg(long)]
+        proof: bool,
     },
 }
 
@@ -282,6 +307,11 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::VerifyProof(args) => Ok(crate::seal::offline::run(
+            &args,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )),
         Command::Serve => {
             let config = match ServeConfig::from_lookup(&ProcessEnv) {
                 Ok(c) => c,
@@ -446,8 +476,45 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Checkpoint { verifier_key } => {
+            let (db, seal) = match open_sealed().await? {
+                Ok((db, Ok(seal))) => (db, seal),
+                Ok((_, Err(e))) => return Ok(config_error(e)),
+                Err(code) => return Ok(code),
+            };
+            let mut out = std::io::stdout().lock();
+            crate::sealer::cli::checkpoint(&db, &seal, verifier_key, &mut out).await
+        }
+        Command::Verify {
+            checkpoints,
+            verifier_key,
+            format,
+        } => {
+            let (db, seal) = match open_sealed().await? {
+                Ok(pair) => pair,
+                Err(code) => return Ok(code),
+            };
+            // With --verifier-key the signing key's configuration is not needed.
+            let seal = match (seal, &verifier_key) {
+                (Ok(seal), _) => Some(seal),
+                (Err(_), Some(_)) => None,
+                (Err(e), None) => return Ok(config_error(e)),
+            };
+            let json = matches!(format, OutputFormat::Json);
+            let mut out = std::io::stdout().lock();
+            let key = verifier_key.as_deref();
+            crate::sealer::cli::verify(&db, seal.as_ref(), key, &checkpoints, json, &mut out).await
+        }
         Command::Bench(options) => {
             crate::telemetry::init(LogFormat::Pretty);
+            if options.seal_ab {
+                println!("{}", crate::sealer::bench::run_ab(&options).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(n) = options.seal {
+                println!("{}", crate::sealer::bench::run_seal(&options, n).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(n) = options.rebuild {
                 println!("{}", bench::run_rebuild(&options, n).await?);
                 return Ok(ExitCode::SUCCESS);
@@ -508,6 +575,28 @@ async fn open_db() -> anyhow::Result<Result<Db, ExitCode>> {
         .await
         .context("could not connect to the database (DATABASE_URL)")?;
     Ok(Ok(db))
+}
+
+/// The database and the sealing settings, for `checkpoint` and `verify`.
+#[allow(clippy::type_complexity)] // a pair, and the exit code of a configuration error
+async fn open_sealed() -> anyhow::Result<
+    Result<
+        (
+            Db,
+            Result<crate::config::SealConfig, crate::config::ConfigError>,
+        ),
+        ExitCode,
+    >,
+> {
+    let config = match DatabaseConfig::from_lookup(&ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(config_error(e))),
+    };
+    let seal = crate::sealer::cli::seal_config(&ProcessEnv, &config);
+    let db = Db::connect(&config.target, &config.pool)
+        .await
+        .context("could not connect to the database (DATABASE_URL)")?;
+    Ok(Ok((db, seal)))
 }
 
 /// The first token of scope `read` in an `API_TOKENS` list (`scope:token,...`).
@@ -829,7 +918,27 @@ pub async fn events(
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        EventsCommand::Show { event_id, format } => {
+        EventsCommand::Show {
+            event_id,
+            proof: true,
+            ..
+        } => match crate::sealer::proofs::bundle(db, &event_id).await {
+            Ok(bundle) => {
+                write!(out, "{}", bundle.to_file_text())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(
+                e @ (crate::sealer::proofs::ProofError::Storage(_)
+                | crate::sealer::proofs::ProofError::Tree(_)),
+            ) => Err(e.into()),
+            Err(e) => {
+                eprintln!("{}: {e}", crate::terminal::field(&event_id));
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        EventsCommand::Show {
+            event_id, format, ..
+        } => {
             let Some(event) = event_log::get(db, &event_id).await? else {
                 eprintln!("no event {} in the log", crate::terminal::field(&event_id));
                 return Ok(ExitCode::FAILURE);

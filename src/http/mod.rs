@@ -10,6 +10,7 @@ mod openapi;
 mod query;
 mod read_api;
 pub mod request_context;
+mod seal_api;
 pub mod transport;
 mod webhook;
 
@@ -32,6 +33,12 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
         .route("/api/outbox", get(read_api::outbox))
         .route("/api/audit/events", get(audit::list_events))
         .route("/api/audit/events/{event_id}", get(audit::show_event))
+        .route(
+            "/api/audit/events/{event_id}/proof",
+            get(seal_api::inclusion_proof),
+        )
+        .route("/api/audit/checkpoint", get(seal_api::checkpoint))
+        .route("/api/audit/consistency", get(seal_api::consistency_proof))
         .route("/api/dead-letters", get(read_api::dead_letters))
         .route("/api/reconciliations", get(read_api::reconciliations))
         .route("/api/reconciliations/{id}", get(read_api::reconciliation))

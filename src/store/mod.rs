@@ -56,6 +56,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod read_models;
 pub mod rebuild;
+pub mod seal;
 pub mod sqlite;
 pub mod ui;
 

@@ -18,6 +18,8 @@ mod projections;
 mod reconcile;
 mod scenarios;
 mod schema;
+mod seal;
+mod seal_offline;
 mod secrets;
 mod shutdown;
 mod signature_vectors;
