@@ -34,6 +34,8 @@ pub enum ActionKind {
     EventsExport,
     /// A download of one event's stored bytes.
     EventRawDownload,
+    /// A download of one event's offline proof bundle.
+    ProofBundleDownload,
     DeadLetterRetry,
     DeadLettersRetryAll,
     OutboxRequeue,
@@ -41,11 +43,12 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 8] = [
+    pub const ALL: [ActionKind; 9] = [
         ActionKind::SignIn,
         ActionKind::SignOut,
         ActionKind::EventsExport,
         ActionKind::EventRawDownload,
+        ActionKind::ProofBundleDownload,
         ActionKind::DeadLetterRetry,
         ActionKind::DeadLettersRetryAll,
         ActionKind::OutboxRequeue,
@@ -58,6 +61,7 @@ impl ActionKind {
             ActionKind::SignOut => "sign_out",
             ActionKind::EventsExport => "events_export",
             ActionKind::EventRawDownload => "event_raw_download",
+            ActionKind::ProofBundleDownload => "proof_bundle_download",
             ActionKind::DeadLetterRetry => "dead_letter_retry",
             ActionKind::DeadLettersRetryAll => "dead_letters_retry_all",
             ActionKind::OutboxRequeue => "outbox_requeue",

@@ -388,6 +388,19 @@ struct EventPage {
     payload_bytes: usize,
     outcome: Outcome,
     raw_href: String,
+    /// The inclusion proof against the latest checkpoint, or why there is none.
+    seal: SealView,
+}
+
+/// What the sealed log says about one entry.
+pub enum SealView {
+    Included {
+        leaf_index: u64,
+        tree_size: u64,
+        hashes: usize,
+        bundle_href: String,
+    },
+    Pending(String),
 }
 
 pub async fn show(
@@ -399,6 +412,22 @@ pub async fn show(
     let id = event_path(path)?;
     let event = load(&state, &id).await?;
     let record = state.db.ui_projection_record(event.position).await?;
+    let seal = match crate::sealer::proofs::inclusion(&state.db, &event.event_id, None).await {
+        Ok(proof) => SealView::Included {
+            leaf_index: proof.leaf_index,
+            tree_size: proof.tree_size,
+            hashes: proof.hashes.len(),
+            bundle_href: format!(
+                "/ui/integrity/bundle?event_id={}",
+                urlencode(&event.event_id)
+            ),
+        },
+        Err(
+            e @ (crate::sealer::proofs::ProofError::NoCheckpoint
+            | crate::sealer::proofs::ProofError::NotYetSealed(_)),
+        ) => SealView::Pending(e.to_string()),
+        Err(e) => return Err(e.into()),
+    };
     let outcome = match (
         &record.dead_letter,
         record.listed_projected,
@@ -447,6 +476,7 @@ pub async fn show(
         payload,
         outcome,
         raw_href: format!("/ui/events/{}/raw", urlencode(&event.event_id)),
+        seal,
         row: Row::from(&event),
     };
     super::render(StatusCode::OK, &page)

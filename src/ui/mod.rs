@@ -14,7 +14,7 @@
 //! | `assets.rs` | `GET /ui/static/{ver}/{name}` |
 //! | `events.rs` | the event list, one event, its raw bytes, the jump box |
 //! | `export.rs` | the list's filter as streamed JSONL and CSV |
-//! | `integrity.rs` | the log's size, range and immutability |
+//! | `integrity.rs` | the log's size, range, immutability, checkpoints; proof bundles |
 
 pub mod assets;
 pub mod csrf;
@@ -83,6 +83,7 @@ pub fn router() -> Router<AppState> {
         .route("/events/{event_id}", get(events::show))
         .route("/events/{event_id}/raw", get(events::raw))
         .route("/integrity", get(integrity::show))
+        .route("/integrity/bundle", get(integrity::bundle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(security_headers))

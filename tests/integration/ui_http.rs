@@ -866,3 +866,67 @@ async fn the_integrity_page_shows_the_log_range_and_the_guards_from_the_catalog(
     );
     assert!(!page.text.contains("MISSING"));
 }
+
+#[tokio::test]
+async fn sealed_entries_show_their_checkpoint_and_download_a_bundle_that_verifies() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    // Before sealing: the event page says why there is no proof, and integrity has no form.
+    let page = browser.get("/ui/events/evt_u3").await;
+    assert!(page.text.contains("Not provable yet"), "{}", page.text);
+    let none = browser.get("/ui/integrity/bundle?event_id=evt_u3").await;
+    assert_eq!((none.status, none.code()), (404, "no_checkpoint"));
+
+    let sealing = app.sealing.as_ref().expect("test apps seal");
+    stripe_ledger::sealer::seal_all(&app.db).await.unwrap();
+    let signed = stripe_ledger::sealer::checkpoint(&app.db, sealing, 1_764_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let integrity = browser.get("/ui/integrity").await;
+    assert!(
+        integrity
+            .text
+            .contains("<strong data-sealed-size>5</strong>"),
+        "{}",
+        integrity.text
+    );
+    assert!(integrity.text.contains(&hex::encode(signed.root)));
+    assert!(integrity.text.contains("action=\"/ui/integrity/bundle\""));
+    let page = browser.get("/ui/events/evt_u3").await;
+    assert!(
+        page.text
+            .contains("data-sealed>Sealed: leaf 2 of the tree of size 5"),
+        "{}",
+        page.text
+    );
+
+    let bundle = browser.get("/ui/integrity/bundle?event_id=evt_u3").await;
+    assert_eq!(bundle.status, 200, "{}", bundle.text);
+    assert!(bundle
+        .header("content-disposition")
+        .starts_with("attachment"));
+    // The downloaded file verifies offline against the log's key, as an auditor would check it.
+    let dir = tempfile_dir();
+    let path = dir.join("bundle.json");
+    std::fs::write(&path, &bundle.text).unwrap();
+    let args = stripe_ledger::seal::offline::VerifyProofArgs {
+        bundle: path,
+        verifier_key: sealing.key.verifier().to_string(),
+        format: stripe_ledger::cli::OutputFormat::Text,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = stripe_ledger::seal::offline::run(&args, &mut out, &mut err);
+    assert_eq!(
+        code,
+        std::process::ExitCode::SUCCESS,
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ui-http-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
