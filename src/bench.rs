@@ -23,6 +23,8 @@ use crate::stripe::signature;
 
 mod history;
 pub use history::run_history;
+/// `bench --console N`: the console's pages and exports over a log of N events.
+pub mod console;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchOptions {
@@ -62,6 +64,10 @@ pub struct BenchOptions {
     /// With `--history`: calls timed per operation.
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
+    /// Instead of ingestion: the console's page times and export rates over a log of this many
+    /// generated events (`bench::console`).
+    #[arg(long)]
+    pub console: Option<usize>,
     /// The sealed log's ingest cost: every phase with `LEDGER_SIGNING_KEY=off` and with a key,
     /// alternating (off, on, off, on) in one run, and the change (see `sealer::bench`).
     #[arg(long)]

@@ -57,6 +57,8 @@ pub mod outbox;
 pub mod reconcile;
 /// Prometheus metrics.
 pub mod metrics;
+/// The console: server-rendered HTML at `/ui` for auditors and operators.
+pub mod ui;
 /// The sealed log in the service: the sealer, checkpoints, proofs, `verify`.
 pub mod sealer;
 

@@ -86,18 +86,24 @@ impl From<&StoredEvent> for EventSummary {
     }
 }
 
+impl From<&StoredEvent> for VerificationView {
+    fn from(e: &StoredEvent) -> Self {
+        VerificationView {
+            raw_body_sha256: e.raw_body_sha256.clone(),
+            signature_header: e.signature_header.clone(),
+            signature_timestamp: e.signature_timestamp.map(unix_rfc3339),
+            secret_index: e.verified_by_index,
+            secret_fingerprint: e.verified_by_fingerprint.clone(),
+        }
+    }
+}
+
 impl From<&StoredEvent> for EventDetail {
     fn from(e: &StoredEvent) -> Self {
         let payload = e.payload.as_deref().unwrap_or("null");
         EventDetail {
             summary: EventSummary::from(e),
-            verification: VerificationView {
-                raw_body_sha256: e.raw_body_sha256.clone(),
-                signature_header: e.signature_header.clone(),
-                signature_timestamp: e.signature_timestamp.map(unix_rfc3339),
-                secret_index: e.verified_by_index,
-                secret_fingerprint: e.verified_by_fingerprint.clone(),
-            },
+            verification: VerificationView::from(e),
             payload: serde_json::from_str(payload)
                 .unwrap_or_else(|_| Value::String(payload.to_owned())),
         }
@@ -154,6 +160,7 @@ impl ListQuery {
             source: query::choice_param(params, "source", SOURCES)?,
             created_gte: time("created_gte")?,
             created_lt: time("created_lt")?,
+            ..EventFilter::default()
         };
         let order = query::choice_param(params, "order", ORDERS)?.unwrap_or_default();
         let limit = query::limit_param(params)?;

@@ -122,12 +122,20 @@ pub enum Order {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub event_type: Option<String>,
+    /// Any of these types (the console's `customer.*`, resolved to the logged types that
+    /// start with `customer.`). An empty list matches nothing.
+    pub event_types: Option<Vec<String>>,
     pub object_id: Option<String>,
     /// Stripe `created`, inclusive lower bound (unix seconds).
     pub created_gte: Option<i64>,
     /// Stripe `created`, exclusive upper bound (unix seconds).
     pub created_lt: Option<i64>,
     pub source: Option<Source>,
+    pub livemode: Option<bool>,
+    /// Our `received_at`, inclusive lower bound.
+    pub received_gte: Option<chrono::DateTime<chrono::Utc>>,
+    /// Our `received_at`, exclusive upper bound.
+    pub received_lt: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone)]

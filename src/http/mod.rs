@@ -61,6 +61,8 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
             "/api/entitlements/{user_id}/explain",
             get(history_api::explain),
         )
+        // The console: HTML, its session cookie only (no bearer tokens), its own headers.
+        .nest("/ui", crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -60,6 +60,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0008_object_touches.sql"),
     ),
     (
+        9,
+        "ui",
+        include_str!("../../migrations/postgres/0009_ui.sql"),
+        include_str!("../../migrations/sqlite/0009_ui.sql"),
+    ),
+    (
         11,
         "generic_ingest_plans",
         include_str!("../../migrations/postgres/0011_generic_ingest_plans.sql"),

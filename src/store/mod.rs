@@ -59,6 +59,7 @@ pub mod read_models;
 pub mod rebuild;
 pub mod seal;
 pub mod sqlite;
+pub mod ui;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -19,6 +19,7 @@ use stripe_ledger::stripe::signature;
 pub const AUDIT_TOKEN: &str = "audit-token-for-tests-0123456789";
 pub const READ_TOKEN: &str = "read-token-for-tests-0123456789";
 pub const METRICS_TOKEN: &str = "metrics-token-for-tests-0123456789";
+pub const OPERATE_TOKEN: &str = "operate-token-for-tests-0123456789";
 /// The checkpoint signing key of every test app (base64 of 32 bytes of 7), unless a test sets
 /// `LEDGER_SIGNING_KEY` itself (`off`, or another key).
 pub const TEST_SIGNING_SEED: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -209,7 +210,10 @@ impl TestAppBuilder {
             ),
             (
                 "API_TOKENS".to_owned(),
-                format!("audit:{AUDIT_TOKEN},read:{READ_TOKEN},metrics:{METRICS_TOKEN}"),
+                format!(
+                    "audit:{AUDIT_TOKEN},read:{READ_TOKEN},metrics:{METRICS_TOKEN},\
+                     operate:{OPERATE_TOKEN}"
+                ),
             ),
         ]);
         env.extend(self.env);

@@ -28,6 +28,7 @@ mod smtp_sink;
 mod stripe_objects;
 mod transport;
 mod trigger;
+mod ui_http;
 mod webhook;
 
 /// Golden files live in the top-level `snapshots/`, named by the test, not the module path.

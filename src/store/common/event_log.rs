@@ -60,52 +60,133 @@ pub(crate) const READ_AFTER: &str = concat!(
 pub(crate) enum Bind {
     Text(String),
     Int(i64),
+    Bool(bool),
+    /// `received_at`: a `TIMESTAMPTZ` on PostgreSQL, fixed-width UTC text on SQLite.
+    Time(DateTime<Utc>),
 }
 
-/// The SELECT for a page of the log, built once for both backends.
+/// The SELECT for a page of the log (or a count of its matches), built once for both backends.
 #[derive(Debug)]
 pub(crate) struct ListQuery {
     pub sql: String,
     pub binds: Vec<Bind>,
 }
 
+/// A `count(*)` read back as a typed row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counted(pub i64);
+
+impl<'r, R> sqlx::FromRow<'r, R> for Counted
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Counted(row.try_get("n")?))
+    }
+}
+
+/// WHERE conditions and their values, numbered `$1...` in the order they are added.
+#[derive(Default)]
+struct Where {
+    conditions: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Where {
+    /// `condition` has one `?`, for `bind`.
+    fn push(&mut self, condition: &str, bind: Bind) {
+        self.binds.push(bind);
+        let n = self.binds.len();
+        self.conditions
+            .push(condition.replace('?', &format!("${n}")));
+    }
+
+    /// `column IN (...)`; an empty list matches nothing.
+    fn push_in(&mut self, column: &str, values: &[String]) {
+        let mut placeholders = Vec::new();
+        for value in values {
+            self.binds.push(Bind::Text(value.clone()));
+            placeholders.push(format!("${}", self.binds.len()));
+        }
+        self.conditions.push(if placeholders.is_empty() {
+            "1 = 0".to_owned()
+        } else {
+            format!("{column} IN ({})", placeholders.join(", "))
+        });
+    }
+}
+
+/// The WHERE clause of `filter` (and of the page's position, if any) with its values.
+fn conditions(filter: &EventFilter, after: Option<(Order, i64)>) -> (String, Vec<Bind>) {
+    let mut w = Where::default();
+    if let Some(t) = &filter.event_type {
+        w.push("event_type = ?", Bind::Text(t.clone()));
+    }
+    if let Some(types) = &filter.event_types {
+        w.push_in("event_type", types);
+    }
+    if let Some(id) = &filter.object_id {
+        w.push("object_id = ?", Bind::Text(id.clone()));
+    }
+    if let Some(gte) = filter.created_gte {
+        w.push("stripe_created >= ?", Bind::Int(gte));
+    }
+    if let Some(lt) = filter.created_lt {
+        w.push("stripe_created < ?", Bind::Int(lt));
+    }
+    if let Some(gte) = filter.received_gte {
+        w.push("received_at >= ?", Bind::Time(gte));
+    }
+    if let Some(lt) = filter.received_lt {
+        w.push("received_at < ?", Bind::Time(lt));
+    }
+    if let Some(source) = &filter.source {
+        w.push("source = ?", Bind::Text(source.as_str().to_owned()));
+    }
+    if let Some(livemode) = filter.livemode {
+        w.push("livemode = ?", Bind::Bool(livemode));
+    }
+    if let Some((order, after)) = after {
+        let condition = match order {
+            Order::Desc => "position < ?",
+            Order::Asc => "position > ?",
+        };
+        w.push(condition, Bind::Int(after));
+    }
+    let where_clause = if w.conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", w.conditions.join(" AND "))
+    };
+    (where_clause, w.binds)
+}
+
+/// Every distinct event type in the log, by walking the (event_type, position) index one type
+/// at a time (a loose index scan: one probe per type, not a pass over the log).
+pub(crate) const DISTINCT_TYPES: &str = "WITH RECURSIVE types(t) AS ( \
+     SELECT min(event_type) FROM event_log \
+     UNION ALL \
+     SELECT (SELECT min(event_type) FROM event_log WHERE event_type > types.t) \
+     FROM types WHERE types.t IS NOT NULL) \
+     SELECT t AS event_type FROM types WHERE t IS NOT NULL";
+
 impl ListQuery {
     /// One extra row beyond `page.limit` is selected, so the caller learns whether another page
     /// exists.
     pub(crate) fn build(filter: &EventFilter, page: &PageRequest) -> ListQuery {
-        let mut conditions = Vec::new();
-        let mut binds = Vec::new();
-        let mut push = |condition: &str, bind: Bind| {
-            binds.push(bind);
-            conditions.push(condition.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(t) = &filter.event_type {
-            push("event_type = ?", Bind::Text(t.clone()));
-        }
-        if let Some(id) = &filter.object_id {
-            push("object_id = ?", Bind::Text(id.clone()));
-        }
-        if let Some(gte) = filter.created_gte {
-            push("stripe_created >= ?", Bind::Int(gte));
-        }
-        if let Some(lt) = filter.created_lt {
-            push("stripe_created < ?", Bind::Int(lt));
-        }
-        if let Some(source) = &filter.source {
-            push("source = ?", Bind::Text(source.as_str().to_owned()));
-        }
-        if let Some(after) = page.after_position {
-            let condition = match page.order {
-                Order::Desc => "position < ?",
-                Order::Asc => "position > ?",
-            };
-            push(condition, Bind::Int(after));
-        }
-        let where_clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
+        Self::select(filter, page, false)
+    }
+
+    /// As [`ListQuery::build`], with each entry's payload: for exports, in pages.
+    pub(crate) fn build_with_payloads(filter: &EventFilter, page: &PageRequest) -> ListQuery {
+        Self::select(filter, page, true)
+    }
+
+    fn select(filter: &EventFilter, page: &PageRequest, payloads: bool) -> ListQuery {
+        let after = page.after_position.map(|p| (page.order, p));
+        let (where_clause, binds) = conditions(filter, after);
         let direction = match page.order {
             Order::Desc => "DESC",
             Order::Asc => "ASC",
@@ -114,11 +195,23 @@ impl ListQuery {
             concat!(
                 "SELECT ",
                 summary_columns!(),
-                " FROM event_log{} ORDER BY position {} LIMIT {}"
+                "{} FROM event_log{} ORDER BY position {} LIMIT {}"
             ),
+            if payloads { ", payload" } else { "" },
             where_clause,
             direction,
             u64::from(page.limit) + 1
+        );
+        ListQuery { sql, binds }
+    }
+
+    /// The number of entries matching `filter`, counting at most `cap` of them: a count over a
+    /// million rows for every page would cost more than the page.
+    pub(crate) fn count(filter: &EventFilter, cap: i64) -> ListQuery {
+        let (where_clause, binds) = conditions(filter, None);
+        let sql = format!(
+            "SELECT count(*) AS n FROM (SELECT 1 AS one FROM event_log{where_clause} LIMIT {}) AS capped",
+            cap.max(0)
         );
         ListQuery { sql, binds }
     }
@@ -131,13 +224,23 @@ impl ListQuery {
         DB: sqlx::Database,
         O: for<'r> sqlx::FromRow<'r, DB::Row>,
         &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
         let mut q = sqlx::query_as(&self.sql);
         for bind in &self.binds {
             q = match bind {
                 Bind::Text(s) => q.bind(s.as_str()),
                 Bind::Int(i) => q.bind(*i),
+                Bind::Bool(b) => q.bind(*b),
+                // SQLite stores `received_at` as fixed-width text (migrations/README.md) and
+                // sqlx would bind another text form, so the comparison needs the stored one.
+                Bind::Time(t) if DB::NAME == "SQLite" => {
+                    q.bind(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                }
+                Bind::Time(t) => q.bind(*t),
             };
         }
         q

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod outbox;
 pub mod read_models;
 pub mod rebuild;
+pub mod ui;
 pub mod seal;
 
 /// Column types a shared row decoder reads: "this database decodes `T`". Bounds written with

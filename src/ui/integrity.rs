@@ -1,0 +1,163 @@
+//! `/ui/integrity`: what the log can show about itself: its size and position range, the
+//! database's own guards against changing it (the immutability triggers, read from the
+//! catalog, so a dropped trigger shows here as missing), the sealed tree and its latest signed
+//! checkpoints, and the offline proof bundle of any event (`/ui/integrity/bundle`).
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::DateTime;
+
+use super::{Chrome, UiError, UiSession};
+use crate::app::AppState;
+use crate::auth::Scope;
+use crate::query;
+use crate::sealer::proofs::{self, ProofError};
+use crate::store::seal::SealStore as _;
+use crate::store::ui::{LogRange, UiStore as _};
+use crate::store::Backend;
+use crate::validate::check_id;
+
+/// Checkpoints listed, newest first.
+const CHECKPOINTS_SHOWN: usize = 10;
+
+/// The triggers migration 0001 creates on `event_log`, per backend.
+fn expected_triggers(backend: Backend) -> &'static [&'static str] {
+    match backend {
+        Backend::Postgres => &["event_log_no_truncate", "event_log_no_update_or_delete"],
+        Backend::Sqlite => &["event_log_no_delete", "event_log_no_update"],
+    }
+}
+
+pub struct Guard {
+    pub name: &'static str,
+    pub present: bool,
+}
+
+pub struct CheckpointRow {
+    pub size: u64,
+    pub root: String,
+    pub origin: String,
+    pub signed_at: String,
+    pub note: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "ui/integrity.html")]
+struct IntegrityPage {
+    chrome: Chrome,
+    range: LogRange,
+    /// Positions in the range that hold no entry (appends rolled back after taking a position).
+    gaps: i64,
+    backend: String,
+    guards: Vec<Guard>,
+    all_guards: bool,
+    sealed_size: u64,
+    checkpoints: Vec<CheckpointRow>,
+    checkpoint_count: usize,
+}
+
+pub async fn show(State(state): State<AppState>, session: UiSession) -> Result<Response, UiError> {
+    session.require(Scope::Audit)?;
+    let (range, triggers, seal, checkpoints) = tokio::try_join!(
+        state.db.ui_log_range(),
+        state.db.ui_log_triggers(),
+        state.db.seal_state(),
+        state.db.checkpoints()
+    )?;
+    let guards: Vec<Guard> = expected_triggers(state.db.backend())
+        .iter()
+        .map(|name| Guard {
+            name,
+            present: triggers.iter().any(|t| t == name),
+        })
+        .collect();
+    let gaps = match (range.first, range.last) {
+        (Some(first), Some(last)) => last - first + 1 - range.count,
+        _ => 0,
+    };
+    let checkpoint_count = checkpoints.len();
+    let mut newest: Vec<_> = checkpoints
+        .into_iter()
+        .rev()
+        .take(CHECKPOINTS_SHOWN)
+        .collect();
+    newest.sort_by_key(|c| std::cmp::Reverse(c.size));
+    let page = IntegrityPage {
+        chrome: Chrome::new(&state, &session, "/ui/integrity"),
+        range,
+        gaps,
+        backend: state.db.backend().to_string(),
+        all_guards: guards.iter().all(|g| g.present),
+        guards,
+        sealed_size: seal.size,
+        checkpoints: newest
+            .into_iter()
+            .map(|c| CheckpointRow {
+                size: c.size,
+                root: hex::encode(c.root),
+                origin: c.origin,
+                signed_at: DateTime::from_timestamp(c.signed_at, 0)
+                    .map_or_else(|| c.signed_at.to_string(), |t| t.to_rfc3339()),
+                note: c.note,
+            })
+            .collect(),
+        checkpoint_count,
+    };
+    super::render(StatusCode::OK, &page)
+}
+
+impl From<ProofError> for UiError {
+    fn from(e: ProofError) -> Self {
+        let message = e.to_string();
+        match e {
+            ProofError::UnknownEvent => UiError::not_found("event_not_found", message),
+            ProofError::NoCheckpoint => UiError::not_found("no_checkpoint", message),
+            ProofError::NotYetSealed(_) => {
+                UiError::client(StatusCode::CONFLICT, "not_yet_sealed", message)
+            }
+            ProofError::LeafMismatch => {
+                UiError::client(StatusCode::CONFLICT, "sealed_leaf_mismatch", message)
+            }
+            ProofError::BadSize(_) => UiError::bad_request("invalid_tree_size", message),
+            ProofError::Storage(e) => e.into(),
+            ProofError::Tree(detail) => UiError::internal(detail),
+        }
+    }
+}
+
+/// `/ui/integrity/bundle?event_id=evt_...`: the event's offline proof bundle under the latest
+/// checkpoint, as a file (`stripe-ledger verify-proof` checks it without the service).
+pub async fn bundle(
+    State(state): State<AppState>,
+    session: UiSession,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    session.require(Scope::Audit)?;
+    let params = query::parse_query(raw.as_deref())?;
+    query::refuse_unknown(&params, &["event_id"])?;
+    let id = params.get("event_id").map(|v| v.trim()).unwrap_or("");
+    check_id("event_id", id)?;
+    let bundle = proofs::bundle(&state.db, id).await?;
+    let body = bundle.to_file_text();
+    session
+        .record(
+            &state,
+            crate::store::ui::ActionKind::ProofBundleDownload,
+            id,
+            crate::store::ui::ActionOutcome::Succeeded,
+            &format!("tree size {}", bundle.tree_size),
+        )
+        .await?;
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let name = format!("bundle-{}.json", bundle.leaf_index + 1);
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
