@@ -186,13 +186,23 @@ fn proofs_equal_the_rfc_definition_for_every_index_and_size_up_to_70() {
 
 #[test]
 fn proof_ids_are_logarithmic() {
-    let n = 1_000_003u64;
-    let bound = 2 * 64 - n.leading_zeros() as usize;
-    for i in [0, 1, n / 2, n - 2, n - 1] {
-        let ids = inclusion_proof_ids(i, n).unwrap();
-        assert!(ids.len() <= 2 * bound, "{} ids for {i}", ids.len());
+    // A proof reads at most two stored nodes per level: the sibling, or the tiling of a right
+    // edge sibling, whose pieces are one per set bit of its size.
+    for n in [2u64, 3, 1_000, 1 << 20, (1 << 20) + 1, 1_000_003, u64::MAX] {
+        let levels = 64 - (n - 1).leading_zeros() as usize;
+        for i in [0, 1, n / 3, n / 2, n - 2, n - 1] {
+            let ids = inclusion_proof_ids(i, n).unwrap();
+            assert!(ids.len() <= 2 * levels, "{} ids for {i} of {n}", ids.len());
+            if i > 0 {
+                let ids = consistency_proof_ids(i, n).unwrap();
+                assert!(
+                    ids.len() <= 2 * levels + 1,
+                    "{} ids for {i} to {n}",
+                    ids.len()
+                );
+            }
+        }
     }
-    assert!(consistency_proof_ids(n / 3, n).unwrap().len() <= 3 * bound);
 }
 
 #[test]

@@ -175,6 +175,13 @@ fn malformed_notes_are_refused() {
             "{what} was accepted unverified"
         );
     }
+    // Control characters are refused before any line is looked at.
+    assert_eq!(
+        parse_unverified(&note.replace("12345\n", "12345\r\n")),
+        Err(NoteError::MalformedNote(
+            "control characters other than newline"
+        ))
+    );
     let huge = format!("{}{note}", "x".repeat(MAX_NOTE_BYTES));
     assert_eq!(open(&huge, &v), Err(NoteError::TooLarge));
 }
@@ -248,4 +255,27 @@ fn generated_keys_differ_and_round_trip_through_their_seed() {
     assert_eq!(again.verifier(), a.verifier());
     let cp = checkpoint();
     assert_eq!(open(&a.sign(&cp), &again.verifier()), Ok(cp));
+}
+
+/// The example of `docs/seal-formats.md`, section 3: the root of the empty tree at size 0
+/// would be dull, so the tree of the three leaves "a", "b", "c".
+#[test]
+fn the_documented_example_checkpoint_is_what_the_code_signs() {
+    use crate::seal::merkle::Frontier;
+    let mut tree = Frontier::empty();
+    for leaf in [b"a", b"b", b"c"] {
+        tree.push(leaf_hash(leaf));
+    }
+    let key = SigningKey::from_seed("ledger.example/acct_123/live", [7u8; 32]).unwrap();
+    let note = key.sign(&Checkpoint {
+        origin: "ledger.example/acct_123/live".into(),
+        size: tree.size(),
+        root: tree.root(),
+    });
+    let doc = include_str!("../../../docs/seal-formats.md");
+    assert!(
+        doc.contains(&note),
+        "update docs/seal-formats.md section 3:\n{note}"
+    );
+    assert!(doc.contains(&key.verifier().to_string()));
 }
