@@ -28,7 +28,7 @@ pub async fn run_ab(options: &BenchOptions) -> anyhow::Result<String> {
         for (round, sealing) in ["off", "on", "off", "on"].into_iter().enumerate() {
             let key = if sealing == "off" { "off" } else { BENCH_SEED };
             let scratch = Scratch::create(*backend, &options.postgres_admin_url).await?;
-            let env = [("LEDGER_SIGNING_KEY", key), ("CHECKPOINT_INTERVAL", "1s")];
+            let env = [("LEDGER_SIGNING_KEY", key)];
             let outcome =
                 bench::run_phases(&client, options, *backend, &scratch.url, 0, &env).await;
             scratch.drop_database().await;

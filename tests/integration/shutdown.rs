@@ -48,6 +48,7 @@ async fn sigterm_under_load_exits_cleanly_and_every_acknowledged_event_is_logged
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", &database.url)
+        .env("LEDGER_SIGNING_KEY", crate::helpers::TEST_SIGNING_SEED)
         .env("STRIPE_WEBHOOK_SECRET", SECRET)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("LOG_FORMAT", "json")

@@ -12,6 +12,21 @@ use crate::store::event_log::StoredEvent;
 use crate::store::seal::*;
 use crate::store::StorageError;
 
+/// Rows per INSERT: 3 parameters each, well under SQLite's 32766.
+const NODES_PER_INSERT: usize = 500;
+
+/// `INSERT ... VALUES ($1, $2, $3), ...` for `rows` rows (full batches share one text, so
+/// one prepared statement).
+fn insert_nodes(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+        .collect();
+    format!(
+        "INSERT INTO seal_nodes (level, idx, hash) VALUES {}",
+        values.join(", ")
+    )
+}
+
 impl SealStore for SqliteStore {
     crate::store::common::seal::seal_store_same_on_both!(read, write);
 
@@ -23,13 +38,18 @@ impl SealStore for SqliteStore {
         if current.size != extension.from_size {
             return Ok(false);
         }
-        for (id, hash) in extension.nodes {
-            sqlx::query("INSERT INTO seal_nodes (level, idx, hash) VALUES ($1, $2, $3)")
-                .bind(i32::from(id.level))
-                .bind(to_db(id.index)?)
-                .bind(hash.as_slice())
-                .execute(&mut *tx)
-                .await?;
+        // Multi-row statements: the writer is ingestion's too, so it is held for a few
+        // statements rather than one per node.
+        for batch in extension.nodes.chunks(NODES_PER_INSERT) {
+            let sql = insert_nodes(batch.len());
+            let mut query = sqlx::query(&sql);
+            for (id, hash) in batch {
+                query = query
+                    .bind(i32::from(id.level))
+                    .bind(to_db(id.index)?)
+                    .bind(hash.as_slice());
+            }
+            query.execute(&mut *tx).await?;
         }
         sqlx::query(sql::MOVE_STATE)
             .bind(to_db(extension.to_size)?)
