@@ -3,6 +3,7 @@
 
 mod audit_api;
 mod billing;
+mod browser;
 mod cli;
 mod event_log;
 mod fake_stripe;
@@ -25,6 +26,7 @@ mod smtp_sink;
 mod stripe_objects;
 mod transport;
 mod trigger;
+mod ui_browser;
 mod webhook;
 
 /// Golden files live in the top-level `snapshots/`, named by the test, not the module path.
