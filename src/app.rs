@@ -50,6 +50,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Connection limits and timeouts of the HTTP server.
     pub transport: crate::config::TransportConfig,
+    /// The console's settings, CSRF key and sign-in limiter (`crate::ui`).
+    pub ui: Arc<crate::ui::UiState>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             shutdown_timeout: config.shutdown_timeout,
             draining: Arc::new(AtomicBool::new(false)),
             transport: config.transport,
+            ui: Arc::new(crate::ui::UiState::new(config.ui.clone())),
             writer: Writer::start(db.clone(), config.webhook.seen_cache_size),
             db,
             webhook: Arc::new(config.webhook.clone()),

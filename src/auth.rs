@@ -13,28 +13,81 @@ pub enum Scope {
     Audit,
     /// `GET /metrics`, for the Prometheus scraper.
     Metrics,
+    /// The console's actions: retry a dead letter, re-queue an email, run a reconcile report.
+    Operate,
 }
 
 impl Scope {
     /// Every scope; the OpenAPI document's `x-scopes` must list exactly these (a test checks).
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Audit, Scope::Metrics];
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Audit, Scope::Metrics, Scope::Operate];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
             Scope::Audit => "audit",
             Scope::Metrics => "metrics",
+            Scope::Operate => "operate",
         }
     }
 
-    fn parse(s: &str) -> Option<Scope> {
-        match s {
-            "read" => Some(Scope::Read),
-            "audit" => Some(Scope::Audit),
-            "metrics" => Some(Scope::Metrics),
-            _ => None,
-        }
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
     }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of scopes (a token listed twice in `API_TOKENS` with two scopes holds both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScopeSet(u8);
+
+impl ScopeSet {
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    pub fn insert(&mut self, scope: Scope) {
+        self.0 |= scope.bit();
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The scopes in both sets.
+    pub fn intersection(self, other: ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 & other.0)
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    /// `read,audit`: the stored and displayed form.
+    pub fn to_list(self) -> String {
+        self.iter().map(Scope::as_str).collect::<Vec<_>>().join(",")
+    }
+
+    /// Reads [`ScopeSet::to_list`] back; names this version does not know are dropped (they
+    /// grant nothing).
+    pub fn from_list(list: &str) -> ScopeSet {
+        let mut set = ScopeSet::default();
+        for scope in list.split(',').filter_map(|s| Scope::parse(s.trim())) {
+            set.insert(scope);
+        }
+        set
+    }
+}
+
+/// A configured token, as the console's sessions know it: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// `tok_` and 16 hex digits of a hash of the token's digest: names the token in sessions
+    /// and in the operator-action log without revealing it.
+    pub fingerprint: String,
+    pub scopes: ScopeSet,
 }
 
 /// Shortest token accepted: 16 characters of a random token is 80+ bits.
@@ -58,7 +111,7 @@ impl std::fmt::Debug for ApiTokens {
 pub enum TokensError {
     #[error("entry #{0} is not `scope:token`")]
     NotAPair(usize),
-    #[error("entry #{0} has an unknown scope (expected `read`, `audit` or `metrics`)")]
+    #[error("entry #{0} has an unknown scope (expected `read`, `audit`, `metrics` or `operate`)")]
     UnknownScope(usize),
     #[error("entry #{0} has a token shorter than {MIN_TOKEN_LEN} characters")]
     TooShort(usize),
@@ -121,6 +174,46 @@ impl ApiTokens {
             (false, _) => Authorization::Unauthenticated,
         }
     }
+}
+
+impl ApiTokens {
+    /// Checks a token typed into the console's sign-in form exactly as [`ApiTokens::authorize`]
+    /// checks a bearer token (digest, constant-time comparison with every entry), and returns
+    /// the token's identity with all its scopes, or `None` for a token nobody configured.
+    pub fn identify(&self, token: &str) -> Option<TokenIdentity> {
+        let presented = digest(token.trim());
+        let mut scopes = ScopeSet::default();
+        for (stored, scope) in &self.entries {
+            if constant_time_eq(stored, &presented) {
+                scopes.insert(*scope);
+            }
+        }
+        (!scopes.is_empty()).then(|| TokenIdentity {
+            fingerprint: fingerprint(&presented),
+            scopes,
+        })
+    }
+
+    /// The scopes the token with `fingerprint` has now; empty when it is no longer configured
+    /// (a removed token ends its console sessions).
+    pub fn scopes_of(&self, fingerprint_text: &str) -> ScopeSet {
+        let mut scopes = ScopeSet::default();
+        for (stored, scope) in &self.entries {
+            if fingerprint(stored) == fingerprint_text {
+                scopes.insert(*scope);
+            }
+        }
+        scopes
+    }
+}
+
+/// Derived from the stored digest, so it can be computed for every configured token without
+/// the token; a hash of a hash, so it reveals nothing a digest would not.
+fn fingerprint(digest: &[u8; 32]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"stripe-ledger token fingerprint\0");
+    hasher.update(digest);
+    format!("tok_{}", hex::encode(&hasher.finalize()[..8]))
 }
 
 fn bearer(header: &str) -> Option<&str> {
@@ -200,6 +293,21 @@ mod tests {
             t.authorize(Some("Bearer anything-at-all-123"), Scope::Read),
             Authorization::Unauthenticated
         );
+    }
+
+    #[test]
+    fn identify_collects_every_scope_and_fingerprints_without_the_token() {
+        let t = ApiTokens::parse(&format!("audit:{AUDIT},operate:{AUDIT},read:{READ}")).unwrap();
+        let who = t.identify(AUDIT).unwrap();
+        assert!(who.scopes.contains(Scope::Audit) && who.scopes.contains(Scope::Operate));
+        assert!(!who.scopes.contains(Scope::Read));
+        assert!(who.fingerprint.starts_with("tok_") && !who.fingerprint.contains(AUDIT));
+        assert_eq!(t.scopes_of(&who.fingerprint), who.scopes);
+        assert_ne!(t.identify(READ).unwrap().fingerprint, who.fingerprint);
+        assert_eq!(t.identify("not-a-configured-token"), None);
+        let without = ApiTokens::parse(&format!("read:{READ}")).unwrap();
+        assert!(without.scopes_of(&who.fingerprint).is_empty());
+        assert_eq!(ScopeSet::from_list(&who.scopes.to_list()), who.scopes);
     }
 
     #[test]

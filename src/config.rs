@@ -301,6 +301,108 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// `HTTP_HEADER_TIMEOUT_SECS`, `HTTP_IDLE_TIMEOUT_SECS`, `HTTP_MAX_CONNECTIONS`.
     pub transport: TransportConfig,
+    /// `UI_SESSION_IDLE`, `UI_SESSION_MAX`, `PUBLIC_URL`, `UI_CSRF_KEY`: the console.
+    pub ui: UiConfig,
+}
+
+/// The console's settings (`/ui`, see `crate::ui`).
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    /// `UI_SESSION_IDLE` (default `30m`): a session unused this long is over.
+    pub session_idle: Duration,
+    /// `UI_SESSION_MAX` (default `8h`): a session is over this long after sign-in, used or not.
+    pub session_max: Duration,
+    /// `PUBLIC_URL`: the origin browsers use (`https://ledger.example.com`). When set, its
+    /// scheme decides the cookie (`https` → `__Host-` and `Secure`) and POSTs without
+    /// Fetch-Metadata must carry exactly this `Origin`. When unset, both are decided per
+    /// request: plain-http loopback hosts get the unprefixed cookie, everything else the
+    /// `__Host-` one, and `Origin` must name the request's own `Host`.
+    pub public_origin: Option<String>,
+    /// `UI_CSRF_KEY` (32+ characters): the key of the forms' CSRF tokens. Unset: a random key
+    /// per process (then forms opened before a restart, or on another instance, are refused
+    /// once and work after a reload).
+    pub csrf_key: Option<Secret<String>>,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(8 * 3600),
+            public_origin: None,
+            csrf_key: None,
+        }
+    }
+}
+
+/// Longest session the console allows (`UI_SESSION_MAX`): a week.
+const MAX_UI_SESSION_SECS: i64 = 7 * 86_400;
+
+fn ui_config(env: &impl Lookup) -> Result<UiConfig, ConfigError> {
+    let window = |name: &'static str, default: Duration| match env.get(name) {
+        None => Ok(default),
+        Some(v) => {
+            let secs = crate::reconcile::sync_events::parse_window(&v)
+                .map_err(|e| ConfigError::new(name, e))?;
+            if secs > MAX_UI_SESSION_SECS {
+                return Err(ConfigError::new(name, "must be at most 7 days"));
+            }
+            Ok(Duration::from_secs(secs as u64))
+        }
+    };
+    let defaults = UiConfig::default();
+    let session_idle = window("UI_SESSION_IDLE", defaults.session_idle)?;
+    let session_max = window("UI_SESSION_MAX", defaults.session_max)?;
+    if session_idle > session_max {
+        return Err(ConfigError::new(
+            "UI_SESSION_IDLE",
+            "must not be longer than UI_SESSION_MAX",
+        ));
+    }
+    let public_origin = env
+        .get("PUBLIC_URL")
+        .map(|url| {
+            public_origin(&url).ok_or_else(|| {
+                ConfigError::new(
+                "PUBLIC_URL",
+                "must be an http:// or https:// URL with a host (e.g. https://ledger.example.com)",
+            )
+            })
+        })
+        .transpose()?;
+    reject_blank(env, "UI_CSRF_KEY")?;
+    let csrf_key = match env.get_raw("UI_CSRF_KEY") {
+        Some(key) if key.chars().count() < 32 => {
+            return Err(ConfigError::new(
+                "UI_CSRF_KEY",
+                "must be at least 32 characters",
+            ))
+        }
+        Some(key) => Some(Secret::new(key)),
+        None => None,
+    };
+    Ok(UiConfig {
+        session_idle,
+        session_max,
+        public_origin,
+        csrf_key,
+    })
+}
+
+/// `scheme://host[:port]` of an http(s) URL, lowercased, without path; `None` if it is not one.
+fn public_origin(url: &str) -> Option<String> {
+    let url = url.trim();
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    let valid = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    if host.is_empty() || host.contains('@') || !host.chars().all(valid) {
+        return None;
+    }
+    Some(format!("{scheme}://{host}"))
 }
 
 /// Connection limits of the HTTP server (see `http::transport`).
@@ -647,6 +749,7 @@ impl ServeConfig {
             outbox_interval: Duration::from_millis(outbox_interval_ms),
             shutdown_timeout: Duration::from_secs(shutdown_timeout_secs),
             transport: transport_config(env)?,
+            ui: ui_config(env)?,
             reconcile_interval_secs,
             reconcile_repair,
             billing,
@@ -728,6 +831,40 @@ fn parse_opt<T: std::str::FromStr>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_settings_take_durations_and_an_origin() {
+        let config = ServeConfig::from_lookup(&env(&[
+            ("DATABASE_URL", "sqlite://x.db"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("UI_SESSION_IDLE", "90s"),
+            ("UI_SESSION_MAX", "2h"),
+            ("PUBLIC_URL", "HTTPS://Ledger.example.com/base?x"),
+        ]))
+        .unwrap();
+        assert_eq!(config.ui.session_idle, Duration::from_secs(90));
+        assert_eq!(config.ui.session_max, Duration::from_secs(7200));
+        assert_eq!(
+            config.ui.public_origin.as_deref(),
+            Some("https://ledger.example.com")
+        );
+        for (name, value) in [
+            ("UI_SESSION_IDLE", "9h"),
+            ("UI_SESSION_MAX", "8d"),
+            ("UI_SESSION_IDLE", "soon"),
+            ("PUBLIC_URL", "ftp://x"),
+            ("PUBLIC_URL", "https://user@host"),
+            ("UI_CSRF_KEY", "short"),
+        ] {
+            let e = ServeConfig::from_lookup(&env(&[
+                ("DATABASE_URL", "sqlite://x.db"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+                (name, value),
+            ]))
+            .unwrap_err();
+            assert_eq!(e.variable, name, "{value}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> MapEnv {
         MapEnv(

@@ -53,6 +53,8 @@ pub mod outbox;
 pub mod reconcile;
 /// Prometheus metrics.
 pub mod metrics;
+/// The console: server-rendered HTML at `/ui` for auditors and operators.
+pub mod ui;
 
 // Operators' tools.
 /// The subcommands.

@@ -154,6 +154,7 @@ impl ListQuery {
             source: query::choice_param(params, "source", SOURCES)?,
             created_gte: time("created_gte")?,
             created_lt: time("created_lt")?,
+            ..EventFilter::default()
         };
         let order = query::choice_param(params, "order", ORDERS)?.unwrap_or_default();
         let limit = query::limit_param(params)?;

@@ -122,12 +122,19 @@ pub enum Order {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub event_type: Option<String>,
+    /// Types starting with this (`customer.` for the console's `customer.*`).
+    pub event_type_prefix: Option<String>,
     pub object_id: Option<String>,
     /// Stripe `created`, inclusive lower bound (unix seconds).
     pub created_gte: Option<i64>,
     /// Stripe `created`, exclusive upper bound (unix seconds).
     pub created_lt: Option<i64>,
     pub source: Option<Source>,
+    pub livemode: Option<bool>,
+    /// Our `received_at`, inclusive lower bound.
+    pub received_gte: Option<chrono::DateTime<chrono::Utc>>,
+    /// Our `received_at`, exclusive upper bound.
+    pub received_lt: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone)]

@@ -121,14 +121,15 @@ fn percent_decodes_to_utf8(path: &str) -> bool {
 }
 
 /// An error response that is not JSON yet becomes the documented shape for its status; its
-/// other headers (`Allow`, `Retry-After`...) are kept.
+/// other headers (`Allow`, `Retry-After`...) are kept. The console's HTML error pages
+/// (`ui::UiError`, which carry the same stable codes) stay HTML.
 fn as_json(response: Response) -> Response {
-    let is_json = response
+    let kept = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if kept {
         return response;
     }
     let (mut parts, _body) = response.into_parts();

@@ -45,6 +45,8 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
         .route("/api/invoices", get(read_api::list_invoices))
         .route("/api/orders", get(read_api::list_orders))
         .route("/api/entitlements/{user_id}", get(read_api::entitlement))
+        // The console: HTML, its session cookie only (no bearer tokens), its own headers.
+        .nest("/ui", crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -47,6 +47,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0006_read_model_versions.sql"),
         include_str!("../../migrations/sqlite/0006_read_model_versions.sql"),
     ),
+    (
+        9,
+        "ui",
+        include_str!("../../migrations/postgres/0009_ui.sql"),
+        include_str!("../../migrations/sqlite/0009_ui.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

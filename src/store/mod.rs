@@ -57,6 +57,7 @@ pub mod postgres;
 pub mod read_models;
 pub mod rebuild;
 pub mod sqlite;
+pub mod ui;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -19,6 +19,7 @@ use stripe_ledger::stripe::signature;
 pub const AUDIT_TOKEN: &str = "audit-token-for-tests-0123456789";
 pub const READ_TOKEN: &str = "read-token-for-tests-0123456789";
 pub const METRICS_TOKEN: &str = "metrics-token-for-tests-0123456789";
+pub const OPERATE_TOKEN: &str = "operate-token-for-tests-0123456789";
 
 /// Every log line any test produces, for the tests that check what is (not) logged.
 pub fn captured_logs() -> String {
@@ -199,7 +200,10 @@ impl TestAppBuilder {
             ("LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             (
                 "API_TOKENS".to_owned(),
-                format!("audit:{AUDIT_TOKEN},read:{READ_TOKEN},metrics:{METRICS_TOKEN}"),
+                format!(
+                    "audit:{AUDIT_TOKEN},read:{READ_TOKEN},metrics:{METRICS_TOKEN},\
+                     operate:{OPERATE_TOKEN}"
+                ),
             ),
         ]);
         env.extend(self.env);

@@ -27,6 +27,7 @@ mod stripe_objects;
 mod transport;
 mod trigger;
 mod ui_browser;
+mod ui_http;
 mod webhook;
 
 /// Golden files live in the top-level `snapshots/`, named by the test, not the module path.

@@ -59,52 +59,94 @@ pub(crate) const READ_AFTER: &str = concat!(
 pub(crate) enum Bind {
     Text(String),
     Int(i64),
+    Bool(bool),
+    /// `received_at`: a `TIMESTAMPTZ` on PostgreSQL, fixed-width UTC text on SQLite.
+    Time(DateTime<Utc>),
 }
 
-/// The SELECT for a page of the log, built once for both backends.
+/// The SELECT for a page of the log (or a count of its matches), built once for both backends.
 #[derive(Debug)]
 pub(crate) struct ListQuery {
     pub sql: String,
     pub binds: Vec<Bind>,
 }
 
+/// A `count(*)` read back as a typed row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counted(pub i64);
+
+impl<'r, R> sqlx::FromRow<'r, R> for Counted
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Counted(row.try_get("n")?))
+    }
+}
+
+/// The WHERE conditions of `filter` (and of the page's position, if any), numbered in order.
+fn conditions(filter: &EventFilter, after: Option<(Order, i64)>) -> (String, Vec<Bind>) {
+    let mut conditions = Vec::new();
+    let mut binds = Vec::new();
+    let mut push = |condition: &str, bind: Bind| {
+        binds.push(bind);
+        conditions.push(condition.replace('?', &format!("${}", binds.len())));
+    };
+    if let Some(t) = &filter.event_type {
+        push("event_type = ?", Bind::Text(t.clone()));
+    }
+    if let Some(prefix) = &filter.event_type_prefix {
+        // Not LIKE: `_` is common in event types and would be a wildcard there.
+        let n = prefix.chars().count();
+        push(
+            &format!("substr(event_type, 1, {n}) = ?"),
+            Bind::Text(prefix.clone()),
+        );
+    }
+    if let Some(id) = &filter.object_id {
+        push("object_id = ?", Bind::Text(id.clone()));
+    }
+    if let Some(gte) = filter.created_gte {
+        push("stripe_created >= ?", Bind::Int(gte));
+    }
+    if let Some(lt) = filter.created_lt {
+        push("stripe_created < ?", Bind::Int(lt));
+    }
+    if let Some(gte) = filter.received_gte {
+        push("received_at >= ?", Bind::Time(gte));
+    }
+    if let Some(lt) = filter.received_lt {
+        push("received_at < ?", Bind::Time(lt));
+    }
+    if let Some(source) = &filter.source {
+        push("source = ?", Bind::Text(source.as_str().to_owned()));
+    }
+    if let Some(livemode) = filter.livemode {
+        push("livemode = ?", Bind::Bool(livemode));
+    }
+    if let Some((order, after)) = after {
+        let condition = match order {
+            Order::Desc => "position < ?",
+            Order::Asc => "position > ?",
+        };
+        push(condition, Bind::Int(after));
+    }
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    (where_clause, binds)
+}
+
 impl ListQuery {
     /// One extra row beyond `page.limit` is selected, so the caller learns whether another page
     /// exists.
     pub(crate) fn build(filter: &EventFilter, page: &PageRequest) -> ListQuery {
-        let mut conditions = Vec::new();
-        let mut binds = Vec::new();
-        let mut push = |condition: &str, bind: Bind| {
-            binds.push(bind);
-            conditions.push(condition.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(t) = &filter.event_type {
-            push("event_type = ?", Bind::Text(t.clone()));
-        }
-        if let Some(id) = &filter.object_id {
-            push("object_id = ?", Bind::Text(id.clone()));
-        }
-        if let Some(gte) = filter.created_gte {
-            push("stripe_created >= ?", Bind::Int(gte));
-        }
-        if let Some(lt) = filter.created_lt {
-            push("stripe_created < ?", Bind::Int(lt));
-        }
-        if let Some(source) = &filter.source {
-            push("source = ?", Bind::Text(source.as_str().to_owned()));
-        }
-        if let Some(after) = page.after_position {
-            let condition = match page.order {
-                Order::Desc => "position < ?",
-                Order::Asc => "position > ?",
-            };
-            push(condition, Bind::Int(after));
-        }
-        let where_clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
+        let after = page.after_position.map(|p| (page.order, p));
+        let (where_clause, binds) = conditions(filter, after);
         let direction = match page.order {
             Order::Desc => "DESC",
             Order::Asc => "ASC",
@@ -122,6 +164,17 @@ impl ListQuery {
         ListQuery { sql, binds }
     }
 
+    /// The number of entries matching `filter`, counting at most `cap` of them: a count over a
+    /// million rows for every page would cost more than the page.
+    pub(crate) fn count(filter: &EventFilter, cap: i64) -> ListQuery {
+        let (where_clause, binds) = conditions(filter, None);
+        let sql = format!(
+            "SELECT count(*) AS n FROM (SELECT 1 AS one FROM event_log{where_clause} LIMIT {}) AS capped",
+            cap.max(0)
+        );
+        ListQuery { sql, binds }
+    }
+
     /// The statement with its values bound, on either backend.
     pub(crate) fn query<'q, DB, O>(
         &'q self,
@@ -130,13 +183,23 @@ impl ListQuery {
         DB: sqlx::Database,
         O: for<'r> sqlx::FromRow<'r, DB::Row>,
         &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
         let mut q = sqlx::query_as(&self.sql);
         for bind in &self.binds {
             q = match bind {
                 Bind::Text(s) => q.bind(s.as_str()),
                 Bind::Int(i) => q.bind(*i),
+                Bind::Bool(b) => q.bind(*b),
+                // SQLite stores `received_at` as fixed-width text (migrations/README.md) and
+                // sqlx would bind another text form, so the comparison needs the stored one.
+                Bind::Time(t) if DB::NAME == "SQLite" => {
+                    q.bind(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                }
+                Bind::Time(t) => q.bind(*t),
             };
         }
         q

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod outbox;
 pub mod read_models;
 pub mod rebuild;
+pub mod ui;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;

@@ -1,0 +1,725 @@
+//! The console at HTTP level: sign-in and sessions, cookie flags, the CSRF checks, the
+//! security headers, escaping of hostile data, and the event views' filters and exports. The
+//! browser tests drive the same pages in Chromium; these need no browser and run everywhere.
+
+use std::collections::BTreeMap;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+
+use crate::helpers::{TestApp, TestAppBuilder, AUDIT_TOKEN, METRICS_TOKEN, READ_TOKEN};
+
+/// A token with `audit` and `operate`.
+pub const OPERATOR_TOKEN: &str = "operator-token-for-tests-0123456789";
+
+/// `API_TOKENS` for console tests: the usual three, and an operator.
+pub fn console_tokens() -> String {
+    format!(
+        "audit:{AUDIT_TOKEN},read:{READ_TOKEN},metrics:{METRICS_TOKEN},\
+         audit:{OPERATOR_TOKEN},operate:{OPERATOR_TOKEN}"
+    )
+}
+
+pub fn console_app() -> TestAppBuilder {
+    TestApp::builder().env("API_TOKENS", &console_tokens())
+}
+
+/// A response read in full (HTML is not checked against the OpenAPI document's JSON schemas).
+pub struct Page {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The stable code an error page shows.
+    pub fn code(&self) -> &str {
+        let Some(start) = self.text.find("<code data-code>") else {
+            return "";
+        };
+        let rest = &self.text[start + "<code data-code>".len()..];
+        &rest[..rest.find('<').unwrap_or(0)]
+    }
+
+    /// The value of the hidden `csrf` field of the page's forms.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.text.find(marker).expect("a form with a csrf field") + marker.len();
+        let rest = &self.text[start..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+/// A browser, by hand: one cookie, redirects not followed, Fetch-Metadata as a browser sends
+/// it for a same-origin form unless told otherwise.
+pub struct Browser {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    pub fn new(app: &TestApp) -> Browser {
+        Browser {
+            base: app.base_url.clone(),
+            client: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
+    async fn read(response: reqwest::Response) -> Page {
+        Page {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            request = request.header("cookie", c);
+        }
+        Self::read(request.send().await.unwrap()).await
+    }
+
+    /// A form POST with exactly `headers` added (and the cookie, if any).
+    pub async fn post_with(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", stripe_ledger::ui::urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = &self.cookie {
+            request = request.header("cookie", c);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, HeaderValue::from_str(v).unwrap());
+        }
+        Self::read(request.send().await.unwrap()).await
+    }
+
+    /// A form POST as a browser sends it from one of the console's own pages.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.post_with(path, fields, &[("sec-fetch-site", "same-origin")])
+            .await
+    }
+
+    /// Signs in with `token`; keeps the cookie when it is set.
+    pub async fn sign_in(&mut self, token: &str) -> Page {
+        let page = self
+            .post("/ui/login", &[("token", token), ("next", "/ui/events")])
+            .await;
+        if let Some(set) = page.headers.get("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            self.cookie = Some(pair);
+        }
+        page
+    }
+
+    /// A browser signed in with `token`.
+    pub async fn signed_in(app: &TestApp, token: &str) -> Browser {
+        let mut browser = Browser::new(app);
+        let page = browser.sign_in(token).await;
+        assert_eq!(page.status, 303, "sign-in: {}", page.text);
+        browser
+    }
+}
+
+fn event_with(id: &str, event_type: &str, object: Value, created: i64, livemode: bool) -> Vec<u8> {
+    json!({
+        "id": id, "object": "event", "api_version": "2025-03-31.basil", "created": created,
+        "livemode": livemode, "type": event_type, "pending_webhooks": 1, "request": null,
+        "data": {"object": object}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn customer(id: &str) -> Value {
+    json!({"id": id, "object": "customer", "livemode": false, "metadata": {}})
+}
+
+fn invoice(id: &str, customer: &str) -> Value {
+    json!({"id": id, "object": "invoice", "customer": customer, "status": "paid",
+           "amount_due": 1500, "currency": "usd", "livemode": false})
+}
+
+/// Five events: two customers, two invoices of cus_u1, one customer update.
+async fn seeded() -> TestApp {
+    let app = console_app().spawn().await;
+    let events = [
+        event_with(
+            "evt_u1",
+            "customer.created",
+            customer("cus_u1"),
+            1_700_000_000,
+            false,
+        ),
+        event_with(
+            "evt_u2",
+            "customer.created",
+            customer("cus_u2"),
+            1_700_000_100,
+            false,
+        ),
+        event_with(
+            "evt_u3",
+            "invoice.paid",
+            invoice("in_u1", "cus_u1"),
+            1_700_000_200,
+            false,
+        ),
+        event_with(
+            "evt_u4",
+            "customer.updated",
+            customer("cus_u1"),
+            1_700_000_300,
+            false,
+        ),
+        event_with(
+            "evt_u5",
+            "invoice.paid",
+            invoice("in_u2", "cus_u1"),
+            1_700_000_400,
+            false,
+        ),
+    ];
+    for body in &events {
+        let reply = app.deliver(body).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    app
+}
+
+/// Event ids in the order the list shows them.
+fn listed_ids(page: &Page) -> Vec<String> {
+    let mut ids = Vec::new();
+    let marker = "data-open><code>";
+    for (i, _) in page.text.match_indices(marker) {
+        let rest = &page.text[i + marker.len()..];
+        ids.push(rest[..rest.find('<').unwrap()].to_owned());
+    }
+    ids
+}
+
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn ui_redirects_to_the_login_and_the_login_form_has_a_token_field() {
+    let app = console_app().spawn().await;
+    let browser = Browser::new(&app);
+    let root = browser.get("/ui").await;
+    assert_eq!((root.status, root.header("location")), (303, "/ui/login"));
+    let events = browser.get("/ui/events?type=invoice.paid").await;
+    assert_eq!(events.status, 303);
+    assert_eq!(
+        events.header("location"),
+        "/ui/login?next=%2Fui%2Fevents%3Ftype%3Dinvoice.paid"
+    );
+    let login = browser.get("/ui/login?next=%2Fui%2Fevents").await;
+    assert_eq!(login.status, 200);
+    assert!(
+        login.text.contains(r#"name="token" type="password""#),
+        "{}",
+        login.text
+    );
+    assert!(login.header("content-type").starts_with("text/html"));
+}
+
+#[tokio::test]
+async fn every_ui_response_carries_the_security_headers() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let version = stripe_ledger::ui::assets::version();
+    for path in [
+        "/ui/login".to_owned(),
+        "/ui/events".to_owned(),
+        "/ui/events/evt_u1".to_owned(),
+        "/ui/events/evt_nope".to_owned(),
+        "/ui/integrity".to_owned(),
+        "/ui/no-such-page".to_owned(),
+        format!("/ui/static/{version}/app.css"),
+    ] {
+        let page = browser.get(&path).await;
+        let csp = page.header("content-security-policy");
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(page.header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(page.header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(
+            page.header("cross-origin-opener-policy"),
+            "same-origin",
+            "{path}"
+        );
+        if path.starts_with("/ui/static/") {
+            assert_eq!(page.status, 200);
+            assert_eq!(page.header("content-type"), "text/css; charset=utf-8");
+            assert!(page.header("cache-control").contains("immutable"));
+        } else {
+            assert_eq!(page.header("cache-control"), "no-store", "{path}");
+            // No inline script or style, and no inline handlers, anywhere.
+            let lower = page.text.to_ascii_lowercase();
+            for banned in [
+                "<style", "style=", " onerror", " onclick", " onload", "<script>",
+            ] {
+                assert!(!lower.contains(banned), "{path} contains {banned}");
+            }
+        }
+    }
+    let missing = browser.get("/ui/events/evt_nope").await;
+    assert_eq!((missing.status, missing.code()), (404, "event_not_found"));
+    let unknown = browser.get("/ui/no-such-page").await;
+    assert_eq!((unknown.status, unknown.code()), (404, "route_not_found"));
+}
+
+#[tokio::test]
+async fn signing_in_sets_an_http_only_strict_cookie_and_signing_out_ends_the_session() {
+    let app = seeded().await;
+    let mut browser = Browser::new(&app);
+    let page = browser.sign_in(AUDIT_TOKEN).await;
+    assert_eq!((page.status, page.header("location")), (303, "/ui/events"));
+    let cookie = page.header("set-cookie");
+    // Plain http on 127.0.0.1: no `Secure`, so no `__Host-` prefix (it requires Secure).
+    assert!(cookie.starts_with("sl_ui="), "{cookie}");
+    for flag in ["Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=28800"] {
+        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert!(
+        !cookie.contains(AUDIT_TOKEN),
+        "the token is never in the cookie"
+    );
+    let list = browser.get("/ui/events").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert!(list.text.contains("TEST</strong> mode"));
+
+    let csrf = list.csrf();
+    let out = browser.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((out.status, out.header("location")), (303, "/ui/login"));
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+    // The old cookie is worth nothing now: the row is gone.
+    let after = browser.get("/ui/events").await;
+    assert_eq!(after.status, 303);
+}
+
+#[tokio::test]
+async fn behind_https_the_cookie_is_host_prefixed_and_secure() {
+    let app = console_app()
+        .env("PUBLIC_URL", "https://ledger.example.com")
+        .spawn()
+        .await;
+    let browser = Browser::new(&app);
+    let page = browser
+        .post_with(
+            "/ui/login",
+            &[("token", AUDIT_TOKEN)],
+            &[("origin", "https://ledger.example.com")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.text);
+    let cookie = page.header("set-cookie");
+    assert!(cookie.starts_with("__Host-sl_ui="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    // An Origin other than PUBLIC_URL's is refused, even our own loopback address.
+    let own = app.base_url.clone();
+    let page = browser
+        .post_with("/ui/login", &[("token", AUDIT_TOKEN)], &[("origin", &own)])
+        .await;
+    assert_eq!((page.status, page.code()), (403, "cross_origin_request"));
+}
+
+#[tokio::test]
+async fn a_read_only_token_cannot_sign_in_and_a_wrong_token_is_refused() {
+    let app = console_app().spawn().await;
+    let mut browser = Browser::new(&app);
+    let page = browser.sign_in(READ_TOKEN).await;
+    assert_eq!(page.status, 403);
+    assert!(page.text.contains("lacks the audit scope"), "{}", page.text);
+    assert!(page.headers.get("set-cookie").is_none());
+    let page = browser.sign_in("not-a-configured-token-0123").await;
+    assert_eq!(page.status, 401);
+    assert!(page.text.contains("not a configured service token"));
+    assert!(page.headers.get("set-cookie").is_none());
+    let page = browser.sign_in(METRICS_TOKEN).await;
+    assert_eq!(page.status, 403);
+    assert_eq!(browser.get("/ui/events").await.status, 303);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_rate_limited() {
+    let app = console_app().spawn().await;
+    let mut browser = Browser::new(&app);
+    for _ in 0..stripe_ledger::ui::session::LOGIN_FAILURES_PER_WINDOW {
+        assert_eq!(browser.sign_in("wrong-token-wrong-token").await.status, 401);
+    }
+    let page = browser.sign_in(AUDIT_TOKEN).await;
+    assert_eq!(
+        page.status, 429,
+        "a correct token waits too: the limit comes first"
+    );
+    assert!(page.headers.get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn a_forged_post_without_the_csrf_token_or_from_another_origin_is_refused() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let csrf = browser.get("/ui/events").await.csrf();
+
+    let forged = [
+        // A cross-site form with the right token (a token leak alone is not enough).
+        (
+            vec![("csrf", csrf.as_str())],
+            vec![("sec-fetch-site", "cross-site")],
+            "cross_origin_request",
+        ),
+        (
+            vec![("csrf", csrf.as_str())],
+            vec![("sec-fetch-site", "same-site")],
+            "cross_origin_request",
+        ),
+        // No Fetch-Metadata: Origin decides.
+        (
+            vec![("csrf", csrf.as_str())],
+            vec![("origin", "https://evil.example")],
+            "cross_origin_request",
+        ),
+        (
+            vec![("csrf", csrf.as_str())],
+            vec![],
+            "cross_origin_request",
+        ),
+        // Same origin, but no token or someone else's.
+        (
+            vec![],
+            vec![("sec-fetch-site", "same-origin")],
+            "csrf_token_invalid",
+        ),
+        (
+            vec![("csrf", "AAAA")],
+            vec![("sec-fetch-site", "same-origin")],
+            "csrf_token_invalid",
+        ),
+    ];
+    for (fields, headers, code) in forged {
+        let page = browser.post_with("/ui/logout", &fields, &headers).await;
+        assert_eq!(
+            (page.status, page.code()),
+            (403, code),
+            "{fields:?} {headers:?}"
+        );
+    }
+    // Still signed in: none of them logged us out.
+    assert_eq!(browser.get("/ui/events").await.status, 200);
+    // A same-origin POST by Origin (no Fetch-Metadata) with the token works.
+    let host = app.base_url.clone();
+    let page = browser
+        .post_with("/ui/logout", &[("csrf", &csrf)], &[("origin", &host)])
+        .await;
+    assert_eq!(page.status, 303, "{}", page.text);
+}
+
+#[tokio::test]
+async fn ui_takes_only_its_cookie_and_api_only_bearer_tokens() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    // A bearer token on /ui is not a session.
+    let page = browser
+        .client
+        .get(format!("{}/ui/events", app.base_url))
+        .bearer_auth(AUDIT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    // The session cookie on /api is not a token.
+    let reply = browser
+        .client
+        .get(format!("{}/api/audit/events", app.base_url))
+        .header("cookie", browser.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 401);
+    // A POST without a session is refused, not redirected.
+    let page = Browser::new(&app)
+        .post("/ui/logout", &[("csrf", "x")])
+        .await;
+    assert_eq!((page.status, page.code()), (403, "session_required"));
+}
+
+#[tokio::test]
+async fn a_session_ends_after_its_idle_timeout() {
+    // Session times are whole seconds: an idle timeout of 3 s ends a session after 2 to 3 s.
+    let app = console_app().env("UI_SESSION_IDLE", "3s").spawn().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    for _ in 0..3 {
+        // Used within the timeout: still on, and each use moves its idle clock.
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        assert_eq!(browser.get("/ui/events").await.status, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let page = browser.get("/ui/events").await;
+    assert_eq!(page.status, 303, "idle for longer than UI_SESSION_IDLE");
+}
+
+#[tokio::test]
+async fn removing_a_token_from_the_configuration_ends_its_sessions() {
+    let app = console_app().spawn().await;
+    let mut browser = Browser::signed_in(&app, OPERATOR_TOKEN).await;
+    assert_eq!(browser.get("/ui/events").await.status, 200);
+    // The same database, restarted without the operator's token.
+    let restarted = TestApp::builder()
+        .database(app.database.clone())
+        .spawn()
+        .await;
+    browser.base = restarted.base_url.clone();
+    assert_eq!(browser.get("/ui/events").await.status, 303);
+    // And on the original instance the row is gone too.
+    browser.base = app.base_url.clone();
+    assert_eq!(browser.get("/ui/events").await.status, 303);
+}
+
+#[tokio::test]
+async fn the_event_list_filters_by_type_prefix_object_source_mode_and_time() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let cases: &[(&str, &[&str])] = &[
+        ("", &["evt_u5", "evt_u4", "evt_u3", "evt_u2", "evt_u1"]),
+        ("type=invoice.paid", &["evt_u5", "evt_u3"]),
+        ("type=customer.*", &["evt_u4", "evt_u2", "evt_u1"]),
+        ("type=customer.*&object_id=cus_u1", &["evt_u4", "evt_u1"]),
+        ("object_id=in_u1", &["evt_u3"]),
+        (
+            "source=webhook&livemode=false",
+            &["evt_u5", "evt_u4", "evt_u3", "evt_u2", "evt_u1"],
+        ),
+        ("livemode=true", &[]),
+        ("source=api_backfill", &[]),
+        (
+            "created_gte=1700000100&created_lt=1700000300",
+            &["evt_u3", "evt_u2"],
+        ),
+        (
+            "created_gte=2023-11-14T22%3A15&created_lt=",
+            &["evt_u5", "evt_u4", "evt_u3", "evt_u2"],
+        ),
+        (
+            "received_gte=2000-01-01T00%3A00&type=&object_id=&source=",
+            &["evt_u5", "evt_u4", "evt_u3", "evt_u2", "evt_u1"],
+        ),
+        ("received_lt=2000-01-01T00%3A00", &[]),
+    ];
+    for (query, expected) in cases {
+        let page = browser.get(&format!("/ui/events?{query}")).await;
+        assert_eq!(page.status, 200, "{query}: {}", page.text);
+        assert_eq!(listed_ids(&page), *expected, "{query}");
+        let count = format!("<strong data-count>{}</strong>", expected.len());
+        assert!(page.text.contains(&count), "{query}: count {count}");
+    }
+    let bad = browser.get("/ui/events?livemode=maybe").await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_parameter"));
+    let bad = browser.get("/ui/events?typo=1").await;
+    assert_eq!((bad.status, bad.code()), (400, "unknown_parameter"));
+}
+
+#[tokio::test]
+async fn the_event_list_pages_with_stable_cursors() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let first = browser.get("/ui/events?limit=2").await;
+    assert_eq!(listed_ids(&first), ["evt_u5", "evt_u4"]);
+    let next = next_href(&first).expect("an Older link");
+    // A new event arrives between pages: the next page does not shift.
+    let late = event_with(
+        "evt_u6",
+        "customer.created",
+        customer("cus_u6"),
+        1_700_000_500,
+        false,
+    );
+    assert_eq!(app.deliver(&late).await.status, 200);
+    let second = browser.get(&next.replace("&#38;", "&")).await;
+    assert_eq!(listed_ids(&second), ["evt_u3", "evt_u2"], "{next}");
+    let third = browser
+        .get(&next_href(&second).unwrap().replace("&#38;", "&"))
+        .await;
+    assert_eq!(listed_ids(&third), ["evt_u1"]);
+    assert!(next_href(&third).is_none());
+}
+
+fn next_href(page: &Page) -> Option<String> {
+    let marker = "<a href=\"";
+    page.text.match_indices(marker).find_map(|(i, _)| {
+        let rest = &page.text[i + marker.len()..];
+        let end = rest.find('"')?;
+        rest[end..]
+            .starts_with("\" rel=\"next\"")
+            .then(|| rest[..end].to_owned())
+    })
+}
+
+#[tokio::test]
+async fn the_jump_box_goes_to_the_event_or_lists_the_object() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let expect: BTreeMap<&str, String> = BTreeMap::from([
+        ("evt_u3", "/ui/events/evt_u3".to_owned()),
+        ("cus_u1", object_page("customers", "cus_u1")),
+        ("sub_9", object_page("subscriptions", "sub_9")),
+        ("in_u1", object_page("invoices", "in_u1")),
+        ("cs_9", object_page("orders", "cs_9")),
+        ("pi_9", "/ui/events?object_id=pi_9".to_owned()),
+        ("  evt_u1 ", "/ui/events/evt_u1".to_owned()),
+    ]);
+    for (q, location) in expect {
+        let page = browser
+            .get(&format!("/ui/jump?q={}", stripe_ledger::ui::urlencode(q)))
+            .await;
+        assert_eq!(
+            (page.status, page.header("location")),
+            (303, location.as_str()),
+            "{q}"
+        );
+    }
+    let page = browser.get("/ui/jump?q=%00").await;
+    assert_eq!((page.status, page.code()), (400, "invalid_parameter"));
+}
+
+/// Where an object id links: its page once that view exists, its events until then.
+fn object_page(view: &str, id: &str) -> String {
+    if stripe_ledger::ui::OBJECT_PAGES.contains(&view) {
+        format!("/ui/{view}/{id}")
+    } else {
+        format!("/ui/events?object_id={id}")
+    }
+}
+
+#[tokio::test]
+async fn hostile_ids_and_payload_strings_are_escaped_everywhere() {
+    let app = console_app().spawn().await;
+    let hostile = r#"<script>alert(1)</script>"><img src=x onerror=alert(2)>"#;
+    // Ids may not hold whitespace, so the hostile id uses `/` between attributes.
+    let id = r#"evt_"><img/src=x/onerror=alert(3)>"#;
+    let object = json!({
+        "id": "cus_<b>bold</b>", "object": "customer", "livemode": false,
+        "name": hostile, "metadata": {"note": hostile, "</pre><script>": "x"}
+    });
+    let body = event_with(id, "customer.created", object, 1_700_000_000, false);
+    let reply = app.deliver(&body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let list = browser.get("/ui/events").await;
+    let detail = browser
+        .get(&format!("/ui/events/{}", stripe_ledger::ui::urlencode(id)))
+        .await;
+    assert_eq!(detail.status, 200, "{}", detail.text);
+    for page in [&list, &detail] {
+        for raw in [
+            "<script>alert",
+            "<img src=x",
+            "<img/src",
+            "<b>bold",
+            "</pre><script>",
+        ] {
+            assert!(!page.text.contains(raw), "unescaped {raw}");
+        }
+    }
+    assert!(
+        list.text
+            .contains("evt_&#34;&#62;&#60;img/src=x/onerror=alert(3)&#62;"),
+        "{}",
+        list.text
+    );
+    // The link to the event is percent-encoded, not only escaped.
+    assert!(list
+        .text
+        .contains("/ui/events/evt_%22%3E%3Cimg%2Fsrc%3Dx%2Fonerror%3Dalert%283%29%3E"));
+    assert!(detail
+        .text
+        .contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+    // The download is the stored bytes, as an attachment.
+    let raw = browser
+        .get(&format!(
+            "/ui/events/{}/raw",
+            stripe_ledger::ui::urlencode(id)
+        ))
+        .await;
+    assert_eq!(raw.status, 200);
+    assert!(raw.header("content-disposition").starts_with("attachment"));
+    assert_eq!(raw.header("content-type"), "application/octet-stream");
+    let stored = stripe_ledger::event_log::get(&app.db, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.text, stored.payload.unwrap());
+}
+
+#[tokio::test]
+async fn an_event_page_shows_its_verification_and_projection() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let page = browser.get("/ui/events/evt_u3").await;
+    assert_eq!(page.status, 200);
+    let stored = stripe_ledger::event_log::get(&app.db, "evt_u3")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(page.text.contains(&format!(
+        "<code class=\"wrap\" data-sha256>{}</code>",
+        stored.raw_body_sha256
+    )));
+    assert!(
+        page.text.contains("secret #1 (fingerprint"),
+        "{}",
+        page.text
+    );
+    assert!(page
+        .text
+        .contains("<strong data-outcome>projected</strong>"));
+    assert!(page.text.contains("<details open>") && page.text.contains("&#34;invoice.paid&#34;"));
+}
+
+#[tokio::test]
+async fn an_empty_log_says_how_to_send_a_first_event() {
+    let app = console_app().spawn().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let page = browser.get("/ui/events").await;
+    assert!(page
+        .text
+        .contains("stripe-ledger trigger checkout.session.completed"));
+    // And that command is one `trigger` really takes.
+    assert!(
+        stripe_ledger::trigger::catalog::TriggerType::from_name("checkout.session.completed")
+            .is_some()
+    );
+}
