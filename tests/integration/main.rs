@@ -28,6 +28,7 @@ mod transport;
 mod trigger;
 mod ui_browser;
 mod ui_http;
+mod ui_operations;
 mod webhook;
 
 /// Golden files live in the top-level `snapshots/`, named by the test, not the module path.

@@ -93,8 +93,6 @@ async fn wait_ready(port: u16, driver: &mut Driver) {
     }
 }
 
-// Some helpers serve only the console tests that follow the foundation.
-#[allow(dead_code)]
 impl Browser {
     /// A headless Chromium session, or `None` (with a message) when no chromedriver is
     /// installed. Under `CI=true` a missing driver panics instead: CI must run these tests.
@@ -233,6 +231,56 @@ impl Browser {
             .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
             .cloned()
             .collect()
+    }
+
+    /// Waits (up to 10 s) until the current page's path and query start with `prefix`, and
+    /// returns them: a click that submits a form returns before the next page has loaded.
+    pub async fn wait_for_path(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = self.path().await;
+            let ready = self
+                .client
+                .execute("return document.readyState;", vec![])
+                .await
+                .ok();
+            if path.starts_with(prefix) && ready == Some(json!("complete")) {
+                return path;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still on {path}, expected {prefix}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Presses and releases one key, sent to whatever has focus (as a person typing would).
+    pub async fn press(&self, key: char) {
+        use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+        let keys = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client
+            .perform_actions(keys)
+            .await
+            .unwrap_or_else(|e| panic!("press {key:?}: {e}"));
+    }
+
+    /// Fills the sign-in form with `token` and submits it; returns the page it lands on.
+    pub async fn sign_in(&self, base_url: &str, token: &str) -> String {
+        self.goto(&format!("{base_url}/ui/login")).await;
+        self.find("input[name=token]")
+            .await
+            .send_keys(token)
+            .await
+            .expect("type the token");
+        self.find("form[action='/ui/login'] button[type=submit]")
+            .await
+            .click()
+            .await
+            .expect("submit the sign-in form");
+        self.wait_for_path("/ui/").await
     }
 
     /// Ends the WebDriver session (the browser quits); the driver goes on drop.
