@@ -88,7 +88,15 @@ pub async fn report_now(
             let drift = report.drift.len();
             let stored = json!({"reconcile": report});
             let count = i32::try_from(drift).unwrap_or(i32::MAX);
-            finish_run(db, id, RunStatus::Succeeded, Some(count), Some(&stored), None).await?;
+            finish_run(
+                db,
+                id,
+                RunStatus::Succeeded,
+                Some(count),
+                Some(&stored),
+                None,
+            )
+            .await?;
             Ok((id, Ok(drift)))
         }
         Err(e) => {
