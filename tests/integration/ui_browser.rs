@@ -239,6 +239,7 @@ async fn an_object_timeline_lists_the_scenarios_events_about_it_newest_first() {
         assert_eq!(app.deliver(e).await.status, 200);
     }
     b.sign_in(&app.base_url, AUDIT_TOKEN).await;
+    visit(&b, &app, "/ui/events", "events-scenarios").await;
 
     for (page, id) in [
         ("subscriptions", "sub_happy1"),
