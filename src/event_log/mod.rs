@@ -122,8 +122,9 @@ pub enum Order {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub event_type: Option<String>,
-    /// Types starting with this (`customer.` for the console's `customer.*`).
-    pub event_type_prefix: Option<String>,
+    /// Any of these types (the console's `customer.*`, resolved to the logged types that
+    /// start with `customer.`). An empty list matches nothing.
+    pub event_types: Option<Vec<String>>,
     pub object_id: Option<String>,
     /// Stripe `created`, inclusive lower bound (unix seconds).
     pub created_gte: Option<i64>,

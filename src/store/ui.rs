@@ -165,6 +165,15 @@ pub trait UiStore {
         filter: &crate::event_log::EventFilter,
         cap: i64,
     ) -> Result<i64, StorageError>;
+    /// As `EventLogStore::list_events` (at most `page.limit + 1` entries), with payloads.
+    async fn ui_export_events(
+        &self,
+        filter: &crate::event_log::EventFilter,
+        page: &crate::event_log::PageRequest,
+    ) -> Result<Vec<crate::store::event_log::StoredEvent>, StorageError>;
+    /// Every distinct event type in the log, sorted (a walk of the type index, one probe per
+    /// type): what a `customer.*` filter expands to.
+    async fn ui_event_types(&self) -> Result<Vec<String>, StorageError>;
     /// Appends one action; its id.
     async fn operator_action_record(&self, action: &NewAction<'_>) -> Result<i64, StorageError>;
     /// Actions with an id below `before_id` (all when `None`), newest first, at most `limit`.
@@ -226,6 +235,24 @@ impl UiStore for Db {
         match self {
             Db::Postgres(s) => s.ui_count_events(filter, cap).await,
             Db::Sqlite(s) => s.ui_count_events(filter, cap).await,
+        }
+    }
+
+    async fn ui_export_events(
+        &self,
+        filter: &crate::event_log::EventFilter,
+        page: &crate::event_log::PageRequest,
+    ) -> Result<Vec<crate::store::event_log::StoredEvent>, StorageError> {
+        match self {
+            Db::Postgres(s) => s.ui_export_events(filter, page).await,
+            Db::Sqlite(s) => s.ui_export_events(filter, page).await,
+        }
+    }
+
+    async fn ui_event_types(&self) -> Result<Vec<String>, StorageError> {
+        match self {
+            Db::Postgres(s) => s.ui_event_types().await,
+            Db::Sqlite(s) => s.ui_event_types().await,
         }
     }
 

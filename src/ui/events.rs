@@ -47,6 +47,8 @@ pub struct ConsoleQuery {
     pub filter: EventFilter,
     /// The filter's parameters as given (empty ones dropped), to rebuild links and the form.
     pub given: Params,
+    /// `customer.` for `type=customer.*`: expanded by [`ConsoleQuery::resolve`].
+    pub type_prefix: Option<String>,
     pub after_position: Option<i64>,
     pub limit: u32,
     /// `limit` when it was given, so paging links keep the page size.
@@ -71,11 +73,12 @@ impl ConsoleQuery {
             received_lt: time_param(&params, "received_lt")?,
             ..EventFilter::default()
         };
+        let mut type_prefix = None;
         if let Some(t) = params.get("type") {
             check_id("type", t)?;
             match t.strip_suffix('*') {
                 Some(prefix) if prefix.ends_with('.') && !prefix.contains('*') => {
-                    filter.event_type_prefix = Some(prefix.to_owned());
+                    type_prefix = Some(prefix.to_owned());
                 }
                 Some(_) => {
                     return Err(FilterError::invalid(
@@ -103,10 +106,26 @@ impl ConsoleQuery {
         Ok(ConsoleQuery {
             filter,
             given,
+            type_prefix,
             after_position,
             limit,
             limit_given: params.contains_key("limit"),
         })
+    }
+
+    /// Expands a type prefix into the logged types that have it (exactly, by `starts_with`),
+    /// so the query can use the type index instead of testing every row.
+    pub async fn resolve(&mut self, db: &crate::store::Db) -> Result<(), UiError> {
+        if let Some(prefix) = &self.type_prefix {
+            let types = db.ui_event_types().await?;
+            self.filter.event_types = Some(
+                types
+                    .into_iter()
+                    .filter(|t| t.starts_with(prefix.as_str()))
+                    .collect(),
+            );
+        }
+        Ok(())
     }
 
     /// The filter as a query string (`type=...&source=...`), without paging.
@@ -279,7 +298,8 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     session.require(Scope::Audit)?;
-    let q = ConsoleQuery::parse(raw.as_deref(), &["cursor", "limit"])?;
+    let mut q = ConsoleQuery::parse(raw.as_deref(), &["cursor", "limit"])?;
+    q.resolve(&state.db).await?;
     let page_request = q.page();
     let (page, count) = tokio::try_join!(
         event_log::list(&state.db, &q.filter, &page_request),
@@ -490,7 +510,7 @@ mod tests {
     #[test]
     fn type_takes_an_exact_name_or_a_dotted_prefix() {
         let q = ConsoleQuery::parse(Some("type=customer.*"), &[]).unwrap();
-        assert_eq!(q.filter.event_type_prefix.as_deref(), Some("customer."));
+        assert_eq!(q.type_prefix.as_deref(), Some("customer."));
         assert_eq!(q.filter.event_type, None);
         let q = ConsoleQuery::parse(Some("type=invoice.paid&source=&livemode="), &[]).unwrap();
         assert_eq!(q.filter.event_type.as_deref(), Some("invoice.paid"));

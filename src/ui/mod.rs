@@ -12,7 +12,8 @@
 //! | `csrf.rs` | the origin and token checks, the `UiForm<T>` extractor |
 //! | `error.rs` | `UiError`, the HTML error page |
 //! | `assets.rs` | `GET /ui/static/{ver}/{name}` |
-//! | `events.rs` | the event list, one event, its raw bytes, the jump box, exports |
+//! | `events.rs` | the event list, one event, its raw bytes, the jump box |
+//! | `export.rs` | the list's filter as streamed JSONL and CSV |
 //! | `integrity.rs` | the log's size, range and immutability |
 //! | `operations.rs` | dead letters, outbox, reconciliation, and the operators' actions |
 //! | `objects.rs` | an object's read model and log entries |
@@ -23,6 +24,7 @@ pub mod csrf;
 pub mod entitlements;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod integrity;
 pub mod objects;
 pub mod operations;
@@ -82,6 +84,8 @@ pub fn router() -> Router<AppState> {
         .route("/static/{ver}/{name}", get(assets::serve))
         .route("/jump", get(events::jump))
         .route("/events", get(events::list))
+        .route("/events/export.jsonl", get(export::jsonl))
+        .route("/events/export.csv", get(export::csv))
         .route("/events/{event_id}", get(events::show))
         .route("/events/{event_id}/raw", get(events::raw))
         .route("/integrity", get(integrity::show))

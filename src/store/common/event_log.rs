@@ -86,65 +86,104 @@ where
     }
 }
 
-/// The WHERE conditions of `filter` (and of the page's position, if any), numbered in order.
-fn conditions(filter: &EventFilter, after: Option<(Order, i64)>) -> (String, Vec<Bind>) {
-    let mut conditions = Vec::new();
-    let mut binds = Vec::new();
-    let mut push = |condition: &str, bind: Bind| {
-        binds.push(bind);
-        conditions.push(condition.replace('?', &format!("${}", binds.len())));
-    };
-    if let Some(t) = &filter.event_type {
-        push("event_type = ?", Bind::Text(t.clone()));
+/// WHERE conditions and their values, numbered `$1...` in the order they are added.
+#[derive(Default)]
+struct Where {
+    conditions: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Where {
+    /// `condition` has one `?`, for `bind`.
+    fn push(&mut self, condition: &str, bind: Bind) {
+        self.binds.push(bind);
+        let n = self.binds.len();
+        self.conditions
+            .push(condition.replace('?', &format!("${n}")));
     }
-    if let Some(prefix) = &filter.event_type_prefix {
-        // Not LIKE: `_` is common in event types and would be a wildcard there.
-        let n = prefix.chars().count();
-        push(
-            &format!("substr(event_type, 1, {n}) = ?"),
-            Bind::Text(prefix.clone()),
-        );
+
+    /// `column IN (...)`; an empty list matches nothing.
+    fn push_in(&mut self, column: &str, values: &[String]) {
+        let mut placeholders = Vec::new();
+        for value in values {
+            self.binds.push(Bind::Text(value.clone()));
+            placeholders.push(format!("${}", self.binds.len()));
+        }
+        self.conditions.push(if placeholders.is_empty() {
+            "1 = 0".to_owned()
+        } else {
+            format!("{column} IN ({})", placeholders.join(", "))
+        });
+    }
+}
+
+/// The WHERE clause of `filter` (and of the page's position, if any) with its values.
+fn conditions(filter: &EventFilter, after: Option<(Order, i64)>) -> (String, Vec<Bind>) {
+    let mut w = Where::default();
+    if let Some(t) = &filter.event_type {
+        w.push("event_type = ?", Bind::Text(t.clone()));
+    }
+    if let Some(types) = &filter.event_types {
+        w.push_in("event_type", types);
     }
     if let Some(id) = &filter.object_id {
-        push("object_id = ?", Bind::Text(id.clone()));
+        w.push("object_id = ?", Bind::Text(id.clone()));
     }
     if let Some(gte) = filter.created_gte {
-        push("stripe_created >= ?", Bind::Int(gte));
+        w.push("stripe_created >= ?", Bind::Int(gte));
     }
     if let Some(lt) = filter.created_lt {
-        push("stripe_created < ?", Bind::Int(lt));
+        w.push("stripe_created < ?", Bind::Int(lt));
     }
     if let Some(gte) = filter.received_gte {
-        push("received_at >= ?", Bind::Time(gte));
+        w.push("received_at >= ?", Bind::Time(gte));
     }
     if let Some(lt) = filter.received_lt {
-        push("received_at < ?", Bind::Time(lt));
+        w.push("received_at < ?", Bind::Time(lt));
     }
     if let Some(source) = &filter.source {
-        push("source = ?", Bind::Text(source.as_str().to_owned()));
+        w.push("source = ?", Bind::Text(source.as_str().to_owned()));
     }
     if let Some(livemode) = filter.livemode {
-        push("livemode = ?", Bind::Bool(livemode));
+        w.push("livemode = ?", Bind::Bool(livemode));
     }
     if let Some((order, after)) = after {
         let condition = match order {
             Order::Desc => "position < ?",
             Order::Asc => "position > ?",
         };
-        push(condition, Bind::Int(after));
+        w.push(condition, Bind::Int(after));
     }
-    let where_clause = if conditions.is_empty() {
+    let where_clause = if w.conditions.is_empty() {
         String::new()
     } else {
-        format!(" WHERE {}", conditions.join(" AND "))
+        format!(" WHERE {}", w.conditions.join(" AND "))
     };
-    (where_clause, binds)
+    (where_clause, w.binds)
 }
+
+/// Every distinct event type in the log, by walking the (event_type, position) index one type
+/// at a time (a loose index scan: one probe per type, not a pass over the log).
+pub(crate) const DISTINCT_TYPES: &str = "WITH RECURSIVE types(t) AS ( \
+     SELECT min(event_type) FROM event_log \
+     UNION ALL \
+     SELECT (SELECT min(event_type) FROM event_log WHERE event_type > types.t) \
+     FROM types WHERE types.t IS NOT NULL) \
+     SELECT t AS event_type FROM types WHERE t IS NOT NULL";
 
 impl ListQuery {
     /// One extra row beyond `page.limit` is selected, so the caller learns whether another page
     /// exists.
     pub(crate) fn build(filter: &EventFilter, page: &PageRequest) -> ListQuery {
+        Self::select(filter, page, false)
+    }
+
+    /// As [`ListQuery::build`], with each entry's payload: for exports, in pages.
+    pub(crate) fn build_with_payloads(filter: &EventFilter, page: &PageRequest) -> ListQuery {
+        Self::select(filter, page, true)
+    }
+
+    fn select(filter: &EventFilter, page: &PageRequest, payloads: bool) -> ListQuery {
         let after = page.after_position.map(|p| (page.order, p));
         let (where_clause, binds) = conditions(filter, after);
         let direction = match page.order {
@@ -155,8 +194,9 @@ impl ListQuery {
             concat!(
                 "SELECT ",
                 summary_columns!(),
-                " FROM event_log{} ORDER BY position {} LIMIT {}"
+                "{} FROM event_log{} ORDER BY position {} LIMIT {}"
             ),
+            if payloads { ", payload" } else { "" },
             where_clause,
             direction,
             u64::from(page.limit) + 1

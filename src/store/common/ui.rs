@@ -181,6 +181,24 @@ macro_rules! ui_store_same_on_both {
             Ok(counted.0)
         }
 
+        async fn ui_export_events(
+            &self,
+            filter: &crate::event_log::EventFilter,
+            page: &crate::event_log::PageRequest,
+        ) -> Result<Vec<crate::store::event_log::StoredEvent>, StorageError> {
+            let query =
+                crate::store::common::event_log::ListQuery::build_with_payloads(filter, page);
+            Ok(query.query().fetch_all(&self.$reader).await?)
+        }
+
+        async fn ui_event_types(&self) -> Result<Vec<String>, StorageError> {
+            Ok(
+                sqlx::query_scalar(crate::store::common::event_log::DISTINCT_TYPES)
+                    .fetch_all(&self.$reader)
+                    .await?,
+            )
+        }
+
         async fn operator_action_record(
             &self,
             action: &NewAction<'_>,
