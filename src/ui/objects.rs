@@ -76,8 +76,16 @@ struct ObjectView {
     state: Option<String>,
     rows: Vec<Row>,
     events_href: String,
+    /// The entitlement page of the user the object is linked to, if any.
+    entitlement_href: Option<String>,
     newest_href: Option<String>,
     older_href: Option<String>,
+}
+
+/// `/ui/entitlements/{user_id}` for an object the service linked to a user.
+fn user_link(state: Option<&Value>) -> Option<String> {
+    let user = state?.get("user_id")?.as_str()?;
+    Some(format!("/ui/entitlements/{}", urlencode(user)))
 }
 
 /// An id from the path, checked by the id rules.
@@ -175,11 +183,13 @@ async fn show(
         chrome: Chrome::new(&state, &session, ""),
         noun: page.noun(),
         state: current
-            .map(|v| serde_json::to_string_pretty(&v))
+            .as_ref()
+            .map(serde_json::to_string_pretty)
             .transpose()
             .map_err(UiError::internal)?,
         rows: entries.events.iter().map(Row::from).collect(),
         events_href: format!("/ui/events?object_id={}", urlencode(&id)),
+        entitlement_href: user_link(current.as_ref()),
         newest_href: before.map(|_| base.clone()),
         older_href: entries.next_position.map(|p| format!("{base}?before={p}")),
         id,

@@ -285,7 +285,15 @@ async fn an_object_timeline_lists_the_scenarios_events_about_it_newest_first() {
         .expect("the scenario has an invoice");
     visit(&b, &app, &format!("/ui/invoices/{invoice}"), "invoices").await;
     assert!(!b.find_all("[data-timeline] tbody tr").await.is_empty());
-    visit(&b, &app, "/ui/entitlements/user_happy_1", "entitlement").await;
+    // The customer the service linked to a user links to that user's entitlement.
+    b.goto(&app.url("/ui/customers/cus_happy1")).await;
+    b.find("[data-entitlement-link]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_path("/ui/entitlements/user_happy_1").await;
+    look(&b, "entitlement").await;
     assert!(!b.text("[data-access]").await.is_empty());
     visit(&b, &app, "/ui/integrity", "integrity").await;
     b.close().await;
