@@ -460,3 +460,12 @@ async fn the_accessibility_check_fails_on_a_page_with_a_serious_violation() {
     browser.assert_accessible("clean page").await;
     browser.close().await;
 }
+
+#[test]
+fn without_a_driver_the_browser_tests_skip_locally_and_fail_under_ci() {
+    use crate::browser::{gate, Gate};
+    let driver = std::path::PathBuf::from("/usr/bin/chromedriver");
+    assert_eq!(gate(Some(driver.clone()), true, "t"), Gate::Run(driver));
+    assert!(matches!(gate(None, false, "t"), Gate::Skip(m) if m.contains("skipped")));
+    assert!(matches!(gate(None, true, "t"), Gate::Fail(m) if m.contains("CI=true")));
+}

@@ -61,6 +61,35 @@ fn driver_path() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// What a browser test does, given the driver found (if any) and whether it runs in CI.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    Run(PathBuf),
+    /// No driver on a developer's machine: say so and pass.
+    Skip(String),
+    /// No driver under `CI=true`: CI installs one, so its absence is a broken setup.
+    Fail(String),
+}
+
+pub fn gate(driver: Option<PathBuf>, ci: bool, test: &str) -> Gate {
+    match driver {
+        Some(path) => Gate::Run(path),
+        None => {
+            let message = format!(
+                "{test}: skipped, no chromedriver (install `chromium chromium-driver` or set \
+                 CHROMEDRIVER)"
+            );
+            if ci {
+                Gate::Fail(format!(
+                    "{message}; CI=true requires the browser tests to run"
+                ))
+            } else {
+                Gate::Skip(message)
+            }
+        }
+    }
+}
+
 fn chromium_path() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
 }
@@ -97,16 +126,14 @@ impl Browser {
     /// A headless Chromium session, or `None` (with a message) when no chromedriver is
     /// installed. Under `CI=true` a missing driver panics instead: CI must run these tests.
     pub async fn launch(test: &str) -> Option<Browser> {
-        let Some(path) = driver_path() else {
-            let message = format!(
-                "{test}: skipped, no chromedriver (install `chromium chromium-driver` or set \
-                 CHROMEDRIVER)"
-            );
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{message}; CI=true requires the browser tests to run");
+        let ci = std::env::var("CI").as_deref() == Ok("true");
+        let path = match gate(driver_path(), ci, test) {
+            Gate::Run(path) => path,
+            Gate::Skip(message) => {
+                eprintln!("{message}");
+                return None;
             }
-            eprintln!("{message}");
-            return None;
+            Gate::Fail(message) => panic!("{message}"),
         };
         let port = free_port();
         let child = {
