@@ -29,7 +29,8 @@ struct EntitlementPage {
     access: String,
     reason: String,
     until: String,
-    subscription_href: Option<String>,
+    /// The deciding subscription: its page and id.
+    deciding: Option<(String, String)>,
     subscriptions: Vec<Basis>,
     invoices: Vec<Basis>,
 }
@@ -63,10 +64,10 @@ pub async fn show(
         access: text(&answer["access"]),
         reason: text(&answer["reason"]),
         until: text(&answer["until"]),
-        subscription_href: e
+        deciding: e
             .subscription_id
             .as_deref()
-            .map(|id| format!("/ui/subscriptions/{}", urlencode(id))),
+            .map(|id| (format!("/ui/subscriptions/{}", urlencode(id)), id.to_owned())),
         subscriptions: subscriptions
             .iter()
             .map(|s| Basis {
