@@ -21,6 +21,9 @@ use crate::store::rebuild::RebuildStore as _;
 use crate::store::{Db, DbTarget};
 use crate::stripe::signature;
 
+/// `bench --console N`: the console's pages and exports over a log of N events.
+pub mod console;
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchOptions {
     /// Distinct events per phase. The default fits the seen-id cache (DEDUPE_CACHE_SIZE), so
@@ -48,6 +51,10 @@ pub struct BenchOptions {
     /// timed rebuild), after the same phases on an empty one, and compare the two.
     #[arg(long)]
     pub prefill: Option<usize>,
+    /// Instead of ingestion: the console's page times and export rates over a log of this many
+    /// generated events (`bench::console`).
+    #[arg(long)]
+    pub console: Option<usize>,
     /// A PostgreSQL server URL the bench may create (and drop) a scratch database on.
     /// (TLS is switched off by default: it is loopback, and it would dominate the profile.)
     #[arg(
@@ -415,7 +422,7 @@ async fn run_phases(
     prefilled: usize,
 ) -> anyhow::Result<Vec<PhaseResult>> {
     let port = free_port()?;
-    let mut server = spawn_server(database_url, port)?;
+    let mut server = spawn_server(database_url, port, &[])?;
     let base = format!("http://127.0.0.1:{port}");
     let outcome = async {
         wait_ready(client, &base, &mut server).await?;
@@ -575,10 +582,12 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn spawn_server(database_url: &str, port: u16) -> anyhow::Result<Child> {
+/// `serve` on `database_url`, with `env` added to the bench's settings.
+fn spawn_server(database_url: &str, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find the stripe-ledger binary")?;
     Command::new(exe)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", database_url)
         .env("STRIPE_WEBHOOK_SECRET", SECRET)

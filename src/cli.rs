@@ -452,6 +452,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", bench::run_rebuild(&options, n).await?);
                 return Ok(ExitCode::SUCCESS);
             }
+            if let Some(n) = options.console {
+                println!("{}", bench::console::run(&options, n).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let report = bench::run(options).await?;
             println!("{report}");
             Ok(ExitCode::SUCCESS)

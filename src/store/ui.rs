@@ -144,6 +144,15 @@ pub struct DeadLetterNote {
     pub attempts: i32,
 }
 
+/// The log's extent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRange {
+    pub count: i64,
+    /// `None` while the log is empty.
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+}
+
 /// Operations on the database handle. Dispatched statically through [`Db`], never `dyn`.
 /// Reads run on the pool (SQLite: the read pool); writes on SQLite go to the writer.
 #[allow(async_fn_in_trait)] // static dispatch only: callers see the concrete futures, and they are Send.
@@ -174,6 +183,10 @@ pub trait UiStore {
     /// Every distinct event type in the log, sorted (a walk of the type index, one probe per
     /// type): what a `customer.*` filter expands to.
     async fn ui_event_types(&self) -> Result<Vec<String>, StorageError>;
+    /// How many entries the log holds and its lowest and highest positions.
+    async fn ui_log_range(&self) -> Result<LogRange, StorageError>;
+    /// The names of the triggers on `event_log` (the immutability guards), from the catalog.
+    async fn ui_log_triggers(&self) -> Result<Vec<String>, StorageError>;
     /// Appends one action; its id.
     async fn operator_action_record(&self, action: &NewAction<'_>) -> Result<i64, StorageError>;
     /// Actions with an id below `before_id` (all when `None`), newest first, at most `limit`.
@@ -253,6 +266,20 @@ impl UiStore for Db {
         match self {
             Db::Postgres(s) => s.ui_event_types().await,
             Db::Sqlite(s) => s.ui_event_types().await,
+        }
+    }
+
+    async fn ui_log_range(&self) -> Result<LogRange, StorageError> {
+        match self {
+            Db::Postgres(s) => s.ui_log_range().await,
+            Db::Sqlite(s) => s.ui_log_range().await,
+        }
+    }
+
+    async fn ui_log_triggers(&self) -> Result<Vec<String>, StorageError> {
+        match self {
+            Db::Postgres(s) => s.ui_log_triggers().await,
+            Db::Sqlite(s) => s.ui_log_triggers().await,
         }
     }
 

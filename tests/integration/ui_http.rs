@@ -843,3 +843,26 @@ async fn an_export_pages_through_more_entries_than_one_read_holds() {
         1 + 1_134
     );
 }
+
+#[tokio::test]
+async fn the_integrity_page_shows_the_log_range_and_the_guards_from_the_catalog() {
+    let app = seeded().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let page = browser.get("/ui/integrity").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("<dd data-log-count>5</dd>"),
+        "{}",
+        page.text
+    );
+    let last = stripe_ledger::event_log::last_position(&app.db)
+        .await
+        .unwrap();
+    assert!(page.text.contains(&format!(" to {last}</a>")));
+    let guards = page.text.matches("<td data-guard>present</td>").count();
+    assert_eq!(
+        guards, 2,
+        "both immutability triggers are found in the catalog"
+    );
+    assert!(!page.text.contains("MISSING"));
+}

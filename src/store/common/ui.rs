@@ -3,8 +3,26 @@
 
 use super::Column;
 use crate::store::ui::{
-    ActionKind, ActionOutcome, ActionRow, DeadLetterNote, ProjectionRecord, SessionRow,
+    ActionKind, ActionOutcome, ActionRow, DeadLetterNote, LogRange, ProjectionRecord, SessionRow,
 };
+
+pub(crate) const LOG_RANGE: &str =
+    "SELECT count(*) AS n, min(position) AS first, max(position) AS last FROM event_log";
+
+impl<'r, R> sqlx::FromRow<'r, R> for LogRange
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(LogRange {
+            count: row.try_get("n")?,
+            first: row.try_get("first")?,
+            last: row.try_get("last")?,
+        })
+    }
+}
 
 pub(crate) const SESSION_CREATE: &str = "INSERT INTO ui_sessions \
      (id_sha256, token_fingerprint, scopes, created_at, last_seen_at, expires_at) \
@@ -107,7 +125,7 @@ where
     }
 }
 
-/// Every method of `UiStore`, written once: each backend's impl expands it with its own read
+/// Every method of `UiStore` but the catalog read (`ui_log_triggers`), written once: each backend's impl expands it with its own read
 /// and write pools (`pool, pool` on PostgreSQL, `read, write` on SQLite).
 macro_rules! ui_store_same_on_both {
     ($reader:ident, $writer:ident) => {
@@ -189,6 +207,12 @@ macro_rules! ui_store_same_on_both {
             let query =
                 crate::store::common::event_log::ListQuery::build_with_payloads(filter, page);
             Ok(query.query().fetch_all(&self.$reader).await?)
+        }
+
+        async fn ui_log_range(&self) -> Result<LogRange, StorageError> {
+            Ok(sqlx::query_as(sql::LOG_RANGE)
+                .fetch_one(&self.$reader)
+                .await?)
         }
 
         async fn ui_event_types(&self) -> Result<Vec<String>, StorageError> {
