@@ -64,10 +64,12 @@ pub async fn show(
         access: text(&answer["access"]),
         reason: text(&answer["reason"]),
         until: text(&answer["until"]),
-        deciding: e
-            .subscription_id
-            .as_deref()
-            .map(|id| (format!("/ui/subscriptions/{}", urlencode(id)), id.to_owned())),
+        deciding: e.subscription_id.as_deref().map(|id| {
+            (
+                format!("/ui/subscriptions/{}", urlencode(id)),
+                id.to_owned(),
+            )
+        }),
         subscriptions: subscriptions
             .iter()
             .map(|s| Basis {
