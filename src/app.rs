@@ -193,6 +193,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "STRIPE_SECRET_KEY is not set: running in test mode, live events are refused"
         );
     }
+    let sealing = crate::sealer::Sealing::from_config(&config.seal)
+        .context("could not load the checkpoint signing key (LEDGER_SIGNING_KEY)")?;
+    if let Some(dir) = &config.seal.checkpoint_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("could not create {} (CHECKPOINT_DIR)", dir.display()))?;
+    }
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("could not listen on {} (LISTEN_ADDR)", config.listen_addr))?;
@@ -209,7 +215,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.outbox_interval,
         server.shutdown.subscribe(),
     );
-    let background = spawn_background(db.clone(), metrics, server.shutdown.subscribe());
+    let background = spawn_background(db.clone(), metrics.clone(), server.shutdown.subscribe());
+    let sealing_state = if sealing.is_some() { "on" } else { "off" };
+    let sealer =
+        sealing.map(|s| crate::sealer::spawn(db.clone(), s, metrics, server.shutdown.subscribe()));
     let reconciliation = match &config.secret_key {
         Some(key) => Some(spawn_reconciliation(
             db.clone(),
@@ -225,6 +234,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         mode = %config.webhook.mode,
         webhook_secrets = config.webhook.secrets.len(),
         email = if config.mail.smtp_url.is_some() { "smtp" } else { "log" },
+        sealed_log = sealing_state,
         "stripe-ledger listening"
     );
     shutdown_signal().await;
@@ -241,6 +251,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let _ = outbox.await;
         if let Some(r) = reconciliation {
             let _ = r.await;
+        }
+        if let Some(s) = sealer {
+            let _ = s.await;
         }
     };
     if tokio::time::timeout(remaining, jobs).await.is_err() {

@@ -23,6 +23,8 @@ use crate::stripe::signature;
 
 /// `bench --console N`: the console's pages and exports over a log of N events.
 pub mod console;
+mod history;
+pub use history::run_history;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchOptions {
@@ -55,6 +57,25 @@ pub struct BenchOptions {
     /// generated events (`bench::console`).
     #[arg(long)]
     pub console: Option<usize>,
+    /// Instead of ingestion: a log of this many entries, `--object-entries` of them about one
+    /// subscription (spread over the log), projected by a rebuild; then time history, as-of
+    /// and explain of that subscription and its user (p50/p95 over `--samples` calls each).
+    #[arg(long)]
+    pub history: Option<usize>,
+    /// With `--history`: the log entries about the measured subscription.
+    #[arg(long, default_value_t = 1_000)]
+    pub object_entries: usize,
+    /// With `--history`: calls timed per operation.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+    /// The sealed log's ingest cost: every phase with `LEDGER_SIGNING_KEY=off` and with a key,
+    /// alternating (off, on, off, on) in one run, and the change (see `sealer::bench`).
+    #[arg(long)]
+    pub seal_ab: bool,
+    /// The sealed log over this many prefilled events: sealing them, `verify`, and the proof
+    /// API's latency (see `sealer::bench`).
+    #[arg(long)]
+    pub seal: Option<usize>,
     /// A PostgreSQL server URL the bench may create (and drop) a scratch database on.
     /// (TLS is switched off by default: it is loopback, and it would dominate the profile.)
     #[arg(
@@ -179,7 +200,7 @@ impl std::fmt::Display for Comparison<'_> {
     }
 }
 
-fn backend_name(backend: BenchBackend) -> &'static str {
+pub(crate) fn backend_name(backend: BenchBackend) -> &'static str {
     match backend {
         BenchBackend::Sqlite => "sqlite",
         BenchBackend::Postgres => "postgres",
@@ -266,14 +287,24 @@ async fn timed_rebuild(db: &Db) -> anyhow::Result<(usize, Duration, Option<u64>)
 
 /// Appends `n` generated events (`generated_event`) in bulk: built on a blocking thread while
 /// the previous batch is inserted, one multi-row statement per batch.
-async fn prefill_log(db: &Db, n: usize, backend: BenchBackend) -> anyhow::Result<()> {
-    const BATCH: usize = 5_000;
+pub(crate) async fn prefill_log(db: &Db, n: usize, backend: BenchBackend) -> anyhow::Result<()> {
     let users = (n / 20).max(1);
+    prefill_with(db, n, backend, move |i| generated_entry(i, users)).await
+}
+
+/// Appends the entries `entry(0..n)` in bulk, as [`prefill_log`] does.
+async fn prefill_with(
+    db: &Db,
+    n: usize,
+    backend: BenchBackend,
+    entry: impl Fn(usize) -> anyhow::Result<NewEntry> + Send + 'static,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 5_000;
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<NewEntry>>(2);
     let generator = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         for start in (0..n).step_by(BATCH) {
             let batch = (start..(start + BATCH).min(n))
-                .map(|i| generated_entry(i, users))
+                .map(&entry)
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if sender.blocking_send(batch).is_err() {
                 break;
@@ -301,11 +332,15 @@ async fn prefill_log(db: &Db, n: usize, backend: BenchBackend) -> anyhow::Result
 
 /// The i-th generated event as a log entry of source `api_backfill`.
 fn generated_entry(i: usize, users: usize) -> anyhow::Result<NewEntry> {
+    entry_of(generated_event(i, users), Source::ApiBackfill)
+}
+
+/// A generated event body as a log entry of `source`.
+fn entry_of(body: Vec<u8>, source: Source) -> anyhow::Result<NewEntry> {
     use sha2::Digest as _;
-    let body = generated_event(i, users);
     Ok(NewEntry {
         envelope: ledger_projections::Envelope::parse(&body)?,
-        source: Source::ApiBackfill,
+        source,
         raw_body_sha256: hex::encode(sha2::Sha256::digest(&body)),
         payload: String::from_utf8(body)?,
         payload_redacted: false,
@@ -391,7 +426,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let mut results = Vec::new();
     for backend in &options.backend {
         let scratch = Scratch::create(*backend, &options.postgres_admin_url).await?;
-        let outcome = run_phases(&client, &options, *backend, &scratch.url, 0).await;
+        let outcome = run_phases(&client, &options, *backend, &scratch.url, 0, &[]).await;
         scratch.drop_database().await;
         results.extend(outcome?);
         if let Some(n) = options.prefill.filter(|&n| n > 0) {
@@ -405,7 +440,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
                     .last()
                     .unwrap_or_default()
             );
-            let outcome = run_phases(&client, &options, *backend, &scratch.url, n).await;
+            let outcome = run_phases(&client, &options, *backend, &scratch.url, n, &[]).await;
             scratch.drop_database().await;
             results.extend(outcome?);
         }
@@ -413,16 +448,18 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     Ok(Report(results))
 }
 
-/// Every phase against a `serve` child process on `database_url`.
-async fn run_phases(
+/// Every phase against a `serve` child process on `database_url` (with `env` added to its
+/// environment).
+pub(crate) async fn run_phases(
     client: &reqwest::Client,
     options: &BenchOptions,
     backend: BenchBackend,
     database_url: &str,
     prefilled: usize,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<Vec<PhaseResult>> {
     let port = free_port()?;
-    let mut server = spawn_server(database_url, port, &[])?;
+    let mut server = spawn_server(database_url, port, env)?;
     let base = format!("http://127.0.0.1:{port}");
     let outcome = async {
         wait_ready(client, &base, &mut server).await?;
@@ -569,7 +606,7 @@ async fn post_all(
     Ok((started.elapsed(), latencies))
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -577,16 +614,21 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
 
-/// `serve` on `database_url`, with `env` added to the bench's settings.
-fn spawn_server(database_url: &str, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+/// The server sealing with the bench key unless `env` says otherwise.
+pub(crate) fn spawn_server(
+    database_url: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find the stripe-ledger binary")?;
     Command::new(exe)
         .arg("serve")
+        .env("LEDGER_SIGNING_KEY", crate::sealer::bench::BENCH_SEED)
         .envs(env.iter().copied())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", database_url)
@@ -600,7 +642,7 @@ fn spawn_server(database_url: &str, port: u16, env: &[(&str, &str)]) -> anyhow::
         .context("could not start the server")
 }
 
-async fn wait_ready(
+pub(crate) async fn wait_ready(
     client: &reqwest::Client,
     base: &str,
     server: &mut Child,
@@ -635,8 +677,8 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// A throwaway database for one backend's run.
-struct Scratch {
-    url: String,
+pub(crate) struct Scratch {
+    pub(crate) url: String,
     cleanup: Cleanup,
 }
 
@@ -646,7 +688,7 @@ enum Cleanup {
 }
 
 impl Scratch {
-    async fn create(backend: BenchBackend, admin_url: &str) -> anyhow::Result<Scratch> {
+    pub(crate) async fn create(backend: BenchBackend, admin_url: &str) -> anyhow::Result<Scratch> {
         let tag = uuid::Uuid::new_v4().simple().to_string();
         match backend {
             BenchBackend::Sqlite => {
@@ -674,7 +716,7 @@ impl Scratch {
         }
     }
 
-    async fn drop_database(self) {
+    pub(crate) async fn drop_database(self) {
         match self.cleanup {
             Cleanup::File(path) => {
                 for suffix in ["", "-wal", "-shm"] {

@@ -68,6 +68,88 @@ pub enum Command {
     },
     /// Measure webhook ingestion over real HTTP against a freshly started server.
     Bench(BenchOptions),
+    /// Seal what is new, sign a checkpoint if the tree grew, and print the latest checkpoint.
+    Checkpoint {
+        /// Print the verifier key string (public) instead, for auditors.
+        #[arg(long)]
+        verifier_key: bool,
+    },
+    /// Recompute every leaf and the tree from the log and check them against the stored tree
+    /// and every checkpoint: exit 0 when all holds, 4 when tampering is found.
+    Verify {
+        /// A checkpoint note kept outside the database (a `CHECKPOINT_DIR` file); repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<std::path::PathBuf>,
+        /// The verifier key to trust; defaults to LEDGER_SIGNING_KEY's.
+        #[arg(long, value_name = "KEY")]
+        verifier_key: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Check an offline proof bundle against the log's verifier key. Needs no database and no
+    /// configuration. Exit 0 verified, 4 not verified, 2 usage error or unreadable file.
+    VerifyProof(crate::seal::offline::VerifyProofArgs),
+    /// An object's history: every log entry that touched it, its effect and the fields it
+    /// changed (KIND: customer, subscription, invoice or order).
+    History(HistoryArgs),
+    /// Why a user has access or not: the rule, the subscriptions considered, and the log entry
+    /// behind every input.
+    Explain(ExplainArgs),
+}
+
+/// Where to cut the log; at most one.
+#[derive(Debug, Clone, Args)]
+pub struct AsOfArgs {
+    /// A log position (a whole number), or an RFC 3339 receive time: what the service knew then.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// An RFC 3339 time in Stripe's clock (`created`): what Stripe had said by then.
+    #[arg(long)]
+    pub as_of_created: Option<String>,
+}
+
+impl AsOfArgs {
+    /// The same parameters, and so the same validation and messages, as the API's.
+    pub fn params(&self) -> crate::query::Params {
+        let mut params = crate::query::Params::new();
+        if let Some(v) = &self.as_of {
+            let name = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+                "as_of_position"
+            } else {
+                "as_of"
+            };
+            params.insert(name.to_owned(), v.clone());
+        }
+        if let Some(v) = &self.as_of_created {
+            params.insert("as_of_created".to_owned(), v.clone());
+        }
+        params
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub kind: String,
+    pub id: String,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
+    /// `json`: the API's body (`GET /api/{kind}s/{id}/history`), every page at once.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    pub user_id: String,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
+    /// Days of access kept while `past_due`, as the service's GRACE_PERIOD_DAYS.
+    #[arg(long, env = "GRACE_PERIOD_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(0..=90))]
+    pub grace_days: u32,
+    /// `json`: the API's body (`GET /api/entitlements/{user_id}/explain`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +309,10 @@ pub enum EventsCommand {
         event_id: String,
         #[arg(long, value_enum, default_value = "json")]
         format: OutputFormat,
+        /// Print the offline evidence bundle instead (the entry, its leaf and inclusion proof
+        /// under the latest checkpoint), for `verify-proof`.
+        #[arg(long)]
+        proof: bool,
     },
 }
 
@@ -282,6 +368,11 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::VerifyProof(args) => Ok(crate::seal::offline::run(
+            &args,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )),
         Command::Serve => {
             let config = match ServeConfig::from_lookup(&ProcessEnv) {
                 Ok(c) => c,
@@ -446,8 +537,64 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::History(args) => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            history(&db, &args, &mut std::io::stdout().lock()).await
+        }
+        Command::Explain(args) => {
+            let db = match open_db().await? {
+                Ok(db) => db,
+                Err(code) => return Ok(code),
+            };
+            let now = chrono::Utc::now().timestamp();
+            explain(&db, &args, now, &mut std::io::stdout().lock()).await
+        }
+        Command::Checkpoint { verifier_key } => {
+            let (db, seal) = match open_sealed().await? {
+                Ok((db, Ok(seal))) => (db, seal),
+                Ok((_, Err(e))) => return Ok(config_error(e)),
+                Err(code) => return Ok(code),
+            };
+            let mut out = std::io::stdout().lock();
+            crate::sealer::cli::checkpoint(&db, &seal, verifier_key, &mut out).await
+        }
+        Command::Verify {
+            checkpoints,
+            verifier_key,
+            format,
+        } => {
+            let (db, seal) = match open_sealed().await? {
+                Ok(pair) => pair,
+                Err(code) => return Ok(code),
+            };
+            // With --verifier-key the signing key's configuration is not needed.
+            let seal = match (seal, &verifier_key) {
+                (Ok(seal), _) => Some(seal),
+                (Err(_), Some(_)) => None,
+                (Err(e), None) => return Ok(config_error(e)),
+            };
+            let json = matches!(format, OutputFormat::Json);
+            let mut out = std::io::stdout().lock();
+            let key = verifier_key.as_deref();
+            crate::sealer::cli::verify(&db, seal.as_ref(), key, &checkpoints, json, &mut out).await
+        }
         Command::Bench(options) => {
             crate::telemetry::init(LogFormat::Pretty);
+            if let Some(n) = options.history {
+                println!("{}", bench::run_history(&options, n).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if options.seal_ab {
+                println!("{}", crate::sealer::bench::run_ab(&options).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(n) = options.seal {
+                println!("{}", crate::sealer::bench::run_seal(&options, n).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(n) = options.rebuild {
                 println!("{}", bench::run_rebuild(&options, n).await?);
                 return Ok(ExitCode::SUCCESS);
@@ -508,6 +655,28 @@ async fn open_db() -> anyhow::Result<Result<Db, ExitCode>> {
         .await
         .context("could not connect to the database (DATABASE_URL)")?;
     Ok(Ok(db))
+}
+
+/// The database and the sealing settings, for `checkpoint` and `verify`.
+#[allow(clippy::type_complexity)] // a pair, and the exit code of a configuration error
+async fn open_sealed() -> anyhow::Result<
+    Result<
+        (
+            Db,
+            Result<crate::config::SealConfig, crate::config::ConfigError>,
+        ),
+        ExitCode,
+    >,
+> {
+    let config = match DatabaseConfig::from_lookup(&ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(config_error(e))),
+    };
+    let seal = crate::sealer::cli::seal_config(&ProcessEnv, &config);
+    let db = Db::connect(&config.target, &config.pool)
+        .await
+        .context("could not connect to the database (DATABASE_URL)")?;
+    Ok(Ok((db, seal)))
 }
 
 /// The first token of scope `read` in an `API_TOKENS` list (`scope:token,...`).
@@ -829,7 +998,27 @@ pub async fn events(
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        EventsCommand::Show { event_id, format } => {
+        EventsCommand::Show {
+            event_id,
+            proof: true,
+            ..
+        } => match crate::sealer::proofs::bundle(db, &event_id).await {
+            Ok(bundle) => {
+                write!(out, "{}", bundle.to_file_text())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(
+                e @ (crate::sealer::proofs::ProofError::Storage(_)
+                | crate::sealer::proofs::ProofError::Tree(_)),
+            ) => Err(e.into()),
+            Err(e) => {
+                eprintln!("{}: {e}", crate::terminal::field(&event_id));
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        EventsCommand::Show {
+            event_id, format, ..
+        } => {
             let Some(event) = event_log::get(db, &event_id).await? else {
                 eprintln!("no event {} in the log", crate::terminal::field(&event_id));
                 return Ok(ExitCode::FAILURE);
@@ -866,6 +1055,101 @@ pub async fn events(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A refused history or explain request: its code and message, exit code 2 for the caller's
+/// mistake, 1 for "not found", as the API's 400 and 404.
+fn history_refused(e: crate::history::HistoryError) -> anyhow::Result<ExitCode> {
+    use crate::history::HistoryError as E;
+    let code = match &e {
+        E::Storage(s) => return Err(s.clone().into()),
+        E::NotFound(_) | E::NotYetExisting(_) | E::UnknownKind(_) => 1,
+        _ => 2,
+    };
+    eprintln!(
+        "error: {}: {}",
+        e.code(),
+        crate::terminal::escape(&e.to_string())
+    );
+    Ok(ExitCode::from(code))
+}
+
+/// `stripe-ledger history KIND ID [--as-of ...]`, writing to `out`: every page, oldest first.
+pub async fn history(
+    db: &Db,
+    args: &HistoryArgs,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<ExitCode> {
+    use crate::history::{self as h, ObjectKind};
+    let result = async {
+        let kind = ObjectKind::parse(&args.kind)?;
+        crate::validate::check_id("id", &args.id).map_err(|e| h::HistoryError::Query(e.into()))?;
+        let mut params = args.as_of.params();
+        params.insert("limit".into(), crate::query::MAX_LIMIT.to_string());
+        let now = chrono::Utc::now().timestamp();
+        let mut q = h::HistoryQuery::parse(kind, &args.id, &params)?;
+        let mut all = Vec::new();
+        loop {
+            let page = h::history_page(db, kind, &args.id, &q, now).await?;
+            all.extend(page.data);
+            match page.next_cursor {
+                Some(cursor) => {
+                    params.insert("cursor".into(), cursor);
+                    q = h::HistoryQuery::parse(kind, &args.id, &params)?;
+                }
+                None => return Ok((kind, all)),
+            }
+        }
+    }
+    .await;
+    let (kind, items) = match result {
+        Ok(found) => found,
+        Err(e) => return history_refused(e),
+    };
+    match args.format {
+        OutputFormat::Json => {
+            let body = serde_json::json!({"data": items, "next_cursor": null});
+            writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        }
+        OutputFormat::Text => write!(out, "{}", h::render_history_text(kind, &args.id, &items))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stripe-ledger explain USER_ID [--as-of ...]`, writing to `out`.
+pub async fn explain(
+    db: &Db,
+    args: &ExplainArgs,
+    now: i64,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<ExitCode> {
+    use crate::history as h;
+    let result = async {
+        crate::validate::check_id("user_id", &args.user_id)
+            .map_err(|e| h::HistoryError::Query(e.into()))?;
+        let cut = h::parse_as_of(&args.as_of.params())?;
+        let grace = i64::from(args.grace_days) * 86_400;
+        h::explain(db, &args.user_id, cut, now, grace).await
+    }
+    .await;
+    let (e, resolved) = match result {
+        Ok(found) => found,
+        Err(e) => return history_refused(e),
+    };
+    match args.format {
+        OutputFormat::Json => {
+            let mut body = crate::http::explanation_json(&e);
+            if let Some(r) = resolved {
+                body["as_of"] = h::as_of_json(&r.cut, e.position);
+            }
+            crate::http::with_inclusion_proofs(db, &mut body)
+                .await
+                .map_err(|e| anyhow::anyhow!("could not read inclusion proofs: {}", e.code()))?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        }
+        OutputFormat::Text => write!(out, "{}", h::render_explain_text(&e))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

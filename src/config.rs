@@ -114,6 +114,7 @@ pub const SECRET_VARIABLES: &[&str] = &[
     "API_TOKENS",
     "SMTP_URL",
     "DATABASE_URL",
+    "LEDGER_SIGNING_KEY",
 ];
 
 /// Refuses a whitespace-only value of `variable`; the error names it and never shows the value.
@@ -301,6 +302,8 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// `HTTP_HEADER_TIMEOUT_SECS`, `HTTP_IDLE_TIMEOUT_SECS`, `HTTP_MAX_CONNECTIONS`.
     pub transport: TransportConfig,
+    /// `LEDGER_SIGNING_KEY`, `CHECKPOINT_INTERVAL`, `CHECKPOINT_ORIGIN`, `CHECKPOINT_DIR`.
+    pub seal: SealConfig,
     /// `UI_SESSION_IDLE`, `UI_SESSION_MAX`, `PUBLIC_URL`, `UI_CSRF_KEY`: the console.
     pub ui: UiConfig,
 }
@@ -744,7 +747,9 @@ impl ServeConfig {
             ));
         }
 
+        let seal = SealConfig::from_lookup(env, &database, mode)?;
         Ok(ServeConfig {
+            seal,
             mail,
             outbox_interval: Duration::from_millis(outbox_interval_ms),
             shutdown_timeout: Duration::from_secs(shutdown_timeout_secs),
@@ -826,6 +831,136 @@ fn parse_opt<T: std::str::FromStr>(
                 .map_err(|_| ConfigError::new(variable, "must be a non-negative whole number"))
         })
         .transpose()
+}
+
+/// `CHECKPOINT_INTERVAL` bounds: at least a second, at most a day.
+pub const MIN_CHECKPOINT_INTERVAL_SECS: i64 = 1;
+pub const MAX_CHECKPOINT_INTERVAL_SECS: i64 = 86_400;
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: i64 = 60;
+
+/// Where the sealing key comes from (`LEDGER_SIGNING_KEY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningKeyConfig {
+    /// `off`: no tree, no checkpoints.
+    Off,
+    /// A 32-byte Ed25519 seed, given inline (base64) or read from the file named.
+    Seed(Secret<[u8; 32]>),
+    /// Not set on the embedded default: the key file beside the SQLite database, created with
+    /// a fresh key (mode 0600) on first start.
+    Generate(std::path::PathBuf),
+}
+
+/// The sealed log's settings (docs/adr/0018).
+#[derive(Debug, Clone)]
+pub struct SealConfig {
+    pub key: SigningKeyConfig,
+    /// The checkpoint origin and key name: `CHECKPOINT_ORIGIN`, else `stripe-ledger/<mode>`.
+    pub origin: String,
+    /// `CHECKPOINT_INTERVAL`: how often a checkpoint is signed (when the tree grew) and the
+    /// newest entries are verified again.
+    pub checkpoint_interval: Duration,
+    /// `CHECKPOINT_DIR`: every checkpoint is also written there as `<size>.note`.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+}
+
+impl SealConfig {
+    pub fn from_lookup(
+        env: &impl Lookup,
+        database: &DatabaseConfig,
+        mode: Mode,
+    ) -> Result<Self, ConfigError> {
+        reject_blank(env, "LEDGER_SIGNING_KEY")?;
+        let key = match env.get("LEDGER_SIGNING_KEY").as_deref().map(str::trim) {
+            Some("off") => SigningKeyConfig::Off,
+            Some(value) => SigningKeyConfig::Seed(Secret::new(signing_seed(value)?)),
+            None => match &database.target {
+                DbTarget::Sqlite(options) if !is_memory(options.get_filename()) => {
+                    let mut name = options.get_filename().as_os_str().to_owned();
+                    name.push(".signing-key");
+                    SigningKeyConfig::Generate(name.into())
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        "LEDGER_SIGNING_KEY",
+                        "is required with PostgreSQL (and an in-memory database): a key file \
+                         path or a base64 32-byte Ed25519 seed (`head -c 32 /dev/urandom | \
+                         base64`), or `off` to run without a sealed log",
+                    ))
+                }
+            },
+        };
+        let origin = match env.get("CHECKPOINT_ORIGIN") {
+            None => format!("stripe-ledger/{mode}"),
+            Some(origin) => {
+                let origin = origin.trim().to_owned();
+                let valid = (1..=200).contains(&origin.len())
+                    && origin.bytes().all(|b| b.is_ascii_graphic() && b != b'+');
+                if !valid {
+                    return Err(ConfigError::new(
+                        "CHECKPOINT_ORIGIN",
+                        "must be 1 to 200 printable ASCII characters without spaces or `+`, \
+                         like example.com/ledger/live",
+                    ));
+                }
+                origin
+            }
+        };
+        let interval = match env.get("CHECKPOINT_INTERVAL") {
+            None => DEFAULT_CHECKPOINT_INTERVAL_SECS,
+            Some(v) => crate::reconcile::sync_events::parse_window(&v)
+                .map_err(|e| ConfigError::new("CHECKPOINT_INTERVAL", e))?,
+        };
+        if !(MIN_CHECKPOINT_INTERVAL_SECS..=MAX_CHECKPOINT_INTERVAL_SECS).contains(&interval) {
+            return Err(ConfigError::new(
+                "CHECKPOINT_INTERVAL",
+                "must be between 1 second and 1 day",
+            ));
+        }
+        let checkpoint_dir = env.get("CHECKPOINT_DIR").map(|d| d.trim().into());
+        Ok(SealConfig {
+            key,
+            origin,
+            checkpoint_interval: Duration::from_secs(interval.unsigned_abs()),
+            checkpoint_dir,
+        })
+    }
+}
+
+fn is_memory(path: &std::path::Path) -> bool {
+    path.as_os_str().is_empty() || path.to_str().is_some_and(|p| p.contains(":memory:"))
+}
+
+/// `LEDGER_SIGNING_KEY`'s value: a base64 32-byte seed, or the path of a file holding one
+/// (base64 text, or the 32 raw bytes). Errors never show the value nor the file's content.
+fn signing_seed(value: &str) -> Result<[u8; 32], ConfigError> {
+    use base64::Engine as _;
+    let decode = |text: &str| -> Option<[u8; 32]> {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+    };
+    if let Some(seed) = decode(value) {
+        return Ok(seed);
+    }
+    let content = std::fs::read(value).map_err(|_| {
+        ConfigError::new(
+            "LEDGER_SIGNING_KEY",
+            "is neither a base64 32-byte seed nor a readable key file",
+        )
+    })?;
+    if let Ok(raw) = <[u8; 32]>::try_from(content.as_slice()) {
+        return Ok(raw);
+    }
+    std::str::from_utf8(&content)
+        .ok()
+        .and_then(decode)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "LEDGER_SIGNING_KEY",
+                "names a file that does not hold a base64 32-byte seed",
+            )
+        })
 }
 
 #[cfg(test)]
@@ -1251,5 +1386,92 @@ mod tests {
                 proptest::prop_assert!(!message.contains(MARKER), "{message:?}");
             }
         }
+    }
+
+    fn seal(pairs: &[(&str, &str)]) -> Result<SealConfig, ConfigError> {
+        let mut all = vec![("STRIPE_WEBHOOK_SECRET", "whsec_x")];
+        all.extend_from_slice(pairs);
+        ServeConfig::from_lookup(&env(&all)).map(|c| c.seal)
+    }
+
+    #[test]
+    fn the_embedded_default_generates_a_key_file_beside_the_database() {
+        let c = seal(&[("DATABASE_URL", "sqlite:///var/lib/ledger/ledger.db")]).unwrap();
+        assert_eq!(
+            c.key,
+            SigningKeyConfig::Generate("/var/lib/ledger/ledger.db.signing-key".into())
+        );
+        assert_eq!(c.origin, "stripe-ledger/test");
+        assert_eq!(c.checkpoint_interval, Duration::from_secs(60));
+        let live = seal(&[("STRIPE_SECRET_KEY", "sk_live_abc")]).unwrap();
+        assert_eq!(live.origin, "stripe-ledger/live");
+    }
+
+    #[test]
+    fn postgres_without_a_signing_key_refuses_to_start_naming_the_variable() {
+        let e = seal(&[("DATABASE_URL", "postgres://u@localhost/db")]).unwrap_err();
+        assert_eq!(e.variable, "LEDGER_SIGNING_KEY");
+        let off = seal(&[
+            ("DATABASE_URL", "postgres://u@localhost/db"),
+            ("LEDGER_SIGNING_KEY", "off"),
+        ])
+        .unwrap();
+        assert_eq!(off.key, SigningKeyConfig::Off);
+    }
+
+    #[test]
+    fn a_signing_key_is_a_base64_seed_or_a_key_file_and_is_never_echoed() {
+        let seed = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+        let c = seal(&[("LEDGER_SIGNING_KEY", seed)]).unwrap();
+        assert_eq!(c.key, SigningKeyConfig::Seed(Secret::new([7; 32])));
+        assert!(!format!("{c:?}").contains(seed));
+        let dir = std::env::temp_dir().join(format!("ledger-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, format!("{seed}\n")).unwrap();
+        let c = seal(&[("LEDGER_SIGNING_KEY", file.to_str().unwrap())]).unwrap();
+        assert_eq!(c.key, SigningKeyConfig::Seed(Secret::new([7; 32])));
+        std::fs::write(&file, "not a key at all").unwrap();
+        for bad in [
+            file.to_str().unwrap(),
+            "/nonexistent/key",
+            "c2hvcnQ=",
+            "secretish-value",
+        ] {
+            let e = seal(&[("LEDGER_SIGNING_KEY", bad)]).unwrap_err();
+            assert_eq!(e.variable, "LEDGER_SIGNING_KEY");
+            assert!(!e.to_string().contains(bad), "{e}");
+            assert!(!e.to_string().contains("not a key"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn checkpoint_interval_and_origin_are_validated() {
+        for (v, ok) in [
+            ("1s", true),
+            ("60", true),
+            ("1d", true),
+            ("0", false),
+            ("2d", false),
+            ("x", false),
+        ] {
+            let c = seal(&[("CHECKPOINT_INTERVAL", v)]);
+            assert_eq!(c.is_ok(), ok, "{v}");
+            if let Err(e) = c {
+                assert_eq!(e.variable, "CHECKPOINT_INTERVAL");
+            }
+        }
+        for (v, ok) in [
+            ("example.com/ledger", true),
+            ("a b", false),
+            ("a+b", false),
+            ("é", false),
+        ] {
+            let c = seal(&[("CHECKPOINT_ORIGIN", v)]);
+            assert_eq!(c.is_ok(), ok, "{v}");
+        }
+        let long = "x".repeat(201);
+        assert!(seal(&[("CHECKPOINT_ORIGIN", &long)]).is_err());
     }
 }

@@ -43,8 +43,12 @@ pub mod store;
 // Out to the users of the ledger.
 /// Queries over the read models, for the read API and the CLI.
 pub mod read_models;
+/// History, as-of and explain: an object's log entries folded by the pure code (issue 13).
+pub mod history;
 /// The auditor's view of the raw log.
 pub mod audit;
+/// The sealed log's pure core: Merkle tree, signed checkpoints, leaf encoding, bundles.
+pub mod seal;
 /// Checkout and the Customer Portal for signed-in users.
 pub mod billing;
 /// Emails written with the projection and delivered at least once.
@@ -55,6 +59,8 @@ pub mod reconcile;
 pub mod metrics;
 /// The console: server-rendered HTML at `/ui` for auditors and operators.
 pub mod ui;
+/// The sealed log in the service: the sealer, checkpoints, proofs, `verify`.
+pub mod sealer;
 
 // Operators' tools.
 /// The subcommands.

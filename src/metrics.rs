@@ -63,6 +63,7 @@ pub struct Metrics {
     reconcile_drift: IntGauge,
     catch_up_lag: IntGauge,
     log_position: IntGauge,
+    seal_verify_failures: Counter,
 }
 
 /// How a webhook delivery ended, for the `outcome` label.
@@ -148,7 +149,14 @@ impl Metrics {
             "Position of the newest event log entry",
             log_position.clone(),
         );
+        let seal_verify_failures = Counter::default();
+        registry.register(
+            "seal_verify_failures",
+            "Scheduled checks of the sealed log that found the log and its tree disagreeing",
+            seal_verify_failures.clone(),
+        );
         Metrics {
+            seal_verify_failures,
             registry,
             webhooks,
             webhook_seconds,
@@ -195,6 +203,11 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// A scheduled check of the sealed log failed (tampering, or a broken stored tree).
+    pub fn seal_verify_failed(&self) {
+        self.seal_verify_failures.inc();
     }
 
     pub fn outbox_delivery(&self, kind: &str, outcome: &str) {

@@ -244,7 +244,14 @@ pub mod views {
             "object": "subscription",
             "customer": v.customer,
             "user_id": s.user_id(),
-            "status": v.status,
+            // Stripe's status, or `past_due` derived from a failed renewal payment newer than
+            // the subscription's last snapshot (the failed-payment rule, issue 13).
+            "status": s.status(),
+            "status_derived_from": s.derived_past_due().map(|d| json!({
+                "invoice": d.invoice,
+                "event_id": d.last_failure.event_id,
+                "first_failed_at": time(Some(d.first_failure.created)),
+            })),
             "items": v.items.iter().map(|i| json!({
                 "id": i.id,
                 "price": i.price_id,

@@ -16,11 +16,19 @@ pub use model::decode::{
     decode, fold_all, Conflict, DecodeError, Fact, LoggedEvent, Origin, Projection, UserLinks,
     KINDS, OBJECT_SNAPSHOT, PROJECTED_TYPES,
 };
-pub use model::entitlement::{entitlement, Access, Entitlement, Reason};
+pub use model::entitlement::{
+    decide, entitlement, evaluate, rfc3339, Access, Entitlement, Evaluation, GraceStart, Reason,
+    Rule,
+};
+pub use model::explain::{explain, Cited, Considered, Explanation, Input};
+pub use model::history::{
+    fields, fold_as_of, history, join_fact, replay, Change, Cut, Effect, LogEntry, Step,
+};
 pub use model::lattice::{Candidate, Link, Register};
 pub use model::objects::{
-    CustomerState, CustomerView, InvoiceState, InvoiceView, ItemView, OrderState, OrderView,
-    PaymentState, SubscriptionState, SubscriptionView,
+    CustomerState, CustomerView, DerivedPastDue, Evidence, InvoiceState, InvoiceView, ItemView,
+    OrderState, OrderView, PaymentState, Renewal, SubscriptionState, SubscriptionView,
+    RENEWAL_REASONS,
 };
 pub use model::ordering;
 pub use model::ordering::{Lifecycle, Version};

@@ -6,10 +6,12 @@ pub mod body;
 mod boundary;
 pub mod error;
 mod health;
+mod history_api;
 mod openapi;
 mod query;
 mod read_api;
 pub mod request_context;
+mod seal_api;
 pub mod transport;
 mod webhook;
 
@@ -18,6 +20,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use history_api::{explanation_json, with_inclusion_proofs};
 
 use crate::app::AppState;
 
@@ -32,6 +35,12 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
         .route("/api/outbox", get(read_api::outbox))
         .route("/api/audit/events", get(audit::list_events))
         .route("/api/audit/events/{event_id}", get(audit::show_event))
+        .route(
+            "/api/audit/events/{event_id}/proof",
+            get(seal_api::inclusion_proof),
+        )
+        .route("/api/audit/checkpoint", get(seal_api::checkpoint))
+        .route("/api/audit/consistency", get(seal_api::consistency_proof))
         .route("/api/dead-letters", get(read_api::dead_letters))
         .route("/api/reconciliations", get(read_api::reconciliations))
         .route("/api/reconciliations/{id}", get(read_api::reconciliation))
@@ -43,8 +52,15 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
         .route("/api/subscriptions", get(read_api::list_subscriptions))
         .route("/api/subscriptions/{id}", get(read_api::show_subscription))
         .route("/api/invoices", get(read_api::list_invoices))
+        .route("/api/invoices/{id}", get(read_api::show_invoice))
         .route("/api/orders", get(read_api::list_orders))
+        .route("/api/orders/{id}", get(read_api::show_order))
+        .route("/api/{kind}/{id}/history", get(history_api::history))
         .route("/api/entitlements/{user_id}", get(read_api::entitlement))
+        .route(
+            "/api/entitlements/{user_id}/explain",
+            get(history_api::explain),
+        )
         // The console: HTML, its session cookie only (no bearer tokens), its own headers.
         .nest("/ui", crate::ui::router())
         .fallback(not_found)

@@ -8,10 +8,12 @@ use axum::Json;
 use ledger_projections::Fact;
 use serde_json::{json, Value};
 
+use super::history_api::{entitlement_as_of, object_as_of};
 use super::query::{parse_query, path_id};
 use super::ApiError;
 use crate::app::AppState;
 use crate::auth::Scope;
+use crate::history::ObjectKind;
 use crate::projector::{state_from_json, store};
 use crate::query::{Endpoint, Paging};
 use crate::read_models::{self, views, Query, ReadList};
@@ -49,13 +51,18 @@ async fn typed(state: &AppState, kind: Kind, id: &str) -> Result<Option<Fact>, A
     }
 }
 
+/// `GET /api/customers/{id}`, or as of a cut (`?as_of_position`, `?as_of`, `?as_of_created`).
 pub async fn show_customer(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     state.require(&headers, Scope::Read)?;
     let id = path_id("id", path)?;
+    if let Some(body) = object_as_of(&state, ObjectKind::Customer, &id, query.as_deref()).await? {
+        return Ok(Json(body));
+    }
     match typed(&state, Kind::Customer, &id).await? {
         Some(Fact::Customer(c)) => Ok(Json(views::customer(&c))),
         _ => Err(ApiError::not_found(
@@ -80,13 +87,19 @@ pub async fn list_customers(
     })
 }
 
+/// `GET /api/subscriptions/{id}`, or as of a cut.
 pub async fn show_subscription(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     state.require(&headers, Scope::Read)?;
     let id = path_id("id", path)?;
+    let kind = ObjectKind::Subscription;
+    if let Some(body) = object_as_of(&state, kind, &id, query.as_deref()).await? {
+        return Ok(Json(body));
+    }
     match typed(&state, Kind::Subscription, &id).await? {
         Some(Fact::Subscription(s)) => Ok(Json(views::subscription(&s))),
         _ => Err(ApiError::not_found(
@@ -108,6 +121,65 @@ pub async fn list_subscriptions(
     read_page(list, &q, page, |fact| match fact {
         Fact::Subscription(x) => Some(views::subscription(&x)),
         _ => None,
+    })
+}
+
+/// `GET /api/invoices/{id}`, or as of a cut.
+pub async fn show_invoice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    state.require(&headers, Scope::Read)?;
+    let id = path_id("id", path)?;
+    if let Some(body) = object_as_of(&state, ObjectKind::Invoice, &id, query.as_deref()).await? {
+        return Ok(Json(body));
+    }
+    match typed(&state, Kind::Invoice, &id).await? {
+        Some(Fact::Invoice(i)) => Ok(Json(views::invoice(&i))),
+        _ => Err(ApiError::not_found(
+            "invoice_not_found",
+            "no invoice with that id",
+        )),
+    }
+}
+
+/// `GET /api/orders/{id}`, or as of a cut.
+pub async fn show_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    state.require(&headers, Scope::Read)?;
+    let id = path_id("id", path)?;
+    if let Some(body) = object_as_of(&state, ObjectKind::Order, &id, query.as_deref()).await? {
+        return Ok(Json(body));
+    }
+    match typed(&state, Kind::Order, &id).await? {
+        Some(Fact::Order(o)) => {
+            let payment = order_payment(&state, &o).await?;
+            Ok(Json(views::order(&o, payment.as_ref())))
+        }
+        _ => Err(ApiError::not_found(
+            "order_not_found",
+            "no order with that id",
+        )),
+    }
+}
+
+/// The payment of an order's PaymentIntent, if known.
+async fn order_payment(
+    state: &AppState,
+    o: &ledger_projections::OrderState,
+) -> Result<Option<ledger_projections::PaymentState>, ApiError> {
+    Ok(match o.view().and_then(|v| v.payment_intent.clone()) {
+        Some(pi) => match typed(state, Kind::Payment, &pi).await? {
+            Some(Fact::Payment(p)) => Some(p),
+            _ => None,
+        },
+        None => None,
     })
 }
 
@@ -137,13 +209,7 @@ pub async fn list_orders(
     let mut items = Vec::new();
     for json in &page.items {
         if let Fact::Order(o) = state_from_json(Kind::Order, json)? {
-            let payment = match o.view().and_then(|v| v.payment_intent.clone()) {
-                Some(pi) => match typed(&state, Kind::Payment, &pi).await? {
-                    Some(Fact::Payment(p)) => Some(p),
-                    _ => None,
-                },
-                None => None,
-            };
+            let payment = order_payment(&state, &o).await?;
             items.push(views::order(&o, payment.as_ref()));
         }
     }
@@ -153,14 +219,19 @@ pub async fn list_orders(
     Ok(list_body(items, next))
 }
 
-/// `GET /api/entitlements/{user_id}`: "is this user paid?", evaluated now.
+/// `GET /api/entitlements/{user_id}`: "is this user paid?", evaluated now, or as of a cut
+/// (folded from the log, evaluated at the cut's time).
 pub async fn entitlement(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     state.require(&headers, Scope::Read)?;
     let user_id = path_id("user_id", path)?;
+    if let Some(body) = entitlement_as_of(&state, &user_id, query.as_deref()).await? {
+        return Ok(Json(body));
+    }
     let (subscriptions, invoices) = read_models::user_billing(&state.db, &user_id).await?;
     let e = ledger_projections::entitlement(
         &subscriptions,

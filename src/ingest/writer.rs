@@ -320,6 +320,7 @@ fn batch_write<'a>(
         match (failure, decoded) {
             (None, Ok(d)) => {
                 write.projected_ids.push(id);
+                write.touches.extend(projector::touches(id, d));
                 write.projected_logged.extend(position);
                 for n in &d.notifications {
                     write.notifications.push((n.clone(), id.to_owned()));

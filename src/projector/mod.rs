@@ -20,6 +20,7 @@ use serde_json::Value;
 pub use catch_up::{catch_up, skip_catch_up_to, CatchUpReport};
 pub use rebuild::{rebuild, RebuildOptions, RebuildReport};
 
+use crate::store::history::Touch;
 use crate::store::ingest::{BatchWrite, IngestSession, Versioned, VersionedRow};
 use crate::store::read_models::{Key, Row};
 use crate::store::{Db, Kind, StorageError};
@@ -66,10 +67,12 @@ fn facts_of_parsed(
     entries: &[Entry],
     parsed: &[Option<&Value>],
     mut notifications: Option<&mut Caused>,
+    touched: &mut Vec<Touch>,
 ) -> Result<BTreeMap<Key, Fact>, ProjectError> {
     let mut merged: BTreeMap<Key, Fact> = BTreeMap::new();
     for (i, entry) in entries.iter().enumerate() {
         let decoded = decode_entry(entry, parsed.get(i).copied().flatten())?;
+        touched.extend(touches(&entry.event_id, &decoded));
         if let Some(sink) = notifications.as_deref_mut() {
             for n in decoded.notifications {
                 sink.push((n, entry.event_id.clone()));
@@ -107,6 +110,16 @@ impl Decoded {
     pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
         self.facts.iter().map(|f| (Kind::of(f), f.id().to_owned()))
     }
+}
+
+/// The `object_touches` rows of one projected entry (docs/adr/0019): every object its facts are
+/// about.
+pub fn touches<'a>(event_id: &'a str, decoded: &'a Decoded) -> impl Iterator<Item = Touch> + 'a {
+    decoded.keys().map(move |(kind, object_id)| Touch {
+        kind,
+        object_id,
+        event_id: event_id.to_owned(),
+    })
 }
 
 /// Decodes one entry, from `parsed` if given (ingestion's one parse, ADR 12), else from its
@@ -222,16 +235,10 @@ fn parse_payload(entry: &Entry) -> Result<Value, ProjectError> {
         })
 }
 
-/// Joins two facts about the same object (same kind by construction).
+/// Joins two facts about the same object (same kind by construction): the one join, shared
+/// with the history fold.
 fn join(into: &mut Fact, other: Fact) -> bool {
-    match (into, other) {
-        (Fact::Customer(a), Fact::Customer(b)) => a.join(b),
-        (Fact::Subscription(a), Fact::Subscription(b)) => a.join(b),
-        (Fact::Invoice(a), Fact::Invoice(b)) => a.join(b),
-        (Fact::Order(a), Fact::Order(b)) => a.join(b),
-        (Fact::Payment(a), Fact::Payment(b)) => a.join(b),
-        _ => false,
-    }
+    ledger_projections::join_fact(into, other)
 }
 
 /// Reads a stored state back into its typed form.
@@ -312,7 +319,8 @@ pub const MAX_ATTEMPTS: u32 = 16;
 /// a fresh read if another writer got there first.
 pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
     let mut notifications = Caused::new();
-    let facts = facts_of_parsed(entries, &[], Some(&mut notifications))?;
+    let mut touched = Vec::new();
+    let facts = facts_of_parsed(entries, &[], Some(&mut notifications), &mut touched)?;
     let keys: Vec<Key> = facts.keys().cloned().collect();
     let decoded = Ok(Decoded {
         facts: facts.into_values().collect(),
@@ -334,6 +342,7 @@ pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
             now: chrono::Utc::now().timestamp(),
             projected_ids: entries.iter().map(|e| e.event_id.as_str()).collect(),
             projected_logged: entries.iter().map(|e| e.position).collect(),
+            touches: touched.clone(),
             ..Default::default()
         };
         match session.write(&batch).await {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use ledger_projections::{decode, Fact, LoggedEvent};
 
 use super::{origin_of, state_from_json};
+use crate::store::history::{HistoryStore as _, HistoryTx as _, TouchAt};
 use crate::store::read_models::{Key, ReadModelStore as _, ReadModelTx as _, Row};
 use crate::store::rebuild::{RebuildStore as _, RebuildTx as _, Replayed};
 use crate::store::{Db, Kind, StorageError, Tx};
@@ -130,7 +131,11 @@ pub async fn rebuild(db: &Db, options: &RebuildOptions) -> Result<RebuildReport,
             break;
         };
         position = last;
-        let decoded = decode_chunk(stored, &kinds);
+        let mut decoded = decode_chunk(stored, &kinds);
+        if !options.check_only {
+            tx.record_touches(&std::mem::take(&mut decoded.touches))
+                .await?;
+        }
         absorb(db, generation, &mut cache, decoded, &mut report, None).await?;
     }
     loop {
@@ -186,8 +191,12 @@ async fn replay(
     let mut writer = Writer::start(db.clone(), generation, chunk);
     let mut position = 0;
     while let Some(next) = decoded.recv().await {
-        let next = next?;
+        let mut next = next?;
         position = next.last;
+        if !options.check_only {
+            db.record_touches(&std::mem::take(&mut next.touches))
+                .await?;
+        }
         absorb(db, generation, cache, next, report, Some(&mut writer)).await?;
         let gone = cache.evict();
         if !gone.is_empty() {
@@ -217,6 +226,8 @@ struct Decoded {
     events: usize,
     skipped: Vec<String>,
     facts: HashMap<Key, Fact>,
+    /// Every object each entry touched, whatever kinds are rebuilt (docs/adr/0019).
+    touches: Vec<TouchAt>,
 }
 
 /// Reads and decodes chunks after position 0 until the log ends, sending them in order.
@@ -253,6 +264,7 @@ fn decode_chunk(stored: Vec<Replayed>, kinds: &BTreeSet<Kind>) -> Decoded {
         events: stored.len(),
         skipped: Vec::new(),
         facts: HashMap::new(),
+        touches: Vec::new(),
     };
     for entry in stored {
         let Ok((payload, _)) = ledger_projections::envelope::parse_strict(&entry.payload) else {
@@ -272,6 +284,11 @@ fn decode_chunk(stored: Vec<Replayed>, kinds: &BTreeSet<Kind>) -> Decoded {
         };
         for fact in facts {
             let kind = Kind::of(&fact);
+            decoded.touches.push(TouchAt {
+                kind,
+                object_id: fact.id().to_owned(),
+                position: entry.position,
+            });
             if !kinds.contains(&kind) {
                 continue;
             }

@@ -34,10 +34,11 @@ pub enum Endpoint {
     DeadLetters,
     Reconciliations,
     Outbox,
+    History,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::AuditEvents,
         Endpoint::Customers,
         Endpoint::Subscriptions,
@@ -46,6 +47,7 @@ impl Endpoint {
         Endpoint::DeadLetters,
         Endpoint::Reconciliations,
         Endpoint::Outbox,
+        Endpoint::History,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +60,7 @@ impl Endpoint {
             Endpoint::DeadLetters => "dead_letters",
             Endpoint::Reconciliations => "reconciliations",
             Endpoint::Outbox => "outbox",
+            Endpoint::History => "history",
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct BatchWrite<'a> {
     /// Positions of logged entries projected again.
     pub projected_logged: Vec<i64>,
     pub failed: Vec<FailedEntry<'a>>,
+    /// The objects each projected entry touched (`object_touches`, docs/adr/0019).
+    pub touches: Vec<super::history::Touch>,
 }
 
 /// One batch's connection (PostgreSQL) or transaction (SQLite).

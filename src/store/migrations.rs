@@ -48,10 +48,28 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_read_model_versions.sql"),
     ),
     (
+        7,
+        "sealed_log",
+        include_str!("../../migrations/postgres/0007_sealed_log.sql"),
+        include_str!("../../migrations/sqlite/0007_sealed_log.sql"),
+    ),
+    (
+        8,
+        "object_touches",
+        include_str!("../../migrations/postgres/0008_object_touches.sql"),
+        include_str!("../../migrations/sqlite/0008_object_touches.sql"),
+    ),
+    (
         9,
         "ui",
         include_str!("../../migrations/postgres/0009_ui.sql"),
         include_str!("../../migrations/sqlite/0009_ui.sql"),
+    ),
+    (
+        11,
+        "generic_ingest_plans",
+        include_str!("../../migrations/postgres/0011_generic_ingest_plans.sql"),
+        include_str!("../../migrations/sqlite/0011_generic_ingest_plans.sql"),
     ),
 ];
 

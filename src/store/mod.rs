@@ -48,6 +48,7 @@
 pub mod common;
 pub mod error;
 pub mod event_log;
+pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod kind;
@@ -56,6 +57,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod read_models;
 pub mod rebuild;
+pub mod seal;
 pub mod sqlite;
 pub mod ui;
 

@@ -1,22 +1,45 @@
-//! `/ui/entitlements/{user_id}`: "is this user paid?", evaluated now exactly as
-//! `GET /api/entitlements/{user_id}` evaluates it, with the subscriptions and invoices the
-//! answer was computed from, each linked to its page.
+//! `/ui/entitlements/{user_id}`: "is this user paid?" and why: the decision, the rule that made
+//! it (in a sentence), every subscription considered with its own verdict, and each input with
+//! the log entry that set it (`crate::history::explain`, the same as
+//! `GET /api/entitlements/{user_id}/explain`). With `as_of_position`, `as_of` or
+//! `as_of_created`, the decision as it stood at that point of the log, evaluated at its time.
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use serde_json::Value;
 
-use super::objects::path_id;
+use super::events::object_href;
+use super::history_view::as_of_fields;
+use super::objects::{path_id, AsOfForm};
 use super::{urlencode, Chrome, UiError, UiSession};
 use crate::app::AppState;
 use crate::auth::Scope;
-use crate::read_models::{self, views};
+use crate::history;
+use crate::query;
 
-pub struct Basis {
+/// An input of the decision and the entry that set it.
+pub struct Input {
+    pub input: String,
+    pub object_id: String,
+    pub object_href: String,
+    pub event_id: String,
+    pub event_href: String,
+    pub position: String,
+}
+
+/// A subscription the decision considered.
+pub struct Considered {
     pub id: String,
     pub href: String,
     pub status: String,
+    pub derived: bool,
+    pub access: String,
+    pub reason: String,
+    pub until: String,
+    pub sentence: String,
+    pub inputs: Vec<Input>,
 }
 
 #[derive(askama::Template)]
@@ -24,68 +47,115 @@ pub struct Basis {
 struct EntitlementPage {
     chrome: Chrome,
     user_id: String,
-    /// `views::entitlement` as pretty JSON: the API's answer.
-    answer: String,
+    base: String,
     access: String,
     reason: String,
     until: String,
-    /// The deciding subscription: its page and id.
-    deciding: Option<(String, String)>,
-    subscriptions: Vec<Basis>,
-    invoices: Vec<Basis>,
+    explanation: String,
+    evaluated_at: String,
+    as_of: Option<String>,
+    form: AsOfForm,
+    subscriptions: Vec<Considered>,
+    inputs: Vec<Input>,
+    /// The API's answer, pretty JSON.
+    answer: String,
 }
 
-fn text(v: &serde_json::Value) -> String {
+fn text(v: &Value) -> String {
     match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+fn inputs(list: &Value) -> Vec<Input> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|c| {
+                    let object_id = text(&c["object"]["id"]);
+                    let event_id = text(&c["event_id"]);
+                    Input {
+                        input: text(&c["input"]),
+                        object_href: object_href(&object_id),
+                        object_id,
+                        event_href: format!("/ui/events/{}", urlencode(&event_id)),
+                        event_id,
+                        position: text(&c["position"]),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn considered(list: &Value) -> Vec<Considered> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|s| {
+                    let id = text(&s["id"]);
+                    Considered {
+                        href: format!("/ui/subscriptions/{}", urlencode(&id)),
+                        id,
+                        status: text(&s["status"]),
+                        derived: s["status_derived"].as_bool().unwrap_or(false),
+                        access: text(&s["access"]),
+                        reason: text(&s["reason"]),
+                        until: text(&s["until"]),
+                        sentence: text(&s["rule"]["sentence"]),
+                        inputs: inputs(&s["inputs"]),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub async fn show(
     State(state): State<AppState>,
     session: UiSession,
     path: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     session.require(Scope::Audit)?;
     let user_id = path_id("user_id", path)?;
-    let (subscriptions, invoices) = read_models::user_billing(&state.db, &user_id).await?;
-    let e = ledger_projections::entitlement(
-        &subscriptions,
-        &invoices,
+    let params = query::parse_query(raw.as_deref())?;
+    query::refuse_unknown(&params, &history::AS_OF_PARAMS)?;
+    let as_of = as_of_fields(&params);
+    let cut = history::parse_as_of(&as_of)?;
+    let (e, resolved) = history::explain(
+        &state.db,
+        &user_id,
+        cut,
         state.now(),
         state.grace_period_secs,
-    );
-    let answer = views::entitlement(&user_id, &e);
+    )
+    .await?;
+    let mut body = crate::http::explanation_json(&e);
+    if let Some(r) = resolved {
+        body["as_of"] = history::as_of_json(&r.cut, e.position);
+    }
     let page = EntitlementPage {
         chrome: Chrome::new(&state, &session, ""),
-        answer: serde_json::to_string_pretty(&answer).map_err(UiError::internal)?,
-        access: text(&answer["access"]),
-        reason: text(&answer["reason"]),
-        until: text(&answer["until"]),
-        deciding: e.subscription_id.as_deref().map(|id| {
-            (
-                format!("/ui/subscriptions/{}", urlencode(id)),
-                id.to_owned(),
-            )
-        }),
-        subscriptions: subscriptions
-            .iter()
-            .map(|s| Basis {
-                href: format!("/ui/subscriptions/{}", urlencode(&s.id)),
-                status: text(&views::subscription(s)["status"]),
-                id: s.id.clone(),
-            })
-            .collect(),
-        invoices: invoices
-            .iter()
-            .map(|i| Basis {
-                href: format!("/ui/invoices/{}", urlencode(&i.id)),
-                status: text(&views::invoice(i)["status"]),
-                id: i.id.clone(),
-            })
-            .collect(),
+        base: format!("/ui/entitlements/{}", urlencode(&user_id)),
+        access: text(&body["access"]),
+        reason: text(&body["reason"]),
+        until: text(&body["until"]),
+        explanation: text(&body["explanation"]),
+        evaluated_at: text(&body["evaluated_at"]),
+        as_of: resolved.map(|_| body["as_of"].to_string()),
+        form: AsOfForm {
+            position: as_of.get("as_of_position").cloned().unwrap_or_default(),
+            received: as_of.get("as_of").cloned().unwrap_or_default(),
+            created: as_of.get("as_of_created").cloned().unwrap_or_default(),
+        },
+        subscriptions: considered(&body["subscriptions"]),
+        inputs: inputs(&body["inputs"]),
+        answer: serde_json::to_string_pretty(&body).map_err(UiError::internal)?,
         user_id,
     };
     super::render(StatusCode::OK, &page)

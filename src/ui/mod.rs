@@ -24,6 +24,7 @@ pub mod csrf;
 pub mod entitlements;
 pub mod error;
 pub mod events;
+pub mod history_view;
 pub mod export;
 pub mod integrity;
 pub mod objects;

@@ -190,6 +190,7 @@ async fn events_list_and_show_print_the_log_for_operators() {
         EventsCommand::Show {
             event_id: "evt_cli_1".into(),
             format: OutputFormat::Json,
+            proof: false,
         },
         &mut out,
     )
@@ -203,6 +204,7 @@ async fn events_list_and_show_print_the_log_for_operators() {
         EventsCommand::Show {
             event_id: "evt_missing".into(),
             format: OutputFormat::Text,
+            proof: false,
         },
         &mut out,
     )
@@ -434,6 +436,7 @@ async fn hostile_text_in_the_log_is_escaped_and_cut_in_text_output() {
         EventsCommand::Show {
             event_id: event_id.clone(),
             format: OutputFormat::Text,
+            proof: false,
         },
         &mut out,
     )

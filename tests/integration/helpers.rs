@@ -20,6 +20,9 @@ pub const AUDIT_TOKEN: &str = "audit-token-for-tests-0123456789";
 pub const READ_TOKEN: &str = "read-token-for-tests-0123456789";
 pub const METRICS_TOKEN: &str = "metrics-token-for-tests-0123456789";
 pub const OPERATE_TOKEN: &str = "operate-token-for-tests-0123456789";
+/// The checkpoint signing key of every test app (base64 of 32 bytes of 7), unless a test sets
+/// `LEDGER_SIGNING_KEY` itself (`off`, or another key).
+pub const TEST_SIGNING_SEED: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 /// Every log line any test produces, for the tests that check what is (not) logged.
 pub fn captured_logs() -> String {
@@ -157,6 +160,9 @@ pub struct TestApp {
     pub database: Arc<TestDatabase>,
     /// The app's state, for driving its jobs (outbox delivery) directly.
     pub state: AppState,
+    /// The sealing key and settings (`None` with `LEDGER_SIGNING_KEY=off`), for driving the
+    /// sealer directly.
+    pub sealing: Option<stripe_ledger::sealer::Sealing>,
     // Kept so the server runs as long as the app; `stop` shuts it down gracefully.
     server: Option<RunningServer>,
 }
@@ -199,6 +205,10 @@ impl TestAppBuilder {
             ("STRIPE_WEBHOOK_SECRET".to_owned(), secret.clone()),
             ("LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             (
+                "LEDGER_SIGNING_KEY".to_owned(),
+                TEST_SIGNING_SEED.to_owned(),
+            ),
+            (
                 "API_TOKENS".to_owned(),
                 format!(
                     "audit:{AUDIT_TOKEN},read:{READ_TOKEN},metrics:{METRICS_TOKEN},\
@@ -213,6 +223,8 @@ impl TestAppBuilder {
             .await
             .expect("connect to the test database");
         db.migrate().await.expect("migrate the test database");
+        let sealing = stripe_ledger::sealer::Sealing::from_config(&config.seal)
+            .expect("the test signing key loads");
         let mut state = AppState::new(db.clone(), &config);
         if let Some(now) = self.clock {
             state.clock = Arc::new(move || now);
@@ -235,6 +247,7 @@ impl TestAppBuilder {
             clock: self.clock,
             database,
             state,
+            sealing,
             server: Some(server),
         }
     }

@@ -97,6 +97,11 @@ fn the_configuration_debug_output_names_no_secret() {
                 "smtp://mailer:debugcheck_pw@smtp.example.com:587?tls=required",
             ),
             ("MAIL_FROM", "billing@example.com"),
+            // base64 of "debugcheck_seed_value_0123456789"
+            (
+                "LEDGER_SIGNING_KEY",
+                "ZGVidWdjaGVja19zZWVkX3ZhbHVlXzAxMjM0NTY3ODk=",
+            ),
             ("STRIPE_PRICE_IDS_TIER1", "price_1"),
             ("CHECKOUT_SUCCESS_URL", "https://app.example.com/ok"),
             ("CHECKOUT_CANCEL_URL", "https://app.example.com/cancel"),
@@ -113,6 +118,8 @@ fn the_configuration_debug_output_names_no_secret() {
     let debug = format!("{config:?}");
     assert!(!debug.contains("debugcheck_secret_value"), "{debug}");
     assert!(!debug.contains("debugcheck_pw"), "{debug}");
+    assert!(!debug.contains("ZGVidWdjaGVja19zZWVk"), "{debug}");
+    assert!(!debug.contains("100, 101, 98"), "{debug}"); // the seed's bytes
 }
 
 #[tokio::test]

@@ -215,6 +215,16 @@ fn scenario(name: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// How many rows the timeline page shows (each one a distinct log entry).
+async fn events_about_or_touching(b: &Browser) -> usize {
+    let ids = texts(b, "[data-timeline] tbody th a").await;
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "an entry listed twice: {ids:?}");
+    ids.len()
+}
+
 /// Ids of the fixture's events about `object`, in delivery order.
 fn events_about(events: &[Vec<u8>], object: &str) -> Vec<String> {
     events
@@ -265,6 +275,32 @@ async fn an_object_timeline_lists_the_scenarios_events_about_it_newest_first() {
             "{page}: {state}"
         );
     }
+    // Applied entries show the fields they changed; the as-of form folds the log up to a
+    // point, and the timeline ends there too.
+    b.goto(&app.url("/ui/subscriptions/sub_happy1")).await;
+    let applied = b
+        .find_all("tr[data-effect=applied] [data-changes] li")
+        .await;
+    assert!(
+        !applied.is_empty(),
+        "an applied entry lists its changed fields"
+    );
+    let oldest = b.find_all("[data-timeline] tbody tr").await.len();
+    assert_eq!(oldest, events_about_or_touching(&b).await);
+    let last_link = b
+        .find("[data-timeline] tbody tr:last-child td[data-label=State] a")
+        .await;
+    last_link.click().await.unwrap();
+    let path = b
+        .wait_for_path("/ui/subscriptions/sub_happy1?as_of_position=")
+        .await;
+    assert!(!b.text("[data-as-of]").await.is_empty(), "{path}");
+    assert_eq!(
+        b.find_all("[data-timeline] tbody tr").await.len(),
+        1,
+        "only the first entry"
+    );
+    look(&b, "subscription-as-of").await;
     // Each row links to its event.
     b.goto(&app.url("/ui/subscriptions/sub_happy1")).await;
     let first = b.find("[data-timeline] tbody th a").await;

@@ -311,3 +311,58 @@ async fn object_pages_escape_hostile_ids_and_payloads_and_unknown_objects_are_no
         .header("location")
         .starts_with("/ui/login?next=%2Fui%2Fsubscriptions%2Fsub_x"));
 }
+
+#[tokio::test]
+async fn an_object_page_as_of_a_point_shows_the_folded_state_and_refuses_bad_points() {
+    let app = console_app().spawn().await;
+    for e in [
+        event(
+            "evt_asof_1",
+            "customer.created",
+            T0,
+            customer("cus_asof", None),
+        ),
+        event(
+            "evt_asof_2",
+            "customer.subscription.created",
+            T0 + 1,
+            subscription("sub_asof", "cus_asof", "active", T0 + MONTH, false),
+        ),
+        event(
+            "evt_asof_3",
+            "customer.subscription.updated",
+            T0 + 2,
+            subscription("sub_asof", "cus_asof", "past_due", T0 + MONTH, false),
+        ),
+    ] {
+        assert_eq!(app.deliver(&e).await.status, 200);
+    }
+    let auditor = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let now = auditor.get("/ui/subscriptions/sub_asof").await;
+    assert!(now.text.contains("&#34;past_due&#34;"), "{}", now.text);
+    assert!(now.text.contains("data-effect=\"applied\""));
+    // The first entry of the subscription is at position 2: active then, past_due after.
+    let then = auditor
+        .get("/ui/subscriptions/sub_asof?as_of_position=2&as_of=&as_of_created=")
+        .await;
+    assert_eq!(then.status, 200, "{}", then.text);
+    assert!(then.text.contains("&#34;active&#34;") && !then.text.contains("&#34;past_due&#34;"));
+    assert!(then.text.contains("data-as-of"));
+    for (query, code) in [
+        (
+            "as_of_position=1&as_of=2026-01-01T00:00:00Z",
+            "contradictory_as_of",
+        ),
+        ("as_of=yesterday", "invalid_as_of"),
+        ("as_of_position=999", "as_of_beyond_log"),
+    ] {
+        let page = auditor
+            .get(&format!("/ui/subscriptions/sub_asof?{query}"))
+            .await;
+        assert_eq!((page.status, page.code()), (400, code), "{query}");
+    }
+    let early = auditor
+        .get("/ui/subscriptions/sub_asof?as_of_position=1")
+        .await;
+    assert_eq!((early.status, early.code()), (404, "not_yet_existing"));
+}

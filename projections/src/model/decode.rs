@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::lattice::{Link, Register};
 use super::objects::{
-    CustomerState, CustomerView, InvoiceState, InvoiceView, OrderState, OrderView, PaymentState,
-    SubscriptionState, SubscriptionView,
+    CustomerState, CustomerView, Evidence, InvoiceState, InvoiceView, OrderState, OrderView,
+    PaymentState, Renewal, SubscriptionState, SubscriptionView, RENEWAL_REASONS,
 };
 use super::ordering::{self, version};
 
@@ -210,6 +210,7 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
             match t {
                 "invoice.payment_failed" => {
                     state.first_failed_at = Some(event.created);
+                    state.first_failure = Some(evidence(event));
                     state.last_failed_at = Some(event.created);
                 }
                 "invoice.paid" | "invoice.payment_succeeded" => state.paid_at = Some(event.created),
@@ -228,8 +229,11 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
                     .and_then(Value::as_i64);
                 state.paid_at = Some(stamped.map_or(event.created, |p| p.min(event.created)));
             }
+            let renewal = renewal_of(event, &view, &state);
             state.snapshot = Some(Register::new(v, view));
-            vec![Fact::Invoice(state)]
+            let mut facts = vec![Fact::Invoice(state)];
+            facts.extend(renewal.map(Fact::Subscription));
+            facts
         }
         ("charge", _) | ("dispute", _) => charge(event, object)?,
         ("payment_intent", _) => {
@@ -262,6 +266,44 @@ pub fn decode(event: &LoggedEvent<'_>) -> Result<Vec<Fact>, DecodeError> {
         _ => Vec::new(),
     };
     Ok(facts)
+}
+
+fn evidence(event: &LoggedEvent<'_>) -> Evidence {
+    Evidence {
+        created: event.created,
+        event_id: event.event_id.to_owned(),
+    }
+}
+
+/// What an invoice event says about its subscription under the failed-payment rule: a failed
+/// or successful payment of a renewal invoice (`SubscriptionState::derived_past_due`).
+fn renewal_of(
+    event: &LoggedEvent<'_>,
+    view: &InvoiceView,
+    state: &InvoiceState,
+) -> Option<SubscriptionState> {
+    let subscription = view.subscription.clone()?;
+    if !RENEWAL_REASONS.contains(&view.billing_reason.as_deref()?) {
+        return None;
+    }
+    let failed = event.event_type == "invoice.payment_failed";
+    let mut renewal = Renewal::default();
+    if failed {
+        renewal.first_failure = Some(evidence(event));
+        renewal.last_failure = Some(evidence(event));
+    }
+    if let Some(paid_at) = state.paid_at {
+        renewal.paid = Some(Evidence {
+            created: paid_at,
+            event_id: event.event_id.to_owned(),
+        });
+    }
+    if renewal == Renewal::default() {
+        return None;
+    }
+    let mut s = SubscriptionState::new(subscription);
+    s.renewals.insert(view.id.clone(), renewal);
+    Some(s)
 }
 
 fn id_of_object(object: &Value) -> Option<String> {

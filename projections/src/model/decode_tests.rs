@@ -123,9 +123,16 @@ fn only_subscription(facts: &[Fact]) -> &crate::SubscriptionState {
     subs[0]
 }
 
+/// The invoice fact of an invoice event; a renewal invoice's event may also state its
+/// subscription's renewal (the failed-payment rule), never a snapshot of it.
 fn only_invoice(facts: &[Fact]) -> &crate::InvoiceState {
     match facts {
         [Fact::Invoice(i)] => i,
+        [Fact::Invoice(i), Fact::Subscription(s)]
+            if s.snapshot.is_none() && s.renewals.contains_key(&i.id) =>
+        {
+            i
+        }
         other => panic!("expected one invoice fact, got {other:?}"),
     }
 }

@@ -2,11 +2,15 @@
 
 pub mod decode;
 pub mod entitlement;
+pub mod explain;
+pub mod history;
 pub mod lattice;
 pub mod objects;
 pub mod ordering;
 
 #[cfg(test)]
 mod decode_tests;
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod tests;

@@ -258,11 +258,60 @@ impl SubscriptionView {
     }
 }
 
+/// The event that stated a fact, and when Stripe says it happened. Ordered by time, then id, so
+/// the earliest (or latest) evidence is the same whatever the delivery order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Evidence {
+    pub created: i64,
+    pub event_id: String,
+}
+
+/// What the log says about the payment of one renewal invoice of a subscription (billing
+/// reason `subscription_cycle` or `subscription_update`): the input of the failed-payment rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewal {
+    /// The first failed payment: the start of the grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<Evidence>,
+    /// The latest failed payment: compared with the subscription's snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Evidence>,
+    /// The earliest evidence that the invoice was paid (paid never goes back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid: Option<Evidence>,
+}
+
+impl Renewal {
+    pub fn join(&mut self, other: Renewal) -> bool {
+        join_min(&mut self.first_failure, other.first_failure)
+            | join_max(&mut self.last_failure, other.last_failure)
+            | join_min(&mut self.paid, other.paid)
+    }
+}
+
+/// Billing reasons of the invoices that renew a subscription (not its first invoice).
+pub const RENEWAL_REASONS: [&str; 2] = ["subscription_cycle", "subscription_update"];
+
+/// A `past_due` the service derived from a failed renewal payment that the subscription's own
+/// snapshot does not reflect yet (Stripe's definition of `past_due`: "payment on the latest
+/// finalized invoice either failed or wasn't attempted").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedPastDue {
+    pub invoice: String,
+    /// Starts the grace period.
+    pub first_failure: Evidence,
+    /// Newer than the snapshot: the event that derived the status.
+    pub last_failure: Evidence,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionState {
     pub id: String,
     pub snapshot: Option<Register<SubscriptionView>>,
     pub user: Option<Link>,
+    /// Renewal invoices with a failed or a successful payment, by invoice id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub renewals: BTreeMap<String, Renewal>,
 }
 
 impl SubscriptionState {
@@ -271,19 +320,61 @@ impl SubscriptionState {
             id,
             snapshot: None,
             user: None,
+            renewals: BTreeMap::new(),
         }
     }
 
     pub fn join(&mut self, other: SubscriptionState) -> bool {
-        join_register(&mut self.snapshot, other.snapshot) | join_link(&mut self.user, other.user)
+        let mut changed = join_register(&mut self.snapshot, other.snapshot)
+            | join_link(&mut self.user, other.user);
+        for (invoice, renewal) in other.renewals {
+            match self.renewals.get_mut(&invoice) {
+                Some(mine) => changed |= mine.join(renewal),
+                None => {
+                    self.renewals.insert(invoice, renewal);
+                    changed = true;
+                }
+            }
+        }
+        changed
     }
 
     pub fn view(&self) -> Option<&SubscriptionView> {
         self.snapshot.as_ref().map(Register::value)
     }
 
+    /// The status access is decided on: the snapshot's, or `past_due` when the failed-payment
+    /// rule derives it ([`Self::derived_past_due`]).
     pub fn status(&self) -> Option<&str> {
+        if self.derived_past_due().is_some() {
+            return Some("past_due");
+        }
         self.view().map(|v| v.status.as_str())
+    }
+
+    /// The failed-payment rule: a snapshot that still gives access (`active`, `trialing`) is
+    /// overtaken by a failed payment of a renewal invoice, not paid since, that is newer than
+    /// the snapshot. A pure function of the joined state, so as order-independent as the state;
+    /// paying the invoice (`invoice.paid`) or a newer snapshot ends it. The grace period runs
+    /// from the earliest first failure among such invoices.
+    pub fn derived_past_due(&self) -> Option<DerivedPastDue> {
+        let snapshot = self.snapshot.as_ref()?;
+        if !matches!(snapshot.value().status.as_str(), "active" | "trialing") {
+            return None;
+        }
+        let since = snapshot.version().created;
+        self.renewals
+            .iter()
+            .filter(|(_, r)| r.paid.is_none())
+            .filter_map(|(invoice, r)| {
+                let last = r.last_failure.as_ref().filter(|l| l.created > since)?;
+                Some(DerivedPastDue {
+                    invoice: invoice.clone(),
+                    first_failure: r.first_failure.clone().unwrap_or_else(|| last.clone()),
+                    last_failure: last.clone(),
+                })
+            })
+            .min_by(|a, b| (&a.first_failure, &a.invoice).cmp(&(&b.first_failure, &b.invoice)))
     }
 
     /// Event ids of same-second snapshots that disagree (empty when none).
@@ -357,6 +448,9 @@ pub struct InvoiceState {
     pub snapshot: Option<Register<InvoiceView>>,
     /// First failed payment of this invoice (event time): the start of its dunning cycle.
     pub first_failed_at: Option<i64>,
+    /// The event of that first failure (`first_failed_at` is its time), for explanations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<Evidence>,
     pub last_failed_at: Option<i64>,
     pub paid_at: Option<i64>,
     /// A payment needs the customer's action (3-D Secure): send them to the hosted invoice.
@@ -369,6 +463,7 @@ impl InvoiceState {
             id,
             snapshot: None,
             first_failed_at: None,
+            first_failure: None,
             last_failed_at: None,
             paid_at: None,
             action_required_at: None,
@@ -378,6 +473,7 @@ impl InvoiceState {
     pub fn join(&mut self, other: InvoiceState) -> bool {
         join_register(&mut self.snapshot, other.snapshot)
             | join_min(&mut self.first_failed_at, other.first_failed_at)
+            | join_min(&mut self.first_failure, other.first_failure)
             | join_max(&mut self.last_failed_at, other.last_failed_at)
             | join_min(&mut self.paid_at, other.paid_at)
             | join_min(&mut self.action_required_at, other.action_required_at)

@@ -25,7 +25,7 @@ fn join(into: &mut Projection, other: Projection) -> bool {
 
 /// One generated step of a lifecycle, before it becomes an event.
 #[derive(Debug, Clone)]
-enum Step {
+pub(super) enum Step {
     TrialStarted,
     Activated,
     PriceChanged(u8),
@@ -43,7 +43,7 @@ enum Step {
     ConflictingUpdatesInOneSecond(u8),
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(super) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         Just(Step::TrialStarted),
         Just(Step::Activated),
@@ -62,7 +62,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn event(id: usize, event_type: &str, created: i64, object: Value) -> Value {
+pub(super) fn event(id: usize, event_type: &str, created: i64, object: Value) -> Value {
     json!({
         "id": format!("evt_{id:04}"), "object": "event", "api_version": "2025-03-31.basil",
         "created": created, "livemode": false, "type": event_type,
@@ -70,7 +70,13 @@ fn event(id: usize, event_type: &str, created: i64, object: Value) -> Value {
     })
 }
 
-fn subscription(status: &str, price: u8, quantity: u8, period_end: i64, cancel: bool) -> Value {
+pub(super) fn subscription(
+    status: &str,
+    price: u8,
+    quantity: u8,
+    period_end: i64,
+    cancel: bool,
+) -> Value {
     json!({
         "id": "sub_1", "object": "subscription", "customer": "cus_1", "status": status,
         "cancel_at_period_end": cancel, "latest_invoice": format!("in_{period_end}"),
@@ -84,18 +90,19 @@ fn subscription(status: &str, price: u8, quantity: u8, period_end: i64, cancel: 
     })
 }
 
-fn invoice(status: &str, period_end: i64, attempts: i64) -> Value {
+pub(super) fn invoice(status: &str, period_end: i64, attempts: i64) -> Value {
     json!({
         "id": format!("in_{period_end}"), "object": "invoice", "customer": "cus_1", "status": status,
         "amount_due": 1500, "amount_paid": if status == "paid" { 1500 } else { 0 }, "currency": "usd",
         "attempt_count": attempts, "hosted_invoice_url": "https://invoice.stripe.com/i/x",
+        "billing_reason": "subscription_cycle",
         "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_1"}}
     })
 }
 
 /// Turns steps into a realistic event list. Gaps of 0 to 2 seconds make same-second ties
 /// common, as in real Stripe traffic.
-fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
+pub(super) fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
     let mut t = 1_763_800_000;
     let mut n = 0;
     let mut out = Vec::new();
@@ -289,7 +296,7 @@ fn lifecycle(steps: &[Step], gaps: &[u8]) -> Vec<Value> {
     out
 }
 
-fn fold(events: &[&Value]) -> Projection {
+pub(super) fn fold(events: &[&Value]) -> Projection {
     fold_all(events.iter().map(|e| LoggedEvent {
         event_id: e["id"].as_str().unwrap(),
         event_type: e["type"].as_str().unwrap(),
@@ -306,7 +313,7 @@ fn fold(events: &[&Value]) -> Projection {
 }
 
 /// A deterministic shuffle with duplicates, driven by a proptest-chosen seed.
-fn delivery(events: &[Value], seed: u64) -> Vec<&Value> {
+pub(super) fn delivery(events: &[Value], seed: u64) -> Vec<&Value> {
     let mut state = seed | 1;
     let mut rand = move || {
         state ^= state << 13;
@@ -329,7 +336,7 @@ fn delivery(events: &[Value], seed: u64) -> Vec<&Value> {
 
 /// Renders a basil object as an endpoint pinned before basil would have received it: periods
 /// on the subscription, `invoice.subscription` and `invoice.paid` instead of `parent`.
-fn to_pre_basil(event: &mut Value) {
+pub(super) fn to_pre_basil(event: &mut Value) {
     event["api_version"] = json!("2024-09-30.acacia");
     let object = &mut event["data"]["object"];
     match object["object"].as_str() {

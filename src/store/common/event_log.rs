@@ -15,6 +15,7 @@ macro_rules! summary_columns {
          signature_header, signature_timestamp, verified_by_index, verified_by_fingerprint"
     };
 }
+pub(crate) use summary_columns;
 
 /// The columns an append writes, in the order both backends bind them.
 macro_rules! insert_columns {

@@ -5,10 +5,12 @@
 //! own executor; only the statements that really differ are written in `postgres/` or `sqlite/`.
 
 pub mod event_log;
+pub mod history;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
 pub mod rebuild;
+pub mod seal;
 pub mod ui;
 
 /// Column types a shared row decoder reads: "this database decodes `T`". Bounds written with

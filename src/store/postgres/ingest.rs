@@ -50,7 +50,7 @@ const READ_STATES: &str = "SELECT r.kind, r.id, r.state, r.version \
 
 const WRITE: &str = "SELECT entry_id, entry_position, entry_new, entry_sha FROM ledger_ingest_batch(\
      $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-     $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39)";
+     $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)";
 
 fn kind_of(text: &str) -> Result<Kind, StorageError> {
     text.parse()
@@ -169,7 +169,7 @@ fn other_body(e: sqlx::Error) -> StorageError {
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-/// Binds the 39 parameters of `ledger_ingest_batch`, in its order.
+/// Binds the 42 parameters of `ledger_ingest_batch`, in its order.
 fn bind_write<'q>(query: PgQuery<'q>, b: &'q BatchWrite<'_>) -> PgQuery<'q> {
     fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
         items.iter().map(f).collect()
@@ -203,6 +203,9 @@ fn bind_write<'q>(query: PgQuery<'q>, b: &'q BatchWrite<'_>) -> PgQuery<'q> {
         .bind(col(&b.failed, |f| f.position))
         .bind(col(&b.failed, |f| f.error.as_str()))
         .bind(chrono::Utc::now())
+        .bind(col(&b.touches, |t| t.kind.as_str()))
+        .bind(col(&b.touches, |t| t.object_id.as_str()))
+        .bind(col(&b.touches, |t| t.event_id.as_str()))
 }
 
 /// The 17 event-log columns of the entries to append.

@@ -2,11 +2,13 @@
 //! for [`PgStore`] (reads and one-off writes on the pool) and [`PgTx`] (inside a transaction).
 
 pub mod event_log;
+pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
 pub mod rebuild;
+pub mod seal;
 pub mod ui;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

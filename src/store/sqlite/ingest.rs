@@ -169,6 +169,7 @@ impl SqliteSession {
         }
         let inserted = self.append(batch).await?;
         self.mark(batch, &inserted).await?;
+        super::history::record_touches_by_event(&mut self.tx, &batch.touches).await?;
         Ok(inserted)
     }
 

@@ -3,11 +3,13 @@
 //! (a transaction on the single writer connection).
 
 pub mod event_log;
+pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod outbox;
 pub mod read_models;
 pub mod rebuild;
+pub mod seal;
 pub mod ui;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};

@@ -1,0 +1,281 @@
+//! The sealed log in the service (docs/adr/0018): the sealer that extends the Merkle tree from
+//! the committed log, checkpoints and where they are published, proofs, and `verify`.
+//!
+//! The tree: leaf `position - 1` is the log entry at `position` (its bytes are
+//! [`crate::seal::leaf::encode`]); a position that never held an entry is a hole leaf
+//! ([`hole_leaf`]). The sealer runs in `serve`, off the webhook path: it reads committed
+//! entries after the sealed size and writes the completed subtree hashes and the new size in
+//! one transaction, conditional on the size it started from.
+
+pub mod bench;
+pub mod cli;
+pub mod keys;
+pub mod proofs;
+pub mod publish;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::seal::merkle::{self, Frontier, Hash, NodeId};
+use crate::seal::note::{Checkpoint, SigningKey};
+use crate::store::event_log::StoredEvent;
+use crate::store::seal::{SealState, SealStore as _, StoredCheckpoint, TreeExtension};
+use crate::store::{Db, StorageError};
+
+/// Leaves sealed per transaction at most.
+pub const SEAL_CHUNK: u32 = 2_000;
+/// How often the sealer looks for new entries.
+pub const SEAL_EVERY: Duration = Duration::from_secs(1);
+/// How many of the newest leaves the scheduled check recomputes.
+pub const RECHECK_NEWEST: u64 = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The stored tree does not hold together (a missing frontier node, a root that does not
+    /// match the stored state, an entry that cannot be encoded): sealing stops rather than
+    /// build on it, and `verify` says what is wrong.
+    #[error("the stored tree is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// A signing key with the origin it signs for: what `serve` and the CLI need to seal.
+#[derive(Clone)]
+pub struct Sealing {
+    pub key: Arc<SigningKey>,
+    pub origin: String,
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    pub checkpoint_interval: Duration,
+}
+
+impl std::fmt::Debug for Sealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealing")
+            .field("origin", &self.origin)
+            .field("verifier", &self.key.verifier().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealing {
+    /// From the configuration; `None` when `LEDGER_SIGNING_KEY=off`.
+    pub fn from_config(
+        config: &crate::config::SealConfig,
+    ) -> Result<Option<Sealing>, keys::KeyError> {
+        Ok(keys::load(&config.key, &config.origin)?.map(|key| Sealing {
+            key: Arc::new(key),
+            origin: config.origin.clone(),
+            checkpoint_dir: config.checkpoint_dir.clone(),
+            checkpoint_interval: config.checkpoint_interval,
+        }))
+    }
+}
+
+/// The bytes of the hole leaf at `position`: a position the log skipped (an identity value
+/// consumed by a conflicting or rolled-back append on PostgreSQL). Its tag differs from every
+/// entry encoding's, so a hole can never be mistaken for an entry, nor one hole for another.
+pub fn hole_leaf(position: u64) -> Vec<u8> {
+    let mut bytes = HOLE_TAG.to_vec();
+    bytes.extend_from_slice(&position.to_be_bytes());
+    bytes
+}
+
+/// The first bytes of a hole leaf (see docs/seal-formats.md for the entry encoding's tag).
+pub const HOLE_TAG: &[u8] = b"stripe-ledger/hole/v1\n";
+
+/// The leaf hash of the entry (`position` is its own).
+pub fn entry_leaf_hash(entry: &StoredEvent) -> Result<Hash, SealError> {
+    let bytes = crate::seal::leaf::encode(entry).map_err(|e| {
+        SealError::Inconsistent(format!("entry {} cannot be encoded: {e}", entry.position))
+    })?;
+    Ok(merkle::leaf_hash(&bytes))
+}
+
+/// The frontier of the stored tree, checked against the stored root.
+pub async fn stored_frontier(db: &Db, state: &SealState) -> Result<Frontier, SealError> {
+    // Highest level first, the order `Frontier::from_nodes` takes.
+    let ids = merkle::frontier_ids(state.size);
+    let nodes = db.fetch_nodes(&ids).await?;
+    let roots = ids
+        .iter()
+        .map(|id| {
+            nodes.get(id).copied().ok_or_else(|| {
+                SealError::Inconsistent(format!("the stored node {id:?} is missing"))
+            })
+        })
+        .collect::<Result<Vec<Hash>, _>>()?;
+    let frontier = Frontier::from_nodes(state.size, roots)
+        .map_err(|e| SealError::Inconsistent(e.to_string()))?;
+    if frontier.root() != state.root {
+        return Err(SealError::Inconsistent(format!(
+            "the stored nodes of size {} do not hash to the stored root",
+            state.size
+        )));
+    }
+    Ok(frontier)
+}
+
+/// One sealing transaction: up to `chunk` leaves after the sealed size. Returns the leaves
+/// added (0 when caught up, or when another sealer moved first).
+pub async fn seal_once(db: &Db, chunk: u32) -> Result<u64, SealError> {
+    let state = db.seal_state().await?;
+    let entries = db.entries_after(to_i64(state.size), chunk).await?;
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let mut frontier = stored_frontier(db, &state).await?;
+    let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(entries.len() * 2);
+    for entry in &entries {
+        let position = u64::try_from(entry.position)
+            .map_err(|_| SealError::Inconsistent("a negative position".into()))?;
+        // Below a visible position, a missing one never existed (appends are serialised).
+        while frontier.size() + 1 < position && frontier.size() - state.size < u64::from(chunk) {
+            let hole = hole_leaf(frontier.size() + 1);
+            nodes.extend(frontier.push(merkle::leaf_hash(&hole)));
+        }
+        if frontier.size() + 1 != position {
+            break; // the chunk filled up with holes; the entry goes in the next pass
+        }
+        nodes.extend(frontier.push(entry_leaf_hash(entry)?));
+    }
+    let extension = TreeExtension {
+        from_size: state.size,
+        to_size: frontier.size(),
+        root: frontier.root(),
+        nodes: &nodes,
+    };
+    if db.extend_tree(&extension).await? {
+        Ok(frontier.size() - state.size)
+    } else {
+        Ok(0)
+    }
+}
+
+/// Seals until caught up with the committed log. Returns the sealed size.
+pub async fn seal_all(db: &Db) -> Result<u64, SealError> {
+    loop {
+        if seal_once(db, SEAL_CHUNK).await? == 0 {
+            return Ok(db.seal_state().await?.size);
+        }
+    }
+}
+
+/// Signs, stores and publishes a checkpoint of the sealed tree if it grew since the latest
+/// one. Returns the latest checkpoint (new or not); `None` while the tree is empty.
+pub async fn checkpoint(
+    db: &Db,
+    sealing: &Sealing,
+    now: i64,
+) -> Result<Option<StoredCheckpoint>, SealError> {
+    let state = db.seal_state().await?;
+    let latest = db.latest_checkpoint().await?;
+    if state.size == 0 || latest.as_ref().is_some_and(|c| c.size >= state.size) {
+        return Ok(latest);
+    }
+    let body = Checkpoint {
+        origin: sealing.origin.clone(),
+        size: state.size,
+        root: state.root,
+    };
+    let stored = StoredCheckpoint {
+        size: state.size,
+        root: state.root,
+        origin: sealing.origin.clone(),
+        note: sealing.key.sign(&body),
+        verifier_key: sealing.key.verifier().to_string(),
+        signed_at: now,
+    };
+    let stored = if db.insert_checkpoint(&stored).await? {
+        stored
+    } else {
+        // Another instance signed this size first: its checkpoint is the one of record.
+        db.checkpoint_at(state.size)
+            .await?
+            .ok_or_else(|| SealError::Inconsistent("a checkpoint vanished".into()))?
+    };
+    if let Some(dir) = &sealing.checkpoint_dir {
+        if let Err(e) = publish::write_note(dir, &stored) {
+            tracing::error!(dir = %dir.display(), error = %e, "could not write the checkpoint to CHECKPOINT_DIR");
+        }
+    }
+    tracing::info!(size = stored.size, "checkpoint signed");
+    Ok(Some(stored))
+}
+
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The sealer of `serve`: seals every [`SEAL_EVERY`], and every checkpoint interval signs a
+/// checkpoint (when the tree grew) and verifies the newest entries again.
+pub fn spawn(
+    db: Db,
+    sealing: Sealing,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seal = tokio::time::interval(SEAL_EVERY);
+        let mut sign = tokio::time::interval(sealing.checkpoint_interval);
+        seal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sign.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sign.tick().await; // the first tick is immediate; sign after one interval
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = seal.tick() => {
+                    if let Err(e) = seal_all(&db).await {
+                        report(&metrics, "sealing failed", &e);
+                    }
+                }
+                _ = sign.tick() => {
+                    if let Err(e) = checkpoint(&db, &sealing, chrono::Utc::now().timestamp()).await {
+                        report(&metrics, "checkpoint failed", &e);
+                    }
+                    match verify::recheck_newest(&db, &sealing.key.verifier(), RECHECK_NEWEST).await {
+                        Ok(None) => {}
+                        Ok(Some(finding)) => {
+                            metrics.seal_verify_failed();
+                            tracing::error!(kind = %finding.kind, position = finding.position, detail = %finding.detail, "sealed log verification failed");
+                        }
+                        Err(e) => report(&metrics, "sealed log verification could not run", &e),
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn report(metrics: &Metrics, what: &str, e: &SealError) {
+    match e {
+        SealError::Storage(e) if e.is_transient() => {
+            tracing::warn!(error = %crate::store::error::chain(e), "{what}; will retry");
+        }
+        SealError::Storage(e) => {
+            tracing::error!(error = %crate::store::error::chain(e), "{what}");
+        }
+        SealError::Inconsistent(detail) => {
+            metrics.seal_verify_failed();
+            tracing::error!(%detail, "{what}: the stored tree is inconsistent");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_empty_tree_root_is_the_one_migration_0007_stores() {
+        let stored = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let root = Frontier::from_nodes(0, vec![]).unwrap().root();
+        let hex: String = root.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, stored);
+    }
+}

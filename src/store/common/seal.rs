@@ -1,0 +1,204 @@
+//! Statements and typed rows of the sealed log shared by both backends.
+
+use super::event_log::summary_columns;
+use super::Column;
+use crate::seal::merkle::{Hash, NodeId};
+use crate::store::seal::{SealState, StoredCheckpoint};
+
+pub(crate) const STATE: &str = "SELECT size, root FROM seal_state";
+
+/// The state row, locked (PostgreSQL: `FOR UPDATE`; SQLite: the writer holds the database).
+pub(crate) const STATE_FOR_UPDATE_SQLITE: &str = "SELECT size, root FROM seal_state";
+pub(crate) const STATE_FOR_UPDATE_PG: &str = "SELECT size, root FROM seal_state FOR UPDATE";
+
+pub(crate) const MOVE_STATE: &str = "UPDATE seal_state SET size = $1, root = $2";
+
+/// The sealer's read: safe against the commit-order trap because appends are serialised
+/// (docs/architecture.md): in one snapshot, a visible position means every smaller one is
+/// visible or will never exist.
+pub(crate) const ENTRIES_AFTER: &str = concat!(
+    "SELECT ",
+    summary_columns!(),
+    ", payload FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
+);
+
+pub(crate) const ENTRIES_BETWEEN: &str = concat!(
+    "SELECT ",
+    summary_columns!(),
+    ", payload FROM event_log WHERE position > $1 AND position <= $2 ORDER BY position"
+);
+
+macro_rules! checkpoint_columns {
+    () => {
+        "size, root, origin, note, verifier_key, signed_at"
+    };
+}
+
+pub(crate) const INSERT_CHECKPOINT: &str = concat!(
+    "INSERT INTO checkpoints (",
+    checkpoint_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (size) DO NOTHING"
+);
+
+pub(crate) const LATEST_CHECKPOINT: &str = concat!(
+    "SELECT ",
+    checkpoint_columns!(),
+    " FROM checkpoints ORDER BY size DESC LIMIT 1"
+);
+
+pub(crate) const CHECKPOINT_AT: &str = concat!(
+    "SELECT ",
+    checkpoint_columns!(),
+    " FROM checkpoints WHERE size = $1"
+);
+
+pub(crate) const CHECKPOINTS: &str = concat!(
+    "SELECT ",
+    checkpoint_columns!(),
+    " FROM checkpoints ORDER BY size"
+);
+
+fn hash(bytes: Vec<u8>, what: &str) -> Result<Hash, sqlx::Error> {
+    bytes
+        .try_into()
+        .map_err(|_| sqlx::Error::Decode(format!("{what} is not a 32-byte hash").into()))
+}
+
+fn size(n: i64, what: &str) -> Result<u64, sqlx::Error> {
+    u64::try_from(n).map_err(|_| sqlx::Error::Decode(format!("{what} is negative").into()))
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for SealState
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: Column<'r, R::Database>,
+    Vec<u8>: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(SealState {
+            size: size(row.try_get("size")?, "seal_state.size")?,
+            root: hash(row.try_get("root")?, "seal_state.root")?,
+        })
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for StoredCheckpoint
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: Column<'r, R::Database>,
+    String: Column<'r, R::Database>,
+    Vec<u8>: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(StoredCheckpoint {
+            size: size(row.try_get("size")?, "checkpoints.size")?,
+            root: hash(row.try_get("root")?, "checkpoints.root")?,
+            origin: row.try_get("origin")?,
+            note: row.try_get("note")?,
+            verifier_key: row.try_get("verifier_key")?,
+            signed_at: row.try_get("signed_at")?,
+        })
+    }
+}
+
+/// One row of `seal_nodes`.
+pub(crate) struct NodeRow {
+    pub id: NodeId,
+    pub hash: Hash,
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for NodeRow
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i32: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+    Vec<u8>: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let level: i32 = row.try_get("level")?;
+        let level = u8::try_from(level)
+            .ok()
+            .filter(|l| *l < 64)
+            .ok_or_else(|| sqlx::Error::Decode("seal_nodes.level out of range".into()))?;
+        Ok(NodeRow {
+            id: NodeId {
+                level,
+                index: size(row.try_get("idx")?, "seal_nodes.idx")?,
+            },
+            hash: hash(row.try_get("hash")?, "seal_nodes.hash")?,
+        })
+    }
+}
+
+/// The methods of `SealStore` that run the same statements the same way on both backends,
+/// expanded in each backend's impl with its read and write pools.
+macro_rules! seal_store_same_on_both {
+    ($reader:ident, $writer:ident) => {
+        async fn seal_state(&self) -> Result<SealState, StorageError> {
+            Ok(sqlx::query_as(sql::STATE).fetch_one(&self.$reader).await?)
+        }
+
+        async fn entries_after(
+            &self,
+            after: i64,
+            limit: u32,
+        ) -> Result<Vec<StoredEvent>, StorageError> {
+            Ok(sqlx::query_as(sql::ENTRIES_AFTER)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn entries_between(
+            &self,
+            after: i64,
+            up_to: i64,
+        ) -> Result<Vec<StoredEvent>, StorageError> {
+            Ok(sqlx::query_as(sql::ENTRIES_BETWEEN)
+                .bind(after)
+                .bind(up_to)
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn insert_checkpoint(
+            &self,
+            checkpoint: &StoredCheckpoint,
+        ) -> Result<bool, StorageError> {
+            let done = sqlx::query(sql::INSERT_CHECKPOINT)
+                .bind(to_db(checkpoint.size)?)
+                .bind(checkpoint.root.to_vec())
+                .bind(&checkpoint.origin)
+                .bind(&checkpoint.note)
+                .bind(&checkpoint.verifier_key)
+                .bind(checkpoint.signed_at)
+                .execute(&self.$writer)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StorageError> {
+            Ok(sqlx::query_as(sql::LATEST_CHECKPOINT)
+                .fetch_optional(&self.$reader)
+                .await?)
+        }
+
+        async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StorageError> {
+            Ok(sqlx::query_as(sql::CHECKPOINT_AT)
+                .bind(to_db(size)?)
+                .fetch_optional(&self.$reader)
+                .await?)
+        }
+
+        async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError> {
+            Ok(sqlx::query_as(sql::CHECKPOINTS)
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+    };
+}
+pub(crate) use seal_store_same_on_both;
