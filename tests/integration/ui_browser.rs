@@ -11,6 +11,15 @@ use crate::helpers::{TestApp, AUDIT_TOKEN, READ_TOKEN};
 use crate::stripe_objects::{customer, event, subscription, MONTH, T0};
 use crate::ui_http::{console_app, OPERATOR_TOKEN};
 
+/// The console app, with the longest ingest budget: a loaded CI machine must not turn a
+/// delivery into a 503 here (these tests are about the pages, not ingest latency).
+async fn app() -> TestApp {
+    console_app()
+        .env("INGEST_TIMEOUT_MS", "25000")
+        .spawn()
+        .await
+}
+
 /// WebDriver's code for the Enter key.
 const ENTER: &str = "\u{E007}";
 
@@ -53,7 +62,7 @@ async fn session_cookies(b: &Browser) -> Vec<String> {
 
 #[tokio::test]
 async fn a_browser_is_refused_a_bad_token_signs_in_with_a_strict_http_only_cookie_and_signs_out() {
-    let app = console_app().spawn().await;
+    let app = app().await;
     let Some(b) = Browser::launch("sign in and out").await else {
         return;
     };
@@ -118,7 +127,7 @@ async fn deliver_mixed(app: &TestApp) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn the_event_list_filters_to_the_right_rows_the_jump_box_finds_ids_and_keys_move_the_focus() {
-    let app = console_app().spawn().await;
+    let app = app().await;
     let Some(b) = Browser::launch("event list").await else {
         return;
     };
@@ -237,7 +246,7 @@ fn events_about(events: &[Vec<u8>], object: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn an_object_timeline_lists_the_scenarios_events_about_it_newest_first() {
-    let app = console_app().spawn().await;
+    let app = app().await;
     let Some(b) = Browser::launch("object timeline").await else {
         return;
     };
@@ -410,7 +419,7 @@ async fn subscription_status(app: &TestApp, id: &str) -> Value {
 
 #[tokio::test]
 async fn a_dead_letter_retried_from_the_operations_page_is_projected_and_the_action_is_recorded() {
-    let app = console_app().spawn().await;
+    let app = app().await;
     let Some(b) = Browser::launch("dead-letter retry").await else {
         return;
     };

@@ -302,12 +302,33 @@ impl Browser {
             .send_keys(token)
             .await
             .expect("type the token");
+        // The answer may be the sign-in page again: mark this document, and wait for another.
+        self.client
+            .execute("window.slOldPage = true;", vec![])
+            .await
+            .expect("mark the page");
         self.find("form[action='/ui/login'] button[type=submit]")
             .await
             .click()
             .await
             .expect("submit the sign-in form");
-        self.wait_for_path("/ui/").await
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let fresh = self
+                .client
+                .execute(
+                    "return window.slOldPage === undefined && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await
+                .ok();
+            if fresh == Some(json!(true)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the sign-in form did not answer");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.path().await
     }
 
     /// Ends the WebDriver session (the browser quits); the driver goes on drop.
