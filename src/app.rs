@@ -42,6 +42,8 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// Linked from payment-failure emails without a hosted invoice page.
     pub billing_url: Option<String>,
+    /// The Stripe API, when `STRIPE_SECRET_KEY` is set: for reports an operator asks for.
+    pub stripe_api: Option<Arc<crate::stripe::client::StripeClient>>,
     /// How long a stop waits for in-flight work before answering 503.
     pub shutdown_timeout: Duration,
     /// Set when a stop begins: `/readyz` then says 503 so load balancers move on.
@@ -67,6 +69,7 @@ impl AppState {
                 Mailer::new(&config.mail).expect("SMTP_URL was checked with the configuration"),
             ),
             billing_url: config.mail.billing_url.clone(),
+            stripe_api: stripe_api(config),
             shutdown_timeout: config.shutdown_timeout,
             draining: Arc::new(AtomicBool::new(false)),
             transport: config.transport,
@@ -95,6 +98,21 @@ impl AppState {
             Authorization::Unauthenticated => Err(ApiError::unauthenticated()),
         }
     }
+}
+
+/// The Stripe API client of `STRIPE_SECRET_KEY` (and `STRIPE_API_BASE`), as the scheduled
+/// reconciliation builds it.
+fn stripe_api(config: &ServeConfig) -> Option<Arc<crate::stripe::client::StripeClient>> {
+    let key = config.secret_key.clone()?;
+    let base = config
+        .billing
+        .as_ref()
+        .map(|b| b.api_base.clone())
+        .unwrap_or_else(|| crate::stripe::client::DEFAULT_API_BASE.to_owned());
+    crate::stripe::client::StripeClient::new(&base, key, std::time::Duration::from_secs(30))
+        .map_err(|e| tracing::error!(error = %e, "the Stripe API client could not be built"))
+        .ok()
+        .map(Arc::new)
 }
 
 /// A server running in the background; `serve` waits on it, tests drive it directly.

@@ -75,6 +75,39 @@ pub async fn run_if_due(
     Ok(Some(id))
 }
 
+/// A reconcile report (no repair, no gap fill) run now, on an operator's request, recorded as a
+/// run like the scheduled ones (it takes no lease: it changes nothing). Returns the run's id
+/// and the number of drift rows, or why the run failed (recorded on the run too).
+pub async fn report_now(
+    db: &Db,
+    client: &StripeClient,
+) -> Result<(i64, Result<usize, String>), StorageError> {
+    let id = db.reconcile_run_start(Utc::now(), false).await?;
+    match reconcile(db, client, false).await {
+        Ok(report) => {
+            let drift = report.drift.len();
+            let stored = json!({"reconcile": report});
+            let count = i32::try_from(drift).unwrap_or(i32::MAX);
+            finish_run(
+                db,
+                id,
+                RunStatus::Succeeded,
+                Some(count),
+                Some(&stored),
+                None,
+            )
+            .await?;
+            Ok((id, Ok(drift)))
+        }
+        Err(e) => {
+            let error = e.to_string();
+            tracing::error!(run = id, %error, "reconcile report failed");
+            finish_run(db, id, RunStatus::Failed, None, None, Some(&error)).await?;
+            Ok((id, Err(error)))
+        }
+    }
+}
+
 async fn finish_run(
     db: &Db,
     id: i64,

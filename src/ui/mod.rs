@@ -15,13 +15,20 @@
 //! | `events.rs` | the event list, one event, its raw bytes, the jump box |
 //! | `export.rs` | the list's filter as streamed JSONL and CSV |
 //! | `integrity.rs` | the log's size, range, immutability, checkpoints; proof bundles |
+//! | `operations.rs` | dead letters, outbox, reconciliation, and the operators' actions |
+//! | `objects.rs` | an object's read model and log entries |
+//! | `entitlements.rs` | a user's entitlement and what it was computed from |
 
 pub mod assets;
 pub mod csrf;
+pub mod entitlements;
 pub mod error;
 pub mod events;
+pub mod history_view;
 pub mod export;
 pub mod integrity;
+pub mod objects;
+pub mod operations;
 pub mod session;
 
 use askama::Template;
@@ -84,6 +91,22 @@ pub fn router() -> Router<AppState> {
         .route("/events/{event_id}/raw", get(events::raw))
         .route("/integrity", get(integrity::show))
         .route("/integrity/bundle", get(integrity::bundle))
+        .route("/operations", get(operations::show))
+        .route(
+            "/operations/dead-letters/retry",
+            post(operations::retry_dead_letter),
+        )
+        .route(
+            "/operations/dead-letters/retry-all",
+            get(operations::retry_all_plan).post(operations::retry_all),
+        )
+        .route("/operations/outbox/requeue", post(operations::requeue))
+        .route("/operations/reconcile", post(operations::run_reconcile))
+        .route("/customers/{id}", get(objects::customer))
+        .route("/subscriptions/{id}", get(objects::subscription))
+        .route("/invoices/{id}", get(objects::invoice))
+        .route("/orders/{id}", get(objects::order))
+        .route("/entitlements/{user_id}", get(entitlements::show))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(security_headers))
@@ -178,11 +201,16 @@ pub const VIEWS: &[View] = &[
         label: "Integrity",
         scope: Scope::Audit,
     },
+    View {
+        path: "/ui/operations",
+        label: "Operations",
+        scope: Scope::Audit,
+    },
 ];
 
 /// Object pages that exist (`/ui/<name>/{id}`): ids of these kinds link there, others list
 /// their events.
-pub const OBJECT_PAGES: &[&str] = &[];
+pub const OBJECT_PAGES: &[&str] = &["customers", "subscriptions", "invoices", "orders"];
 
 pub struct NavLink {
     pub href: &'static str,

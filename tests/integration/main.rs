@@ -3,6 +3,7 @@
 
 mod audit_api;
 mod billing;
+mod browser;
 mod cli;
 mod event_log;
 mod fake_stripe;
@@ -28,7 +29,9 @@ mod smtp_sink;
 mod stripe_objects;
 mod transport;
 mod trigger;
+mod ui_browser;
 mod ui_http;
+mod ui_operations;
 mod webhook;
 
 /// Golden files live in the top-level `snapshots/`, named by the test, not the module path.

@@ -313,6 +313,8 @@ const INDIRECT_CODES: &[(&str, &str)] = &[
     ("src/http/billing_api.rs", "e.code()"),
     // `HistoryError::code()`: `fn code(` bodies are scanned.
     ("src/http/history_api.rs", "e.code()"),
+    // The console's pages of the same errors (`src/ui/history_view.rs`).
+    ("src/ui/history_view.rs", "e.code()"),
     // `(StatusCode::.., "stripe_unavailable", ..)` tuples: `StatusCode::X, "code"` is scanned.
     ("src/http/billing_api.rs", "code"),
     // `IngestError::code()` / `SignatureError::code()`: `fn code(` bodies are scanned.

@@ -10,8 +10,8 @@ pub mod jobs;
 pub mod outbox;
 pub mod read_models;
 pub mod rebuild;
-pub mod ui;
 pub mod seal;
+pub mod ui;
 
 /// Column types a shared row decoder reads: "this database decodes `T`". Bounds written with
 /// it (`String: Column<'r, R::Database>`) let one `FromRow` implementation serve both backends.

@@ -8,8 +8,8 @@ pub mod jobs;
 pub mod outbox;
 pub mod read_models;
 pub mod rebuild;
-pub mod ui;
 pub mod seal;
+pub mod ui;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

@@ -9,8 +9,8 @@ pub mod jobs;
 pub mod outbox;
 pub mod read_models;
 pub mod rebuild;
-pub mod ui;
 pub mod seal;
+pub mod ui;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
