@@ -322,6 +322,7 @@ fn flash_of(a: &ActionRow) -> Flash {
         ActionKind::SignOut => "Sign-out",
         ActionKind::EventsExport => "Export",
         ActionKind::EventRawDownload => "Raw download",
+        ActionKind::ProofBundleDownload => "Proof bundle download",
     };
     let target = if a.target.is_empty() {
         String::new()

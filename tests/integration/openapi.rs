@@ -545,14 +545,7 @@ fn the_documented_scopes_are_exactly_the_scope_enum() {
             }
         }
     }
-    // `operate` is what the console's actions need; they come with the console's operations
-    // views (issue 14, part 2). Until they are routed no operation names it.
-    const NOT_YET_USED: &[&str] = &["operate"];
-    let unused: BTreeSet<&str> = declared
-        .difference(&used)
-        .filter(|s| !NOT_YET_USED.contains(s))
-        .copied()
-        .collect();
+    let unused: BTreeSet<&str> = declared.difference(&used).copied().collect();
     assert!(
         unused.is_empty(),
         "declared scopes no operation uses: {unused:?}"
