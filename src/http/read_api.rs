@@ -51,27 +51,6 @@ async fn typed(state: &AppState, kind: Kind, id: &str) -> Result<Option<Fact>, A
     }
 }
 
-/// `GET /api/customers/{id}`, or as of a cut (`?as_of_position`, `?as_of`, `?as_of_created`).
-pub async fn show_customer(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    state.require(&headers, Scope::Read)?;
-    let id = path_id("id", path)?;
-    if let Some(body) = object_as_of(&state, ObjectKind::Customer, &id, query.as_deref()).await? {
-        return Ok(Json(body));
-    }
-    match typed(&state, Kind::Customer, &id).await? {
-        Some(Fact::Customer(c)) => Ok(Json(views::customer(&c))),
-        _ => Err(ApiError::not_found(
-            "customer_not_found",
-            "no customer with that id",
-        )),
-    }
-}
-
 pub async fn list_customers(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -85,28 +64,6 @@ pub async fn list_customers(
         Fact::Customer(x) => Some(views::customer(&x)),
         _ => None,
     })
-}
-
-/// `GET /api/subscriptions/{id}`, or as of a cut.
-pub async fn show_subscription(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    state.require(&headers, Scope::Read)?;
-    let id = path_id("id", path)?;
-    let kind = ObjectKind::Subscription;
-    if let Some(body) = object_as_of(&state, kind, &id, query.as_deref()).await? {
-        return Ok(Json(body));
-    }
-    match typed(&state, Kind::Subscription, &id).await? {
-        Some(Fact::Subscription(s)) => Ok(Json(views::subscription(&s))),
-        _ => Err(ApiError::not_found(
-            "subscription_not_found",
-            "no subscription with that id",
-        )),
-    }
 }
 
 pub async fn list_subscriptions(
@@ -124,50 +81,58 @@ pub async fn list_subscriptions(
     })
 }
 
-/// `GET /api/invoices/{id}`, or as of a cut.
-pub async fn show_invoice(
-    State(state): State<AppState>,
+/// `GET /api/{customers,subscriptions,invoices,orders}/{id}`, or as of a cut
+/// (`?as_of_position`, `?as_of`, `?as_of_created`).
+async fn show_object(
+    state: AppState,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
+    query: Option<String>,
+    kind: ObjectKind,
 ) -> Result<Json<Value>, ApiError> {
     state.require(&headers, Scope::Read)?;
     let id = path_id("id", path)?;
-    if let Some(body) = object_as_of(&state, ObjectKind::Invoice, &id, query.as_deref()).await? {
+    if let Some(body) = object_as_of(&state, kind, &id, query.as_deref()).await? {
         return Ok(Json(body));
     }
-    match typed(&state, Kind::Invoice, &id).await? {
-        Some(Fact::Invoice(i)) => Ok(Json(views::invoice(&i))),
-        _ => Err(ApiError::not_found(
-            "invoice_not_found",
-            "no invoice with that id",
-        )),
-    }
+    let view = match typed(&state, kind.kind(), &id).await? {
+        Some(Fact::Customer(c)) if kind == ObjectKind::Customer => Some(views::customer(&c)),
+        Some(Fact::Subscription(s)) if kind == ObjectKind::Subscription => {
+            Some(views::subscription(&s))
+        }
+        Some(Fact::Invoice(i)) if kind == ObjectKind::Invoice => Some(views::invoice(&i)),
+        Some(Fact::Order(o)) if kind == ObjectKind::Order => {
+            let payment = order_payment(&state, &o).await?;
+            Some(views::order(&o, payment.as_ref()))
+        }
+        _ => None,
+    };
+    view.map(Json).ok_or_else(|| {
+        ApiError::not_found(
+            kind.not_found_code(),
+            format!("no {} with that id", kind.kind().as_str()),
+        )
+    })
 }
 
-/// `GET /api/orders/{id}`, or as of a cut.
-pub async fn show_order(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    state.require(&headers, Scope::Read)?;
-    let id = path_id("id", path)?;
-    if let Some(body) = object_as_of(&state, ObjectKind::Order, &id, query.as_deref()).await? {
-        return Ok(Json(body));
-    }
-    match typed(&state, Kind::Order, &id).await? {
-        Some(Fact::Order(o)) => {
-            let payment = order_payment(&state, &o).await?;
-            Ok(Json(views::order(&o, payment.as_ref())))
+macro_rules! show_handler {
+    ($name:ident, $kind:expr) => {
+        /// The single-object GET of its kind (see [`show_object`]).
+        pub async fn $name(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            path: Result<Path<String>, PathRejection>,
+            RawQuery(query): RawQuery,
+        ) -> Result<Json<Value>, ApiError> {
+            show_object(state, headers, path, query, $kind).await
         }
-        _ => Err(ApiError::not_found(
-            "order_not_found",
-            "no order with that id",
-        )),
-    }
+    };
 }
+
+show_handler!(show_customer, ObjectKind::Customer);
+show_handler!(show_subscription, ObjectKind::Subscription);
+show_handler!(show_invoice, ObjectKind::Invoice);
+show_handler!(show_order, ObjectKind::Order);
 
 /// The payment of an order's PaymentIntent, if known.
 async fn order_payment(
