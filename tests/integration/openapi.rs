@@ -315,6 +315,8 @@ const INDIRECT_CODES: &[(&str, &str)] = &[
     ("src/http/history_api.rs", "e.code()"),
     // The console's pages of the same errors (`src/ui/history_view.rs`).
     ("src/ui/history_view.rs", "e.code()"),
+    // `ObjectKind::not_found_code()`: `fn not_found_code(` bodies are scanned.
+    ("src/http/read_api.rs", "kind.not_found_code()"),
     // `(StatusCode::.., "stripe_unavailable", ..)` tuples: `StatusCode::X, "code"` is scanned.
     ("src/http/billing_api.rs", "code"),
     // `IngestError::code()` / `SignatureError::code()`: `fn code(` bodies are scanned.
@@ -368,9 +370,10 @@ fn codes_in_source() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
         // 2. `=> "code"` and `=> ("code", ..)` arms inside the functions that name codes:
-        // `fn code(` anywhere, `fn describe(` (the status fallback of `http/boundary.rs`) and
+        // `fn code(` anywhere, `fn not_found_code(` (`history::ObjectKind`), `fn describe(` (the
+        // status fallback of `http/boundary.rs`) and
         // `FilterCode::as_str` (the query errors of `query/mod.rs`).
-        let mut code_fns = vec!["fn code(", "fn describe("];
+        let mut code_fns = vec!["fn code(", "fn describe(", "fn not_found_code("];
         if file == "src/query/mod.rs" {
             code_fns.push("fn as_str(");
         }
