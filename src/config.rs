@@ -1271,6 +1271,20 @@ mod tests {
         "MAIL_FROM",
         "BILLING_URL",
         "OUTBOX_INTERVAL_MS",
+        "HTTP_HEADER_TIMEOUT_SECS",
+        "HTTP_IDLE_TIMEOUT_SECS",
+        "HTTP_MAX_CONNECTIONS",
+        "JWT_AUDIENCE",
+        "JWT_ISSUER",
+        "STRIPE_DEADLINE_MS",
+        "LEDGER_SIGNING_KEY",
+        "CHECKPOINT_INTERVAL",
+        "CHECKPOINT_DIR",
+        "CHECKPOINT_ORIGIN",
+        "PUBLIC_URL",
+        "UI_CSRF_KEY",
+        "UI_SESSION_IDLE",
+        "UI_SESSION_MAX",
     ];
 
     /// Values known to have broken parsers somewhere, and shapes each kind of parser expects.

@@ -179,7 +179,8 @@ pub struct Resolved {
 
 /// Checks `cut` against the log. A position beyond the log's end is refused (it names a future
 /// the service cannot know); a position cut's clock is the receive time of the entry at or
-/// just before it.
+/// just before it. Both of the service's own clocks (position and receive time) are capped at
+/// `now`: a cut in the future includes everything but is not a prediction.
 pub async fn resolve(db: &Db, cut: Cut, now: i64) -> Result<Resolved, HistoryError> {
     Ok(match cut {
         Cut::Position(p) => {
@@ -201,7 +202,7 @@ pub async fn resolve(db: &Db, cut: Cut, now: i64) -> Result<Resolved, HistoryErr
         Cut::ReceivedAt(t) => Resolved {
             cut,
             upto: i64::MAX,
-            clock: t.div_euclid(1_000_000),
+            clock: t.div_euclid(1_000_000).min(now),
         },
         Cut::Created(t) => Resolved {
             cut,

@@ -701,3 +701,112 @@ async fn the_cli_prints_history_and_explain_as_text_escaped_or_as_the_api_body()
         );
     }
 }
+
+#[tokio::test]
+async fn the_cli_cuts_by_position_or_receive_time_exactly_as_the_api_and_explain_json_is_the_api_body(
+) {
+    use stripe_ledger::cli::{AsOfArgs, ExplainArgs, HistoryArgs, OutputFormat};
+    let events = failed_renewal();
+    let now = T0 + MONTH + 2 * DAY;
+    let app = TestApp::builder().clock_at(now).spawn().await;
+    crate::scenarios::log_what_checkout_created(&app, &events).await;
+    for e in &events {
+        assert_eq!(app.deliver(e).await.status, 200);
+    }
+    let all = app
+        .get(
+            "/api/subscriptions/sub_h/history?limit=100",
+            Some(READ_TOKEN),
+        )
+        .await;
+    let items = all.json["data"].as_array().unwrap().clone();
+    let entry = |event_id: &str| {
+        items
+            .iter()
+            .find(|i| i["event_id"] == event_id)
+            .unwrap_or_else(|| panic!("{event_id} in {items:?}"))
+            .clone()
+    };
+    // Cut at the subscription's creation, and at the first failed payment: access is evaluated
+    // at the cut entry's receive time (this app's clock, two days after the failure).
+    let created = entry("evt_h_2");
+    let failed = entry("evt_h_3");
+    for (at, reason) in [
+        (&created, "subscription_active"),
+        (&failed, "past_due_grace"),
+    ] {
+        let position = at["position"].as_i64().unwrap();
+        let received = at["received_at"].as_str().unwrap().to_owned();
+        let cuts = [
+            (position.to_string(), format!("as_of_position={position}")),
+            (
+                received.clone(),
+                format!("as_of={}", received.replace('+', "%2B")),
+            ),
+        ];
+        for (cli_as_of, api_param) in cuts {
+            let as_of = AsOfArgs {
+                as_of: Some(cli_as_of.clone()),
+                as_of_created: None,
+            };
+            let mut out = Vec::new();
+            let args = HistoryArgs {
+                kind: "subscription".into(),
+                id: "sub_h".into(),
+                as_of: as_of.clone(),
+                format: OutputFormat::Json,
+            };
+            stripe_ledger::cli::history(&app.db, &args, &mut out)
+                .await
+                .unwrap();
+            let path = format!("/api/subscriptions/sub_h/history?limit=100&{api_param}");
+            let api = app.get(&path, Some(READ_TOKEN)).await;
+            assert_eq!(api.status, 200, "{path}: {}", api.json);
+            let body: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(body, api.json, "history --as-of {cli_as_of} is {path}");
+            let cut: Vec<i64> = body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["position"].as_i64().unwrap())
+                .collect();
+            assert!(
+                cut.iter().all(|p| *p <= position),
+                "{cut:?} after {position}"
+            );
+            assert!(
+                cut.contains(&position) && cut.len() < items.len(),
+                "{cut:?}"
+            );
+
+            let mut out = Vec::new();
+            let args = ExplainArgs {
+                user_id: "user_h".into(),
+                as_of,
+                grace_days: 7,
+                format: OutputFormat::Json,
+            };
+            stripe_ledger::cli::explain(&app.db, &args, now, &mut out)
+                .await
+                .unwrap();
+            let path = format!("/api/entitlements/user_h/explain?{api_param}");
+            let api = app.get(&path, Some(READ_TOKEN)).await;
+            assert_eq!(api.status, 200, "{path}: {}", api.json);
+            let body: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(body, api.json, "explain --as-of {cli_as_of} is {path}");
+            assert_eq!(body["reason"], reason, "{cli_as_of}: {body}");
+            let plain = app
+                .get(
+                    &format!("/api/entitlements/user_h?{api_param}"),
+                    Some(READ_TOKEN),
+                )
+                .await;
+            assert_eq!(plain.status, 200, "{}", plain.json);
+            assert_eq!(
+                (&plain.json["access"], &plain.json["reason"]),
+                (&body["access"], &body["reason"]),
+                "the entitlement as of {api_param} is the explained one"
+            );
+        }
+    }
+}
