@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ledger_projections::{
-    explain as pure_explain, fold_as_of, history as pure_history, Change, Cut, Effect, Explanation,
-    Fact, LogEntry, LoggedEvent, Projection,
+    explain as pure_explain, fold_as_of, history_page as pure_history_page, Change, Cut, Effect,
+    Explanation, Fact, LogEntry, LoggedEvent, Projection,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -415,18 +415,14 @@ pub async fn history_page(
     if log.is_empty() && resolved.is_some() {
         return Err(HistoryError::NotYetExisting(kind));
     }
-    let (steps, _) = pure_history(kind.kind().as_str(), id, &log);
-    let mut data = Vec::new();
-    let mut more = false;
+    // One step more than the page holds says whether there is a next page.
+    let limit = q.limit as usize;
+    let mut steps = pure_history_page(kind.kind().as_str(), id, &log, q.after, limit + 1);
+    let more = steps.len() > limit;
+    steps.truncate(limit);
+    let mut data = Vec::with_capacity(steps.len());
     for step in steps {
         let e = &log[step.index];
-        if q.after.is_some_and(|after| e.position <= after) {
-            continue;
-        }
-        if data.len() == q.limit as usize {
-            more = true;
-            break;
-        }
         // Loaded in position order, positions unique.
         let stored = loaded
             .entries

@@ -22,7 +22,8 @@ pub use model::entitlement::{
 };
 pub use model::explain::{explain, Cited, Considered, Explanation, Input};
 pub use model::history::{
-    fields, fold_as_of, history, join_fact, replay, Change, Cut, Effect, LogEntry, Step,
+    fields, fold_as_of, history, history_page, join_fact, replay, Change, Cut, Effect, LogEntry,
+    Step,
 };
 pub use model::lattice::{Candidate, Link, Register};
 pub use model::objects::{

@@ -110,51 +110,114 @@ pub struct Step {
 /// those that state nothing about the object (`kind`, `id`) are left out, except entries that
 /// do not decode, which are `ignored` (they are dead letters of the live fold).
 pub fn history(kind: &str, id: &str, entries: &[LogEntry<'_>]) -> (Vec<Step>, Option<Fact>) {
-    let mut state: Option<Fact> = None;
-    let mut before = BTreeMap::new();
-    let mut steps = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let Ok(facts) = decode(&entry.event) else {
+    let mut walk = Walk::default();
+    let steps = walk.steps(kind, id, entries, None, usize::MAX);
+    (steps, walk.state)
+}
+
+/// One page of [`history`]: the steps of the entries after position `after` (all of them
+/// without), at most `max`. The entries before the page are folded without rendering or
+/// diffing their fields, and the fold stops at the page's last step, so a page costs the
+/// entries before it once plus its own, not the object's whole history rendered step by step.
+pub fn history_page(
+    kind: &str,
+    id: &str,
+    entries: &[LogEntry<'_>],
+    after: Option<i64>,
+    max: usize,
+) -> Vec<Step> {
+    Walk::default().steps(kind, id, entries, after, max)
+}
+
+/// The fold of one object's entries, step by step.
+#[derive(Default)]
+struct Walk {
+    state: Option<Fact>,
+}
+
+impl Walk {
+    fn steps(
+        &mut self,
+        kind: &str,
+        id: &str,
+        entries: &[LogEntry<'_>],
+        after: Option<i64>,
+        max: usize,
+    ) -> Vec<Step> {
+        // The fields before the page's first step: rendered once, when the page starts.
+        let mut before: Option<BTreeMap<String, Value>> = None;
+        let mut steps = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            if steps.len() == max {
+                break;
+            }
+            let in_page = after.is_none_or(|a| entry.position > a);
+            let Ok(facts) = decode(&entry.event) else {
+                if in_page {
+                    steps.push(Step {
+                        index,
+                        effect: Effect::Ignored,
+                        changes: Vec::new(),
+                    });
+                }
+                continue;
+            };
+            let mine: Vec<Fact> = facts
+                .into_iter()
+                .filter(|f| f.kind() == kind && f.id() == id)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            if !in_page {
+                self.join_all(mine);
+                continue;
+            }
+            let before = before.get_or_insert_with(|| self.fields());
+            let snapshot = mine.iter().any(has_snapshot);
+            // A join that changed nothing cannot change the fields: no need to render them.
+            let changes = if self.join_all(mine) {
+                let after = self.fields();
+                let changes = diff(before, &after);
+                *before = after;
+                changes
+            } else {
+                Vec::new()
+            };
+            let effect = if !changes.is_empty() {
+                Effect::Applied
+            } else if snapshot {
+                Effect::Superseded
+            } else {
+                Effect::Ignored
+            };
             steps.push(Step {
                 index,
-                effect: Effect::Ignored,
-                changes: Vec::new(),
+                effect,
+                changes,
             });
-            continue;
-        };
-        let mine: Vec<Fact> = facts
-            .into_iter()
-            .filter(|f| f.kind() == kind && f.id() == id)
-            .collect();
-        if mine.is_empty() {
-            continue;
         }
-        let snapshot = mine.iter().any(has_snapshot);
-        for fact in mine {
-            match state.as_mut() {
-                Some(s) => {
-                    join_fact(s, fact);
+        steps
+    }
+
+    /// Joins `facts` into the state; whether the state changed.
+    fn join_all(&mut self, facts: Vec<Fact>) -> bool {
+        let mut changed = false;
+        for fact in facts {
+            match self.state.as_mut() {
+                Some(s) => changed |= join_fact(s, fact),
+                None => {
+                    self.state = Some(fact);
+                    changed = true;
                 }
-                None => state = Some(fact),
             }
         }
-        let after = state.as_ref().map(fields).unwrap_or_default();
-        let changes = diff(&before, &after);
-        let effect = if !changes.is_empty() {
-            Effect::Applied
-        } else if snapshot {
-            Effect::Superseded
-        } else {
-            Effect::Ignored
-        };
-        steps.push(Step {
-            index,
-            effect,
-            changes,
-        });
-        before = after;
+        changed
     }
-    (steps, state)
+
+    fn fields(&self) -> BTreeMap<String, Value> {
+        self.state.as_ref().map(fields).unwrap_or_default()
+    }
 }
 
 /// Applies `changes` to `fields`, as a client replaying a history would.

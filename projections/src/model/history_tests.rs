@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::tests::{delivery, event, fold, invoice, lifecycle, step, subscription, to_pre_basil};
 use crate::{
-    explain, fields, fold_as_of, history, replay, Access, Cut, Effect, Fact, LogEntry, LoggedEvent,
-    Origin, Projection, Reason, Rule,
+    explain, fields, fold_as_of, history, history_page, replay, Access, Cut, Effect, Fact,
+    LogEntry, LoggedEvent, Origin, Projection, Reason, Rule,
 };
 
 const T0: i64 = 1_763_800_000;
@@ -107,6 +107,37 @@ proptest! {
                 replay(&mut replayed, &s.changes);
             }
             prop_assert_eq!(&replayed, &fields(&object));
+        }
+    }
+
+    #[test]
+    fn every_page_of_a_history_is_that_slice_of_the_whole_history(
+        steps in prop::collection::vec(step(), 0..12),
+        gaps in prop::collection::vec(0u8..3, 12),
+        seed in any::<u64>(),
+        max in 1usize..6,
+    ) {
+        let events = lifecycle(&steps, &gaps);
+        let delivered = delivery(&events, seed);
+        let entries = log(&delivered);
+        let (projection, _) = fold_as_of(&entries, None);
+        for object in all_objects(&projection) {
+            let (whole, _) = history(object.kind(), object.id(), &entries);
+            // Page through as a client would: after the last position shown, `max` at a time.
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let page = history_page(object.kind(), object.id(), &entries, after, max);
+                prop_assert!(page.len() <= max);
+                let Some(last) = page.last() else { break };
+                after = Some(entries[last.index].position);
+                let full = page.len() == max;
+                paged.extend(page);
+                if !full {
+                    break;
+                }
+            }
+            prop_assert_eq!(&paged, &whole);
         }
     }
 
