@@ -13,9 +13,10 @@
 //!   the session too).
 //! - The cookie: `__Host-sl_ui=<id>; Path=/; Secure; HttpOnly; SameSite=Strict`. Over plain
 //!   http to a loopback host (the default local setup, and the tests) browsers would drop a
-//!   `Secure` cookie, so it is `sl_ui=<id>; Path=/; HttpOnly; SameSite=Strict` there: with
-//!   `PUBLIC_URL` set its scheme decides; unset, a request whose `Host` is `localhost`,
-//!   `127.x.x.x` or `[::1]` gets the plain form, any other host the `__Host-` form.
+//!   `Secure` cookie, so it is `sl_ui=<id>; Path=/; HttpOnly; SameSite=Strict` there, and only
+//!   there: with `PUBLIC_URL` set, when its scheme is `http` and its host is `localhost`,
+//!   `127.x.x.x` or `[::1]`; unset, when the request's `Host` is one of those. Every other
+//!   case gets the `__Host-` form.
 
 use std::sync::Mutex;
 
@@ -63,19 +64,20 @@ pub enum CookiePolicy {
 }
 
 impl CookiePolicy {
+    /// The plain cookie only for plain http to a loopback host: `PUBLIC_URL`'s scheme and host
+    /// when it is set (a TLS-terminating proxy in front means it must be `https://`), else the
+    /// request's `Host` (this server itself speaks plain http only). Anything else, even an
+    /// `http://` `PUBLIC_URL` naming another host, gets `__Host-` and `Secure`: the issue allows
+    /// dropping `Secure` on loopback http alone.
     pub fn for_request(headers: &HeaderMap, public_origin: Option<&str>) -> CookiePolicy {
-        if let Some(origin) = public_origin {
-            return if origin.starts_with("https://") {
-                CookiePolicy::Secure
-            } else {
-                CookiePolicy::Loopback
-            };
-        }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if is_loopback_host(host) {
+        let loopback_http = match public_origin {
+            Some(origin) => origin.strip_prefix("http://").is_some_and(is_loopback_host),
+            None => headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(is_loopback_host),
+        };
+        if loopback_http {
             CookiePolicy::Loopback
         } else {
             CookiePolicy::Secure
@@ -429,6 +431,73 @@ mod tests {
         ] {
             assert!(!is_loopback_host(host), "{host}");
         }
+    }
+
+    #[test]
+    fn only_plain_http_to_a_loopback_host_drops_secure() {
+        let host = |h: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static(h));
+            headers
+        };
+        let cases = [
+            // PUBLIC_URL decides when set, whatever the request's Host.
+            (
+                Some("http://127.0.0.1:3000"),
+                "ledger.example.com",
+                CookiePolicy::Loopback,
+            ),
+            (
+                Some("http://localhost"),
+                "127.0.0.1",
+                CookiePolicy::Loopback,
+            ),
+            (
+                Some("http://[::1]:8080"),
+                "127.0.0.1",
+                CookiePolicy::Loopback,
+            ),
+            (
+                Some("https://127.0.0.1:3000"),
+                "127.0.0.1",
+                CookiePolicy::Secure,
+            ),
+            (
+                Some("https://ledger.example.com"),
+                "127.0.0.1",
+                CookiePolicy::Secure,
+            ),
+            // Plain http to a host that is not loopback (a proxy that should have said https).
+            (
+                Some("http://ledger.example.com"),
+                "127.0.0.1",
+                CookiePolicy::Secure,
+            ),
+            (
+                Some("http://10.0.0.5:3000"),
+                "10.0.0.5:3000",
+                CookiePolicy::Secure,
+            ),
+            (
+                Some("http://localhost.evil.com"),
+                "localhost",
+                CookiePolicy::Secure,
+            ),
+            // Unset: the request's Host.
+            (None, "127.0.0.1:3000", CookiePolicy::Loopback),
+            (None, "localhost:3000", CookiePolicy::Loopback),
+            (None, "ledger.example.com", CookiePolicy::Secure),
+            (None, "192.168.1.2:3000", CookiePolicy::Secure),
+        ];
+        for (public, request_host, expected) in cases {
+            let got = CookiePolicy::for_request(&host(request_host), public);
+            assert_eq!(got, expected, "{public:?} {request_host}");
+        }
+        assert_eq!(
+            CookiePolicy::for_request(&HeaderMap::new(), None),
+            CookiePolicy::Secure,
+            "no Host at all"
+        );
     }
 
     #[test]
