@@ -321,6 +321,8 @@ const INDIRECT_CODES: &[(&str, &str)] = &[
     ("src/http/webhook.rs", "code"),
     // `UiError::client`'s own `Self::client(.., code, ..)` in its constructors.
     ("src/ui/error.rs", "code"),
+    // `ObjectKind::not_found_code()`: its body is scanned in `src/history.rs`.
+    ("src/http/read_api.rs", "kind.not_found_code()"),
 ];
 
 /// Every error code the source can emit, with where it was found.
@@ -368,11 +370,15 @@ fn codes_in_source() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
         // 2. `=> "code"` and `=> ("code", ..)` arms inside the functions that name codes:
-        // `fn code(` anywhere, `fn describe(` (the status fallback of `http/boundary.rs`) and
-        // `FilterCode::as_str` (the query errors of `query/mod.rs`).
+        // `fn code(` anywhere, `fn describe(` (the status fallback of `http/boundary.rs`),
+        // `FilterCode::as_str` (the query errors of `query/mod.rs`) and
+        // `ObjectKind::not_found_code` (the single-object GETs' 404s, `history.rs`).
         let mut code_fns = vec!["fn code(", "fn describe("];
         if file == "src/query/mod.rs" {
             code_fns.push("fn as_str(");
+        }
+        if file == "src/history.rs" {
+            code_fns.push("fn not_found_code(");
         }
         for marker in code_fns {
             for (i, _) in text.match_indices(marker) {
