@@ -43,13 +43,15 @@ async fn texts(b: &Browser, css: &str) -> Vec<String> {
     out
 }
 
-/// The session cookie as the browser holds it (`name=value; HttpOnly; SameSite=...`).
+/// The session cookie as the browser holds it (`name=value; HttpOnly; SameSite=...`); the
+/// sign-in form's nonce cookie (`sl_ui_login`) is not one.
 async fn session_cookies(b: &Browser) -> Vec<String> {
     b.client
         .get_all_cookies()
         .await
         .expect("read cookies")
         .iter()
+        .filter(|c| c.name() == "sl_ui" || c.name() == "__Host-sl_ui")
         .map(|c| {
             format!(
                 "{c}; http_only={:?}; same_site={:?}",

@@ -49,6 +49,22 @@ impl Page {
         &rest[..rest.find('<').unwrap_or(0)]
     }
 
+    /// `name=value` of the `Set-Cookie` this response sends for the cookie `name`, if any.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.split_once('=').is_some_and(|(n, _)| n == name))
+            .map(str::to_owned)
+    }
+
+    /// The session cookie this response sets (either name), as the whole header.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.set_cookie("sl_ui")
+            .or_else(|| self.set_cookie("__Host-sl_ui"))
+    }
+
     /// The value of the hidden `csrf` field of the page's forms.
     pub fn csrf(&self) -> String {
         let marker = "name=\"csrf\" value=\"";
@@ -58,12 +74,15 @@ impl Page {
     }
 }
 
-/// A browser, by hand: one cookie, redirects not followed, Fetch-Metadata as a browser sends
-/// it for a same-origin form unless told otherwise.
+/// A browser, by hand: the session cookie and the sign-in form's nonce cookie, redirects not
+/// followed, Fetch-Metadata as a browser sends it for a same-origin form unless told otherwise.
 pub struct Browser {
     pub base: String,
     pub client: reqwest::Client,
+    /// `name=value` of the session cookie.
     pub cookie: Option<String>,
+    /// `name=value` of the sign-in form's nonce cookie, once a form was opened.
+    pub login_cookie: Option<String>,
 }
 
 impl Browser {
@@ -75,7 +94,18 @@ impl Browser {
                 .build()
                 .unwrap(),
             cookie: None,
+            login_cookie: None,
         }
+    }
+
+    /// The `Cookie` header: whichever of the two cookies this browser holds.
+    fn cookies(&self) -> Option<String> {
+        let held: Vec<&str> = [&self.cookie, &self.login_cookie]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        (!held.is_empty()).then(|| held.join("; "))
     }
 
     async fn read(response: reqwest::Response) -> Page {
@@ -88,7 +118,7 @@ impl Browser {
 
     pub async fn get(&self, path: &str) -> Page {
         let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(c) = &self.cookie {
+        if let Some(c) = self.cookies() {
             request = request.header("cookie", c);
         }
         Self::read(request.send().await.unwrap()).await
@@ -111,7 +141,7 @@ impl Browser {
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body);
-        if let Some(c) = &self.cookie {
+        if let Some(c) = self.cookies() {
             request = request.header("cookie", c);
         }
         for (k, v) in headers {
@@ -126,14 +156,31 @@ impl Browser {
             .await
     }
 
-    /// Signs in with `token`; keeps the cookie when it is set.
+    /// Opens the sign-in form as a browser does: keeps the nonce cookie it sets and returns
+    /// the form's `csrf` field.
+    pub async fn open_sign_in(&mut self) -> String {
+        let form = self.get("/ui/login").await;
+        assert_eq!(form.status, 200, "the sign-in form: {}", form.text);
+        let set = form
+            .set_cookie("sl_ui_login")
+            .or_else(|| form.set_cookie("__Host-sl_ui_login"))
+            .expect("the sign-in form sets its nonce cookie");
+        self.login_cookie = Some(set.split(';').next().unwrap().to_owned());
+        form.csrf()
+    }
+
+    /// Opens the sign-in form and submits it with `token`; keeps the session cookie when it
+    /// is set.
     pub async fn sign_in(&mut self, token: &str) -> Page {
-        let page = self
-            .post("/ui/login", &[("token", token), ("next", "/ui/events")])
-            .await;
-        if let Some(set) = page.headers.get("set-cookie") {
-            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
-            self.cookie = Some(pair);
+        let csrf = self.open_sign_in().await;
+        let fields = [
+            ("token", token),
+            ("next", "/ui/events"),
+            ("csrf", csrf.as_str()),
+        ];
+        let page = self.post("/ui/login", &fields).await;
+        if let Some(set) = page.session_cookie() {
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
         }
         page
     }
@@ -304,7 +351,7 @@ async fn signing_in_sets_an_http_only_strict_cookie_and_signing_out_ends_the_ses
     let mut browser = Browser::new(&app);
     let page = browser.sign_in(AUDIT_TOKEN).await;
     assert_eq!((page.status, page.header("location")), (303, "/ui/events"));
-    let cookie = page.header("set-cookie");
+    let cookie = page.session_cookie().expect("a session cookie");
     // Plain http on 127.0.0.1: no `Secure`, so no `__Host-` prefix (it requires Secure).
     assert!(cookie.starts_with("sl_ui="), "{cookie}");
     for flag in ["Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=28800"] {
@@ -322,7 +369,7 @@ async fn signing_in_sets_an_http_only_strict_cookie_and_signing_out_ends_the_ses
     let csrf = list.csrf();
     let out = browser.post("/ui/logout", &[("csrf", &csrf)]).await;
     assert_eq!((out.status, out.header("location")), (303, "/ui/login"));
-    assert!(out.header("set-cookie").contains("Max-Age=0"));
+    assert!(out.session_cookie().unwrap().contains("Max-Age=0"));
     // The old cookie is worth nothing now: the row is gone.
     let after = browser.get("/ui/events").await;
     assert_eq!(after.status, 303);
@@ -334,25 +381,34 @@ async fn behind_https_the_cookie_is_host_prefixed_and_secure() {
         .env("PUBLIC_URL", "https://ledger.example.com")
         .spawn()
         .await;
-    let browser = Browser::new(&app);
+    let mut browser = Browser::new(&app);
+    let csrf = browser.open_sign_in().await;
+    let nonce = browser.login_cookie.clone().unwrap();
+    assert!(nonce.starts_with("__Host-sl_ui_login="), "{nonce}");
+    let fields = [("token", AUDIT_TOKEN), ("csrf", csrf.as_str())];
     let page = browser
         .post_with(
             "/ui/login",
-            &[("token", AUDIT_TOKEN)],
+            &fields,
             &[("origin", "https://ledger.example.com")],
         )
         .await;
     assert_eq!(page.status, 303, "{}", page.text);
-    let cookie = page.header("set-cookie");
+    let cookie = page.session_cookie().expect("a session cookie");
     assert!(cookie.starts_with("__Host-sl_ui="), "{cookie}");
     assert!(
         cookie.contains("; Secure") && cookie.contains("Path=/"),
         "{cookie}"
     );
+    let cleared = page.set_cookie("__Host-sl_ui_login").unwrap();
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("; Secure"),
+        "{cleared}"
+    );
     // An Origin other than PUBLIC_URL's is refused, even our own loopback address.
     let own = app.base_url.clone();
     let page = browser
-        .post_with("/ui/login", &[("token", AUDIT_TOKEN)], &[("origin", &own)])
+        .post_with("/ui/login", &fields, &[("origin", &own)])
         .await;
     assert_eq!((page.status, page.code()), (403, "cross_origin_request"));
 }
@@ -364,11 +420,11 @@ async fn a_read_only_token_cannot_sign_in_and_a_wrong_token_is_refused() {
     let page = browser.sign_in(READ_TOKEN).await;
     assert_eq!(page.status, 403);
     assert!(page.text.contains("lacks the audit scope"), "{}", page.text);
-    assert!(page.headers.get("set-cookie").is_none());
+    assert!(page.session_cookie().is_none(), "no session");
     let page = browser.sign_in("not-a-configured-token-0123").await;
     assert_eq!(page.status, 401);
     assert!(page.text.contains("not a configured service token"));
-    assert!(page.headers.get("set-cookie").is_none());
+    assert!(page.session_cookie().is_none(), "no session");
     let page = browser.sign_in(METRICS_TOKEN).await;
     assert_eq!(page.status, 403);
     assert_eq!(browser.get("/ui/events").await.status, 303);
@@ -386,7 +442,81 @@ async fn failed_sign_ins_are_rate_limited() {
         page.status, 429,
         "a correct token waits too: the limit comes first"
     );
-    assert!(page.headers.get("set-cookie").is_none());
+    assert!(page.session_cookie().is_none(), "no session");
+}
+
+/// How many sign-ins the operator-action log holds: each session starts with one.
+async fn sign_ins(app: &TestApp) -> usize {
+    use stripe_ledger::store::ui::{ActionKind, UiStore as _};
+    let actions = app.db.operator_actions_list(None, 100).await.unwrap();
+    actions
+        .iter()
+        .filter(|a| a.action == ActionKind::SignIn)
+        .count()
+}
+
+#[tokio::test]
+async fn a_sign_in_without_its_forms_token_or_with_a_wrong_or_foreign_one_is_refused_and_starts_no_session(
+) {
+    let app = console_app().spawn().await;
+    // Another browser's form: a token that is valid, but for another nonce.
+    let foreign = Browser::new(&app).open_sign_in().await;
+    let mut browser = Browser::new(&app);
+    let own = browser.open_sign_in().await;
+    assert_ne!(own, foreign);
+    for csrf in [None, Some(""), Some("AAAA"), Some(foreign.as_str())] {
+        let mut fields = vec![("token", AUDIT_TOKEN)];
+        fields.extend(csrf.map(|c| ("csrf", c)));
+        let page = browser.post("/ui/login", &fields).await;
+        assert_eq!(
+            (page.status, page.code()),
+            (403, "csrf_token_invalid"),
+            "{csrf:?}"
+        );
+        assert!(page.session_cookie().is_none(), "{csrf:?}");
+    }
+    // The right field without the nonce cookie it was made for (a forger's page cannot set
+    // it): refused too.
+    let cookieless = Browser::new(&app);
+    let page = cookieless
+        .post("/ui/login", &[("token", AUDIT_TOKEN), ("csrf", &own)])
+        .await;
+    assert_eq!((page.status, page.code()), (403, "csrf_token_invalid"));
+    assert_eq!(sign_ins(&app).await, 0, "no session was started");
+    assert_eq!(browser.get("/ui/events").await.status, 303);
+
+    // With its own token the same form signs in, and the nonce cookie is cleared.
+    let page = browser
+        .post("/ui/login", &[("token", AUDIT_TOKEN), ("csrf", &own)])
+        .await;
+    assert_eq!(page.status, 303, "{}", page.text);
+    assert!(page.session_cookie().is_some());
+    let cleared = page.set_cookie("sl_ui_login").unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(sign_ins(&app).await, 1);
+}
+
+#[tokio::test]
+async fn the_sign_in_form_sets_a_short_lived_strict_nonce_cookie_and_its_token_field() {
+    let app = console_app().spawn().await;
+    let form = Browser::new(&app).get("/ui/login").await;
+    let cookie = form.set_cookie("sl_ui_login").expect("a nonce cookie");
+    for flag in ["Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=900"] {
+        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+    }
+    assert!(form
+        .text
+        .contains(r#"<input type="hidden" name="csrf" value=""#));
+    // A refused attempt shows the form again with a fresh pair, which works.
+    let mut browser = Browser::new(&app);
+    let refused = browser.sign_in("not-a-configured-token-0123").await;
+    assert_eq!(refused.status, 401);
+    let again = refused.set_cookie("sl_ui_login").expect("a fresh nonce");
+    browser.login_cookie = Some(again.split(';').next().unwrap().to_owned());
+    let csrf = refused.csrf();
+    let fields = [("token", AUDIT_TOKEN), ("csrf", csrf.as_str())];
+    let page = browser.post("/ui/login", &fields).await;
+    assert_eq!(page.status, 303, "{}", page.text);
 }
 
 #[tokio::test]
