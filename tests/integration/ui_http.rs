@@ -346,6 +346,58 @@ async fn every_ui_response_carries_the_security_headers() {
 }
 
 #[tokio::test]
+async fn error_pages_show_the_mode_banner_and_escape_what_they_echo() {
+    let app = console_app().spawn().await;
+    let anonymous = Browser::new(&app);
+    let reader = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let hostile = "/ui/events?%3Cscript%3Ealert(1)%3C%2Fscript%3E=1";
+    let pages = [
+        anonymous.get("/ui/no-such-page").await,
+        anonymous.post("/ui/login", &[("token", "x")]).await,
+        reader.get("/ui/events/evt_nope").await,
+        reader.get(hostile).await,
+        reader.post("/ui/logout", &[("csrf", "wrong")]).await,
+    ];
+    let codes: Vec<&str> = pages.iter().map(Page::code).collect();
+    assert_eq!(
+        codes,
+        [
+            "route_not_found",
+            "csrf_token_invalid",
+            "event_not_found",
+            "unknown_parameter",
+            "csrf_token_invalid"
+        ]
+    );
+    for page in &pages {
+        assert!(page.header("content-type").starts_with("text/html"));
+        assert!(
+            page.text.contains("<strong>TEST</strong> mode"),
+            "{}",
+            page.text
+        );
+    }
+    let echoed = &pages[3].text;
+    assert!(!echoed.contains("<script>alert"), "{echoed}");
+    assert!(
+        echoed.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{echoed}"
+    );
+
+    let live = console_app()
+        .env("STRIPE_SECRET_KEY", "sk_live_0123456789abcdef")
+        .spawn()
+        .await;
+    let page = Browser::new(&live).get("/ui/no-such-page").await;
+    assert_eq!(page.code(), "route_not_found");
+    assert!(
+        page.text.contains("<strong>LIVE</strong> mode"),
+        "{}",
+        page.text
+    );
+}
+
+#[tokio::test]
 async fn signing_in_sets_an_http_only_strict_cookie_and_signing_out_ends_the_session() {
     let app = seeded().await;
     let mut browser = Browser::new(&app);
