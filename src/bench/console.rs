@@ -214,6 +214,10 @@ async fn sign_in(client: &reqwest::Client, base: &str) -> anyhow::Result<String>
         .body(format!("token={TOKEN}&csrf={}", crate::ui::urlencode(csrf)))
         .send()
         .await?;
+    // A refused sign-in sets a cookie too (a fresh form's nonce): only a 303 is a session.
+    if response.status().as_u16() != 303 {
+        bail!("the sign-in answered {}", response.status());
+    }
     first_cookie(response.headers()).context("the sign-in set no cookie")
 }
 
