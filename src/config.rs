@@ -315,11 +315,11 @@ pub struct UiConfig {
     pub session_idle: Duration,
     /// `UI_SESSION_MAX` (default `8h`): a session is over this long after sign-in, used or not.
     pub session_max: Duration,
-    /// `PUBLIC_URL`: the origin browsers use (`https://ledger.example.com`). When set, its
-    /// scheme decides the cookie (`https` → `__Host-` and `Secure`) and POSTs without
-    /// Fetch-Metadata must carry exactly this `Origin`. When unset, both are decided per
-    /// request: plain-http loopback hosts get the unprefixed cookie, everything else the
-    /// `__Host-` one, and `Origin` must name the request's own `Host`.
+    /// `PUBLIC_URL`: the origin browsers use (`https://ledger.example.com`). When set, it
+    /// decides the cookie (only `http` to a loopback host drops `__Host-` and `Secure`) and
+    /// POSTs without Fetch-Metadata must carry exactly this `Origin`. When unset, both are
+    /// decided per request: plain-http loopback hosts get the unprefixed cookie, everything
+    /// else the `__Host-` one, and `Origin` must name the request's own `Host`.
     pub public_origin: Option<String>,
     /// `UI_CSRF_KEY` (32+ characters): the key of the forms' CSRF tokens. Unset: a random key
     /// per process (then forms opened before a restart, or on another instance, are refused

@@ -196,21 +196,38 @@ impl Session<'_> {
     }
 }
 
+/// Signs in as a browser does: opens the form (its nonce cookie and `csrf` field), posts it.
 async fn sign_in(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let form = client.get(format!("{base}/ui/login")).send().await?;
+    let nonce = first_cookie(form.headers()).context("the sign-in form set no cookie")?;
+    let html = form.text().await?;
+    let marker = "name=\"csrf\" value=\"";
+    let csrf = html
+        .split_once(marker)
+        .and_then(|(_, rest)| rest.split('"').next())
+        .context("the sign-in form has no csrf field")?;
     let response = client
         .post(format!("{base}/ui/login"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("sec-fetch-site", "same-origin")
-        .body(format!("token={TOKEN}"))
+        .header("cookie", nonce)
+        .body(format!("token={TOKEN}&csrf={}", crate::ui::urlencode(csrf)))
         .send()
         .await?;
-    let cookie = response
-        .headers()
+    // A refused sign-in sets a cookie too (a fresh form's nonce): only a 303 is a session.
+    if response.status().as_u16() != 303 {
+        bail!("the sign-in answered {}", response.status());
+    }
+    first_cookie(response.headers()).context("the sign-in set no cookie")
+}
+
+/// `name=value` of the first `Set-Cookie` (on a sign-in, the session's).
+fn first_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
         .get("set-cookie")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .context("the sign-in set no cookie")?;
-    Ok(cookie.to_owned())
+        .map(str::to_owned)
 }
 
 /// The pages measured, with concrete ids and times of the generated history (`n / 20` users,

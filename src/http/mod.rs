@@ -62,7 +62,7 @@ pub fn router(state: AppState, deadline_passed: tokio::sync::watch::Receiver<boo
             get(history_api::explain),
         )
         // The console: HTML, its session cookie only (no bearer tokens), its own headers.
-        .nest("/ui", crate::ui::router())
+        .nest("/ui", crate::ui::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -7,7 +7,12 @@
 //!    request's `Host`. A request with neither header is refused.
 //! 2. **A synchronizer token.** Every form carries a hidden `csrf` field: an HMAC-SHA256 of the
 //!    session id under a server key (`UI_CSRF_KEY`, or a random key per process). It cannot be
-//!    computed without the session id, which lives in an HttpOnly cookie.
+//!    computed without the session id, which lives in an HttpOnly cookie. The sign-in form has
+//!    no session yet, so it gets a pre-session token instead: `GET /ui/login` sets a
+//!    short-lived HttpOnly, SameSite=Strict cookie holding a random nonce, and the form's
+//!    `csrf` field is the HMAC of that nonce under the same key with a different label, so
+//!    neither kind of token is ever accepted as the other (a forged sign-in would otherwise
+//!    sign a victim into the attacker's session).
 //!
 //! Either failure is a 403 with a stable code (`cross_origin_request`, `csrf_token_invalid`).
 
@@ -44,23 +49,56 @@ impl CsrfKey {
 
     /// The token for the session whose (raw, secret) id is `session_id`.
     pub fn token(&self, session_id: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(self.mac(session_id).finalize().into_bytes())
+        Self::encode(self.mac(SESSION_LABEL, session_id))
     }
 
     /// Constant-time check of a submitted token.
     pub fn verify(&self, session_id: &[u8], submitted: &str) -> bool {
+        self.check(SESSION_LABEL, session_id, submitted)
+    }
+
+    /// The sign-in form's token for the (secret, cookie-held) pre-session `nonce`.
+    pub fn login_token(&self, nonce: &[u8]) -> String {
+        Self::encode(self.mac(LOGIN_LABEL, nonce))
+    }
+
+    /// Constant-time check of a submitted sign-in token against the request's nonce.
+    pub fn verify_login(&self, nonce: &[u8], submitted: &str) -> bool {
+        self.check(LOGIN_LABEL, nonce, submitted)
+    }
+
+    fn encode(mac: Hmac<Sha256>) -> String {
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    fn check(&self, label: &[u8], data: &[u8], submitted: &str) -> bool {
         let Ok(bytes) = URL_SAFE_NO_PAD.decode(submitted.trim()) else {
             return false;
         };
-        self.mac(session_id).verify_slice(&bytes).is_ok()
+        // `verify_slice` compares in constant time.
+        self.mac(label, data).verify_slice(&bytes).is_ok()
     }
 
-    fn mac(&self, session_id: &[u8]) -> Hmac<Sha256> {
+    fn mac(&self, label: &[u8], data: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(b"stripe-ledger ui csrf\0");
-        mac.update(session_id);
+        mac.update(label);
+        mac.update(data);
         mac
     }
+}
+
+/// Domain separation: a session's token and a sign-in form's token are MACs under one key, so
+/// each carries its own label (NUL-terminated: neither label is a prefix of the other's input).
+const SESSION_LABEL: &[u8] = b"stripe-ledger ui csrf\0";
+const LOGIN_LABEL: &[u8] = b"stripe-ledger ui login csrf\0";
+
+/// The refusal of a form whose `csrf` field does not match its session or sign-in nonce.
+pub fn csrf_invalid() -> UiError {
+    UiError::client(
+        StatusCode::FORBIDDEN,
+        "csrf_token_invalid",
+        "this form has expired or was not made by the console: reload the page and try again",
+    )
 }
 
 fn cross_origin() -> UiError {
@@ -143,7 +181,8 @@ fn parse_form(body: &Bytes) -> Result<Params, UiError> {
 }
 
 /// A posted form of a signed-in session that passed both checks. Every console POST but the
-/// sign-in takes one. The `csrf` field is removed before `T` sees the fields.
+/// sign-in takes one (it has no session yet: `session::login` makes the same two checks with
+/// its pre-session token). The `csrf` field is removed before `T` sees the fields.
 pub struct UiForm<T> {
     pub session: UiSession,
     pub form: T,
@@ -160,11 +199,7 @@ impl<T: FromFields> FromRequest<AppState> for UiForm<T> {
         let mut fields = read_form(Request::from_parts(parts, body)).await?;
         let submitted = fields.remove("csrf").unwrap_or_default();
         if !session.verify_csrf(state, &submitted) {
-            return Err(UiError::client(
-                StatusCode::FORBIDDEN,
-                "csrf_token_invalid",
-                "this form has expired or was not made by the console: reload the page and try again",
-            ));
+            return Err(csrf_invalid());
         }
         Ok(UiForm {
             session,
@@ -226,5 +261,17 @@ mod tests {
         assert!(!CsrfKey::new(None).verify(b"session-a", &token));
         assert!(!key.verify(b"session-a", ""));
         assert!(!key.verify(b"session-a", "not base64 !"));
+    }
+
+    #[test]
+    fn sign_in_tokens_are_bound_to_the_nonce_and_never_pass_as_session_tokens() {
+        let key = CsrfKey::new(Some("a-key-of-at-least-thirty-two-characters"));
+        let token = key.login_token(b"nonce-a");
+        assert!(key.verify_login(b"nonce-a", &token));
+        assert!(!key.verify_login(b"nonce-b", &token));
+        assert!(!key.verify_login(b"nonce-a", ""));
+        // The labels keep the two kinds apart, even over the same bytes.
+        assert!(!key.verify(b"nonce-a", &token));
+        assert!(!key.verify_login(b"session-a", &key.token(b"session-a")));
     }
 }

@@ -2,13 +2,20 @@
 //!
 //! Every error is an HTML page with a stable `code` (the same codes as the API's, listed in
 //! `docs/openapi.json`) and the security headers of every `/ui` response (added by the router's
-//! layer). Server-side failures are logged once, here, with their detail; the page says only
+//! layer). The page extends the layout, so it has the TEST/LIVE banner like every other page;
+//! the mode is in the state, which `IntoResponse` cannot see, so `into_response` attaches
+//! [`ErrorDetails`] and the router's [`error_pages`] layer renders the page. Server-side failures are logged once, here, with their detail; the page says only
 //! that something went wrong. A missing session on a GET is not an error page but a redirect to
 //! the sign-in form, which comes back to the page asked for.
 
 use askama::Template;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+
+use super::Chrome;
+use crate::app::AppState;
 
 use crate::query::FilterError;
 use crate::store::StorageError;
@@ -118,11 +125,18 @@ impl From<crate::validate::InvalidId> for UiError {
 #[derive(Template)]
 #[template(path = "ui/error.html")]
 struct ErrorPage<'a> {
+    chrome: Chrome,
     status: u16,
     reason: &'a str,
     code: &'a str,
     message: &'a str,
-    asset_version: &'a str,
+}
+
+/// What an error page shows, attached to the response by `into_response` for [`error_pages`].
+#[derive(Debug, Clone)]
+pub struct ErrorDetails {
+    code: &'static str,
+    message: String,
 }
 
 impl IntoResponse for UiError {
@@ -148,23 +162,43 @@ impl IntoResponse for UiError {
                 "internal error".to_owned()
             }
         };
-        let page = ErrorPage {
-            status: status.as_u16(),
-            reason: status.canonical_reason().unwrap_or("Error"),
-            code,
-            message: &message,
-            asset_version: super::assets::version(),
-        };
-        let mut response = match page.render() {
-            Ok(html) => (status, Html(html)).into_response(),
-            // The error page has no fallible parts; if it ever fails, a plain body still says it.
-            Err(_) => (status, format!("{code}: {message}")).into_response(),
-        };
+        // A plain body only until `error_pages` renders the page (every `/ui` route has it).
+        let mut response = (status, format!("{code}: {message}")).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+            .extensions_mut()
+            .insert(ErrorDetails { code, message });
+        response
+    }
+}
+
+/// The console's layer that turns a [`UiError`] response into its HTML page, with the mode
+/// banner of the layout. Status and headers (`Retry-After`) are kept.
+pub async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let Some(details) = response.extensions().get::<ErrorDetails>().cloned() else {
+        return response;
+    };
+    let (mut parts, body) = response.into_parts();
+    let page = ErrorPage {
+        chrome: Chrome::anonymous(&state),
+        status: parts.status.as_u16(),
+        reason: parts.status.canonical_reason().unwrap_or("Error"),
+        code: details.code,
+        message: &details.message,
+    };
+    match page.render() {
+        Ok(html) => {
+            let (html_parts, html_body) = Html(html).into_response().into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.extend(html_parts.headers);
+            Response::from_parts(parts, html_body)
+        }
+        // The error page has no fallible parts; if it ever fails, the plain body still says it.
+        Err(_) => Response::from_parts(parts, body),
     }
 }

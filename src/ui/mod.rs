@@ -76,8 +76,9 @@ impl UiState {
     }
 }
 
-/// Routes relative to `/ui` (nested there by `http::router`).
-pub fn router() -> Router<AppState> {
+/// Routes relative to `/ui` (nested there by `http::router`). `state` is for the error pages'
+/// layer, which renders the mode banner.
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(root))
         .route("/login", get(session::login_form).post(session::login))
@@ -109,6 +110,10 @@ pub fn router() -> Router<AppState> {
         .route("/entitlements/{user_id}", get(entitlements::show))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            error::error_pages,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
 }
 

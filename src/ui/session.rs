@@ -1,5 +1,10 @@
 //! Sign-in sessions of the console, kept in the database (`ui_sessions`, migration 0009).
 //!
+//! - The form: `GET /ui/login` sets a pre-session cookie (`sl_ui_login`, with the same
+//!   `__Host-` and `Secure` rule as the session's) holding a random nonce for
+//!   [`LOGIN_FORM_SECS`], and the form's hidden `csrf` field is its HMAC (`csrf.rs`). The POST
+//!   must pass the origin check and carry that field for the nonce in its cookie, else 403
+//!   `csrf_token_invalid`: no one else's page can sign a browser in (login CSRF).
 //! - Signing in: `POST /ui/login` with a service token in the field `token`. It is checked
 //!   exactly as a bearer token is (`ApiTokens::identify`: digest, constant-time comparison) and
 //!   needs the `audit` scope. Failed attempts are rate-limited (all clients together, since the
@@ -13,9 +18,10 @@
 //!   the session too).
 //! - The cookie: `__Host-sl_ui=<id>; Path=/; Secure; HttpOnly; SameSite=Strict`. Over plain
 //!   http to a loopback host (the default local setup, and the tests) browsers would drop a
-//!   `Secure` cookie, so it is `sl_ui=<id>; Path=/; HttpOnly; SameSite=Strict` there: with
-//!   `PUBLIC_URL` set its scheme decides; unset, a request whose `Host` is `localhost`,
-//!   `127.x.x.x` or `[::1]` gets the plain form, any other host the `__Host-` form.
+//!   `Secure` cookie, so it is `sl_ui=<id>; Path=/; HttpOnly; SameSite=Strict` there, and only
+//!   there: with `PUBLIC_URL` set, when its scheme is `http` and its host is `localhost`,
+//!   `127.x.x.x` or `[::1]`; unset, when the request's `Host` is one of those. Every other
+//!   case gets the `__Host-` form.
 
 use std::sync::Mutex;
 
@@ -27,7 +33,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::csrf::{check_same_origin, read_form, UiForm};
+use super::csrf::{check_same_origin, csrf_invalid, read_form, UiForm};
 use super::{Chrome, UiError};
 use crate::app::AppState;
 use crate::auth::{Scope, ScopeSet};
@@ -38,6 +44,11 @@ use crate::store::ui::{ActionKind, ActionOutcome, NewAction, SessionRow, UiStore
 pub const SECURE_COOKIE: &str = "__Host-sl_ui";
 /// The cookie's name over plain http to a loopback host.
 pub const LOOPBACK_COOKIE: &str = "sl_ui";
+/// The sign-in form's nonce cookie, under the same naming rule.
+pub const SECURE_LOGIN_COOKIE: &str = "__Host-sl_ui_login";
+pub const LOOPBACK_LOGIN_COOKIE: &str = "sl_ui_login";
+/// How long a sign-in form stays usable: long enough to find and paste a token.
+pub const LOGIN_FORM_SECS: i64 = 15 * 60;
 
 pub const LOGIN_WINDOW_SECS: i64 = 60;
 pub const LOGIN_FAILURES_PER_WINDOW: u32 = 10;
@@ -63,19 +74,20 @@ pub enum CookiePolicy {
 }
 
 impl CookiePolicy {
+    /// The plain cookie only for plain http to a loopback host: `PUBLIC_URL`'s scheme and host
+    /// when it is set (a TLS-terminating proxy in front means it must be `https://`), else the
+    /// request's `Host` (this server itself speaks plain http only). Anything else, even an
+    /// `http://` `PUBLIC_URL` naming another host, gets `__Host-` and `Secure`: the issue allows
+    /// dropping `Secure` on loopback http alone.
     pub fn for_request(headers: &HeaderMap, public_origin: Option<&str>) -> CookiePolicy {
-        if let Some(origin) = public_origin {
-            return if origin.starts_with("https://") {
-                CookiePolicy::Secure
-            } else {
-                CookiePolicy::Loopback
-            };
-        }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if is_loopback_host(host) {
+        let loopback_http = match public_origin {
+            Some(origin) => origin.strip_prefix("http://").is_some_and(is_loopback_host),
+            None => headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(is_loopback_host),
+        };
+        if loopback_http {
             CookiePolicy::Loopback
         } else {
             CookiePolicy::Secure
@@ -89,15 +101,28 @@ impl CookiePolicy {
         }
     }
 
+    /// The sign-in form's nonce cookie.
+    pub fn login_name(self) -> &'static str {
+        match self {
+            CookiePolicy::Secure => SECURE_LOGIN_COOKIE,
+            CookiePolicy::Loopback => LOOPBACK_LOGIN_COOKIE,
+        }
+    }
+
     fn set_cookie(self, value: &str, max_age: i64) -> String {
+        self.set_named(self.name(), value, max_age)
+    }
+
+    fn set_login_cookie(self, value: &str, max_age: i64) -> String {
+        self.set_named(self.login_name(), value, max_age)
+    }
+
+    fn set_named(self, name: &str, value: &str, max_age: i64) -> String {
         let secure = match self {
             CookiePolicy::Secure => "; Secure",
             CookiePolicy::Loopback => "",
         };
-        format!(
-            "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}",
-            self.name()
-        )
+        format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
     }
 }
 
@@ -115,9 +140,8 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The raw session id from the request's cookie of the right name, if it has a well-formed one.
-fn cookie_id(headers: &HeaderMap, policy: CookiePolicy) -> Option<[u8; 32]> {
-    let wanted = policy.name();
+/// The 32 random bytes in the request's cookie named `wanted`, if it has a well-formed one.
+fn cookie_id(headers: &HeaderMap, wanted: &str) -> Option<[u8; 32]> {
     let value = headers
         .get_all(header::COOKIE)
         .iter()
@@ -214,7 +238,7 @@ impl FromRequestParts<AppState> for UiSession {
             return Ok(session.clone());
         }
         let policy = CookiePolicy::for_request(&parts.headers, state.ui.public_origin());
-        let Some(raw_id) = cookie_id(&parts.headers, policy) else {
+        let Some(raw_id) = cookie_id(&parts.headers, policy.name()) else {
             return Err(login_required(parts));
         };
         let id_sha256 = id_hash(&raw_id);
@@ -275,6 +299,8 @@ struct LoginPage {
     chrome: Chrome,
     next: String,
     problem: Option<String>,
+    /// The form's `csrf` field: the HMAC of the nonce in its cookie.
+    csrf: String,
 }
 
 /// `next` when it is a console path of this service, else the event list: never an open
@@ -293,33 +319,56 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// The sign-in form with a fresh nonce (in its cookie) and that nonce's token (in the form).
+/// Every rendering gets a new pair, so a form shown again after a failure works as well.
+fn login_page(
+    state: &AppState,
+    policy: CookiePolicy,
+    status: StatusCode,
+    next: String,
+    problem: Option<&str>,
+) -> Result<Response, UiError> {
+    let nonce = random_bytes();
+    let page = LoginPage {
+        chrome: Chrome::anonymous(state),
+        next,
+        problem: problem.map(str::to_owned),
+        csrf: state.ui.csrf.login_token(&nonce),
+    };
+    let mut response = super::render(status, &page)?;
+    let cookie = policy.set_login_cookie(&URL_SAFE_NO_PAD.encode(nonce), LOGIN_FORM_SECS);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
 pub async fn login_form(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
     // A malformed query only loses `next`: the form is still shown.
     let params = crate::query::parse_query(query.as_deref()).unwrap_or_default();
-    let page = LoginPage {
-        chrome: Chrome::anonymous(&state),
-        next: safe_next(params.get("next").map(String::as_str)),
-        problem: None,
-    };
-    super::render(StatusCode::OK, &page)
+    let next = safe_next(params.get("next").map(String::as_str));
+    let policy = CookiePolicy::for_request(&headers, state.ui.public_origin());
+    login_page(&state, policy, StatusCode::OK, next, None)
 }
 
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, UiError> {
     check_same_origin(request.headers(), state.ui.public_origin())?;
     let policy = CookiePolicy::for_request(request.headers(), state.ui.public_origin());
-    let fields = read_form(request).await?;
+    let nonce = cookie_id(request.headers(), policy.login_name());
+    let mut fields = read_form(request).await?;
+    // Before the limiter and the token: a forged sign-in neither counts nor learns anything.
+    let submitted = fields.remove("csrf").unwrap_or_default();
+    if !nonce.is_some_and(|n| state.ui.csrf.verify_login(&n, &submitted)) {
+        return Err(csrf_invalid());
+    }
     let next = safe_next(fields.get("next").map(String::as_str));
     let now = state.now();
     let refuse = |status: StatusCode, problem: &str| {
-        let page = LoginPage {
-            chrome: Chrome::anonymous(&state),
-            next: next.clone(),
-            problem: Some(problem.to_owned()),
-        };
-        super::render(status, &page)
+        login_page(&state, policy, status, next.clone(), Some(problem))
     };
     if state.ui.limiter.blocked(now) {
         return refuse(
@@ -344,15 +393,31 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
             "This token lacks the audit scope, which the console needs.",
         );
     }
+    let raw_id = start_session(&state, &identity, now).await?;
+    let cookie = policy.set_cookie(&URL_SAFE_NO_PAD.encode(raw_id), state.ui.max_secs());
+    let mut response = redirect_with_cookie(&next, &cookie);
+    // The form's nonce has served its one purpose.
+    if let Ok(value) = HeaderValue::from_str(&policy.set_login_cookie("", 0)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// Creates the session row (purging expired ones first) and records the sign-in; returns the
+/// raw session id for the cookie.
+async fn start_session(
+    state: &AppState,
+    identity: &crate::auth::TokenIdentity,
+    now: i64,
+) -> Result<[u8; 32], UiError> {
     let raw_id = random_bytes();
-    let max = state.ui.max_secs();
     let row = SessionRow {
         id_sha256: id_hash(&raw_id),
         token_fingerprint: identity.fingerprint.clone(),
         scopes: identity.scopes.to_list(),
         created_at: now,
         last_seen_at: now,
-        expires_at: now + max,
+        expires_at: now + state.ui.max_secs(),
     };
     state
         .db
@@ -369,8 +434,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
     };
     state.db.operator_action_record(&action).await?;
     tracing::info!(token = %identity.fingerprint, scopes = %row.scopes, "console sign-in");
-    let cookie = policy.set_cookie(&URL_SAFE_NO_PAD.encode(raw_id), max);
-    Ok(redirect_with_cookie(&next, &cookie))
+    Ok(raw_id)
 }
 
 fn redirect_with_cookie(location: &str, cookie: &str) -> Response {
@@ -429,6 +493,73 @@ mod tests {
         ] {
             assert!(!is_loopback_host(host), "{host}");
         }
+    }
+
+    #[test]
+    fn only_plain_http_to_a_loopback_host_drops_secure() {
+        let host = |h: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static(h));
+            headers
+        };
+        let cases = [
+            // PUBLIC_URL decides when set, whatever the request's Host.
+            (
+                Some("http://127.0.0.1:3000"),
+                "ledger.example.com",
+                CookiePolicy::Loopback,
+            ),
+            (
+                Some("http://localhost"),
+                "127.0.0.1",
+                CookiePolicy::Loopback,
+            ),
+            (
+                Some("http://[::1]:8080"),
+                "127.0.0.1",
+                CookiePolicy::Loopback,
+            ),
+            (
+                Some("https://127.0.0.1:3000"),
+                "127.0.0.1",
+                CookiePolicy::Secure,
+            ),
+            (
+                Some("https://ledger.example.com"),
+                "127.0.0.1",
+                CookiePolicy::Secure,
+            ),
+            // Plain http to a host that is not loopback (a proxy that should have said https).
+            (
+                Some("http://ledger.example.com"),
+                "127.0.0.1",
+                CookiePolicy::Secure,
+            ),
+            (
+                Some("http://10.0.0.5:3000"),
+                "10.0.0.5:3000",
+                CookiePolicy::Secure,
+            ),
+            (
+                Some("http://localhost.evil.com"),
+                "localhost",
+                CookiePolicy::Secure,
+            ),
+            // Unset: the request's Host.
+            (None, "127.0.0.1:3000", CookiePolicy::Loopback),
+            (None, "localhost:3000", CookiePolicy::Loopback),
+            (None, "ledger.example.com", CookiePolicy::Secure),
+            (None, "192.168.1.2:3000", CookiePolicy::Secure),
+        ];
+        for (public, request_host, expected) in cases {
+            let got = CookiePolicy::for_request(&host(request_host), public);
+            assert_eq!(got, expected, "{public:?} {request_host}");
+        }
+        assert_eq!(
+            CookiePolicy::for_request(&HeaderMap::new(), None),
+            CookiePolicy::Secure,
+            "no Host at all"
+        );
     }
 
     #[test]

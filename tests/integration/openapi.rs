@@ -241,7 +241,7 @@ fn is_code(s: &str) -> bool {
 
 /// The one `.nest` the scan knows: the console's router, whose `.route`s in `src/ui/` are
 /// relative to `/ui`.
-const CONSOLE_NEST: &str = ".nest(\"/ui\", crate::ui::router())";
+const CONSOLE_NEST: &str = ".nest(\"/ui\", crate::ui::router(&state))";
 
 /// Every `.route("path", get(..).post(..))` in `src/`, as (METHOD, path).
 fn routed() -> BTreeSet<(String, String)> {

@@ -43,13 +43,15 @@ async fn texts(b: &Browser, css: &str) -> Vec<String> {
     out
 }
 
-/// The session cookie as the browser holds it (`name=value; HttpOnly; SameSite=...`).
+/// The session cookie as the browser holds it (`name=value; HttpOnly; SameSite=...`); the
+/// sign-in form's nonce cookie (`sl_ui_login`) is not one.
 async fn session_cookies(b: &Browser) -> Vec<String> {
     b.client
         .get_all_cookies()
         .await
         .expect("read cookies")
         .iter()
+        .filter(|c| c.name() == "sl_ui" || c.name() == "__Host-sl_ui")
         .map(|c| {
             format!(
                 "{c}; http_only={:?}; same_site={:?}",
@@ -211,7 +213,7 @@ async fn the_event_list_filters_to_the_right_rows_the_jump_box_finds_ids_and_key
 }
 
 /// A scenario fixture (`tests/fixtures/scenarios/<name>.jsonl`), one event per line.
-fn scenario(name: &str) -> Vec<Vec<u8>> {
+pub fn scenario(name: &str) -> Vec<Vec<u8>> {
     let path = format!(
         "{}/tests/fixtures/scenarios/{name}.jsonl",
         env!("CARGO_MANIFEST_DIR")
@@ -346,7 +348,7 @@ async fn an_object_timeline_lists_the_scenarios_events_about_it_newest_first() {
 
 /// Makes the projection of an update to `sub` fail (its stored state does not parse), so the
 /// event is logged and dead-lettered; then removes the bad row, so a retry can succeed.
-async fn dead_letter(app: &TestApp, n: &str) -> String {
+pub async fn dead_letter(app: &TestApp, n: &str) -> String {
     let (cus, sub) = (format!("cus_{n}"), format!("sub_{n}"));
     for e in [
         event(

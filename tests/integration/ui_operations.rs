@@ -1,13 +1,14 @@
-//! The console's operations and object pages at HTTP level: who may act, that every action is a
-//! CSRF-checked POST that is recorded (refusals too), the outbox re-queue, a reconcile report
-//! with its drift linked to the object pages, and escaping on the object pages. The browser
+//! The console's operations, object and entitlement pages at HTTP level: who may act, that every
+//! action is a CSRF-checked POST that is recorded (refusals too), the outbox re-queue, a
+//! reconcile report with its drift linked to the object pages, a user's entitlement with its
+//! explanation, and escaping on the object and entitlement pages. The browser
 //! tests (`ui_browser`) drive the dead-letter retry itself in Chromium.
 
 use serde_json::json;
 use stripe_ledger::outbox::{self, OutboxStatus, Outcome};
 
 use crate::fake_stripe::FakeStripe;
-use crate::helpers::{TestApp, AUDIT_TOKEN};
+use crate::helpers::{TestApp, AUDIT_TOKEN, READ_TOKEN};
 use crate::stripe_objects::{customer, event, subscription, MONTH, T0};
 use crate::ui_http::{console_app, console_tokens, Browser, OPERATOR_TOKEN};
 
@@ -365,4 +366,85 @@ async fn an_object_page_as_of_a_point_shows_the_folded_state_and_refuses_bad_poi
         .get("/ui/subscriptions/sub_asof?as_of_position=1")
         .await;
     assert_eq!((early.status, early.code()), (404, "not_yet_existing"));
+}
+
+/// Text as the templates escape it (askama's HTML escaper).
+fn escaped(text: &str) -> String {
+    text.replace('&', "&#38;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
+
+#[tokio::test]
+async fn an_entitlement_page_shows_the_decision_its_explanation_and_the_inputs_it_cites_escaped() {
+    let app = console_app().spawn().await;
+    let events = crate::ui_browser::scenario("happy_path_checkout");
+    crate::scenarios::log_what_checkout_created(&app, &events).await;
+    for e in &events {
+        let reply = app.deliver(e).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    // The page shows what the API explains, field by field.
+    let api = app
+        .get("/api/entitlements/user_happy_1/explain", Some(READ_TOKEN))
+        .await
+        .json;
+    let auditor = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let page = auditor.get("/ui/entitlements/user_happy_1").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let access = api["access"].as_str().unwrap();
+    assert_eq!(access, "granted", "the scenario's user paid");
+    assert!(page
+        .text
+        .contains(&format!("<dd data-access>{access}</dd>")));
+    let explanation = api["explanation"].as_str().unwrap();
+    assert!(!explanation.is_empty());
+    assert!(
+        page.text.contains(&format!(
+            "<dd data-explanation>{}</dd>",
+            escaped(explanation)
+        )),
+        "{explanation} in {}",
+        page.text
+    );
+    let inputs = api["inputs"].as_array().unwrap();
+    assert!(!inputs.is_empty(), "the decision cites its inputs");
+    for input in inputs {
+        let event_id = input["event_id"].as_str().unwrap();
+        let object_id = input["object"]["id"].as_str().unwrap();
+        let name = input["input"].as_str().unwrap();
+        for shown in [
+            format!(
+                "<th scope=\"row\" data-label=\"Input\">{}</th>",
+                escaped(name)
+            ),
+            format!("<code>{}</code>", escaped(object_id)),
+            format!(
+                "<a href=\"/ui/events/{}\" data-open><code>{}</code></a>",
+                stripe_ledger::ui::urlencode(event_id),
+                escaped(event_id)
+            ),
+        ] {
+            assert!(page.text.contains(&shown), "{shown} in {}", page.text);
+        }
+    }
+    assert!(page.text.contains("<code>sub_happy1</code>"), "considered");
+
+    // A hostile user id is escaped in the page and percent-encoded in its links.
+    let user = r#"user_"><img/src=x/onerror=alert(1)>"#;
+    let page = auditor
+        .get(&format!(
+            "/ui/entitlements/{}",
+            stripe_ledger::ui::urlencode(user)
+        ))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(!page.text.contains("<img/src"), "unescaped");
+    assert!(page.text.contains(&escaped(user)));
+    assert!(page.text.contains(&format!(
+        "action=\"/ui/entitlements/{}\"",
+        stripe_ledger::ui::urlencode(user)
+    )));
 }
