@@ -806,22 +806,91 @@ async fn an_exported_bundle_verifies_offline_with_no_database_and_fails_when_cha
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `serve` child process, once it has logged that it listens (JSON logs, read on a thread
+/// so the pipe never fills): the listening address, and its log so far.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    fn start(mut command: Command) -> Served {
+        use std::io::BufRead as _;
+        command
+            .arg("serve")
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (listening, is_listening) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["fields"]["message"] == "stripe-ledger listening" {
+                        let _ = listening.send(v["fields"].clone());
+                    }
+                }
+            }
+        });
+        let Ok(fields) = is_listening.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!("serve did not start: {}", log.lock().unwrap());
+        };
+        Served {
+            child,
+            addr: fields["addr"].as_str().unwrap().to_owned(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// The binary in `dir` with nothing but PATH and `extra` set (the embedded default database,
+/// `stripe-ledger.db` there, when `extra` has no DATABASE_URL).
+fn command_in(dir: &std::path::Path, args: &[&str], extra: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir)
+        .args(args);
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    command
+}
+
 #[test]
-fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_key() {
+fn the_embedded_default_generates_a_private_key_file_once_on_serve_and_postgres_needs_a_key() {
     let dir = std::env::temp_dir().join(unique_id("embedded-key"));
     std::fs::create_dir_all(&dir).unwrap();
-    let run = |args: &[&str], extra: &[(&str, &str)]| {
-        let mut command = Command::new(BIN);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(&dir)
-            .args(args);
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        command.output().unwrap()
-    };
+    let run = |args: &[&str], extra: &[(&str, &str)]| command_in(&dir, args, extra).output().unwrap();
+    let file = dir.join("stripe-ledger.db.signing-key");
+    let served = Served::start(command_in(
+        &dir,
+        &[],
+        &[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+    ));
+    let log = served.log();
+    served.kill();
     let first = run(&["checkpoint", "--verifier-key"], &[]);
     assert_eq!(
         first.status.code(),
@@ -831,8 +900,7 @@ fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_k
     );
     let key = String::from_utf8(first.stdout).unwrap();
     assert!(key.starts_with("stripe-ledger/test+"), "{key}");
-    assert!(String::from_utf8_lossy(&first.stderr).contains(key.trim()));
-    let file = dir.join("stripe-ledger.db.signing-key");
+    assert!(log.contains(key.trim()), "serve logged the new verifier key: {log}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -840,15 +908,21 @@ fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_k
         assert_eq!(mode & 0o777, 0o600);
     }
     let seed = std::fs::read_to_string(&file).unwrap();
-    let again = run(&["checkpoint", "--verifier-key"], &[]);
-    assert_eq!(
-        String::from_utf8(again.stdout).unwrap(),
-        key,
-        "the same key on every start"
-    );
-    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!log.contains(seed.trim()));
+    let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(stderr.is_empty(), "printed once, on creation: {stderr}");
-    assert!(!stderr.contains(seed.trim()));
+    let again = Served::start(command_in(
+        &dir,
+        &[],
+        &[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+    ));
+    let log = again.log();
+    again.kill();
+    assert!(!log.contains(key.trim()), "the same key on every start: {log}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), seed);
 
     let refused = run(
         &["serve"],
@@ -859,5 +933,44 @@ fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_k
     );
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("LEDGER_SIGNING_KEY"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_and_checkpoint_on_a_database_without_its_key_exit_2_and_create_no_key() {
+    // A copy of the embedded database without its key file: migrated, nothing else.
+    let dir = std::env::temp_dir().join(unique_id("keyless-copy"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stripe-ledger.db.signing-key");
+    let migrated = command_in(&dir, &["migrate"], &[]).output().unwrap();
+    assert_eq!(migrated.status.code(), Some(0), "{migrated:?}");
+    assert!(!file.exists(), "migrate creates no key");
+    for args in [
+        &["verify"][..],
+        &["verify", "--format", "json"],
+        &["checkpoint"],
+        &["checkpoint", "--verifier-key"],
+    ] {
+        let output = command_in(&dir, args, &[]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("LEDGER_SIGNING_KEY"), "{args:?}: {stderr}");
+        if args[0] == "verify" {
+            assert!(stderr.contains("--verifier-key"), "{args:?}: {stderr}");
+        }
+        assert!(output.stdout.is_empty(), "{args:?}: no report");
+        assert!(!file.exists(), "{args:?} created a key file");
+    }
+    // With the verifier key given, verify runs (and still creates nothing).
+    let key = SigningKey::from_seed("stripe-ledger/test", [5; 32])
+        .unwrap()
+        .verifier()
+        .to_string();
+    let output = command_in(&dir, &["verify", "--verifier-key", &key], &[])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OK"));
+    assert!(!file.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
