@@ -879,7 +879,8 @@ fn command_in(dir: &std::path::Path, args: &[&str], extra: &[(&str, &str)]) -> C
 fn the_embedded_default_generates_a_private_key_file_once_on_serve_and_postgres_needs_a_key() {
     let dir = std::env::temp_dir().join(unique_id("embedded-key"));
     std::fs::create_dir_all(&dir).unwrap();
-    let run = |args: &[&str], extra: &[(&str, &str)]| command_in(&dir, args, extra).output().unwrap();
+    let run =
+        |args: &[&str], extra: &[(&str, &str)]| command_in(&dir, args, extra).output().unwrap();
     let file = dir.join("stripe-ledger.db.signing-key");
     let served = Served::start(command_in(
         &dir,
@@ -900,7 +901,10 @@ fn the_embedded_default_generates_a_private_key_file_once_on_serve_and_postgres_
     );
     let key = String::from_utf8(first.stdout).unwrap();
     assert!(key.starts_with("stripe-ledger/test+"), "{key}");
-    assert!(log.contains(key.trim()), "serve logged the new verifier key: {log}");
+    assert!(
+        log.contains(key.trim()),
+        "serve logged the new verifier key: {log}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -921,7 +925,10 @@ fn the_embedded_default_generates_a_private_key_file_once_on_serve_and_postgres_
     ));
     let log = again.log();
     again.kill();
-    assert!(!log.contains(key.trim()), "the same key on every start: {log}");
+    assert!(
+        !log.contains(key.trim()),
+        "the same key on every start: {log}"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), seed);
 
     let refused = run(
@@ -973,4 +980,144 @@ fn verify_and_checkpoint_on_a_database_without_its_key_exit_2_and_create_no_key(
     assert!(String::from_utf8_lossy(&output.stdout).contains("OK"));
     assert!(!file.exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Posts one signed event to a `serve` child; the status.
+async fn post_event(addr: &str, secret: &str, id: &str) -> u16 {
+    let body = event(id, "customer.created");
+    let signature =
+        stripe_ledger::stripe::signature::sign(&body, secret, chrono::Utc::now().timestamp());
+    reqwest::Client::new()
+        .post(format!("http://{addr}/webhooks/stripe"))
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn with_sealing_off_serve_ingests_signs_nothing_and_the_api_and_verify_say_sealing_is_off() {
+    let app = TestApp::builder()
+        .env("LEDGER_SIGNING_KEY", "off")
+        .spawn()
+        .await;
+    assert!(app.sealing.is_none());
+    deliver(&app, 2).await;
+    let reply = app.audit("/api/audit/checkpoint").await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (404, "sealing_off"),
+        "{}",
+        reply.text
+    );
+
+    // The real service on the same database, with the shortest interval: no sealer runs.
+    let secret = "whsec_sealing_off_test";
+    let mut command = bare_command(&app);
+    command
+        .env("LEDGER_SIGNING_KEY", "off")
+        .env("STRIPE_WEBHOOK_SECRET", secret)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("CHECKPOINT_INTERVAL", "1s");
+    let served = Served::start(command);
+    assert!(
+        served.log().contains(r#""sealed_log":"off""#),
+        "{}",
+        served.log()
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            post_event(&served.addr, secret, &unique_id("evt")).await,
+            200
+        );
+    }
+    assert_eq!(app.event_count().await, 5);
+    // Two seal ticks and two checkpoint intervals of a sealing service: an absence, observed
+    // over a window (there is no event to wait for when nothing happens).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    served.kill();
+    assert_eq!(app.db.seal_state().await.unwrap().size, 0);
+    assert!(app.db.checkpoints().await.unwrap().is_empty());
+    let leaves: Vec<merkle::NodeId> = (0..5)
+        .map(|index| merkle::NodeId { level: 0, index })
+        .collect();
+    assert!(
+        app.db.fetch_nodes(&leaves).await.unwrap().is_empty(),
+        "no seal nodes"
+    );
+
+    let mut command = bare_command(&app);
+    let output = command
+        .env("LEDGER_SIGNING_KEY", "off")
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sealing is off"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn the_text_report_of_verify_says_ok_on_a_clean_log_and_names_the_first_bad_position_and_kind(
+) {
+    let (app, _) = sealed_app(6).await;
+    let text = |app: &TestApp| {
+        let output = bare_command(app).arg("verify").output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stdout).unwrap(),
+        )
+    };
+    let (code, report) = text(&app);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.starts_with("6 entries, tree size 6 (sealed 6)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("OK: the log matches its tree and every checkpoint"),
+        "{report}"
+    );
+    assert!(!report.contains("TAMPERED"), "{report}");
+    as_owner(
+        &app,
+        &["UPDATE event_log SET payload = replace(payload, 'cus_', 'cux_') WHERE position = 4"],
+    )
+    .await;
+    let (code, report) = text(&app);
+    assert_eq!(code, Some(4), "{report}");
+    assert!(report.contains("TAMPERED: "), "{report}");
+    assert!(report.contains("first: edited at position 4"), "{report}");
+    assert!(!report.contains("OK:"), "{report}");
+}
+
+#[tokio::test]
+async fn checkpoint_run_twice_without_growth_prints_the_same_checkpoint_and_signs_no_new_one() {
+    let app = TestApp::spawn().await;
+    deliver(&app, 3).await;
+    let run = || {
+        let output = bare_command(&app).arg("checkpoint").output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = run();
+    let stored = app.db.checkpoints().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let second = run();
+    assert_eq!(first, second);
+    assert_eq!(
+        app.db.checkpoints().await.unwrap(),
+        stored,
+        "no new checkpoint"
+    );
+    assert_eq!(
+        note::open(&second, &sealing(&app).key.verifier())
+            .unwrap()
+            .size,
+        3
+    );
 }
