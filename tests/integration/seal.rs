@@ -1121,3 +1121,95 @@ async fn checkpoint_run_twice_without_growth_prints_the_same_checkpoint_and_sign
         3
     );
 }
+
+/// Until a webhook append of `app` waits for the append lock behind another transaction
+/// (PostgreSQL: an advisory lock not granted), or `done` says it finished anyway (which the
+/// test then catches). SQLite has no such view; its single writer is the lock.
+async fn until_an_append_waits(app: &TestApp, done: impl Fn() -> bool) {
+    if backend() != Backend::Postgres {
+        return;
+    }
+    let mut conn = sqlx::PgConnection::connect(&app.database.url)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if waiting > 0 || done() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the append never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn the_sealer_stops_before_an_uncommitted_append_and_seals_it_as_an_entry_once_committed() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    deliver(&app, 2).await;
+    sealer::seal_all(&app.db).await.unwrap();
+    // Position 3 is taken by an append that has not committed (another instance's, slow).
+    let (commit, committed) = tokio::sync::oneshot::channel();
+    let (inserted, is_inserted) = tokio::sync::oneshot::channel();
+    let slow = tokio::spawn(crate::event_log::slow_append(
+        app.database.url.clone(),
+        "evt_seal_in_flight",
+        None,
+        committed,
+        inserted,
+    ));
+    is_inserted.await.unwrap();
+    // A webhook arrives meanwhile: its append must wait, not commit position 4 first (which
+    // the sealer would take as proof that 3 never existed, and seal as a hole).
+    let later = unique_id("evt");
+    let fast = {
+        let (app, body) = (app.clone(), event(&later, "customer.created"));
+        tokio::spawn(async move { app.deliver(&body).await })
+    };
+    until_an_append_waits(&app, || fast.is_finished()).await;
+    assert_eq!(sealer::seal_once(&app.db, 100).await.unwrap(), 0);
+    assert_eq!(
+        app.db.seal_state().await.unwrap().size,
+        2,
+        "sealed past position 3"
+    );
+
+    commit.send(()).unwrap();
+    slow.await.unwrap();
+    assert_eq!(fast.await.unwrap().status, 200);
+    assert_eq!(sealer::seal_all(&app.db).await.unwrap(), 4);
+    let leaves: Vec<merkle::NodeId> = (0..4)
+        .map(|index| merkle::NodeId { level: 0, index })
+        .collect();
+    let stored = app.db.fetch_nodes(&leaves).await.unwrap();
+    for position in 1..=4u64 {
+        let hole = merkle::leaf_hash(&sealer::hole_leaf(position));
+        let leaf = stored[&merkle::NodeId {
+            level: 0,
+            index: position - 1,
+        }];
+        assert_ne!(leaf, hole, "position {position} was sealed as a hole");
+    }
+    let entry = stripe_ledger::event_log::get(&app.db, "evt_seal_in_flight")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.position, 3);
+    assert_eq!(
+        stored[&merkle::NodeId { level: 0, index: 2 }],
+        sealer::entry_leaf_hash(&entry).unwrap()
+    );
+    seal(&app).await;
+    let (code, report) = verify(&app, &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["sealed_size"], 4);
+}
