@@ -510,6 +510,22 @@ async fn the_proof_api_refuses_bad_requests_with_stable_codes() {
     assert_eq!(reply.status, 403);
 }
 
+/// One pass of each instance's sealer, started together so that they overlap (both read the
+/// same sealed size; at most one extension per size can win). `first_a` picks which is polled
+/// first. Returns the leaves each added.
+async fn overlapping_passes(a: &TestApp, b: &TestApp, first_a: bool) -> (u64, u64) {
+    let pass = |app: &TestApp| {
+        let db = app.db.clone();
+        async move { sealer::seal_once(&db, 3).await.expect("seal") }
+    };
+    if first_a {
+        tokio::join!(pass(a), pass(b))
+    } else {
+        let (y, x) = tokio::join!(pass(b), pass(a));
+        (x, y)
+    }
+}
+
 #[tokio::test]
 async fn two_instances_sealing_one_database_build_one_tree_and_both_checkpoints_verify() {
     let a = TestApp::spawn().await;
@@ -517,21 +533,30 @@ async fn two_instances_sealing_one_database_build_one_tree_and_both_checkpoints_
         .database(a.database.clone())
         .spawn()
         .await;
-    let mut tasks = Vec::new();
-    for app in [&a, &b] {
-        let db = app.db.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..30 {
-                sealer::seal_once(&db, 3).await.expect("seal");
-                tokio::task::yield_now().await;
-            }
-        }));
+    let (mut by_a, mut by_b) = (0, 0);
+    for round in 0..12 {
+        let app = if round % 2 == 0 { &a } else { &b };
+        deliver(app, 4).await;
+        let before = a.db.seal_state().await.unwrap().size;
+        // Most rounds overlap; every third lets one instance seal alone, in turn, so both
+        // are seen to extend the tree whichever wins the races.
+        let (x, y) = match round % 3 {
+            2 if round % 2 == 0 => (sealer::seal_once(&a.db, 3).await.unwrap(), 0),
+            2 => (0, sealer::seal_once(&b.db, 3).await.unwrap()),
+            _ => overlapping_passes(&a, &b, round % 2 == 0).await,
+        };
+        let after = a.db.seal_state().await.unwrap().size;
+        assert_eq!(
+            after - before,
+            x + y,
+            "round {round}: a leaf was counted twice"
+        );
+        (by_a, by_b) = (by_a + x, by_b + y);
     }
-    let (x, y) = tokio::join!(deliver(&a, 25), deliver(&b, 25));
-    assert_eq!(x.len() + y.len(), 50);
-    for t in tasks {
-        t.await.unwrap();
-    }
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both extended the tree: {by_a} and {by_b}"
+    );
     let note_a = seal(&a).await;
     deliver(&b, 3).await;
     let note_b = seal(&b).await;
@@ -552,6 +577,114 @@ async fn two_instances_sealing_one_database_build_one_tree_and_both_checkpoints_
     .await;
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["sealed_size"], a.event_count().await);
+    assert_eq!(report["sealed_size"], 51);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Holds a transaction that blocks inserts into `checkpoints` (PostgreSQL: an EXCLUSIVE table
+/// lock, which plain reads pass; SQLite: the write lock, which WAL readers pass) until
+/// released.
+async fn block_checkpoint_inserts(
+    app: &TestApp,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let url = app.database.url.clone();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        if url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("LOCK TABLE checkpoints IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let _ = locked.send(());
+            let _ = released.await;
+            tx.rollback().await.unwrap();
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let _ = locked.send(());
+            let _ = released.await;
+            sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+        }
+    });
+    is_locked.await.unwrap();
+    (release, done)
+}
+
+/// Until `n` inserts wait for the lock on `checkpoints` (PostgreSQL's `pg_locks`). SQLite
+/// shows no waiters: there, a short window lets both passes reach their insert.
+async fn until_checkpoint_inserts_wait(app: &TestApp, n: i64) {
+    if backend() != Backend::Postgres {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        return;
+    }
+    let mut conn = sqlx::PgConnection::connect(&app.database.url)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'checkpoints'::regclass AND NOT granted",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the inserts never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_signing_the_same_size_store_one_checkpoint_and_return_the_same_note() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::builder()
+        .database(a.database.clone())
+        .spawn()
+        .await;
+    deliver(&a, 5).await;
+    sealer::seal_all(&a.db).await.unwrap();
+    // Both read "no checkpoint of size 5 yet", then both insert: one wins, the other meets the
+    // conflict and must return the winner's checkpoint, not its own.
+    let (release, held) = block_checkpoint_inserts(&a).await;
+    let sign = |app: &TestApp, at: i64| {
+        let (db, sealing) = (app.db.clone(), sealing(app).clone());
+        tokio::spawn(async move { sealer::checkpoint(&db, &sealing, at).await })
+    };
+    let (by_a, by_b) = (sign(&a, 1_764_000_100), sign(&b, 1_764_000_200));
+    until_checkpoint_inserts_wait(&a, 2).await;
+    release.send(()).unwrap();
+    held.await.unwrap();
+    let by_a = by_a.await.unwrap().unwrap().expect("a checkpoint");
+    let by_b = by_b.await.unwrap().unwrap().expect("a checkpoint");
+    let stored = a.db.checkpoints().await.unwrap();
+    assert_eq!(stored.len(), 1, "one checkpoint of size 5");
+    assert_eq!(by_a, stored[0]);
+    assert_eq!(
+        by_b, stored[0],
+        "the loser returns the checkpoint of record"
+    );
+    let key = sealing(&a).key.verifier();
+    let (na, nb) = (
+        note::open(&by_a.note, &key).unwrap(),
+        note::open(&by_b.note, &key).unwrap(),
+    );
+    assert_eq!((na.size, na.root), (nb.size, nb.root));
+    assert_eq!(na.size, 5);
+    assert_eq!(na.root, a.db.seal_state().await.unwrap().root);
 }
 
 /// Posts signed events to `base` until told to stop; returns how many were acknowledged.
