@@ -687,31 +687,95 @@ async fn two_instances_signing_the_same_size_store_one_checkpoint_and_return_the
     assert_eq!(na.root, a.db.seal_state().await.unwrap().root);
 }
 
-/// Posts signed events to `base` until told to stop; returns how many were acknowledged.
+/// Posts one signed event to `base`: its id if acknowledged with a 2xx.
+async fn post_one(client: &reqwest::Client, base: &str, secret: &str) -> Option<String> {
+    let id = unique_id("evt");
+    let body = event(&id, "customer.created");
+    let signature =
+        stripe_ledger::stripe::signature::sign(&body, secret, chrono::Utc::now().timestamp());
+    let reply = client
+        .post(format!("{base}/webhooks/stripe"))
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    reply.ok().filter(|r| r.status().is_success()).map(|_| id)
+}
+
+/// Posts signed events to `base` until told to stop; returns the ids acknowledged with a 2xx.
 async fn post_until(
     base: String,
     secret: String,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> usize {
+) -> Vec<String> {
     let client = reqwest::Client::new();
-    let mut acknowledged = 0;
+    let mut acknowledged = Vec::new();
     while !*stop.borrow() {
-        let body = event(&unique_id("evt"), "customer.created");
-        let signature =
-            stripe_ledger::stripe::signature::sign(&body, &secret, chrono::Utc::now().timestamp());
-        match client
-            .post(format!("{base}/webhooks/stripe"))
-            .header("stripe-signature", signature)
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(r) if r.status() == 200 => acknowledged += 1,
-            Ok(_) => {}
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        match post_one(&client, &base, &secret).await {
+            Some(id) => acknowledged.push(id),
+            // Refused or not listening (killed, or starting): a pause, not a busy loop.
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
     acknowledged
+}
+
+/// Until the service has sealed every logged entry and signed a checkpoint of that size at
+/// or after `since` (unix seconds): that checkpoint. Polls, as the sealer is another process.
+async fn until_checkpointed_since(
+    app: &TestApp,
+    since: i64,
+) -> stripe_ledger::store::seal::StoredCheckpoint {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let sealed = app.db.seal_state().await.unwrap().size;
+        let last = stripe_ledger::event_log::count(&app.db).await.unwrap();
+        let latest = app.db.latest_checkpoint().await.unwrap();
+        if let Some(c) = latest.filter(|c| c.size == sealed && c.signed_at >= since) {
+            if sealed as i64 >= last {
+                return c;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sealing did not catch up after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every id is in the log, and its inclusion proof verifies against `checkpoint`.
+async fn assert_proven(app: &TestApp, ids: &[String], checkpoint: &str) {
+    let signed = note::open(checkpoint, &sealing(app).key.verifier()).expect("our note");
+    for id in ids {
+        assert!(
+            stripe_ledger::event_log::get(&app.db, id)
+                .await
+                .unwrap()
+                .is_some(),
+            "{id} was acknowledged and then lost"
+        );
+        let p = sealer::proofs::inclusion(&app.db, id, None).await.unwrap();
+        assert_eq!(p.checkpoint.as_deref(), Some(checkpoint), "{id}");
+        let leaf = b64(&p.leaf);
+        assert_eq!(
+            stripe_ledger::seal::leaf::decode(&leaf).unwrap().event_id,
+            *id
+        );
+        let hashes: Vec<merkle::Hash> = p
+            .hashes
+            .iter()
+            .map(|h| b64(h).try_into().unwrap())
+            .collect();
+        merkle::verify_inclusion(
+            p.leaf_index,
+            signed.size,
+            &merkle::leaf_hash(&leaf),
+            &hashes,
+            &signed.root,
+        )
+        .unwrap_or_else(|e| panic!("{id}: the proof does not verify: {e:?}"));
+    }
 }
 
 #[tokio::test]
@@ -737,43 +801,46 @@ async fn a_kill_9_while_sealing_loses_nothing_and_the_log_verifies_after_restart
         command.spawn().unwrap()
     };
     let base = format!("http://127.0.0.1:{port}");
-    for round in 0..3u64 {
+    let mut acknowledged = Vec::new();
+    // Sealing and signing both run every second from start; kill points 260 ms apart walk
+    // across that second, into and between passes, under steady ingestion.
+    for round in 0..5u64 {
         let mut server = spawn();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let poster = tokio::spawn(post_until(base.clone(), secret.clone(), stopped));
-        // Sealing runs every second; the kill lands anywhere in or between passes.
-        tokio::time::sleep(Duration::from_millis(1_700 + 450 * round)).await;
+        tokio::time::sleep(Duration::from_millis(1_050 + 260 * round)).await;
         server.kill().unwrap(); // SIGKILL
         server.wait().unwrap();
         stop.send(true).unwrap();
-        assert!(
-            poster.await.unwrap() > 0,
-            "round {round}: nothing was acknowledged"
-        );
+        let acked = poster.await.unwrap();
+        assert!(!acked.is_empty(), "round {round}: nothing was acknowledged");
+        acknowledged.extend(acked);
     }
+    let restarted = chrono::Utc::now().timestamp();
     let mut server = spawn();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let sealed = app.db.seal_state().await.unwrap().size;
-        let last = stripe_ledger::event_log::count(&app.db).await.unwrap();
-        if sealed as i64 >= last
-            && app
-                .db
-                .latest_checkpoint()
-                .await
-                .unwrap()
-                .is_some_and(|c| c.size == sealed)
-        {
-            break;
-        }
+    // More entries after the restart, so the tree grows and a checkpoint is signed by it.
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut after = 0;
+    while after < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "sealing did not catch up after restart"
+            "the restarted service acknowledged nothing"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        match post_one(&client, &base, &secret).await {
+            Some(id) => {
+                acknowledged.push(id);
+                after += 1;
+            }
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
+    let latest = until_checkpointed_since(&app, restarted).await;
     server.kill().unwrap();
     server.wait().unwrap();
+    assert!(latest.size >= acknowledged.len() as u64);
+    assert_proven(&app, &acknowledged, &latest.note).await;
+
     let mut args = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
