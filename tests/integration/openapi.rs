@@ -313,6 +313,9 @@ const INDIRECT_CODES: &[(&str, &str)] = &[
     ("src/http/billing_api.rs", "e.code()"),
     // `HistoryError::code()`: `fn code(` bodies are scanned.
     ("src/http/history_api.rs", "e.code()"),
+    // `ObjectKind::not_found_code()`: its four codes are literals in `fn not_found_code(`,
+    // scanned below.
+    ("src/http/read_api.rs", "kind.not_found_code()"),
     // The console's pages of the same errors (`src/ui/history_view.rs`).
     ("src/ui/history_view.rs", "e.code()"),
     // `(StatusCode::.., "stripe_unavailable", ..)` tuples: `StatusCode::X, "code"` is scanned.
@@ -368,9 +371,9 @@ fn codes_in_source() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
         // 2. `=> "code"` and `=> ("code", ..)` arms inside the functions that name codes:
-        // `fn code(` anywhere, `fn describe(` (the status fallback of `http/boundary.rs`) and
-        // `FilterCode::as_str` (the query errors of `query/mod.rs`).
-        let mut code_fns = vec!["fn code(", "fn describe("];
+        // `fn code(` anywhere, `fn describe(` (the status fallback of `http/boundary.rs`),
+        // `fn not_found_code(` (`ObjectKind`'s) and `FilterCode::as_str` (`query/mod.rs`).
+        let mut code_fns = vec!["fn code(", "fn describe(", "fn not_found_code("];
         if file == "src/query/mod.rs" {
             code_fns.push("fn as_str(");
         }
