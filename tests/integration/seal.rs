@@ -345,6 +345,20 @@ async fn verify_refuses_to_run_without_a_key_or_with_an_unreadable_checkpoint() 
     let mut command = bare_command(&app);
     command.args(["verify", "--verifier-key", "not-a-key"]);
     assert_eq!(command.output().unwrap().status.code(), Some(2));
+    // No key configured (PostgreSQL: a configuration error; SQLite: no key file beside this
+    // database): both ways out are named, and no key is made up.
+    let mut command = bare_command(&app);
+    command.env_remove("LEDGER_SIGNING_KEY").arg("verify");
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("LEDGER_SIGNING_KEY") && stderr.contains("--verifier-key"),
+        "{stderr}"
+    );
+    if let Some(path) = app.database.url.strip_prefix("sqlite://") {
+        assert!(!std::path::Path::new(&format!("{path}.signing-key")).exists());
+    }
 }
 
 #[tokio::test]
