@@ -52,6 +52,8 @@ pub struct AppState {
     pub transport: crate::config::TransportConfig,
     /// The console's settings, CSRF key and sign-in limiter (`crate::ui`).
     pub ui: Arc<crate::ui::UiState>,
+    /// `false` with `LEDGER_SIGNING_KEY=off`: the audit API then says so instead of "not yet".
+    pub sealing_on: bool,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
             draining: Arc::new(AtomicBool::new(false)),
             transport: config.transport,
             ui: Arc::new(crate::ui::UiState::new(config.ui.clone())),
+            sealing_on: config.seal.key != crate::config::SigningKeyConfig::Off,
             writer: Writer::start(db.clone(), config.webhook.seen_cache_size),
             db,
             webhook: Arc::new(config.webhook.clone()),

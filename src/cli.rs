@@ -574,7 +574,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let seal = match (seal, &verifier_key) {
                 (Ok(seal), _) => Some(seal),
                 (Err(_), Some(_)) => None,
-                (Err(e), None) => return Ok(config_error(e)),
+                (Err(e), None) => {
+                    let code = config_error(e);
+                    eprintln!("verify can also take the log's verifier key with --verifier-key");
+                    return Ok(code);
+                }
             };
             let json = matches!(format, OutputFormat::Json);
             let mut out = std::io::stdout().lock();

@@ -869,26 +869,6 @@ impl SealConfig {
         database: &DatabaseConfig,
         mode: Mode,
     ) -> Result<Self, ConfigError> {
-        reject_blank(env, "LEDGER_SIGNING_KEY")?;
-        let key = match env.get("LEDGER_SIGNING_KEY").as_deref().map(str::trim) {
-            Some("off") => SigningKeyConfig::Off,
-            Some(value) => SigningKeyConfig::Seed(Secret::new(signing_seed(value)?)),
-            None => match &database.target {
-                DbTarget::Sqlite(options) if !is_memory(options.get_filename()) => {
-                    let mut name = options.get_filename().as_os_str().to_owned();
-                    name.push(".signing-key");
-                    SigningKeyConfig::Generate(name.into())
-                }
-                _ => {
-                    return Err(ConfigError::new(
-                        "LEDGER_SIGNING_KEY",
-                        "is required with PostgreSQL (and an in-memory database): a key file \
-                         path or a base64 32-byte Ed25519 seed (`head -c 32 /dev/urandom | \
-                         base64`), or `off` to run without a sealed log",
-                    ))
-                }
-            },
-        };
         let origin = match env.get("CHECKPOINT_ORIGIN") {
             None => format!("stripe-ledger/{mode}"),
             Some(origin) => {
@@ -904,6 +884,26 @@ impl SealConfig {
                 }
                 origin
             }
+        };
+        reject_blank(env, "LEDGER_SIGNING_KEY")?;
+        let key = match env.get("LEDGER_SIGNING_KEY").as_deref().map(str::trim) {
+            Some("off") => SigningKeyConfig::Off,
+            Some(value) => SigningKeyConfig::Seed(signing_seed(value, &origin)?),
+            None => match &database.target {
+                DbTarget::Sqlite(options) if !is_memory(options.get_filename()) => {
+                    let mut name = options.get_filename().as_os_str().to_owned();
+                    name.push(".signing-key");
+                    SigningKeyConfig::Generate(name.into())
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        "LEDGER_SIGNING_KEY",
+                        "is required with PostgreSQL (and an in-memory database): a key file \
+                         path or a base64 32-byte Ed25519 seed (`head -c 32 /dev/urandom | \
+                         base64`), or `off` to run without a sealed log",
+                    ))
+                }
+            },
         };
         let interval = match env.get("CHECKPOINT_INTERVAL") {
             None => DEFAULT_CHECKPOINT_INTERVAL_SECS,
@@ -930,37 +930,49 @@ fn is_memory(path: &std::path::Path) -> bool {
     path.as_os_str().is_empty() || path.to_str().is_some_and(|p| p.contains(":memory:"))
 }
 
-/// `LEDGER_SIGNING_KEY`'s value: a base64 32-byte seed, or the path of a file holding one
-/// (base64 text, or the 32 raw bytes). Errors never show the value nor the file's content.
-fn signing_seed(value: &str) -> Result<[u8; 32], ConfigError> {
-    use base64::Engine as _;
-    let decode = |text: &str| -> Option<[u8; 32]> {
-        base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .ok()
-            .and_then(|bytes| bytes.try_into().ok())
-    };
-    if let Some(seed) = decode(value) {
-        return Ok(seed);
-    }
-    let content = std::fs::read(value).map_err(|_| {
-        ConfigError::new(
-            "LEDGER_SIGNING_KEY",
-            "is neither a base64 32-byte seed nor a readable key file",
-        )
-    })?;
-    if let Ok(raw) = <[u8; 32]>::try_from(content.as_slice()) {
-        return Ok(raw);
-    }
-    std::str::from_utf8(&content)
-        .ok()
-        .and_then(decode)
-        .ok_or_else(|| {
-            ConfigError::new(
+/// `LEDGER_SIGNING_KEY`'s value: a key inline (base64 of the 32-byte seed, or Go's
+/// `PRIVATE+KEY+...` string), or the path of a key file, read by the same reader as the
+/// generated key file (`sealer::keys::parse_key_file`). A `PRIVATE+KEY` carries its key name,
+/// which must be the origin: the name is in every signature line and in the verifier key, and
+/// this log signs as its origin. Errors never show the value nor the file's content.
+fn signing_seed(value: &str, origin: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
+    use crate::sealer::keys;
+    let key = match keys::parse_key_text(value) {
+        Some(key) => key,
+        None if value.trim_start().starts_with("PRIVATE+KEY+") => {
+            return Err(ConfigError::new(
                 "LEDGER_SIGNING_KEY",
-                "names a file that does not hold a base64 32-byte seed",
-            )
-        })
+                "is a malformed PRIVATE+KEY string (or its key id does not match)",
+            ))
+        }
+        None => {
+            let content = std::fs::read(value).map_err(|_| {
+                ConfigError::new(
+                    "LEDGER_SIGNING_KEY",
+                    "is neither a key (base64 32-byte seed or PRIVATE+KEY string) nor a \
+                     readable key file",
+                )
+            })?;
+            keys::parse_key_file(&content).ok_or_else(|| {
+                ConfigError::new(
+                    "LEDGER_SIGNING_KEY",
+                    "names a file that does not hold a key (base64 32-byte seed, PRIVATE+KEY \
+                     string, or the 32 raw bytes)",
+                )
+            })?
+        }
+    };
+    if key.name.as_deref().is_some_and(|name| name != origin) {
+        return Err(ConfigError::new(
+            "LEDGER_SIGNING_KEY",
+            format!(
+                "holds a PRIVATE+KEY whose key name is not the checkpoint origin {origin:?}: \
+                 the key name must equal the origin (set CHECKPOINT_ORIGIN to it, or use a key \
+                 of that name)"
+            ),
+        ));
+    }
+    Ok(key.seed)
 }
 
 #[cfg(test)]
@@ -1456,6 +1468,52 @@ mod tests {
             assert_eq!(e.variable, "LEDGER_SIGNING_KEY");
             assert!(!e.to_string().contains(bad), "{e}");
             assert!(!e.to_string().contains("not a key"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_signing_key_may_be_a_private_key_string_named_for_the_origin_inline_or_in_a_file() {
+        let key = crate::seal::note::SigningKey::from_seed("stripe-ledger/test", [7; 32]).unwrap();
+        let text = key.to_private_key_string();
+        let c = seal(&[("LEDGER_SIGNING_KEY", &text)]).unwrap();
+        assert_eq!(c.key, SigningKeyConfig::Seed(Secret::new([7; 32])));
+        let dir = std::env::temp_dir().join(format!("ledger-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, format!("{text}\n")).unwrap();
+        let c = seal(&[("LEDGER_SIGNING_KEY", file.to_str().unwrap())]).unwrap();
+        assert_eq!(c.key, SigningKeyConfig::Seed(Secret::new([7; 32])));
+        // 32 raw bytes in a file are the seed too.
+        std::fs::write(&file, [7u8; 32]).unwrap();
+        let c = seal(&[("LEDGER_SIGNING_KEY", file.to_str().unwrap())]).unwrap();
+        assert_eq!(c.key, SigningKeyConfig::Seed(Secret::new([7; 32])));
+        // Named for another origin: refused, unless CHECKPOINT_ORIGIN is that name.
+        let other = crate::seal::note::SigningKey::from_seed("example.com/log", [7; 32])
+            .unwrap()
+            .to_private_key_string();
+        let e = seal(&[("LEDGER_SIGNING_KEY", &other)]).unwrap_err();
+        assert_eq!(e.variable, "LEDGER_SIGNING_KEY");
+        assert!(e.to_string().contains("origin"), "{e}");
+        std::fs::write(&file, &other).unwrap();
+        let e = seal(&[("LEDGER_SIGNING_KEY", file.to_str().unwrap())]).unwrap_err();
+        assert_eq!(e.variable, "LEDGER_SIGNING_KEY");
+        let c = seal(&[
+            ("LEDGER_SIGNING_KEY", &other),
+            ("CHECKPOINT_ORIGIN", "example.com/log"),
+        ])
+        .unwrap();
+        assert_eq!(c.key, SigningKeyConfig::Seed(Secret::new([7; 32])));
+        // A wrong key id, or a truncated key: refused without echoing any of it.
+        let secret_part = text.splitn(5, '+').nth(4).unwrap();
+        let bad_id = text.replace(text.split('+').nth(3).unwrap(), "00000000");
+        for bad in [bad_id.as_str(), &text[..text.len() - 4]] {
+            let e = seal(&[("LEDGER_SIGNING_KEY", bad)]).unwrap_err();
+            assert_eq!(e.variable, "LEDGER_SIGNING_KEY");
+            assert!(e.to_string().contains("PRIVATE+KEY"), "{e}");
+            for shown in [bad, &secret_part[..8]] {
+                assert!(!e.to_string().contains(shown), "{e}");
+            }
         }
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -40,6 +40,13 @@ pub async fn checkpoint(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.require(&headers, Scope::Audit)?;
+    // Off, no checkpoint will ever come: a client polling for the first one should stop.
+    if !state.sealing_on {
+        return Err(ApiError::not_found(
+            "sealing_off",
+            "sealing is off on this service (LEDGER_SIGNING_KEY=off): no checkpoint is signed",
+        ));
+    }
     let latest =
         state.db.latest_checkpoint().await?.ok_or_else(|| {
             ApiError::not_found("no_checkpoint", "no checkpoint has been signed yet")

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use super::keys::KeyError;
 use super::verify::{self, ExternalCheckpoint, VerifyReport};
 use super::Sealing;
 use crate::config::{ConfigError, DatabaseConfig, Lookup, SealConfig};
@@ -33,10 +34,14 @@ pub async fn checkpoint(
     verifier_only: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let sealing = match Sealing::from_config(config) {
+    let sealing = match Sealing::existing(config) {
         Ok(Some(s)) => s,
         Ok(None) => {
-            eprintln!("configuration error: LEDGER_SIGNING_KEY: is `off`; there is no sealed log to checkpoint");
+            eprintln!("configuration error: LEDGER_SIGNING_KEY: is `off`: sealing is off, there is no sealed log to checkpoint");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e @ KeyError::Missing { .. }) => {
+            eprintln!("configuration error: {e}; set LEDGER_SIGNING_KEY to the log's key");
             return Ok(ExitCode::from(2));
         }
         Err(e) => {
@@ -80,13 +85,17 @@ pub async fn verify(
             }
         },
         None => match config
-            .map(Sealing::from_config)
+            .map(Sealing::existing)
             .transpose()
             .map(Option::flatten)
         {
             Ok(Some(s)) => s.key.verifier(),
             Ok(None) => {
-                eprintln!("error: LEDGER_SIGNING_KEY is `off`: give the key with --verifier-key");
+                eprintln!("error: sealing is off (LEDGER_SIGNING_KEY=off): give the log's verifier key with --verifier-key");
+                return Ok(ExitCode::from(2));
+            }
+            Err(e @ KeyError::Missing { .. }) => {
+                eprintln!("error: {e}: give the log's verifier key with --verifier-key, or set LEDGER_SIGNING_KEY");
                 return Ok(ExitCode::from(2));
             }
             Err(e) => {

@@ -1,11 +1,13 @@
 //! The sealing key: from `LEDGER_SIGNING_KEY`, or generated beside the SQLite database on the
-//! embedded default's first start.
+//! embedded default's first `serve`. One reader ([`parse_key_file`]) for every key file, the
+//! generated one and the operator's, so a key moves between them without conversion.
 
 use std::io::Write as _;
 use std::path::Path;
 
 use crate::config::SigningKeyConfig;
 use crate::seal::note::SigningKey;
+use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -16,22 +18,90 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error(
-        "the signing key file {path} could not be read or does not hold a base64 32-byte seed"
+        "the signing key file {path} could not be read or does not hold a key (base64 of a \
+         32-byte seed, a PRIVATE+KEY string, or the 32 raw bytes)"
     )]
     Read { path: String },
+    /// Only `serve` creates the key: a command that found none says so instead of signing or
+    /// verifying with a key nobody else has.
+    #[error(
+        "LEDGER_SIGNING_KEY is not set and there is no key file {path} (`serve` creates it on \
+         its first start)"
+    )]
+    Missing { path: String },
+    #[error(
+        "the key in {path} is named for another origin than {origin:?}: a PRIVATE+KEY name must \
+         be the checkpoint origin (CHECKPOINT_ORIGIN)"
+    )]
+    OtherOrigin { path: String, origin: String },
     #[error("the signing key is not usable: {0}")]
     Key(String),
 }
 
+/// Whether a missing key file beside the database may be created (`serve` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Generate,
+    Refuse,
+}
+
+/// Key material as written: the seed, and the key name when it was a `PRIVATE+KEY` string.
+pub struct KeyText {
+    pub seed: Secret<[u8; 32]>,
+    pub name: Option<String>,
+}
+
+/// The value of `LEDGER_SIGNING_KEY` or a key file's text: base64 of the 32-byte seed, or Go's
+/// `PRIVATE+KEY+<name>+<key id>+<base64>` (key id checked). `None` otherwise; the caller
+/// names the variable or file, never the text.
+pub fn parse_key_text(text: &str) -> Option<KeyText> {
+    use base64::Engine as _;
+    let text = text.trim();
+    if text.starts_with("PRIVATE+KEY+") {
+        let key = SigningKey::parse_private_key(text).ok()?;
+        return Some(KeyText {
+            seed: Secret::new(key.seed()),
+            name: Some(key.name().to_owned()),
+        });
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    Some(KeyText {
+        seed: Secret::new(<[u8; 32]>::try_from(bytes).ok()?),
+        name: None,
+    })
+}
+
+/// A key file's content: what [`parse_key_text`] reads, or exactly 32 raw bytes.
+pub fn parse_key_file(content: &[u8]) -> Option<KeyText> {
+    if let Ok(raw) = <[u8; 32]>::try_from(content) {
+        return Some(KeyText {
+            seed: Secret::new(raw),
+            name: None,
+        });
+    }
+    std::str::from_utf8(content).ok().and_then(parse_key_text)
+}
+
 /// The key named `origin`, or `None` when sealing is off. A generated key's verifier key is
 /// logged once, when the file is created (the seed itself never is).
-pub fn load(config: &SigningKeyConfig, origin: &str) -> Result<Option<SigningKey>, KeyError> {
+pub fn load(
+    config: &SigningKeyConfig,
+    origin: &str,
+    missing: Missing,
+) -> Result<Option<SigningKey>, KeyError> {
     let seed = match config {
         SigningKeyConfig::Off => return Ok(None),
         SigningKeyConfig::Seed(seed) => *seed.expose(),
-        SigningKeyConfig::Generate(path) => match read_seed(path)? {
-            Some(seed) => seed,
-            None => return generate(path, origin).map(Some),
+        SigningKeyConfig::Generate(path) => match (read_seed(path, origin)?, missing) {
+            (Some(seed), _) => seed,
+            (None, Missing::Generate) => return generate(path, origin).map(Some),
+            (None, Missing::Refuse) => {
+                return Err(KeyError::Missing {
+                    path: path.display().to_string(),
+                })
+            }
         },
     };
     SigningKey::from_seed(origin, seed)
@@ -39,27 +109,22 @@ pub fn load(config: &SigningKeyConfig, origin: &str) -> Result<Option<SigningKey
         .map_err(|e| KeyError::Key(e.to_string()))
 }
 
-fn read_seed(path: &Path) -> Result<Option<[u8; 32]>, KeyError> {
-    use base64::Engine as _;
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+fn read_seed(path: &Path, origin: &str) -> Result<Option<[u8; 32]>, KeyError> {
+    let shown = || path.display().to_string();
+    let content = match std::fs::read(path) {
+        Ok(content) => content,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(_) => {
-            return Err(KeyError::Read {
-                path: path.display().to_string(),
-            })
-        }
+        Err(_) => return Err(KeyError::Read { path: shown() }),
     };
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .map(Some)
-        .ok_or_else(|| KeyError::Read {
-            path: path.display().to_string(),
-        })
+    let key = parse_key_file(&content).ok_or_else(|| KeyError::Read { path: shown() })?;
+    if key.name.as_deref().is_some_and(|name| name != origin) {
+        return Err(KeyError::OtherOrigin {
+            path: shown(),
+            origin: origin.to_owned(),
+        });
+    }
+    Ok(Some(*key.seed.expose()))
 }
-
 /// Creates the key file (never overwriting one: `create_new`), readable by its owner only.
 fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
     use base64::Engine as _;
@@ -91,4 +156,57 @@ fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
         );
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ledger-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn a_generated_key_file_and_an_operator_key_file_are_read_by_the_same_reader() {
+        let path = temp_file("db.signing-key");
+        let config = SigningKeyConfig::Generate(path.clone());
+        let made = load(&config, "o", Missing::Generate).unwrap().unwrap();
+        let generated = std::fs::read(&path).unwrap();
+        assert_eq!(
+            parse_key_file(&generated).map(|k| *k.seed.expose()),
+            Some(made.seed())
+        );
+        // The same key in the other formats, in the same file: the same signer.
+        for content in [
+            made.to_private_key_string().into_bytes(),
+            made.seed().to_vec(),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let read = load(&config, "o", Missing::Refuse).unwrap().unwrap();
+            assert_eq!(read.verifier().to_string(), made.verifier().to_string());
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_missing_key_file_is_created_only_when_asked_and_a_foreign_name_is_refused() {
+        let path = temp_file("db.signing-key");
+        let config = SigningKeyConfig::Generate(path.clone());
+        let e = load(&config, "o", Missing::Refuse).unwrap_err();
+        assert!(matches!(e, KeyError::Missing { .. }), "{e}");
+        assert!(e.to_string().contains("LEDGER_SIGNING_KEY"), "{e}");
+        assert!(!path.exists(), "no key file was created");
+        let other = SigningKey::from_seed("another-origin", [3; 32]).unwrap();
+        let text = other.to_private_key_string();
+        std::fs::write(&path, &text).unwrap();
+        let e = load(&config, "o", Missing::Generate).unwrap_err();
+        assert!(matches!(e, KeyError::OtherOrigin { .. }), "{e}");
+        std::fs::write(&path, "not a key").unwrap();
+        let e = load(&config, "o", Missing::Generate).unwrap_err();
+        assert!(matches!(e, KeyError::Read { .. }), "{e}");
+        assert!(!e.to_string().contains("not a key") && !e.to_string().contains(&text));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }

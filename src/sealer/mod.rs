@@ -64,16 +64,33 @@ impl std::fmt::Debug for Sealing {
 }
 
 impl Sealing {
-    /// From the configuration; `None` when `LEDGER_SIGNING_KEY=off`.
+    /// From the configuration, for `serve`: the embedded default's key file is created if it
+    /// does not exist yet. `None` when `LEDGER_SIGNING_KEY=off`.
     pub fn from_config(
         config: &crate::config::SealConfig,
     ) -> Result<Option<Sealing>, keys::KeyError> {
-        Ok(keys::load(&config.key, &config.origin)?.map(|key| Sealing {
-            key: Arc::new(key),
-            origin: config.origin.clone(),
-            checkpoint_dir: config.checkpoint_dir.clone(),
-            checkpoint_interval: config.checkpoint_interval,
-        }))
+        Self::load(config, keys::Missing::Generate)
+    }
+
+    /// From the configuration, for `checkpoint` and `verify`: a missing key file is an error
+    /// ([`keys::KeyError::Missing`]), never a new key, which would sign a second history or
+    /// call every stored checkpoint forged.
+    pub fn existing(config: &crate::config::SealConfig) -> Result<Option<Sealing>, keys::KeyError> {
+        Self::load(config, keys::Missing::Refuse)
+    }
+
+    fn load(
+        config: &crate::config::SealConfig,
+        missing: keys::Missing,
+    ) -> Result<Option<Sealing>, keys::KeyError> {
+        Ok(
+            keys::load(&config.key, &config.origin, missing)?.map(|key| Sealing {
+                key: Arc::new(key),
+                origin: config.origin.clone(),
+                checkpoint_dir: config.checkpoint_dir.clone(),
+                checkpoint_interval: config.checkpoint_interval,
+            }),
+        )
     }
 }
 

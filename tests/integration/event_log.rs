@@ -99,7 +99,7 @@ pub async fn hold_write_lock(app: &TestApp) -> WriteLock {
 /// Inserts an entry the way an append does (taking the append lock on PostgreSQL) inside a
 /// transaction that stays open until `commit` is signalled: a slow, in-flight append, as
 /// another instance would make it. `body` is the stored event (default: an empty object).
-async fn slow_append(
+pub async fn slow_append(
     url: String,
     event_id: &'static str,
     body: Option<Vec<u8>>,

@@ -345,6 +345,20 @@ async fn verify_refuses_to_run_without_a_key_or_with_an_unreadable_checkpoint() 
     let mut command = bare_command(&app);
     command.args(["verify", "--verifier-key", "not-a-key"]);
     assert_eq!(command.output().unwrap().status.code(), Some(2));
+    // No key configured (PostgreSQL: a configuration error; SQLite: no key file beside this
+    // database): both ways out are named, and no key is made up.
+    let mut command = bare_command(&app);
+    command.env_remove("LEDGER_SIGNING_KEY").arg("verify");
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("LEDGER_SIGNING_KEY") && stderr.contains("--verifier-key"),
+        "{stderr}"
+    );
+    if let Some(path) = app.database.url.strip_prefix("sqlite://") {
+        assert!(!std::path::Path::new(&format!("{path}.signing-key")).exists());
+    }
 }
 
 #[tokio::test]
@@ -510,6 +524,22 @@ async fn the_proof_api_refuses_bad_requests_with_stable_codes() {
     assert_eq!(reply.status, 403);
 }
 
+/// One pass of each instance's sealer, started together so that they overlap (both read the
+/// same sealed size; at most one extension per size can win). `first_a` picks which is polled
+/// first. Returns the leaves each added.
+async fn overlapping_passes(a: &TestApp, b: &TestApp, first_a: bool) -> (u64, u64) {
+    let pass = |app: &TestApp| {
+        let db = app.db.clone();
+        async move { sealer::seal_once(&db, 3).await.expect("seal") }
+    };
+    if first_a {
+        tokio::join!(pass(a), pass(b))
+    } else {
+        let (y, x) = tokio::join!(pass(b), pass(a));
+        (x, y)
+    }
+}
+
 #[tokio::test]
 async fn two_instances_sealing_one_database_build_one_tree_and_both_checkpoints_verify() {
     let a = TestApp::spawn().await;
@@ -517,21 +547,30 @@ async fn two_instances_sealing_one_database_build_one_tree_and_both_checkpoints_
         .database(a.database.clone())
         .spawn()
         .await;
-    let mut tasks = Vec::new();
-    for app in [&a, &b] {
-        let db = app.db.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..30 {
-                sealer::seal_once(&db, 3).await.expect("seal");
-                tokio::task::yield_now().await;
-            }
-        }));
+    let (mut by_a, mut by_b) = (0, 0);
+    for round in 0..12 {
+        let app = if round % 2 == 0 { &a } else { &b };
+        deliver(app, 4).await;
+        let before = a.db.seal_state().await.unwrap().size;
+        // Most rounds overlap; every third lets one instance seal alone, in turn, so both
+        // are seen to extend the tree whichever wins the races.
+        let (x, y) = match round % 3 {
+            2 if round % 2 == 0 => (sealer::seal_once(&a.db, 3).await.unwrap(), 0),
+            2 => (0, sealer::seal_once(&b.db, 3).await.unwrap()),
+            _ => overlapping_passes(&a, &b, round % 2 == 0).await,
+        };
+        let after = a.db.seal_state().await.unwrap().size;
+        assert_eq!(
+            after - before,
+            x + y,
+            "round {round}: a leaf was counted twice"
+        );
+        (by_a, by_b) = (by_a + x, by_b + y);
     }
-    let (x, y) = tokio::join!(deliver(&a, 25), deliver(&b, 25));
-    assert_eq!(x.len() + y.len(), 50);
-    for t in tasks {
-        t.await.unwrap();
-    }
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both extended the tree: {by_a} and {by_b}"
+    );
     let note_a = seal(&a).await;
     deliver(&b, 3).await;
     let note_b = seal(&b).await;
@@ -552,33 +591,205 @@ async fn two_instances_sealing_one_database_build_one_tree_and_both_checkpoints_
     .await;
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["sealed_size"], a.event_count().await);
+    assert_eq!(report["sealed_size"], 51);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Posts signed events to `base` until told to stop; returns how many were acknowledged.
+/// Holds a transaction that blocks inserts into `checkpoints` (PostgreSQL: an EXCLUSIVE table
+/// lock, which plain reads pass; SQLite: the write lock, which WAL readers pass) until
+/// released.
+async fn block_checkpoint_inserts(
+    app: &TestApp,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let url = app.database.url.clone();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        if url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("LOCK TABLE checkpoints IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let _ = locked.send(());
+            let _ = released.await;
+            tx.rollback().await.unwrap();
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let _ = locked.send(());
+            let _ = released.await;
+            sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+        }
+    });
+    is_locked.await.unwrap();
+    (release, done)
+}
+
+/// Until `n` inserts wait for the lock on `checkpoints` (PostgreSQL's `pg_locks`). SQLite
+/// shows no waiters: there, a short window lets both passes reach their insert.
+async fn until_checkpoint_inserts_wait(app: &TestApp, n: i64) {
+    if backend() != Backend::Postgres {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        return;
+    }
+    let mut conn = sqlx::PgConnection::connect(&app.database.url)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'checkpoints'::regclass AND NOT granted",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the inserts never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_signing_the_same_size_store_one_checkpoint_and_return_the_same_note() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::builder()
+        .database(a.database.clone())
+        .spawn()
+        .await;
+    deliver(&a, 5).await;
+    sealer::seal_all(&a.db).await.unwrap();
+    // Both read "no checkpoint of size 5 yet", then both insert: one wins, the other meets the
+    // conflict and must return the winner's checkpoint, not its own.
+    let (release, held) = block_checkpoint_inserts(&a).await;
+    let sign = |app: &TestApp, at: i64| {
+        let (db, sealing) = (app.db.clone(), sealing(app).clone());
+        tokio::spawn(async move { sealer::checkpoint(&db, &sealing, at).await })
+    };
+    let (by_a, by_b) = (sign(&a, 1_764_000_100), sign(&b, 1_764_000_200));
+    until_checkpoint_inserts_wait(&a, 2).await;
+    release.send(()).unwrap();
+    held.await.unwrap();
+    let by_a = by_a.await.unwrap().unwrap().expect("a checkpoint");
+    let by_b = by_b.await.unwrap().unwrap().expect("a checkpoint");
+    let stored = a.db.checkpoints().await.unwrap();
+    assert_eq!(stored.len(), 1, "one checkpoint of size 5");
+    assert_eq!(by_a, stored[0]);
+    assert_eq!(
+        by_b, stored[0],
+        "the loser returns the checkpoint of record"
+    );
+    let key = sealing(&a).key.verifier();
+    let (na, nb) = (
+        note::open(&by_a.note, &key).unwrap(),
+        note::open(&by_b.note, &key).unwrap(),
+    );
+    assert_eq!((na.size, na.root), (nb.size, nb.root));
+    assert_eq!(na.size, 5);
+    assert_eq!(na.root, a.db.seal_state().await.unwrap().root);
+}
+
+/// Posts one signed event to `base`: its id if acknowledged with a 2xx.
+async fn post_one(client: &reqwest::Client, base: &str, secret: &str) -> Option<String> {
+    let id = unique_id("evt");
+    let body = event(&id, "customer.created");
+    let signature =
+        stripe_ledger::stripe::signature::sign(&body, secret, chrono::Utc::now().timestamp());
+    let reply = client
+        .post(format!("{base}/webhooks/stripe"))
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    reply.ok().filter(|r| r.status().is_success()).map(|_| id)
+}
+
+/// Posts signed events to `base` until told to stop; returns the ids acknowledged with a 2xx.
 async fn post_until(
     base: String,
     secret: String,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> usize {
+) -> Vec<String> {
     let client = reqwest::Client::new();
-    let mut acknowledged = 0;
+    let mut acknowledged = Vec::new();
     while !*stop.borrow() {
-        let body = event(&unique_id("evt"), "customer.created");
-        let signature =
-            stripe_ledger::stripe::signature::sign(&body, &secret, chrono::Utc::now().timestamp());
-        match client
-            .post(format!("{base}/webhooks/stripe"))
-            .header("stripe-signature", signature)
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(r) if r.status() == 200 => acknowledged += 1,
-            Ok(_) => {}
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        match post_one(&client, &base, &secret).await {
+            Some(id) => acknowledged.push(id),
+            // Refused or not listening (killed, or starting): a pause, not a busy loop.
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
     acknowledged
+}
+
+/// Until the service has sealed every logged entry and signed a checkpoint of that size at
+/// or after `since` (unix seconds): that checkpoint. Polls, as the sealer is another process.
+async fn until_checkpointed_since(
+    app: &TestApp,
+    since: i64,
+) -> stripe_ledger::store::seal::StoredCheckpoint {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let sealed = app.db.seal_state().await.unwrap().size;
+        let last = stripe_ledger::event_log::count(&app.db).await.unwrap();
+        let latest = app.db.latest_checkpoint().await.unwrap();
+        if let Some(c) = latest.filter(|c| c.size == sealed && c.signed_at >= since) {
+            if sealed as i64 >= last {
+                return c;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sealing did not catch up after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every id is in the log, and its inclusion proof verifies against `checkpoint`.
+async fn assert_proven(app: &TestApp, ids: &[String], checkpoint: &str) {
+    let signed = note::open(checkpoint, &sealing(app).key.verifier()).expect("our note");
+    for id in ids {
+        assert!(
+            stripe_ledger::event_log::get(&app.db, id)
+                .await
+                .unwrap()
+                .is_some(),
+            "{id} was acknowledged and then lost"
+        );
+        let p = sealer::proofs::inclusion(&app.db, id, None).await.unwrap();
+        assert_eq!(p.checkpoint.as_deref(), Some(checkpoint), "{id}");
+        let leaf = b64(&p.leaf);
+        assert_eq!(
+            stripe_ledger::seal::leaf::decode(&leaf).unwrap().event_id,
+            *id
+        );
+        let hashes: Vec<merkle::Hash> = p
+            .hashes
+            .iter()
+            .map(|h| b64(h).try_into().unwrap())
+            .collect();
+        merkle::verify_inclusion(
+            p.leaf_index,
+            signed.size,
+            &merkle::leaf_hash(&leaf),
+            &hashes,
+            &signed.root,
+        )
+        .unwrap_or_else(|e| panic!("{id}: the proof does not verify: {e:?}"));
+    }
 }
 
 #[tokio::test]
@@ -604,43 +815,46 @@ async fn a_kill_9_while_sealing_loses_nothing_and_the_log_verifies_after_restart
         command.spawn().unwrap()
     };
     let base = format!("http://127.0.0.1:{port}");
-    for round in 0..3u64 {
+    let mut acknowledged = Vec::new();
+    // Sealing and signing both run every second from start; kill points 260 ms apart walk
+    // across that second, into and between passes, under steady ingestion.
+    for round in 0..5u64 {
         let mut server = spawn();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let poster = tokio::spawn(post_until(base.clone(), secret.clone(), stopped));
-        // Sealing runs every second; the kill lands anywhere in or between passes.
-        tokio::time::sleep(Duration::from_millis(1_700 + 450 * round)).await;
+        tokio::time::sleep(Duration::from_millis(1_050 + 260 * round)).await;
         server.kill().unwrap(); // SIGKILL
         server.wait().unwrap();
         stop.send(true).unwrap();
-        assert!(
-            poster.await.unwrap() > 0,
-            "round {round}: nothing was acknowledged"
-        );
+        let acked = poster.await.unwrap();
+        assert!(!acked.is_empty(), "round {round}: nothing was acknowledged");
+        acknowledged.extend(acked);
     }
+    let restarted = chrono::Utc::now().timestamp();
     let mut server = spawn();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let sealed = app.db.seal_state().await.unwrap().size;
-        let last = stripe_ledger::event_log::count(&app.db).await.unwrap();
-        if sealed as i64 >= last
-            && app
-                .db
-                .latest_checkpoint()
-                .await
-                .unwrap()
-                .is_some_and(|c| c.size == sealed)
-        {
-            break;
-        }
+    // More entries after the restart, so the tree grows and a checkpoint is signed by it.
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut after = 0;
+    while after < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "sealing did not catch up after restart"
+            "the restarted service acknowledged nothing"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        match post_one(&client, &base, &secret).await {
+            Some(id) => {
+                acknowledged.push(id);
+                after += 1;
+            }
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
+    let latest = until_checkpointed_since(&app, restarted).await;
     server.kill().unwrap();
     server.wait().unwrap();
+    assert!(latest.size >= acknowledged.len() as u64);
+    assert_proven(&app, &acknowledged, &latest.note).await;
+
     let mut args = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -806,22 +1020,92 @@ async fn an_exported_bundle_verifies_offline_with_no_database_and_fails_when_cha
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `serve` child process, once it has logged that it listens (JSON logs, read on a thread
+/// so the pipe never fills): the listening address, and its log so far.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    fn start(mut command: Command) -> Served {
+        use std::io::BufRead as _;
+        command
+            .arg("serve")
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (listening, is_listening) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["fields"]["message"] == "stripe-ledger listening" {
+                        let _ = listening.send(v["fields"].clone());
+                    }
+                }
+            }
+        });
+        let Ok(fields) = is_listening.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!("serve did not start: {}", log.lock().unwrap());
+        };
+        Served {
+            child,
+            addr: fields["addr"].as_str().unwrap().to_owned(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// The binary in `dir` with nothing but PATH and `extra` set (the embedded default database,
+/// `stripe-ledger.db` there, when `extra` has no DATABASE_URL).
+fn command_in(dir: &std::path::Path, args: &[&str], extra: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir)
+        .args(args);
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    command
+}
+
 #[test]
-fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_key() {
+fn the_embedded_default_generates_a_private_key_file_once_on_serve_and_postgres_needs_a_key() {
     let dir = std::env::temp_dir().join(unique_id("embedded-key"));
     std::fs::create_dir_all(&dir).unwrap();
-    let run = |args: &[&str], extra: &[(&str, &str)]| {
-        let mut command = Command::new(BIN);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(&dir)
-            .args(args);
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        command.output().unwrap()
-    };
+    let run =
+        |args: &[&str], extra: &[(&str, &str)]| command_in(&dir, args, extra).output().unwrap();
+    let file = dir.join("stripe-ledger.db.signing-key");
+    let served = Served::start(command_in(
+        &dir,
+        &[],
+        &[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+    ));
+    let log = served.log();
+    served.kill();
     let first = run(&["checkpoint", "--verifier-key"], &[]);
     assert_eq!(
         first.status.code(),
@@ -831,8 +1115,10 @@ fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_k
     );
     let key = String::from_utf8(first.stdout).unwrap();
     assert!(key.starts_with("stripe-ledger/test+"), "{key}");
-    assert!(String::from_utf8_lossy(&first.stderr).contains(key.trim()));
-    let file = dir.join("stripe-ledger.db.signing-key");
+    assert!(
+        log.contains(key.trim()),
+        "serve logged the new verifier key: {log}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -840,15 +1126,24 @@ fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_k
         assert_eq!(mode & 0o777, 0o600);
     }
     let seed = std::fs::read_to_string(&file).unwrap();
-    let again = run(&["checkpoint", "--verifier-key"], &[]);
-    assert_eq!(
-        String::from_utf8(again.stdout).unwrap(),
-        key,
-        "the same key on every start"
-    );
-    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!log.contains(seed.trim()));
+    let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(stderr.is_empty(), "printed once, on creation: {stderr}");
-    assert!(!stderr.contains(seed.trim()));
+    let again = Served::start(command_in(
+        &dir,
+        &[],
+        &[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+    ));
+    let log = again.log();
+    again.kill();
+    assert!(
+        !log.contains(key.trim()),
+        "the same key on every start: {log}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), seed);
 
     let refused = run(
         &["serve"],
@@ -860,4 +1155,275 @@ fn the_embedded_default_generates_a_private_key_file_once_and_postgres_needs_a_k
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("LEDGER_SIGNING_KEY"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_and_checkpoint_on_a_database_without_its_key_exit_2_and_create_no_key() {
+    // A copy of the embedded database without its key file: migrated, nothing else.
+    let dir = std::env::temp_dir().join(unique_id("keyless-copy"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stripe-ledger.db.signing-key");
+    let migrated = command_in(&dir, &["migrate"], &[]).output().unwrap();
+    assert_eq!(migrated.status.code(), Some(0), "{migrated:?}");
+    assert!(!file.exists(), "migrate creates no key");
+    for args in [
+        &["verify"][..],
+        &["verify", "--format", "json"],
+        &["checkpoint"],
+        &["checkpoint", "--verifier-key"],
+    ] {
+        let output = command_in(&dir, args, &[]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("LEDGER_SIGNING_KEY"), "{args:?}: {stderr}");
+        if args[0] == "verify" {
+            assert!(stderr.contains("--verifier-key"), "{args:?}: {stderr}");
+        }
+        assert!(output.stdout.is_empty(), "{args:?}: no report");
+        assert!(!file.exists(), "{args:?} created a key file");
+    }
+    // With the verifier key given, verify runs (and still creates nothing).
+    let key = SigningKey::from_seed("stripe-ledger/test", [5; 32])
+        .unwrap()
+        .verifier()
+        .to_string();
+    let output = command_in(&dir, &["verify", "--verifier-key", &key], &[])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OK"));
+    assert!(!file.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Posts one signed event to a `serve` child; the status.
+async fn post_event(addr: &str, secret: &str, id: &str) -> u16 {
+    let body = event(id, "customer.created");
+    let signature =
+        stripe_ledger::stripe::signature::sign(&body, secret, chrono::Utc::now().timestamp());
+    reqwest::Client::new()
+        .post(format!("http://{addr}/webhooks/stripe"))
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn with_sealing_off_serve_ingests_signs_nothing_and_the_api_and_verify_say_sealing_is_off() {
+    let app = TestApp::builder()
+        .env("LEDGER_SIGNING_KEY", "off")
+        .spawn()
+        .await;
+    assert!(app.sealing.is_none());
+    deliver(&app, 2).await;
+    let reply = app.audit("/api/audit/checkpoint").await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (404, "sealing_off"),
+        "{}",
+        reply.text
+    );
+
+    // The real service on the same database, with the shortest interval: no sealer runs.
+    let secret = "whsec_sealing_off_test";
+    let mut command = bare_command(&app);
+    command
+        .env("LEDGER_SIGNING_KEY", "off")
+        .env("STRIPE_WEBHOOK_SECRET", secret)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("CHECKPOINT_INTERVAL", "1s");
+    let served = Served::start(command);
+    assert!(
+        served.log().contains(r#""sealed_log":"off""#),
+        "{}",
+        served.log()
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            post_event(&served.addr, secret, &unique_id("evt")).await,
+            200
+        );
+    }
+    assert_eq!(app.event_count().await, 5);
+    // Two seal ticks and two checkpoint intervals of a sealing service: an absence, observed
+    // over a window (there is no event to wait for when nothing happens).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    served.kill();
+    assert_eq!(app.db.seal_state().await.unwrap().size, 0);
+    assert!(app.db.checkpoints().await.unwrap().is_empty());
+    let leaves: Vec<merkle::NodeId> = (0..5)
+        .map(|index| merkle::NodeId { level: 0, index })
+        .collect();
+    assert!(
+        app.db.fetch_nodes(&leaves).await.unwrap().is_empty(),
+        "no seal nodes"
+    );
+
+    let mut command = bare_command(&app);
+    let output = command
+        .env("LEDGER_SIGNING_KEY", "off")
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sealing is off"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn the_text_report_of_verify_says_ok_on_a_clean_log_and_names_the_first_bad_position_and_kind(
+) {
+    let (app, _) = sealed_app(6).await;
+    let text = |app: &TestApp| {
+        let output = bare_command(app).arg("verify").output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stdout).unwrap(),
+        )
+    };
+    let (code, report) = text(&app);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.starts_with("6 entries, tree size 6 (sealed 6)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("OK: the log matches its tree and every checkpoint"),
+        "{report}"
+    );
+    assert!(!report.contains("TAMPERED"), "{report}");
+    as_owner(
+        &app,
+        &["UPDATE event_log SET payload = replace(payload, 'cus_', 'cux_') WHERE position = 4"],
+    )
+    .await;
+    let (code, report) = text(&app);
+    assert_eq!(code, Some(4), "{report}");
+    assert!(report.contains("TAMPERED: "), "{report}");
+    assert!(report.contains("first: edited at position 4"), "{report}");
+    assert!(!report.contains("OK:"), "{report}");
+}
+
+#[tokio::test]
+async fn checkpoint_run_twice_without_growth_prints_the_same_checkpoint_and_signs_no_new_one() {
+    let app = TestApp::spawn().await;
+    deliver(&app, 3).await;
+    let run = || {
+        let output = bare_command(&app).arg("checkpoint").output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = run();
+    let stored = app.db.checkpoints().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let second = run();
+    assert_eq!(first, second);
+    assert_eq!(
+        app.db.checkpoints().await.unwrap(),
+        stored,
+        "no new checkpoint"
+    );
+    assert_eq!(
+        note::open(&second, &sealing(&app).key.verifier())
+            .unwrap()
+            .size,
+        3
+    );
+}
+
+/// Until a webhook append of `app` waits for the append lock behind another transaction
+/// (PostgreSQL: an advisory lock not granted), or `done` says it finished anyway (which the
+/// test then catches). SQLite has no such view; its single writer is the lock.
+async fn until_an_append_waits(app: &TestApp, done: impl Fn() -> bool) {
+    if backend() != Backend::Postgres {
+        return;
+    }
+    let mut conn = sqlx::PgConnection::connect(&app.database.url)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if waiting > 0 || done() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the append never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn the_sealer_stops_before_an_uncommitted_append_and_seals_it_as_an_entry_once_committed() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    deliver(&app, 2).await;
+    sealer::seal_all(&app.db).await.unwrap();
+    // Position 3 is taken by an append that has not committed (another instance's, slow).
+    let (commit, committed) = tokio::sync::oneshot::channel();
+    let (inserted, is_inserted) = tokio::sync::oneshot::channel();
+    let slow = tokio::spawn(crate::event_log::slow_append(
+        app.database.url.clone(),
+        "evt_seal_in_flight",
+        None,
+        committed,
+        inserted,
+    ));
+    is_inserted.await.unwrap();
+    // A webhook arrives meanwhile: its append must wait, not commit position 4 first (which
+    // the sealer would take as proof that 3 never existed, and seal as a hole).
+    let later = unique_id("evt");
+    let fast = {
+        let (app, body) = (app.clone(), event(&later, "customer.created"));
+        tokio::spawn(async move { app.deliver(&body).await })
+    };
+    until_an_append_waits(&app, || fast.is_finished()).await;
+    assert_eq!(sealer::seal_once(&app.db, 100).await.unwrap(), 0);
+    assert_eq!(
+        app.db.seal_state().await.unwrap().size,
+        2,
+        "sealed past position 3"
+    );
+
+    commit.send(()).unwrap();
+    slow.await.unwrap();
+    assert_eq!(fast.await.unwrap().status, 200);
+    assert_eq!(sealer::seal_all(&app.db).await.unwrap(), 4);
+    let leaves: Vec<merkle::NodeId> = (0..4)
+        .map(|index| merkle::NodeId { level: 0, index })
+        .collect();
+    let stored = app.db.fetch_nodes(&leaves).await.unwrap();
+    for position in 1..=4u64 {
+        let hole = merkle::leaf_hash(&sealer::hole_leaf(position));
+        let leaf = stored[&merkle::NodeId {
+            level: 0,
+            index: position - 1,
+        }];
+        assert_ne!(leaf, hole, "position {position} was sealed as a hole");
+    }
+    let entry = stripe_ledger::event_log::get(&app.db, "evt_seal_in_flight")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.position, 3);
+    assert_eq!(
+        stored[&merkle::NodeId { level: 0, index: 2 }],
+        sealer::entry_leaf_hash(&entry).unwrap()
+    );
+    seal(&app).await;
+    let (code, report) = verify(&app, &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["sealed_size"], 4);
 }
