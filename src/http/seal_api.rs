@@ -42,10 +42,7 @@ pub async fn checkpoint(
     state.require(&headers, Scope::Audit)?;
     // Off, no checkpoint will ever come: a client polling for the first one should stop.
     if !state.sealing_on {
-        return Err(ApiError::not_found(
-            "sealing_off",
-            "sealing is off on this service (LEDGER_SIGNING_KEY=off): no checkpoint is signed",
-        ));
+        return Err(sealing_off());
     }
     let latest =
         state.db.latest_checkpoint().await?.ok_or_else(|| {
@@ -69,9 +66,8 @@ pub async fn inclusion_proof(
     let params = parse_query(query.as_deref())?;
     refuse_unknown(&params, &["tree_size"])?;
     let tree_size = size_param(&params, "tree_size")?;
-    Ok(Json(
-        proofs::inclusion(&state.db, &event_id, tree_size).await?,
-    ))
+    let proof = proofs::inclusion(&state.db, &event_id, tree_size).await;
+    Ok(Json(proof.map_err(|e| proof_error(&state, e))?))
 }
 
 pub async fn consistency_proof(
@@ -87,7 +83,27 @@ pub async fn consistency_proof(
             .ok_or_else(|| FilterError::invalid(name, "is required (a tree size)"))
     };
     let (from, to) = (required("from")?, required("to")?);
-    Ok(Json(proofs::consistency(&state.db, from, to).await?))
+    let proof = proofs::consistency(&state.db, from, to).await;
+    Ok(Json(proof.map_err(|e| proof_error(&state, e))?))
+}
+
+/// No checkpoint, or a size not sealed, on a service with sealing off is `sealing_off`: neither
+/// will ever come. With sealing switched off after it ran, what was sealed and signed before
+/// still proves entries.
+fn proof_error(state: &AppState, e: ProofError) -> ApiError {
+    match e {
+        ProofError::NoCheckpoint | ProofError::NotYetSealed(_) if !state.sealing_on => {
+            sealing_off()
+        }
+        e => e.into(),
+    }
+}
+
+fn sealing_off() -> ApiError {
+    ApiError::not_found(
+        "sealing_off",
+        "sealing is off on this service (LEDGER_SIGNING_KEY=off): no checkpoint is signed",
+    )
 }
 
 /// A tree size: 1 to 2^63 - 1, plain decimal digits (no sign, no spaces).

@@ -1219,14 +1219,21 @@ async fn with_sealing_off_serve_ingests_signs_nothing_and_the_api_and_verify_say
         .spawn()
         .await;
     assert!(app.sealing.is_none());
-    deliver(&app, 2).await;
-    let reply = app.audit("/api/audit/checkpoint").await;
-    assert_eq!(
-        (reply.status, reply.code()),
-        (404, "sealing_off"),
-        "{}",
-        reply.text
-    );
+    let ids = deliver(&app, 2).await;
+    let event_id = &ids[0];
+    for path in [
+        "/api/audit/checkpoint".to_owned(),
+        format!("/api/audit/events/{event_id}/proof"),
+        "/api/audit/consistency?from=1&to=2".to_owned(),
+    ] {
+        let reply = app.audit(&path).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (404, "sealing_off"),
+            "{path}: {}",
+            reply.text
+        );
+    }
 
     // The real service on the same database, with the shortest interval: no sealer runs.
     let secret = "whsec_sealing_off_test";
