@@ -31,6 +31,7 @@ mod transport;
 mod trigger;
 mod ui_browser;
 mod ui_http;
+mod ui_integrity;
 mod ui_operations;
 mod webhook;
 
