@@ -1,5 +1,5 @@
 -- The outcome of every scheduled re-check of the sealed log: see
--- migrations/postgres/0012_seal_verifications.sql (same columns; `ok` is an integer 0/1).
+-- migrations/postgres/0012_seal_verifications_touch_positions.sql (same columns; `ok` is an integer 0/1).
 CREATE TABLE seal_verifications (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     checked_at       INTEGER NOT NULL,
@@ -13,3 +13,8 @@ CREATE TABLE seal_verifications (
     failure_detail   TEXT,
     CHECK (ok = (failure_kind IS NULL))
 );
+
+-- The objects one entry touched, for the console's event page ("what the projector did with
+-- it"): `object_touches`'s primary key starts with the object, so without this a look-up by
+-- position reads the whole table.
+CREATE INDEX object_touches_position ON object_touches (position);
