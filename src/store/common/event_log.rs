@@ -118,49 +118,67 @@ impl Where {
     }
 }
 
+impl Where {
+    /// Adds the conditions of `filter` (and of the page's position, if any); the WHERE
+    /// clause. Called once per arm of a union, the placeholders keep counting.
+    fn clause(&mut self, filter: &EventFilter, after: Option<(Order, i64)>) -> String {
+        let first = self.conditions.len();
+        if let Some(t) = &filter.event_type {
+            self.push("event_type = ?", Bind::Text(t.clone()));
+        }
+        if let Some(types) = &filter.event_types {
+            self.push_in("event_type", types);
+        }
+        if let Some(id) = &filter.object_id {
+            self.push("object_id = ?", Bind::Text(id.clone()));
+        }
+        if let Some(gte) = filter.created_gte {
+            self.push("stripe_created >= ?", Bind::Int(gte));
+        }
+        if let Some(lt) = filter.created_lt {
+            self.push("stripe_created < ?", Bind::Int(lt));
+        }
+        if let Some(gte) = filter.received_gte {
+            self.push("received_at >= ?", Bind::Time(gte));
+        }
+        if let Some(lt) = filter.received_lt {
+            self.push("received_at < ?", Bind::Time(lt));
+        }
+        if let Some(source) = &filter.source {
+            self.push("source = ?", Bind::Text(source.as_str().to_owned()));
+        }
+        if let Some(livemode) = filter.livemode {
+            self.push("livemode = ?", Bind::Bool(livemode));
+        }
+        if let Some((order, after)) = after {
+            let condition = match order {
+                Order::Desc => "position < ?",
+                Order::Asc => "position > ?",
+            };
+            self.push(condition, Bind::Int(after));
+        }
+        let added = &self.conditions[first..];
+        if added.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", added.join(" AND "))
+        }
+    }
+}
+
 /// The WHERE clause of `filter` (and of the page's position, if any) with its values.
 fn conditions(filter: &EventFilter, after: Option<(Order, i64)>) -> (String, Vec<Bind>) {
     let mut w = Where::default();
-    if let Some(t) = &filter.event_type {
-        w.push("event_type = ?", Bind::Text(t.clone()));
+    let clause = w.clause(filter, after);
+    (clause, w.binds)
+}
+
+/// The types of a filter that matches any of several (`customer.*`), when there are several.
+fn several_types(filter: &EventFilter) -> Option<&[String]> {
+    match (&filter.event_type, &filter.event_types) {
+        (None, Some(types)) if types.len() > 1 => Some(types),
+        _ => None,
     }
-    if let Some(types) = &filter.event_types {
-        w.push_in("event_type", types);
-    }
-    if let Some(id) = &filter.object_id {
-        w.push("object_id = ?", Bind::Text(id.clone()));
-    }
-    if let Some(gte) = filter.created_gte {
-        w.push("stripe_created >= ?", Bind::Int(gte));
-    }
-    if let Some(lt) = filter.created_lt {
-        w.push("stripe_created < ?", Bind::Int(lt));
-    }
-    if let Some(gte) = filter.received_gte {
-        w.push("received_at >= ?", Bind::Time(gte));
-    }
-    if let Some(lt) = filter.received_lt {
-        w.push("received_at < ?", Bind::Time(lt));
-    }
-    if let Some(source) = &filter.source {
-        w.push("source = ?", Bind::Text(source.as_str().to_owned()));
-    }
-    if let Some(livemode) = filter.livemode {
-        w.push("livemode = ?", Bind::Bool(livemode));
-    }
-    if let Some((order, after)) = after {
-        let condition = match order {
-            Order::Desc => "position < ?",
-            Order::Asc => "position > ?",
-        };
-        w.push(condition, Bind::Int(after));
-    }
-    let where_clause = if w.conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", w.conditions.join(" AND "))
-    };
-    (where_clause, w.binds)
 }
 
 /// Every distinct event type in the log, by walking the (event_type, position) index one type
@@ -184,25 +202,63 @@ impl ListQuery {
         Self::select(filter, page, true)
     }
 
+    /// Each filter is read through its own index, whatever plan PostgreSQL caches for the
+    /// prepared statement (ADR 20, "Console speed" in the README):
+    /// - one type: ordered by `(event_type, position)`, the index's own order (the type is
+    ///   fixed, so the order is the position's): no plan can prefer walking the primary key
+    ///   until enough rows of a type that is all far from the head turn up;
+    /// - several types (`customer.*`): one such arm per type, merged by position;
+    /// - anything else: by position, the primary key's order.
     fn select(filter: &EventFilter, page: &PageRequest, payloads: bool) -> ListQuery {
         let after = page.after_position.map(|p| (page.order, p));
-        let (where_clause, binds) = conditions(filter, after);
         let direction = match page.order {
             Order::Desc => "DESC",
             Order::Asc => "ASC",
         };
-        let sql = format!(
-            concat!(
-                "SELECT ",
-                summary_columns!(),
-                "{} FROM event_log{} ORDER BY position {} LIMIT {}"
-            ),
-            if payloads { ", payload" } else { "" },
-            where_clause,
-            direction,
-            u64::from(page.limit) + 1
+        let columns = format!(
+            concat!("SELECT ", summary_columns!(), "{}"),
+            if payloads { ", payload" } else { "" }
         );
-        ListQuery { sql, binds }
+        let limit = u64::from(page.limit) + 1;
+        let mut w = Where::default();
+        let sql = match several_types(filter) {
+            Some(types) => {
+                let arms: Vec<String> = types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let one = EventFilter {
+                            event_type: Some(t.clone()),
+                            event_types: None,
+                            ..filter.clone()
+                        };
+                        let where_clause = w.clause(&one, after);
+                        format!(
+                            "SELECT * FROM ({columns} FROM event_log{where_clause} \
+                             ORDER BY event_type {direction}, position {direction} \
+                             LIMIT {limit}) AS arm{i}"
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} ORDER BY position {direction} LIMIT {limit}",
+                    arms.join(" UNION ALL ")
+                )
+            }
+            None => {
+                let where_clause = w.clause(filter, after);
+                let order = if filter.event_type.is_some() {
+                    format!("event_type {direction}, position {direction}")
+                } else {
+                    format!("position {direction}")
+                };
+                format!("{columns} FROM event_log{where_clause} ORDER BY {order} LIMIT {limit}")
+            }
+        };
+        ListQuery {
+            sql,
+            binds: w.binds,
+        }
     }
 
     /// The number of entries matching `filter`, counting at most `cap` of them: a count over a
@@ -400,7 +456,8 @@ mod tests {
             },
         );
         assert!(q.sql.ends_with(
-            "WHERE event_type = $1 AND stripe_created >= $2 AND position > $3 ORDER BY position ASC LIMIT 3"
+            "WHERE event_type = $1 AND stripe_created >= $2 AND position > $3 \
+             ORDER BY event_type ASC, position ASC LIMIT 3"
         ));
         assert_eq!(
             q.binds,
@@ -410,5 +467,31 @@ mod tests {
                 Bind::Int(5)
             ]
         );
+    }
+
+    #[test]
+    fn several_types_are_one_arm_each_in_the_type_index_order_merged_by_position() {
+        let q = ListQuery::build(
+            &EventFilter {
+                event_types: Some(vec!["customer.created".into(), "customer.updated".into()]),
+                livemode: Some(false),
+                ..Default::default()
+            },
+            &PageRequest {
+                order: Order::Desc,
+                after_position: Some(9),
+                limit: 1,
+            },
+        );
+        assert!(q.sql.contains(
+            "WHERE event_type = $1 AND livemode = $2 AND position < $3 \
+             ORDER BY event_type DESC, position DESC LIMIT 2) AS arm0 UNION ALL"
+        ));
+        assert!(q.sql.contains(
+            "WHERE event_type = $4 AND livemode = $5 AND position < $6 \
+             ORDER BY event_type DESC, position DESC LIMIT 2) AS arm1"
+        ));
+        assert!(q.sql.ends_with(") AS arm1 ORDER BY position DESC LIMIT 2"));
+        assert_eq!(q.binds.len(), 6);
     }
 }
