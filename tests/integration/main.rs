@@ -30,6 +30,7 @@ mod stripe_objects;
 mod transport;
 mod trigger;
 mod ui_browser;
+mod ui_event_filters;
 mod ui_event_page;
 mod ui_http;
 mod ui_integrity;

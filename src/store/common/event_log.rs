@@ -173,12 +173,73 @@ fn conditions(filter: &EventFilter, after: Option<(Order, i64)>) -> (String, Vec
     (clause, w.binds)
 }
 
-/// The types of a filter that matches any of several (`customer.*`), when there are several.
-fn several_types(filter: &EventFilter) -> Option<&[String]> {
+/// The types a filter is limited to (one, or the several of `customer.*`), when it is; an
+/// empty list is left to the plain statement (it matches nothing).
+fn filter_types(filter: &EventFilter) -> Option<Vec<String>> {
     match (&filter.event_type, &filter.event_types) {
-        (None, Some(types)) if types.len() > 1 => Some(types),
+        (Some(t), None) => Some(vec![t.clone()]),
+        (None, Some(types)) if !types.is_empty() => Some(types.clone()),
         _ => None,
     }
+}
+
+/// A filter on Stripe's `created` and nothing else: the `(stripe_created, position)` index
+/// answers it without reading a row.
+fn created_range_only(filter: &EventFilter) -> bool {
+    (filter.created_gte.is_some() || filter.created_lt.is_some())
+        && filter.event_type.is_none()
+        && filter.event_types.is_none()
+        && filter.object_id.is_none()
+        && filter.received_gte.is_none()
+        && filter.received_lt.is_none()
+        && filter.source.is_none()
+        && filter.livemode.is_none()
+}
+
+/// Positions the newest-first walk of the primary key reads before it gives up on a `created`
+/// range and takes the range's index instead.
+const CREATED_WINDOW: i64 = 10_000;
+
+/// The newest `limit` positions in a `created` range (below `before`, if given), as a
+/// `WITH` clause and the positions, in two parts so neither can read the whole log: `recent`,
+/// the range's matches among the newest [`CREATED_WINDOW`] positions (a range scan of the
+/// primary key: a range that reaches the head is answered here), and, only when those are
+/// too few, the newest matches below the window, read from `(stripe_created, position)` and
+/// sorted (`position + 0` keeps the primary key from serving that order): a cost in
+/// proportion to the range's matches below the window.
+fn created_positions(
+    w: &mut Where,
+    filter: &EventFilter,
+    before: Option<i64>,
+    limit: u64,
+) -> (String, String) {
+    // Binds are pushed in the order their placeholders first appear in the text. In the
+    // window, `stripe_created + 0` keeps the range's index out: scanning it for the few
+    // positions in the window would read the whole range.
+    let recent = w
+        .clause(filter, None)
+        .replace("stripe_created", "stripe_created + 0");
+    let ceiling = match before {
+        Some(before) => {
+            w.binds.push(Bind::Int(before));
+            format!("${}", w.binds.len())
+        }
+        None => "(SELECT COALESCE(max(position), 0) + 1 FROM event_log)".to_owned(),
+    };
+    let floor = format!("{ceiling} - {CREATED_WINDOW}");
+    let older = w.clause(filter, None);
+    let with = format!(
+        "WITH recent AS (SELECT position FROM event_log{recent} \
+         AND position < {ceiling} AND position >= {floor} \
+         ORDER BY position DESC LIMIT {limit}) "
+    );
+    let positions = format!(
+        "SELECT position FROM recent UNION ALL \
+         SELECT position FROM (SELECT position FROM event_log{older} \
+         AND position < {floor} AND (SELECT count(*) FROM recent) < {limit} \
+         ORDER BY position + 0 DESC LIMIT {limit}) AS older"
+    );
+    (with, positions)
 }
 
 /// Every distinct event type in the log, by walking the (event_type, position) index one type
@@ -203,11 +264,14 @@ impl ListQuery {
     }
 
     /// Each filter is read through its own index, whatever plan PostgreSQL caches for the
-    /// prepared statement (ADR 20, "Console speed" in the README):
-    /// - one type: ordered by `(event_type, position)`, the index's own order (the type is
-    ///   fixed, so the order is the position's): no plan can prefer walking the primary key
-    ///   until enough rows of a type that is all far from the head turn up;
-    /// - several types (`customer.*`): one such arm per type, merged by position;
+    /// prepared statement (README, "Console speed"): a generic plan assumes the matches are
+    /// spread evenly over the log and walks the primary key from the newest entry until enough
+    /// turn up, which reads the whole log for a type or a time range that is all far from the
+    /// head. So the positions are chosen first, from the filter's own index, and the rows
+    /// fetched by position:
+    /// - types: per type, the newest positions of `(event_type, position)` (index-only, in
+    ///   the index's order), merged;
+    /// - a Stripe `created` range (newest first): see [`created_positions`];
     /// - anything else: by position, the primary key's order.
     fn select(filter: &EventFilter, page: &PageRequest, payloads: bool) -> ListQuery {
         let after = page.after_position.map(|p| (page.order, p));
@@ -221,38 +285,43 @@ impl ListQuery {
         );
         let limit = u64::from(page.limit) + 1;
         let mut w = Where::default();
-        let sql = match several_types(filter) {
-            Some(types) => {
-                let arms: Vec<String> = types
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        let one = EventFilter {
-                            event_type: Some(t.clone()),
-                            event_types: None,
-                            ..filter.clone()
-                        };
-                        let where_clause = w.clause(&one, after);
-                        format!(
-                            "SELECT * FROM ({columns} FROM event_log{where_clause} \
-                             ORDER BY event_type {direction}, position {direction} \
-                             LIMIT {limit}) AS arm{i}"
-                        )
-                    })
-                    .collect();
-                format!(
-                    "{} ORDER BY position {direction} LIMIT {limit}",
-                    arms.join(" UNION ALL ")
-                )
-            }
+        let mut with = String::new();
+        let positions = if let Some(types) = filter_types(filter) {
+            let arms: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let one = EventFilter {
+                        event_type: Some(t.clone()),
+                        event_types: None,
+                        ..filter.clone()
+                    };
+                    let where_clause = w.clause(&one, after);
+                    format!(
+                        "SELECT position FROM (SELECT position FROM event_log{where_clause} \
+                         ORDER BY position {direction} LIMIT {limit}) AS arm{i}"
+                    )
+                })
+                .collect();
+            Some(arms.join(" UNION ALL "))
+        } else if created_range_only(filter) && page.order == Order::Desc {
+            let (clause, positions) = created_positions(&mut w, filter, page.after_position, limit);
+            with = clause;
+            Some(positions)
+        } else {
+            None
+        };
+        let sql = match positions {
+            Some(positions) => format!(
+                "{with}{columns} FROM event_log WHERE position IN ({positions}) \
+                 ORDER BY position {direction} LIMIT {limit}"
+            ),
             None => {
                 let where_clause = w.clause(filter, after);
-                let order = if filter.event_type.is_some() {
-                    format!("event_type {direction}, position {direction}")
-                } else {
-                    format!("position {direction}")
-                };
-                format!("{columns} FROM event_log{where_clause} ORDER BY {order} LIMIT {limit}")
+                format!(
+                    "{columns} FROM event_log{where_clause} ORDER BY position {direction} \
+                     LIMIT {limit}"
+                )
             }
         };
         ListQuery {
@@ -457,7 +526,7 @@ mod tests {
         );
         assert!(q.sql.ends_with(
             "WHERE event_type = $1 AND stripe_created >= $2 AND position > $3 \
-             ORDER BY event_type ASC, position ASC LIMIT 3"
+             ORDER BY position ASC LIMIT 3) AS arm0) ORDER BY position ASC LIMIT 3"
         ));
         assert_eq!(
             q.binds,
@@ -470,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn several_types_are_one_arm_each_in_the_type_index_order_merged_by_position() {
+    fn types_are_one_arm_each_read_from_the_type_index_and_merged_by_position() {
         let q = ListQuery::build(
             &EventFilter {
                 event_types: Some(vec!["customer.created".into(), "customer.updated".into()]),
@@ -485,13 +554,47 @@ mod tests {
         );
         assert!(q.sql.contains(
             "WHERE event_type = $1 AND livemode = $2 AND position < $3 \
-             ORDER BY event_type DESC, position DESC LIMIT 2) AS arm0 UNION ALL"
+             ORDER BY position DESC LIMIT 2) AS arm0 UNION ALL"
         ));
         assert!(q.sql.contains(
             "WHERE event_type = $4 AND livemode = $5 AND position < $6 \
-             ORDER BY event_type DESC, position DESC LIMIT 2) AS arm1"
+             ORDER BY position DESC LIMIT 2) AS arm1) ORDER BY position DESC LIMIT 2"
         ));
-        assert!(q.sql.ends_with(") AS arm1 ORDER BY position DESC LIMIT 2"));
         assert_eq!(q.binds.len(), 6);
+    }
+
+    #[test]
+    fn a_created_range_reads_a_window_of_the_newest_positions_before_its_index() {
+        let q = ListQuery::build(
+            &EventFilter {
+                created_gte: Some(10),
+                created_lt: Some(20),
+                ..Default::default()
+            },
+            &PageRequest {
+                order: Order::Desc,
+                after_position: Some(99),
+                limit: 1,
+            },
+        );
+        assert!(q.sql.starts_with(
+            "WITH recent AS (SELECT position FROM event_log \
+             WHERE stripe_created + 0 >= $1 AND stripe_created + 0 < $2 AND position < $3 \
+             AND position >= $3 - 10000 ORDER BY position DESC LIMIT 2)"
+        ));
+        assert!(q.sql.contains(
+            "WHERE stripe_created >= $4 AND stripe_created < $5 AND position < $3 - 10000 \
+             AND (SELECT count(*) FROM recent) < 2 ORDER BY position + 0 DESC LIMIT 2) AS older"
+        ));
+        assert_eq!(
+            q.binds,
+            [
+                Bind::Int(10),
+                Bind::Int(20),
+                Bind::Int(99),
+                Bind::Int(10),
+                Bind::Int(20)
+            ]
+        );
     }
 }
