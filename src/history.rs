@@ -451,6 +451,36 @@ pub async fn history_page(
     Ok(HistoryPage { data, next_cursor })
 }
 
+/// What one log entry did to one object it touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryEffect {
+    pub kind: Kind,
+    pub object_id: String,
+    pub effect: Effect,
+}
+
+/// What the projector did with the entry at `position`, object by object: the objects
+/// `object_touches` lists for it, each with the effect the pure history fold gives the entry in
+/// that object's history (the same rule, and so the same answer, as `history_page`). Each
+/// object's entries are folded up to this one only: later entries cannot change its effect.
+pub async fn entry_effects(db: &Db, position: i64) -> Result<Vec<EntryEffect>, StorageError> {
+    let mut effects = Vec::new();
+    for (kind, object_id) in db.touched_by(position).await? {
+        let loaded = load(db, &[(kind, object_id.clone())], position).await?;
+        let log = loaded.log();
+        let (steps, _) = pure_history(kind.as_str(), &object_id, &log);
+        let step = steps.iter().find(|s| log[s.index].position == position);
+        if let Some(step) = step {
+            effects.push(EntryEffect {
+                kind,
+                object_id,
+                effect: step.effect,
+            });
+        }
+    }
+    Ok(effects)
+}
+
 /// The objects whose histories decide a user's entitlement: the customers linked to the user
 /// now (links only grow: the earliest evidence wins), their subscriptions and their invoices.
 async fn user_objects(db: &Db, user_id: &str) -> Result<Vec<(Kind, String)>, StorageError> {

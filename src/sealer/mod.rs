@@ -24,7 +24,10 @@ use crate::metrics::Metrics;
 use crate::seal::merkle::{self, Frontier, Hash, NodeId};
 use crate::seal::note::{Checkpoint, SigningKey};
 use crate::store::event_log::StoredEvent;
-use crate::store::seal::{SealState, SealStore as _, StoredCheckpoint, TreeExtension};
+use crate::store::seal::{
+    SealState, SealStore as _, StoredCheckpoint, TreeExtension, VerificationFailure,
+    VerificationRecord,
+};
 use crate::store::{Db, StorageError};
 
 /// Leaves sealed per transaction at most.
@@ -256,18 +259,41 @@ pub fn spawn(
                     if let Err(e) = checkpoint(&db, &sealing, chrono::Utc::now().timestamp()).await {
                         report(&metrics, "checkpoint failed", &e);
                     }
-                    match verify::recheck_newest(&db, &sealing.key.verifier(), RECHECK_NEWEST).await {
-                        Ok(None) => {}
-                        Ok(Some(finding)) => {
-                            metrics.seal_verify_failed();
-                            tracing::error!(kind = %finding.kind, position = finding.position, detail = %finding.detail, "sealed log verification failed");
-                        }
-                        Err(e) => report(&metrics, "sealed log verification could not run", &e),
-                    }
+                    let now = chrono::Utc::now().timestamp();
+                    scheduled_recheck(&db, &sealing, &metrics, now).await;
                 }
             }
         }
     })
+}
+
+/// The scheduled check: re-verifies the newest [`RECHECK_NEWEST`] sealed entries and the
+/// latest checkpoint, and records the outcome (the console's "last verification"), besides the
+/// metric and the log line, so it outlives the process and is visible to every instance.
+pub async fn scheduled_recheck(db: &Db, sealing: &Sealing, metrics: &Metrics, now: i64) {
+    let recheck = match verify::recheck_newest(db, &sealing.key.verifier(), RECHECK_NEWEST).await {
+        Ok(recheck) => recheck,
+        Err(e) => return report(metrics, "sealed log verification could not run", &e),
+    };
+    if let Some(finding) = &recheck.finding {
+        metrics.seal_verify_failed();
+        tracing::error!(kind = %finding.kind, position = finding.position, detail = %finding.detail, "sealed log verification failed");
+    }
+    let record = VerificationRecord {
+        checked_at: now,
+        from_position: recheck.from_position,
+        to_position: recheck.to_position,
+        tree_size: recheck.tree_size,
+        checkpoint_size: recheck.checkpoint_size,
+        failure: recheck.finding.map(|f| VerificationFailure {
+            kind: f.kind.to_string(),
+            position: f.position,
+            detail: f.detail,
+        }),
+    };
+    if let Err(e) = db.record_verification(&record).await {
+        report(metrics, "recording the verification failed", &e.into());
+    }
 }
 
 fn report(metrics: &Metrics, what: &str, e: &SealError) {

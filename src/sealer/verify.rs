@@ -351,50 +351,75 @@ fn edited(position: u64, detail: String) -> Finding {
     }
 }
 
+/// What one scheduled check covered, and the first problem it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recheck {
+    /// The positions recomputed: `from_position..=to_position` (both 0 for an empty tree).
+    pub from_position: u64,
+    pub to_position: u64,
+    /// The sealed size the check ran against.
+    pub tree_size: u64,
+    /// The latest checkpoint's size, when one was checked.
+    pub checkpoint_size: Option<u64>,
+    pub finding: Option<Finding>,
+}
+
 /// The scheduled check of `serve`: the newest `newest` sealed leaves recomputed from the log,
 /// the stored frontier against the stored root, and the latest checkpoint's signature and root.
-/// The first problem found, if any.
-pub async fn recheck_newest(
-    db: &Db,
-    key: &VerifierKey,
-    newest: u64,
-) -> Result<Option<Finding>, SealError> {
+pub async fn recheck_newest(db: &Db, key: &VerifierKey, newest: u64) -> Result<Recheck, SealError> {
     let state = db.seal_state().await?;
+    let from = state.size.saturating_sub(newest);
+    let mut recheck = Recheck {
+        // Leaf `from` is position `from + 1`.
+        from_position: if state.size == 0 { 0 } else { from + 1 },
+        to_position: state.size,
+        tree_size: state.size,
+        checkpoint_size: None,
+        finding: None,
+    };
     if let Err(e) = super::stored_frontier(db, &state).await {
-        return Ok(Some(Finding {
+        recheck.finding = Some(Finding {
             kind: TamperKind::Inconsistent,
             position: state.size,
             detail: e.to_string(),
-        }));
+        });
+        return Ok(recheck);
     }
     let last = u64::try_from(db.last_position().await?).unwrap_or(0);
-    let from = state.size.saturating_sub(newest);
     let checked = check_leaves(db, &state, last, from, state.size).await?;
-    if let Some(f) = checked.findings.into_iter().next() {
-        return Ok(Some(f));
-    }
-    if let Some(c) = db.latest_checkpoint().await? {
-        let ids = merkle::root_ids(c.size);
-        let nodes = db.fetch_nodes(&ids).await?;
-        let root = merkle::root(c.size, &nodes).ok();
-        let problem = match note::open(&c.note, key) {
-            Err(e) => Some((
-                TamperKind::BadSignature,
-                format!("the latest checkpoint: {e}"),
-            )),
-            Ok(cp) if cp.root != c.root || Some(cp.root) != root => Some((
-                TamperKind::Inconsistent,
-                "the latest checkpoint's root differs from the stored tree".to_owned(),
-            )),
-            Ok(_) => None,
-        };
-        if let Some((kind, detail)) = problem {
-            return Ok(Some(Finding {
-                kind,
-                position: c.size,
-                detail,
-            }));
+    recheck.finding = checked.findings.into_iter().next();
+    if recheck.finding.is_none() {
+        if let Some(c) = db.latest_checkpoint().await? {
+            recheck.checkpoint_size = Some(c.size);
+            recheck.finding = check_latest_checkpoint(db, key, &c).await?;
         }
     }
-    Ok(None)
+    Ok(recheck)
+}
+
+/// The latest checkpoint's signature, and its root against its note and the stored tree.
+async fn check_latest_checkpoint(
+    db: &Db,
+    key: &VerifierKey,
+    c: &crate::store::seal::StoredCheckpoint,
+) -> Result<Option<Finding>, SealError> {
+    let ids = merkle::root_ids(c.size);
+    let nodes = db.fetch_nodes(&ids).await?;
+    let root = merkle::root(c.size, &nodes).ok();
+    let problem = match note::open(&c.note, key) {
+        Err(e) => Some((
+            TamperKind::BadSignature,
+            format!("the latest checkpoint: {e}"),
+        )),
+        Ok(cp) if cp.root != c.root || Some(cp.root) != root => Some((
+            TamperKind::Inconsistent,
+            "the latest checkpoint's root differs from the stored tree".to_owned(),
+        )),
+        Ok(_) => None,
+    };
+    Ok(problem.map(|(kind, detail)| Finding {
+        kind,
+        position: c.size,
+        detail,
+    }))
 }

@@ -71,6 +71,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0011_generic_ingest_plans.sql"),
         include_str!("../../migrations/sqlite/0011_generic_ingest_plans.sql"),
     ),
+    (
+        12,
+        "seal_verifications_touch_positions",
+        include_str!("../../migrations/postgres/0012_seal_verifications_touch_positions.sql"),
+        include_str!("../../migrations/sqlite/0012_seal_verifications_touch_positions.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

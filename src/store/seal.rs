@@ -42,6 +42,32 @@ pub struct TreeExtension<'a> {
     pub nodes: &'a [(NodeId, Hash)],
 }
 
+/// The outcome of one scheduled re-check of the sealed log (`seal_verifications`, migration
+/// 0012): which positions it re-hashed and what it found first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationRecord {
+    /// Unix seconds.
+    pub checked_at: i64,
+    /// The positions re-read, `from_position..=to_position` (both 0 for an empty tree).
+    pub from_position: u64,
+    pub to_position: u64,
+    /// The sealed size when it ran.
+    pub tree_size: u64,
+    /// The checkpoint whose signature and root were checked, if one was stored.
+    pub checkpoint_size: Option<u64>,
+    /// `None` when everything checked held.
+    pub failure: Option<VerificationFailure>,
+}
+
+/// The first finding of a failed re-check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationFailure {
+    /// A `TamperKind` spelling (`edited`, `missing`, ...): stored as text.
+    pub kind: String,
+    pub position: u64,
+    pub detail: String,
+}
+
 /// Operations on the database handle. Dispatched statically through [`Db`], never `dyn`.
 #[allow(async_fn_in_trait)] // static dispatch only, as for the other concerns
 pub trait SealStore {
@@ -70,6 +96,10 @@ pub trait SealStore {
     async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StorageError>;
     /// Every checkpoint, smallest size first.
     async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError>;
+    /// Appends the outcome of a scheduled re-check.
+    async fn record_verification(&self, record: &VerificationRecord) -> Result<(), StorageError>;
+    /// The most recently recorded re-check, if any ever ran.
+    async fn latest_verification(&self) -> Result<Option<VerificationRecord>, StorageError>;
 }
 
 impl SealStore for Db {
@@ -141,6 +171,20 @@ impl SealStore for Db {
         match self {
             Db::Postgres(s) => s.checkpoints().await,
             Db::Sqlite(s) => s.checkpoints().await,
+        }
+    }
+
+    async fn record_verification(&self, record: &VerificationRecord) -> Result<(), StorageError> {
+        match self {
+            Db::Postgres(s) => s.record_verification(record).await,
+            Db::Sqlite(s) => s.record_verification(record).await,
+        }
+    }
+
+    async fn latest_verification(&self) -> Result<Option<VerificationRecord>, StorageError> {
+        match self {
+            Db::Postgres(s) => s.latest_verification().await,
+            Db::Sqlite(s) => s.latest_verification().await,
         }
     }
 }

@@ -151,6 +151,7 @@ pub struct DeadLetterNote {
 /// The log's extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogRange {
+    /// Entries, counted up to the cap asked for (a count at the cap means "at least").
     pub count: i64,
     /// `None` while the log is empty.
     pub first: Option<i64>,
@@ -187,8 +188,9 @@ pub trait UiStore {
     /// Every distinct event type in the log, sorted (a walk of the type index, one probe per
     /// type): what a `customer.*` filter expands to.
     async fn ui_event_types(&self) -> Result<Vec<String>, StorageError>;
-    /// How many entries the log holds and its lowest and highest positions.
-    async fn ui_log_range(&self) -> Result<LogRange, StorageError>;
+    /// How many entries the log holds, counted up to `cap`, and its lowest and highest
+    /// positions.
+    async fn ui_log_range(&self, cap: i64) -> Result<LogRange, StorageError>;
     /// The names of the triggers on `event_log` (the immutability guards), from the catalog.
     async fn ui_log_triggers(&self) -> Result<Vec<String>, StorageError>;
     /// For `bench --console` after a bulk prefill: what autovacuum would have done to a log
@@ -276,10 +278,10 @@ impl UiStore for Db {
         }
     }
 
-    async fn ui_log_range(&self) -> Result<LogRange, StorageError> {
+    async fn ui_log_range(&self, cap: i64) -> Result<LogRange, StorageError> {
         match self {
-            Db::Postgres(s) => s.ui_log_range().await,
-            Db::Sqlite(s) => s.ui_log_range().await,
+            Db::Postgres(s) => s.ui_log_range(cap).await,
+            Db::Sqlite(s) => s.ui_log_range(cap).await,
         }
     }
 

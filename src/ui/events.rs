@@ -370,6 +370,42 @@ pub struct Outcome {
     pub detail: String,
 }
 
+/// One object the entry touched, as the event page lists it.
+pub struct Touched {
+    /// `customer`, `subscription`, ...
+    pub kind: &'static str,
+    pub object_id: String,
+    /// The object's console page; `None` for a kind without one (a payment).
+    pub href: Option<String>,
+    /// `applied`, `superseded` or `ignored`.
+    pub effect: &'static str,
+}
+
+/// The objects the entry at `position` touched and what it did to each.
+async fn touched(state: &AppState, position: i64) -> Result<Vec<Touched>, UiError> {
+    let effects = crate::history::entry_effects(&state.db, position).await?;
+    Ok(effects
+        .into_iter()
+        .map(|e| {
+            let page = crate::history::ObjectKind::ALL
+                .into_iter()
+                .find(|k| k.kind() == e.kind)
+                .map(|k| k.plural())
+                .filter(|p| super::OBJECT_PAGES.contains(p));
+            Touched {
+                kind: e.kind.as_str(),
+                href: page.map(|p| format!("/ui/{p}/{}", urlencode(&e.object_id))),
+                object_id: e.object_id,
+                effect: match e.effect {
+                    ledger_projections::Effect::Applied => "applied",
+                    ledger_projections::Effect::Superseded => "superseded",
+                    ledger_projections::Effect::Ignored => "ignored",
+                },
+            }
+        })
+        .collect())
+}
+
 #[derive(askama::Template)]
 #[template(path = "ui/event.html")]
 struct EventPage {
@@ -387,6 +423,8 @@ struct EventPage {
     payload: String,
     payload_bytes: usize,
     outcome: Outcome,
+    /// The objects the entry touched, with its effect on each (empty until it is projected).
+    touched: Vec<Touched>,
     raw_href: String,
     /// The inclusion proof against the latest checkpoint, or why there is none.
     seal: SealView,
@@ -411,7 +449,10 @@ pub async fn show(
     session.require(Scope::Audit)?;
     let id = event_path(path)?;
     let event = load(&state, &id).await?;
-    let record = state.db.ui_projection_record(event.position).await?;
+    let (record, touched) = tokio::try_join!(
+        async { Ok::<_, UiError>(state.db.ui_projection_record(event.position).await?) },
+        touched(&state, event.position)
+    )?;
     let seal = match crate::sealer::proofs::inclusion(&state.db, &event.event_id, None).await {
         Ok(proof) => SealView::Included {
             leaf_index: proof.leaf_index,
@@ -475,6 +516,7 @@ pub async fn show(
         payload_bytes: stored.len(),
         payload,
         outcome,
+        touched,
         raw_href: format!("/ui/events/{}/raw", urlencode(&event.event_id)),
         seal,
         row: Row::from(&event),

@@ -1,7 +1,7 @@
 //! `/ui/integrity`: what the log can show about itself: its size and position range, the
 //! database's own guards against changing it (the immutability triggers, read from the
 //! catalog, so a dropped trigger shows here as missing), the sealed tree and its latest signed
-//! checkpoints, and the offline proof bundle of any event (`/ui/integrity/bundle`).
+//! checkpoints, the sealer's last scheduled verification, and the offline proof bundle of any event (`/ui/integrity/bundle`).
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,10 +13,15 @@ use crate::app::AppState;
 use crate::auth::Scope;
 use crate::query;
 use crate::sealer::proofs::{self, ProofError};
-use crate::store::seal::SealStore as _;
+use crate::store::seal::{SealStore as _, VerificationFailure, VerificationRecord};
 use crate::store::ui::{LogRange, UiStore as _};
 use crate::store::Backend;
 use crate::validate::check_id;
+
+/// Entries counted exactly up to this many: past it the page gives the positions and says the
+/// count is larger (an exact `count(*)` of a million entries costs more than the whole page;
+/// `stripe-ledger verify` reports the exact number).
+const ENTRIES_COUNTED: i64 = 10_000;
 
 /// Checkpoints listed, newest first.
 const CHECKPOINTS_SHOWN: usize = 10;
@@ -47,23 +52,57 @@ pub struct CheckpointRow {
 struct IntegrityPage {
     chrome: Chrome,
     range: LogRange,
-    /// Positions in the range that hold no entry (appends rolled back after taking a position).
+    /// Positions in the range that hold no entry (appends rolled back after taking a position),
+    /// when the entries were counted exactly.
     gaps: i64,
+    /// The count reached [`ENTRIES_COUNTED`]: `range.count` is a lower bound.
+    count_capped: bool,
+    entries_counted: i64,
     backend: String,
     guards: Vec<Guard>,
     all_guards: bool,
     sealed_size: u64,
     checkpoints: Vec<CheckpointRow>,
     checkpoint_count: usize,
+    /// The sealer's latest scheduled re-check; `None` when none has run against this database.
+    verification: Option<VerificationView>,
+}
+
+/// The last verification as the page shows it.
+pub struct VerificationView {
+    pub checked_at: String,
+    pub from_position: u64,
+    pub to_position: u64,
+    pub tree_size: u64,
+    pub checkpoint_size: Option<u64>,
+    pub failure: Option<VerificationFailure>,
+}
+
+impl From<VerificationRecord> for VerificationView {
+    fn from(r: VerificationRecord) -> Self {
+        VerificationView {
+            checked_at: rfc3339(r.checked_at),
+            from_position: r.from_position,
+            to_position: r.to_position,
+            tree_size: r.tree_size,
+            checkpoint_size: r.checkpoint_size,
+            failure: r.failure,
+        }
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    DateTime::from_timestamp(unix, 0).map_or_else(|| unix.to_string(), |t| t.to_rfc3339())
 }
 
 pub async fn show(State(state): State<AppState>, session: UiSession) -> Result<Response, UiError> {
     session.require(Scope::Audit)?;
-    let (range, triggers, seal, checkpoints) = tokio::try_join!(
-        state.db.ui_log_range(),
+    let (range, triggers, seal, checkpoints, verification) = tokio::try_join!(
+        state.db.ui_log_range(ENTRIES_COUNTED + 1),
         state.db.ui_log_triggers(),
         state.db.seal_state(),
-        state.db.checkpoints()
+        state.db.checkpoints(),
+        state.db.latest_verification()
     )?;
     let guards: Vec<Guard> = expected_triggers(state.db.backend())
         .iter()
@@ -72,8 +111,9 @@ pub async fn show(State(state): State<AppState>, session: UiSession) -> Result<R
             present: triggers.iter().any(|t| t == name),
         })
         .collect();
+    let count_capped = range.count > ENTRIES_COUNTED;
     let gaps = match (range.first, range.last) {
-        (Some(first), Some(last)) => last - first + 1 - range.count,
+        (Some(first), Some(last)) if !count_capped => last - first + 1 - range.count,
         _ => 0,
     };
     let checkpoint_count = checkpoints.len();
@@ -87,6 +127,8 @@ pub async fn show(State(state): State<AppState>, session: UiSession) -> Result<R
         chrome: Chrome::new(&state, &session, "/ui/integrity"),
         range,
         gaps,
+        count_capped,
+        entries_counted: ENTRIES_COUNTED,
         backend: state.db.backend().to_string(),
         all_guards: guards.iter().all(|g| g.present),
         guards,
@@ -97,12 +139,12 @@ pub async fn show(State(state): State<AppState>, session: UiSession) -> Result<R
                 size: c.size,
                 root: hex::encode(c.root),
                 origin: c.origin,
-                signed_at: DateTime::from_timestamp(c.signed_at, 0)
-                    .map_or_else(|| c.signed_at.to_string(), |t| t.to_rfc3339()),
+                signed_at: rfc3339(c.signed_at),
                 note: c.note,
             })
             .collect(),
         checkpoint_count,
+        verification: verification.map(VerificationView::from),
     };
     super::render(StatusCode::OK, &page)
 }

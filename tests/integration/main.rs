@@ -30,7 +30,10 @@ mod stripe_objects;
 mod transport;
 mod trigger;
 mod ui_browser;
+mod ui_event_filters;
+mod ui_event_page;
 mod ui_http;
+mod ui_integrity;
 mod ui_operations;
 mod webhook;
 

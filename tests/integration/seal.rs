@@ -27,7 +27,7 @@ fn b64(text: &str) -> Vec<u8> {
         .expect("base64")
 }
 
-fn sealing(app: &TestApp) -> &Sealing {
+pub(crate) fn sealing(app: &TestApp) -> &Sealing {
     app.sealing.as_ref().expect("test apps seal")
 }
 
@@ -36,7 +36,7 @@ fn verifier(app: &TestApp) -> String {
 }
 
 /// Delivers `n` events, returning their ids in log order.
-async fn deliver(app: &TestApp, n: usize) -> Vec<String> {
+pub(crate) async fn deliver(app: &TestApp, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..n {
         let id = unique_id("evt");
@@ -48,7 +48,7 @@ async fn deliver(app: &TestApp, n: usize) -> Vec<String> {
 }
 
 /// Seals what is logged and signs a checkpoint with the app's key: the note.
-async fn seal(app: &TestApp) -> String {
+pub(crate) async fn seal(app: &TestApp) -> String {
     sealer::seal_all(&app.db).await.expect("seal");
     sealer::checkpoint(&app.db, sealing(app), 1_764_000_000)
         .await
@@ -68,7 +68,7 @@ async fn sealed_app(n: usize) -> (TestApp, std::path::PathBuf) {
 }
 
 /// Runs `statements` as the database owner with the immutability triggers disabled.
-async fn as_owner(app: &TestApp, statements: &[&str]) {
+pub(crate) async fn as_owner(app: &TestApp, statements: &[&str]) {
     match backend() {
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(&app.database.url)

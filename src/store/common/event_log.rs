@@ -118,49 +118,128 @@ impl Where {
     }
 }
 
+impl Where {
+    /// Adds the conditions of `filter` (and of the page's position, if any); the WHERE
+    /// clause. Called once per arm of a union, the placeholders keep counting.
+    fn clause(&mut self, filter: &EventFilter, after: Option<(Order, i64)>) -> String {
+        let first = self.conditions.len();
+        if let Some(t) = &filter.event_type {
+            self.push("event_type = ?", Bind::Text(t.clone()));
+        }
+        if let Some(types) = &filter.event_types {
+            self.push_in("event_type", types);
+        }
+        if let Some(id) = &filter.object_id {
+            self.push("object_id = ?", Bind::Text(id.clone()));
+        }
+        if let Some(gte) = filter.created_gte {
+            self.push("stripe_created >= ?", Bind::Int(gte));
+        }
+        if let Some(lt) = filter.created_lt {
+            self.push("stripe_created < ?", Bind::Int(lt));
+        }
+        if let Some(gte) = filter.received_gte {
+            self.push("received_at >= ?", Bind::Time(gte));
+        }
+        if let Some(lt) = filter.received_lt {
+            self.push("received_at < ?", Bind::Time(lt));
+        }
+        if let Some(source) = &filter.source {
+            self.push("source = ?", Bind::Text(source.as_str().to_owned()));
+        }
+        if let Some(livemode) = filter.livemode {
+            self.push("livemode = ?", Bind::Bool(livemode));
+        }
+        if let Some((order, after)) = after {
+            let condition = match order {
+                Order::Desc => "position < ?",
+                Order::Asc => "position > ?",
+            };
+            self.push(condition, Bind::Int(after));
+        }
+        let added = &self.conditions[first..];
+        if added.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", added.join(" AND "))
+        }
+    }
+}
+
 /// The WHERE clause of `filter` (and of the page's position, if any) with its values.
 fn conditions(filter: &EventFilter, after: Option<(Order, i64)>) -> (String, Vec<Bind>) {
     let mut w = Where::default();
-    if let Some(t) = &filter.event_type {
-        w.push("event_type = ?", Bind::Text(t.clone()));
+    let clause = w.clause(filter, after);
+    (clause, w.binds)
+}
+
+/// The types a filter is limited to (one, or the several of `customer.*`), when it is; an
+/// empty list is left to the plain statement (it matches nothing).
+fn filter_types(filter: &EventFilter) -> Option<Vec<String>> {
+    match (&filter.event_type, &filter.event_types) {
+        (Some(t), None) => Some(vec![t.clone()]),
+        (None, Some(types)) if !types.is_empty() => Some(types.clone()),
+        _ => None,
     }
-    if let Some(types) = &filter.event_types {
-        w.push_in("event_type", types);
-    }
-    if let Some(id) = &filter.object_id {
-        w.push("object_id = ?", Bind::Text(id.clone()));
-    }
-    if let Some(gte) = filter.created_gte {
-        w.push("stripe_created >= ?", Bind::Int(gte));
-    }
-    if let Some(lt) = filter.created_lt {
-        w.push("stripe_created < ?", Bind::Int(lt));
-    }
-    if let Some(gte) = filter.received_gte {
-        w.push("received_at >= ?", Bind::Time(gte));
-    }
-    if let Some(lt) = filter.received_lt {
-        w.push("received_at < ?", Bind::Time(lt));
-    }
-    if let Some(source) = &filter.source {
-        w.push("source = ?", Bind::Text(source.as_str().to_owned()));
-    }
-    if let Some(livemode) = filter.livemode {
-        w.push("livemode = ?", Bind::Bool(livemode));
-    }
-    if let Some((order, after)) = after {
-        let condition = match order {
-            Order::Desc => "position < ?",
-            Order::Asc => "position > ?",
-        };
-        w.push(condition, Bind::Int(after));
-    }
-    let where_clause = if w.conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", w.conditions.join(" AND "))
+}
+
+/// A filter on Stripe's `created` and nothing else: the `(stripe_created, position)` index
+/// answers it without reading a row.
+fn created_range_only(filter: &EventFilter) -> bool {
+    (filter.created_gte.is_some() || filter.created_lt.is_some())
+        && filter.event_type.is_none()
+        && filter.event_types.is_none()
+        && filter.object_id.is_none()
+        && filter.received_gte.is_none()
+        && filter.received_lt.is_none()
+        && filter.source.is_none()
+        && filter.livemode.is_none()
+}
+
+/// Positions the newest-first walk of the primary key reads before it gives up on a `created`
+/// range and takes the range's index instead.
+const CREATED_WINDOW: i64 = 10_000;
+
+/// The newest `limit` positions in a `created` range (below `before`, if given), as a
+/// `WITH` clause and the positions, in two parts so neither can read the whole log: `recent`,
+/// the range's matches among the newest [`CREATED_WINDOW`] positions (a range scan of the
+/// primary key: a range that reaches the head is answered here), and, only when those are
+/// too few, the newest matches below the window, read from `(stripe_created, position)` and
+/// sorted (`position + 0` keeps the primary key from serving that order): a cost in
+/// proportion to the range's matches below the window.
+fn created_positions(
+    w: &mut Where,
+    filter: &EventFilter,
+    before: Option<i64>,
+    limit: u64,
+) -> (String, String) {
+    // Binds are pushed in the order their placeholders first appear in the text. In the
+    // window, `stripe_created + 0` keeps the range's index out: scanning it for the few
+    // positions in the window would read the whole range.
+    let recent = w
+        .clause(filter, None)
+        .replace("stripe_created", "stripe_created + 0");
+    let ceiling = match before {
+        Some(before) => {
+            w.binds.push(Bind::Int(before));
+            format!("${}", w.binds.len())
+        }
+        None => "(SELECT COALESCE(max(position), 0) + 1 FROM event_log)".to_owned(),
     };
-    (where_clause, w.binds)
+    let floor = format!("{ceiling} - {CREATED_WINDOW}");
+    let older = w.clause(filter, None);
+    let with = format!(
+        "WITH recent AS (SELECT position FROM event_log{recent} \
+         AND position < {ceiling} AND position >= {floor} \
+         ORDER BY position DESC LIMIT {limit}) "
+    );
+    let positions = format!(
+        "SELECT position FROM recent UNION ALL \
+         SELECT position FROM (SELECT position FROM event_log{older} \
+         AND position < {floor} AND (SELECT count(*) FROM recent) < {limit} \
+         ORDER BY position + 0 DESC LIMIT {limit}) AS older"
+    );
+    (with, positions)
 }
 
 /// Every distinct event type in the log, by walking the (event_type, position) index one type
@@ -184,25 +263,71 @@ impl ListQuery {
         Self::select(filter, page, true)
     }
 
+    /// Each filter is read through its own index, whatever plan PostgreSQL caches for the
+    /// prepared statement (README, "Console speed"): a generic plan assumes the matches are
+    /// spread evenly over the log and walks the primary key from the newest entry until enough
+    /// turn up, which reads the whole log for a type or a time range that is all far from the
+    /// head. So the positions are chosen first, from the filter's own index, and the rows
+    /// fetched by position:
+    /// - types: per type, the newest positions of `(event_type, position)` (index-only, in
+    ///   the index's order), merged;
+    /// - a Stripe `created` range (newest first): see [`created_positions`];
+    /// - anything else: by position, the primary key's order.
     fn select(filter: &EventFilter, page: &PageRequest, payloads: bool) -> ListQuery {
         let after = page.after_position.map(|p| (page.order, p));
-        let (where_clause, binds) = conditions(filter, after);
         let direction = match page.order {
             Order::Desc => "DESC",
             Order::Asc => "ASC",
         };
-        let sql = format!(
-            concat!(
-                "SELECT ",
-                summary_columns!(),
-                "{} FROM event_log{} ORDER BY position {} LIMIT {}"
-            ),
-            if payloads { ", payload" } else { "" },
-            where_clause,
-            direction,
-            u64::from(page.limit) + 1
+        let columns = format!(
+            concat!("SELECT ", summary_columns!(), "{}"),
+            if payloads { ", payload" } else { "" }
         );
-        ListQuery { sql, binds }
+        let limit = u64::from(page.limit) + 1;
+        let mut w = Where::default();
+        let mut with = String::new();
+        let positions = if let Some(types) = filter_types(filter) {
+            let arms: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let one = EventFilter {
+                        event_type: Some(t.clone()),
+                        event_types: None,
+                        ..filter.clone()
+                    };
+                    let where_clause = w.clause(&one, after);
+                    format!(
+                        "SELECT position FROM (SELECT position FROM event_log{where_clause} \
+                         ORDER BY position {direction} LIMIT {limit}) AS arm{i}"
+                    )
+                })
+                .collect();
+            Some(arms.join(" UNION ALL "))
+        } else if created_range_only(filter) && page.order == Order::Desc {
+            let (clause, positions) = created_positions(&mut w, filter, page.after_position, limit);
+            with = clause;
+            Some(positions)
+        } else {
+            None
+        };
+        let sql = match positions {
+            Some(positions) => format!(
+                "{with}{columns} FROM event_log WHERE position IN ({positions}) \
+                 ORDER BY position {direction} LIMIT {limit}"
+            ),
+            None => {
+                let where_clause = w.clause(filter, after);
+                format!(
+                    "{columns} FROM event_log{where_clause} ORDER BY position {direction} \
+                     LIMIT {limit}"
+                )
+            }
+        };
+        ListQuery {
+            sql,
+            binds: w.binds,
+        }
     }
 
     /// The number of entries matching `filter`, counting at most `cap` of them: a count over a
@@ -400,7 +525,8 @@ mod tests {
             },
         );
         assert!(q.sql.ends_with(
-            "WHERE event_type = $1 AND stripe_created >= $2 AND position > $3 ORDER BY position ASC LIMIT 3"
+            "WHERE event_type = $1 AND stripe_created >= $2 AND position > $3 \
+             ORDER BY position ASC LIMIT 3) AS arm0) ORDER BY position ASC LIMIT 3"
         ));
         assert_eq!(
             q.binds,
@@ -408,6 +534,66 @@ mod tests {
                 Bind::Text("invoice.paid".into()),
                 Bind::Int(10),
                 Bind::Int(5)
+            ]
+        );
+    }
+
+    #[test]
+    fn types_are_one_arm_each_read_from_the_type_index_and_merged_by_position() {
+        let q = ListQuery::build(
+            &EventFilter {
+                event_types: Some(vec!["customer.created".into(), "customer.updated".into()]),
+                livemode: Some(false),
+                ..Default::default()
+            },
+            &PageRequest {
+                order: Order::Desc,
+                after_position: Some(9),
+                limit: 1,
+            },
+        );
+        assert!(q.sql.contains(
+            "WHERE event_type = $1 AND livemode = $2 AND position < $3 \
+             ORDER BY position DESC LIMIT 2) AS arm0 UNION ALL"
+        ));
+        assert!(q.sql.contains(
+            "WHERE event_type = $4 AND livemode = $5 AND position < $6 \
+             ORDER BY position DESC LIMIT 2) AS arm1) ORDER BY position DESC LIMIT 2"
+        ));
+        assert_eq!(q.binds.len(), 6);
+    }
+
+    #[test]
+    fn a_created_range_reads_a_window_of_the_newest_positions_before_its_index() {
+        let q = ListQuery::build(
+            &EventFilter {
+                created_gte: Some(10),
+                created_lt: Some(20),
+                ..Default::default()
+            },
+            &PageRequest {
+                order: Order::Desc,
+                after_position: Some(99),
+                limit: 1,
+            },
+        );
+        assert!(q.sql.starts_with(
+            "WITH recent AS (SELECT position FROM event_log \
+             WHERE stripe_created + 0 >= $1 AND stripe_created + 0 < $2 AND position < $3 \
+             AND position >= $3 - 10000 ORDER BY position DESC LIMIT 2)"
+        ));
+        assert!(q.sql.contains(
+            "WHERE stripe_created >= $4 AND stripe_created < $5 AND position < $3 - 10000 \
+             AND (SELECT count(*) FROM recent) < 2 ORDER BY position + 0 DESC LIMIT 2) AS older"
+        ));
+        assert_eq!(
+            q.binds,
+            [
+                Bind::Int(10),
+                Bind::Int(20),
+                Bind::Int(99),
+                Bind::Int(10),
+                Bind::Int(20)
             ]
         );
     }

@@ -3,7 +3,7 @@
 use super::event_log::summary_columns;
 use super::Column;
 use crate::seal::merkle::{Hash, NodeId};
-use crate::store::seal::{SealState, StoredCheckpoint};
+use crate::store::seal::{SealState, StoredCheckpoint, VerificationFailure, VerificationRecord};
 
 pub(crate) const STATE: &str = "SELECT size, root FROM seal_state";
 
@@ -57,6 +57,58 @@ pub(crate) const CHECKPOINTS: &str = concat!(
     checkpoint_columns!(),
     " FROM checkpoints ORDER BY size"
 );
+
+macro_rules! verification_columns {
+    () => {
+        "checked_at, from_position, to_position, tree_size, checkpoint_size, ok, failure_kind, \
+         failure_position, failure_detail"
+    };
+}
+
+pub(crate) const RECORD_VERIFICATION: &str = concat!(
+    "INSERT INTO seal_verifications (",
+    verification_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+
+/// The newest by id, not by `checked_at`: two instances' clocks may disagree.
+pub(crate) const LATEST_VERIFICATION: &str = concat!(
+    "SELECT ",
+    verification_columns!(),
+    " FROM seal_verifications ORDER BY id DESC LIMIT 1"
+);
+
+impl<'r, R> sqlx::FromRow<'r, R> for VerificationRecord
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: Column<'r, R::Database>,
+    bool: Column<'r, R::Database>,
+    String: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let kind: Option<String> = row.try_get("failure_kind")?;
+        let position: Option<i64> = row.try_get("failure_position")?;
+        let failure = kind.map(|kind| -> Result<_, sqlx::Error> {
+            Ok(VerificationFailure {
+                kind,
+                position: size(position.unwrap_or(0), "seal_verifications.failure_position")?,
+                detail: row
+                    .try_get::<Option<String>, _>("failure_detail")?
+                    .unwrap_or_default(),
+            })
+        });
+        let checkpoint: Option<i64> = row.try_get("checkpoint_size")?;
+        Ok(VerificationRecord {
+            checked_at: row.try_get("checked_at")?,
+            from_position: size(row.try_get("from_position")?, "from_position")?,
+            to_position: size(row.try_get("to_position")?, "to_position")?,
+            tree_size: size(row.try_get("tree_size")?, "tree_size")?,
+            checkpoint_size: checkpoint.map(|c| size(c, "checkpoint_size")).transpose()?,
+            failure: failure.transpose()?,
+        })
+    }
+}
 
 fn hash(bytes: Vec<u8>, what: &str) -> Result<Hash, sqlx::Error> {
     bytes
@@ -197,6 +249,32 @@ macro_rules! seal_store_same_on_both {
         async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError> {
             Ok(sqlx::query_as(sql::CHECKPOINTS)
                 .fetch_all(&self.$reader)
+                .await?)
+        }
+
+        async fn record_verification(
+            &self,
+            record: &VerificationRecord,
+        ) -> Result<(), StorageError> {
+            let failure = record.failure.as_ref();
+            sqlx::query(sql::RECORD_VERIFICATION)
+                .bind(record.checked_at)
+                .bind(to_db(record.from_position)?)
+                .bind(to_db(record.to_position)?)
+                .bind(to_db(record.tree_size)?)
+                .bind(record.checkpoint_size.map(to_db).transpose()?)
+                .bind(failure.is_none())
+                .bind(failure.map(|f| f.kind.as_str()))
+                .bind(failure.map(|f| to_db(f.position)).transpose()?)
+                .bind(failure.map(|f| f.detail.as_str()))
+                .execute(&self.$writer)
+                .await?;
+            Ok(())
+        }
+
+        async fn latest_verification(&self) -> Result<Option<VerificationRecord>, StorageError> {
+            Ok(sqlx::query_as(sql::LATEST_VERIFICATION)
+                .fetch_optional(&self.$reader)
                 .await?)
         }
     };

@@ -6,8 +6,13 @@ use crate::store::ui::{
     ActionKind, ActionOutcome, ActionRow, DeadLetterNote, LogRange, ProjectionRecord, SessionRow,
 };
 
-pub(crate) const LOG_RANGE: &str =
-    "SELECT count(*) AS n, min(position) AS first, max(position) AS last FROM event_log";
+/// `$1`: the cap of the count. Each part is cheap whatever the size of the log: the ends are
+/// one probe of the primary key each (separate subqueries, because SQLite optimises a lone
+/// `min` or `max` only), and the count stops at the cap instead of reading a million rows.
+pub(crate) const LOG_RANGE: &str = "SELECT \
+     (SELECT count(*) FROM (SELECT 1 AS one FROM event_log LIMIT $1) AS capped) AS n, \
+     (SELECT min(position) FROM event_log) AS first, \
+     (SELECT max(position) FROM event_log) AS last";
 
 impl<'r, R> sqlx::FromRow<'r, R> for LogRange
 where
@@ -209,8 +214,9 @@ macro_rules! ui_store_same_on_both {
             Ok(query.query().fetch_all(&self.$reader).await?)
         }
 
-        async fn ui_log_range(&self) -> Result<LogRange, StorageError> {
+        async fn ui_log_range(&self, cap: i64) -> Result<LogRange, StorageError> {
             Ok(sqlx::query_as(sql::LOG_RANGE)
+                .bind(cap)
                 .fetch_one(&self.$reader)
                 .await?)
         }

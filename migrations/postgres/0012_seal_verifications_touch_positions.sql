@@ -1,0 +1,28 @@
+-- The outcome of every scheduled re-check of the sealed log (docs/adr/0018): the sealer of
+-- `serve` re-verifies the newest sealed entries and the latest checkpoint every checkpoint
+-- interval; the console's integrity page shows the latest row as "the last verification".
+-- Before this table the outcome was only a metric and a log line, gone with the process.
+-- Append-only by convention (the sealer only inserts); one row per checkpoint interval.
+CREATE TABLE seal_verifications (
+    id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Unix seconds, when the check finished.
+    checked_at       BIGINT  NOT NULL,
+    -- The positions re-read and re-hashed: from_position..=to_position (both 0 when the tree
+    -- was still empty), and the sealed size at the time.
+    from_position    BIGINT  NOT NULL CHECK (from_position >= 0),
+    to_position      BIGINT  NOT NULL CHECK (to_position >= from_position),
+    tree_size        BIGINT  NOT NULL CHECK (tree_size >= 0),
+    -- The size of the checkpoint whose signature and root were checked, if any was stored.
+    checkpoint_size  BIGINT,
+    ok               BOOLEAN NOT NULL,
+    -- The first finding when not ok: its kind (`edited`, `missing`, ...) and log position.
+    failure_kind     TEXT,
+    failure_position BIGINT,
+    failure_detail   TEXT,
+    CHECK (ok = (failure_kind IS NULL))
+);
+
+-- The objects one entry touched, for the console's event page ("what the projector did with
+-- it"): `object_touches`'s primary key starts with the object, so without this a look-up by
+-- position reads the whole table.
+CREATE INDEX object_touches_position ON object_touches (position);

@@ -1,0 +1,99 @@
+//! The console's integrity page and the sealer's scheduled re-check: the page shows the last
+//! verification the sealer recorded (when, what it covered, its outcome), says "never
+//! verified" before the first, and names the kind and position of a tampered entry. Both
+//! backends; tampering as in `seal` (the database owner with the triggers out of the way).
+
+use stripe_ledger::sealer;
+
+use crate::helpers::{TestApp, AUDIT_TOKEN};
+use crate::seal::{as_owner, deliver, seal, sealing};
+use crate::ui_http::{console_app, Browser};
+
+/// When the scheduled checks of these tests ran (unix seconds).
+const CHECKED_AT: i64 = 1_764_000_100;
+
+/// A console app with five sealed entries and a checkpoint of them.
+async fn sealed_console() -> TestApp {
+    let app = console_app().spawn().await;
+    deliver(&app, 5).await;
+    seal(&app).await;
+    app
+}
+
+async fn scheduled_check(app: &TestApp) {
+    sealer::scheduled_recheck(&app.db, sealing(app), &app.state.metrics, CHECKED_AT).await;
+}
+
+#[tokio::test]
+async fn the_integrity_page_says_never_verified_until_a_scheduled_check_runs_and_then_shows_it() {
+    let app = sealed_console().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let before = browser.get("/ui/integrity").await;
+    assert_eq!(before.status, 200);
+    assert!(
+        before.text.contains("data-last-verification=\"never\"")
+            && before.text.contains("Never verified"),
+        "{}",
+        before.text
+    );
+
+    scheduled_check(&app).await;
+    let after = browser.get("/ui/integrity").await;
+    assert!(!after.text.contains("Never verified"), "{}", after.text);
+    let when = chrono::DateTime::from_timestamp(CHECKED_AT, 0)
+        .unwrap()
+        .to_rfc3339();
+    assert!(
+        after
+            .text
+            .contains(&format!("data-verified-at>{when}</time>")),
+        "{}",
+        after.text
+    );
+    assert!(after
+        .text
+        .contains("positions 1 to 5 recomputed from the log"));
+    assert!(after.text.contains("the latest checkpoint (tree size 5)"));
+    assert!(after.text.contains("data-verification-outcome=\"ok\""));
+}
+
+#[tokio::test]
+async fn the_integrity_page_names_the_kind_and_position_of_a_tampered_entry_after_the_check() {
+    let app = sealed_console().await;
+    scheduled_check(&app).await;
+    as_owner(
+        &app,
+        &["UPDATE event_log SET livemode = NOT livemode WHERE position = 4"],
+    )
+    .await;
+    scheduled_check(&app).await;
+
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let page = browser.get("/ui/integrity").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("data-verification-outcome=\"failed\""),
+        "{}",
+        page.text
+    );
+    assert!(page
+        .text
+        .contains("<strong data-failure-kind>edited</strong>"));
+    assert!(page
+        .text
+        .contains("<strong data-failure-position>4</strong>"));
+    assert!(!page.text.contains("data-verification-outcome=\"ok\""));
+}
+
+#[tokio::test]
+async fn the_integrity_page_counts_a_small_log_exactly_from_its_ends_and_a_capped_count() {
+    let app = sealed_console().await;
+    let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
+    let page = browser.get("/ui/integrity").await;
+    assert!(
+        page.text.contains("<dd data-log-count>5</dd>"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(">1 to 5</a>"));
+}
