@@ -13,7 +13,7 @@ use ledger_projections::{
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event_log::Source;
+use crate::event_log::{Source, StoredEvent};
 use crate::projector::{origin_of, state_from_json};
 use crate::query::cursor::{Binding, Endpoint};
 use crate::query::{self, FilterError, Params};
@@ -459,17 +459,43 @@ pub struct EntryEffect {
     pub effect: Effect,
 }
 
-/// What the projector did with the entry at `position`, object by object: the objects
-/// `object_touches` lists for it, each with the effect the pure history fold gives the entry in
-/// that object's history (the same rule, and so the same answer, as `history_page`). Each
-/// object's entries are folded up to this one only: later entries cannot change its effect.
-pub async fn entry_effects(db: &Db, position: i64) -> Result<Vec<EntryEffect>, StorageError> {
+/// What the projector did with `entry`, object by object: the objects its facts are about
+/// (decoded from its payload, exactly as the projector decodes it when it records the entry's
+/// `object_touches`), each with the effect the pure history fold gives the entry in that
+/// object's history (the same rule, and so the same answer, as `history_page`). Each object's
+/// entries are folded up to this one only: later entries cannot change its effect. An entry
+/// that does not decode (a dead letter) touched nothing.
+pub async fn entry_effects(db: &Db, entry: &StoredEvent) -> Result<Vec<EntryEffect>, StorageError> {
+    let Some(payload) = entry.payload.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let Ok((payload, _)) = ledger_projections::envelope::parse_strict(payload) else {
+        return Ok(Vec::new());
+    };
+    let event = LoggedEvent {
+        event_id: &entry.event_id,
+        event_type: &entry.event_type,
+        created: entry.stripe_created,
+        payload: &payload,
+        origin: origin_of(entry.source),
+    };
+    let Ok(facts) = ledger_projections::decode(&event) else {
+        return Ok(Vec::new());
+    };
+    let mut keys: Vec<(Kind, String)> = facts
+        .iter()
+        .map(|f| (Kind::of(f), f.id().to_owned()))
+        .collect();
+    keys.sort();
+    keys.dedup();
     let mut effects = Vec::new();
-    for (kind, object_id) in db.touched_by(position).await? {
-        let loaded = load(db, &[(kind, object_id.clone())], position).await?;
+    for (kind, object_id) in keys {
+        let loaded = load(db, &[(kind, object_id.clone())], entry.position).await?;
         let log = loaded.log();
-        let (steps, _) = pure_history(kind.as_str(), &object_id, &log);
-        let step = steps.iter().find(|s| log[s.index].position == position);
+        let (steps, _) = ledger_projections::history(kind.as_str(), &object_id, &log);
+        let step = steps
+            .iter()
+            .find(|s| log[s.index].position == entry.position);
         if let Some(step) = step {
             effects.push(EntryEffect {
                 kind,

@@ -54,8 +54,6 @@ pub trait HistoryStore {
     async fn received_before(&self, position: i64) -> Result<Option<DateTime<Utc>>, StorageError>;
     /// Records touches of entries already logged (rebuild); existing ones are kept.
     async fn record_touches(&self, touches: &[TouchAt]) -> Result<(), StorageError>;
-    /// The objects the entry at `position` touched, by kind and id (none before it is projected).
-    async fn touched_by(&self, position: i64) -> Result<Vec<Key>, StorageError>;
 }
 
 /// Operations inside a transaction.
@@ -85,13 +83,6 @@ impl HistoryStore for Db {
         match self {
             Db::Postgres(s) => s.received_before(position).await,
             Db::Sqlite(s) => s.received_before(position).await,
-        }
-    }
-
-    async fn touched_by(&self, position: i64) -> Result<Vec<Key>, StorageError> {
-        match self {
-            Db::Postgres(s) => s.touched_by(position).await,
-            Db::Sqlite(s) => s.touched_by(position).await,
         }
     }
 

@@ -73,9 +73,9 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     ),
     (
         12,
-        "seal_verifications_touch_positions",
-        include_str!("../../migrations/postgres/0012_seal_verifications_touch_positions.sql"),
-        include_str!("../../migrations/sqlite/0012_seal_verifications_touch_positions.sql"),
+        "seal_verifications",
+        include_str!("../../migrations/postgres/0012_seal_verifications.sql"),
+        include_str!("../../migrations/sqlite/0012_seal_verifications.sql"),
     ),
 ];
 

@@ -381,9 +381,9 @@ pub struct Touched {
     pub effect: &'static str,
 }
 
-/// The objects the entry at `position` touched and what it did to each.
-async fn touched(state: &AppState, position: i64) -> Result<Vec<Touched>, UiError> {
-    let effects = crate::history::entry_effects(&state.db, position).await?;
+/// The objects the entry touched and what it did to each.
+async fn touched(state: &AppState, entry: &StoredEvent) -> Result<Vec<Touched>, UiError> {
+    let effects = crate::history::entry_effects(&state.db, entry).await?;
     Ok(effects
         .into_iter()
         .map(|e| {
@@ -451,7 +451,7 @@ pub async fn show(
     let event = load(&state, &id).await?;
     let (record, touched) = tokio::try_join!(
         async { Ok::<_, UiError>(state.db.ui_projection_record(event.position).await?) },
-        touched(&state, event.position)
+        touched(&state, &event)
     )?;
     let seal = match crate::sealer::proofs::inclusion(&state.db, &event.event_id, None).await {
         Ok(proof) => SealView::Included {

@@ -18,26 +18,6 @@ pub(crate) use history_columns;
 pub(crate) const RECEIVED_BEFORE: &str = "SELECT received_at FROM event_log \
      WHERE position <= $1 ORDER BY position DESC LIMIT 1";
 
-/// The objects the entry at `$1` touched (index `object_touches_position`, migration 0012).
-pub(crate) const TOUCHED_BY: &str = "SELECT kind, object_id FROM object_touches \
-     WHERE position = $1 ORDER BY kind, object_id";
-
-/// One row of [`TOUCHED_BY`]; a kind this version does not know is a decode error.
-pub(crate) struct TouchedRow(pub crate::store::read_models::Key);
-
-impl<'r, R> sqlx::FromRow<'r, R> for TouchedRow
-where
-    R: sqlx::Row,
-    &'r str: sqlx::ColumnIndex<R>,
-    String: Column<'r, R::Database>,
-{
-    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        let kind: String = row.try_get("kind")?;
-        let kind = kind.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        Ok(TouchedRow((kind, row.try_get("object_id")?)))
-    }
-}
-
 impl<'r, R> sqlx::FromRow<'r, R> for HistoryEntry
 where
     R: sqlx::Row,
@@ -76,18 +56,6 @@ macro_rules! history_store_same_on_both {
                     .fetch_optional(&self.$reader)
                     .await?,
             )
-        }
-
-        async fn touched_by(
-            &self,
-            position: i64,
-        ) -> Result<Vec<crate::store::read_models::Key>, StorageError> {
-            let rows: Vec<crate::store::common::history::TouchedRow> =
-                sqlx::query_as(crate::store::common::history::TOUCHED_BY)
-                    .bind(position)
-                    .fetch_all(&self.$reader)
-                    .await?;
-            Ok(rows.into_iter().map(|r| r.0).collect())
         }
     };
 }

@@ -21,8 +21,3 @@ CREATE TABLE seal_verifications (
     failure_detail   TEXT,
     CHECK (ok = (failure_kind IS NULL))
 );
-
--- The objects one entry touched, for the console's event page ("what the projector did with
--- it"): `object_touches`'s primary key starts with the object, so without this a look-up by
--- position reads the whole table.
-CREATE INDEX object_touches_position ON object_touches (position);
