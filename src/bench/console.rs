@@ -139,6 +139,7 @@ async fn measure(
         use crate::store::ui::UiStore as _;
         db.ui_bench_settle_log().await?;
     }
+    super::skip_projection(&db).await?;
     db.close().await;
     let port = free_port()?;
     let tokens = format!("audit:{TOKEN}");
