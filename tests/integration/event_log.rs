@@ -66,6 +66,12 @@ impl WriteLock {
 }
 
 pub async fn hold_write_lock(app: &TestApp) -> WriteLock {
+    hold_lock(app, "LOCK TABLE event_log IN ACCESS EXCLUSIVE MODE").await
+}
+
+/// A transaction on a separate connection holding `pg_lock` (a `LOCK TABLE` statement) on
+/// PostgreSQL, or SQLite's write lock (which WAL readers pass), until released.
+pub async fn hold_lock(app: &TestApp, pg_lock: &'static str) -> WriteLock {
     use sqlx::Connection as _;
     let url = app.database.url.clone();
     let (release, released) = tokio::sync::oneshot::channel::<()>();
@@ -74,10 +80,7 @@ pub async fn hold_write_lock(app: &TestApp) -> WriteLock {
         if url.starts_with("postgres") {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
             let mut tx = conn.begin().await.unwrap();
-            sqlx::query("LOCK TABLE event_log IN ACCESS EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            sqlx::query(pg_lock).execute(&mut *tx).await.unwrap();
             let _ = locked.send(());
             let _ = released.await;
             tx.rollback().await.unwrap();

@@ -598,39 +598,8 @@ async fn two_instances_sealing_one_database_build_one_tree_and_both_checkpoints_
 /// Holds a transaction that blocks inserts into `checkpoints` (PostgreSQL: an EXCLUSIVE table
 /// lock, which plain reads pass; SQLite: the write lock, which WAL readers pass) until
 /// released.
-async fn block_checkpoint_inserts(
-    app: &TestApp,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let url = app.database.url.clone();
-    let (release, released) = tokio::sync::oneshot::channel::<()>();
-    let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
-    let done = tokio::spawn(async move {
-        if url.starts_with("postgres") {
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            let mut tx = conn.begin().await.unwrap();
-            sqlx::query("LOCK TABLE checkpoints IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            let _ = locked.send(());
-            let _ = released.await;
-            tx.rollback().await.unwrap();
-        } else {
-            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let _ = locked.send(());
-            let _ = released.await;
-            sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-        }
-    });
-    is_locked.await.unwrap();
-    (release, done)
+async fn block_checkpoint_inserts(app: &TestApp) -> crate::event_log::WriteLock {
+    crate::event_log::hold_lock(app, "LOCK TABLE checkpoints IN EXCLUSIVE MODE").await
 }
 
 /// Until `n` inserts wait for the lock on `checkpoints` (PostgreSQL's `pg_locks`). SQLite
@@ -673,15 +642,14 @@ async fn two_instances_signing_the_same_size_store_one_checkpoint_and_return_the
     sealer::seal_all(&a.db).await.unwrap();
     // Both read "no checkpoint of size 5 yet", then both insert: one wins, the other meets the
     // conflict and must return the winner's checkpoint, not its own.
-    let (release, held) = block_checkpoint_inserts(&a).await;
+    let held = block_checkpoint_inserts(&a).await;
     let sign = |app: &TestApp, at: i64| {
         let (db, sealing) = (app.db.clone(), sealing(app).clone());
         tokio::spawn(async move { sealer::checkpoint(&db, &sealing, at).await })
     };
     let (by_a, by_b) = (sign(&a, 1_764_000_100), sign(&b, 1_764_000_200));
     until_checkpoint_inserts_wait(&a, 2).await;
-    release.send(()).unwrap();
-    held.await.unwrap();
+    held.release().await;
     let by_a = by_a.await.unwrap().unwrap().expect("a checkpoint");
     let by_b = by_b.await.unwrap().unwrap().expect("a checkpoint");
     let stored = a.db.checkpoints().await.unwrap();
