@@ -2,7 +2,8 @@
 -- `serve` re-verifies the newest sealed entries and the latest checkpoint every checkpoint
 -- interval; the console's integrity page shows the latest row as "the last verification".
 -- Before this table the outcome was only a metric and a log line, gone with the process.
--- Append-only by convention (the sealer only inserts); one row per checkpoint interval.
+-- The sealer inserts one row per checkpoint interval and deletes successful rows older than
+-- 30 days (store::seal::KEEP_OK_VERIFICATIONS_SECS); failed checks are kept for good.
 CREATE TABLE seal_verifications (
     id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     -- Unix seconds, when the check finished.

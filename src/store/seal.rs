@@ -42,6 +42,10 @@ pub struct TreeExtension<'a> {
     pub nodes: &'a [(NodeId, Hash)],
 }
 
+/// How long successful re-checks are kept: 30 days of them (one a checkpoint interval), so the
+/// table stays small while failed ones, the evidence, are kept for good.
+pub const KEEP_OK_VERIFICATIONS_SECS: i64 = 30 * 86_400;
+
 /// The outcome of one scheduled re-check of the sealed log (`seal_verifications`, migration
 /// 0012): which positions it re-hashed and what it found first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +100,8 @@ pub trait SealStore {
     async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StorageError>;
     /// Every checkpoint, smallest size first.
     async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError>;
-    /// Appends the outcome of a scheduled re-check.
+    /// Appends the outcome of a scheduled re-check, and drops the successful ones older than
+    /// [`KEEP_OK_VERIFICATIONS_SECS`] before it (failures are kept).
     async fn record_verification(&self, record: &VerificationRecord) -> Result<(), StorageError>;
     /// The most recently recorded re-check, if any ever ran.
     async fn latest_verification(&self) -> Result<Option<VerificationRecord>, StorageError>;

@@ -97,3 +97,62 @@ async fn the_integrity_page_counts_a_small_log_exactly_from_its_ends_and_a_cappe
     );
     assert!(page.text.contains(">1 to 5</a>"));
 }
+
+#[tokio::test]
+async fn successful_checks_older_than_thirty_days_are_pruned_and_failed_ones_are_kept() {
+    use stripe_ledger::store::seal::{
+        SealStore as _, VerificationFailure, VerificationRecord, KEEP_OK_VERIFICATIONS_SECS,
+    };
+    let app = sealed_console().await;
+    let record = |checked_at: i64, failed: bool| VerificationRecord {
+        checked_at,
+        from_position: 1,
+        to_position: 5,
+        tree_size: 5,
+        checkpoint_size: Some(5),
+        failure: failed.then(|| VerificationFailure {
+            kind: "edited".into(),
+            position: 3,
+            detail: "the entry at position 3 no longer matches its sealed leaf".into(),
+        }),
+    };
+    let old = CHECKED_AT - KEEP_OK_VERIFICATIONS_SECS - 1;
+    for (at, failed) in [(old, false), (old, true), (old + 2, false)] {
+        app.db
+            .record_verification(&record(at, failed))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        verifications(&app).await,
+        vec![(old, false), (old, true), (old + 2, false)]
+    );
+    app.db
+        .record_verification(&record(CHECKED_AT, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        verifications(&app).await,
+        vec![(old, true), (old + 2, false), (CHECKED_AT, false)],
+        "the successful check past thirty days is gone; the failure and the recent ones stay"
+    );
+    assert_eq!(
+        app.db.latest_verification().await.unwrap(),
+        Some(record(CHECKED_AT, false))
+    );
+}
+
+/// Every recorded check, oldest first: (checked_at, failed).
+async fn verifications(app: &TestApp) -> Vec<(i64, bool)> {
+    use sqlx::Connection as _;
+    let sql = "SELECT checked_at, ok FROM seal_verifications ORDER BY id";
+    let url = &app.database.url;
+    let rows: Vec<(i64, bool)> = if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+    };
+    rows.into_iter().map(|(at, ok)| (at, !ok)).collect()
+}

@@ -71,6 +71,12 @@ pub(crate) const RECORD_VERIFICATION: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 );
 
+/// Successful re-checks older than `$1` (unix seconds): one a checkpoint interval would grow the
+/// table without end, and an old "nothing changed" says nothing the newest does not. Failures
+/// are evidence and stay.
+pub(crate) const PRUNE_VERIFICATIONS: &str =
+    "DELETE FROM seal_verifications WHERE ok AND checked_at < $1";
+
 /// The newest by id, not by `checked_at`: two instances' clocks may disagree.
 pub(crate) const LATEST_VERIFICATION: &str = concat!(
     "SELECT ",
@@ -267,6 +273,13 @@ macro_rules! seal_store_same_on_both {
                 .bind(failure.map(|f| f.kind.as_str()))
                 .bind(failure.map(|f| to_db(f.position)).transpose()?)
                 .bind(failure.map(|f| f.detail.as_str()))
+                .execute(&self.$writer)
+                .await?;
+            let keep_from = record
+                .checked_at
+                .saturating_sub(crate::store::seal::KEEP_OK_VERIFICATIONS_SECS);
+            sqlx::query(sql::PRUNE_VERIFICATIONS)
+                .bind(keep_from)
                 .execute(&self.$writer)
                 .await?;
             Ok(())
