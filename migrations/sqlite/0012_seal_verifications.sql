@@ -1,5 +1,5 @@
 -- The outcome of every scheduled re-check of the sealed log: see
--- migrations/postgres/0012_seal_verifications_touch_positions.sql (same columns; `ok` is an integer 0/1).
+-- migrations/postgres/0012_seal_verifications.sql (same columns; `ok` is an integer 0/1).
 CREATE TABLE seal_verifications (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     checked_at       INTEGER NOT NULL,
