@@ -77,6 +77,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0012_seal_verifications.sql"),
         include_str!("../../migrations/sqlite/0012_seal_verifications.sql"),
     ),
+    (
+        13,
+        "generic_ingest_read",
+        include_str!("../../migrations/postgres/0013_generic_ingest_read.sql"),
+        include_str!("../../migrations/sqlite/0013_generic_ingest_read.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

@@ -32,17 +32,9 @@ impl PgStore {
 }
 
 /// The batch's read, one statement and one snapshot: a row tagged 0 for the active generation,
-/// 1 per logged id, 2 per stored state of the active generation.
-const READ: &str = "SELECT 0 AS tag, NULL::text AS a, active_generation AS n, NULL::int8 AS m, \
-         NULL::text AS b, NULL::text AS c, NULL::text AS d FROM projection_meta \
-     UNION ALL \
-     SELECT 1, event_id, position, stripe_created, event_type, payload, raw_body_sha256 \
-         FROM event_log WHERE event_id = ANY($1) \
-     UNION ALL \
-     SELECT 2, r.id, r.version, NULL, r.kind, r.state, NULL \
-         FROM unnest($2::text[], $3::text[]) AS k(kind, id) \
-         JOIN read_models r ON r.kind = k.kind AND r.id = k.id \
-         AND r.generation = (SELECT active_generation FROM projection_meta)";
+/// 1 per logged id, 2 per stored state of the active generation. The statement is a function
+/// (migration 0013) so that its plans are cached, not made again for every batch.
+const READ: &str = "SELECT tag, a, n, m, b, c, d FROM ledger_ingest_read($1, $2, $3)";
 
 const READ_STATES: &str = "SELECT r.kind, r.id, r.state, r.version \
      FROM unnest($2::text[], $3::text[]) AS k(kind, id) \
