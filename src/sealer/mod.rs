@@ -197,6 +197,12 @@ pub async fn checkpoint(
     let state = db.seal_state().await?;
     let latest = db.latest_checkpoint().await?;
     if state.size == 0 || latest.as_ref().is_some_and(|c| c.size >= state.size) {
+        // Nothing new to sign; a write to CHECKPOINT_DIR that failed before is tried again.
+        if let (Some(dir), Some(latest)) = (&sealing.checkpoint_dir, &latest) {
+            if !publish::is_written(dir, latest) {
+                publish_note(dir, latest);
+            }
+        }
         return Ok(latest);
     }
     let body = Checkpoint {
@@ -221,12 +227,18 @@ pub async fn checkpoint(
             .ok_or_else(|| SealError::Inconsistent("a checkpoint vanished".into()))?
     };
     if let Some(dir) = &sealing.checkpoint_dir {
-        if let Err(e) = publish::write_note(dir, &stored) {
-            tracing::error!(dir = %dir.display(), error = %e, "could not write the checkpoint to CHECKPOINT_DIR");
-        }
+        publish_note(dir, &stored);
     }
     tracing::info!(size = stored.size, "checkpoint signed");
     Ok(Some(stored))
+}
+
+/// Writes the checkpoint to `CHECKPOINT_DIR`; a failure is logged (it is stored in the database
+/// either way, and the next interval tries again while it is the latest).
+fn publish_note(dir: &std::path::Path, checkpoint: &StoredCheckpoint) {
+    if let Err(e) = publish::write_note(dir, checkpoint) {
+        tracing::error!(dir = %dir.display(), error = %e, "could not write the checkpoint to CHECKPOINT_DIR");
+    }
 }
 
 pub(crate) fn to_i64(n: u64) -> i64 {

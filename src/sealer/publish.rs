@@ -7,6 +7,11 @@ use std::path::Path;
 
 use crate::store::seal::StoredCheckpoint;
 
+/// Whether `<size>.note` of `checkpoint` is in `dir`.
+pub fn is_written(dir: &Path, checkpoint: &StoredCheckpoint) -> bool {
+    dir.join(format!("{}.note", checkpoint.size)).is_file()
+}
+
 pub fn write_note(dir: &Path, checkpoint: &StoredCheckpoint) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     write_atomically(dir, &format!("{}.note", checkpoint.size), &checkpoint.note)?;

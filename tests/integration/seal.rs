@@ -1402,3 +1402,42 @@ async fn the_sealer_stops_before_an_uncommitted_append_and_seals_it_as_an_entry_
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["sealed_size"], 4);
 }
+
+#[tokio::test]
+async fn a_checkpoint_that_could_not_be_written_to_checkpoint_dir_is_written_at_the_next_interval()
+{
+    let app = TestApp::spawn().await;
+    let dir = std::env::temp_dir().join(unique_id("checkpoints"));
+    // A file where the directory should be: the first write fails.
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let publishing = Sealing {
+        checkpoint_dir: Some(dir.clone()),
+        ..sealing(&app).clone()
+    };
+    deliver(&app, 3).await;
+    sealer::seal_all(&app.db).await.unwrap();
+    let signed = sealer::checkpoint(&app.db, &publishing, 1_764_000_000)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(signed.size, 3);
+    assert!(dir.is_file(), "the failed write left the file alone");
+
+    // The directory can be made now; the tree has not grown, so nothing new is signed, but the
+    // stored checkpoint is published.
+    std::fs::remove_file(&dir).unwrap();
+    let again = sealer::checkpoint(&app.db, &publishing, 1_764_000_060)
+        .await
+        .unwrap();
+    assert_eq!(again.as_ref(), Some(&signed), "no new checkpoint");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("3.note")).unwrap(),
+        signed.note
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("latest.note")).unwrap(),
+        signed.note
+    );
+    assert_eq!(app.db.checkpoints().await.unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
