@@ -142,6 +142,10 @@ pub async fn run_history(options: &BenchOptions, n: usize) -> anyhow::Result<His
             .await?;
             let (_, rebuild, _) = timed_rebuild(&db).await?;
             rebuilds.push((*backend, rebuild));
+            // Sealed and signed, as a service with a key runs: explain cites proofs.
+            crate::sealer::seal_all(&db).await?;
+            let sealing = crate::sealer::bench::bench_sealing()?;
+            crate::sealer::checkpoint(&db, &sealing, chrono::Utc::now().timestamp()).await?;
             let measured = measure(&db, *backend, n, k, options.samples.max(1)).await;
             db.close().await;
             measured
@@ -188,6 +192,15 @@ async fn measure(
                     anyhow::ensure!(
                         e.entitlement.subscription_id.as_deref() == Some("sub_hot"),
                         "explain did not find the subscription"
+                    );
+                    // The API's body, with the cited entries' inclusion proofs.
+                    let mut body = crate::http::explanation_json(&e);
+                    crate::http::with_inclusion_proofs(db, &mut body)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("inclusion proofs: {e:?}"))?;
+                    anyhow::ensure!(
+                        !body["inputs"][0]["inclusion_proof"].is_null(),
+                        "explain cited no proof"
                     );
                 }
                 _ => {

@@ -132,6 +132,21 @@ pub async fn run_seal(options: &BenchOptions, n: usize) -> anyhow::Result<String
     Ok(out)
 }
 
+/// The benches' sealing: the fixed bench key, no directory.
+pub(crate) fn bench_sealing() -> anyhow::Result<super::Sealing> {
+    let seed = <[u8; 32]>::try_from(base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        BENCH_SEED,
+    )?)
+    .map_err(|_| anyhow::anyhow!("the bench seed is 32 bytes"))?;
+    Ok(super::Sealing {
+        key: std::sync::Arc::new(SigningKey::from_seed("stripe-ledger/test", seed)?),
+        origin: "stripe-ledger/test".into(),
+        checkpoint_dir: None,
+        checkpoint_interval: Duration::from_secs(60),
+    })
+}
+
 async fn seal_one(backend: BenchBackend, url: &str, n: usize) -> anyhow::Result<SealRow> {
     let db = Db::connect(&DbTarget::parse(url)?, &Default::default()).await?;
     db.migrate().await?;
@@ -141,17 +156,7 @@ async fn seal_one(backend: BenchBackend, url: &str, n: usize) -> anyhow::Result<
     super::seal_all(&db).await?;
     let seal = started.elapsed();
     eprintln!("{name}: sealed {n} events in {:.1} s", seal.as_secs_f64());
-    let seed = <[u8; 32]>::try_from(base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        BENCH_SEED,
-    )?)
-    .map_err(|_| anyhow::anyhow!("the bench seed is 32 bytes"))?;
-    let sealing = super::Sealing {
-        key: std::sync::Arc::new(SigningKey::from_seed("stripe-ledger/test", seed)?),
-        origin: "stripe-ledger/test".into(),
-        checkpoint_dir: None,
-        checkpoint_interval: Duration::from_secs(60),
-    };
+    let sealing = bench_sealing()?;
     super::checkpoint(&db, &sealing, chrono::Utc::now().timestamp()).await?;
     let started = Instant::now();
     let report = super::verify::verify(&db, &sealing.key.verifier(), &[]).await?;
