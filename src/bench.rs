@@ -285,8 +285,6 @@ async fn timed_rebuild(db: &Db) -> anyhow::Result<(usize, Duration, Option<u64>)
     Ok((report.events, elapsed, peak_rss_kib(std::process::id())))
 }
 
-/// Appends `n` generated events (`generated_event`) in bulk: built on a blocking thread while
-/// the previous batch is inserted, one multi-row statement per batch.
 /// For a bench whose server reads only the log and the sealed tree (the console's event pages,
 /// the proof API): moves the catch-up checkpoint past the prefilled entries, which are never
 /// projected, so the server does not spend the measured phase folding a million entries in
@@ -297,6 +295,8 @@ pub(crate) async fn skip_projection(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Appends `n` generated events (`generated_event`) in bulk: built on a blocking thread while
+/// the previous batch is inserted, one multi-row statement per batch.
 pub(crate) async fn prefill_log(db: &Db, n: usize, backend: BenchBackend) -> anyhow::Result<()> {
     let users = (n / 20).max(1);
     prefill_with(db, n, backend, move |i| generated_entry(i, users)).await

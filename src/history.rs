@@ -463,8 +463,9 @@ pub struct EntryEffect {
 /// (decoded from its payload, exactly as the projector decodes it when it records the entry's
 /// `object_touches`), each with the effect the pure history fold gives the entry in that
 /// object's history (the same rule, and so the same answer, as `history_page`). Each object's
-/// entries are folded up to this one only: later entries cannot change its effect. An entry
-/// that does not decode (a dead letter) touched nothing.
+/// entries are folded up to this one only (later entries cannot change its effect), and only
+/// this entry's step renders the object's fields. An entry that does not decode (a dead
+/// letter) touched nothing.
 pub async fn entry_effects(db: &Db, entry: &StoredEvent) -> Result<Vec<EntryEffect>, StorageError> {
     let Some(payload) = entry.payload.as_deref() else {
         return Ok(Vec::new());
@@ -492,10 +493,11 @@ pub async fn entry_effects(db: &Db, entry: &StoredEvent) -> Result<Vec<EntryEffe
     for (kind, object_id) in keys {
         let loaded = load(db, &[(kind, object_id.clone())], entry.position).await?;
         let log = loaded.log();
-        let (steps, _) = ledger_projections::history(kind.as_str(), &object_id, &log);
+        let before = Some(entry.position - 1);
+        let steps = pure_history_page(kind.as_str(), &object_id, &log, before, 1);
         let step = steps
-            .iter()
-            .find(|s| log[s.index].position == entry.position);
+            .first()
+            .filter(|s| log[s.index].position == entry.position);
         if let Some(step) = step {
             effects.push(EntryEffect {
                 kind,
