@@ -196,7 +196,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "STRIPE_SECRET_KEY is not set: running in test mode, live events are refused"
         );
     }
-    let sealing = crate::sealer::Sealing::from_config(&config.seal)
+    let sealing = crate::sealer::Sealing::for_serve(&config.seal, &db)
+        .await
         .context("could not load the checkpoint signing key (LEDGER_SIGNING_KEY)")?;
     if let Some(dir) = &config.seal.checkpoint_dir {
         std::fs::create_dir_all(dir)

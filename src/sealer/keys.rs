@@ -29,6 +29,14 @@ pub enum KeyError {
          its first start)"
     )]
     Missing { path: String },
+    /// The key file is gone but checkpoints signed by some key are stored: a new key would sign
+    /// a second history, and make every earlier checkpoint look forged.
+    #[error(
+        "there is no key file {path}, but the database holds signed checkpoints: restore the key \
+         file (or set LEDGER_SIGNING_KEY to that key); a new key is made only for a database \
+         without checkpoints"
+    )]
+    Lost { path: String },
     #[error(
         "the key in {path} is named for another origin than {origin:?}: a PRIVATE+KEY name must \
          be the checkpoint origin (CHECKPOINT_ORIGIN)"

@@ -68,11 +68,21 @@ impl std::fmt::Debug for Sealing {
 
 impl Sealing {
     /// From the configuration, for `serve`: the embedded default's key file is created if it
-    /// does not exist yet. `None` when `LEDGER_SIGNING_KEY=off`.
-    pub fn from_config(
+    /// does not exist yet, and only while `db` holds no checkpoint (else [`keys::KeyError::Lost`]:
+    /// the file of the key that signed them is missing). `None` when `LEDGER_SIGNING_KEY=off`.
+    pub async fn for_serve(
         config: &crate::config::SealConfig,
-    ) -> Result<Option<Sealing>, keys::KeyError> {
-        Self::load(config, keys::Missing::Generate)
+        db: &Db,
+    ) -> Result<Option<Sealing>, anyhow::Error> {
+        match Self::existing(config) {
+            Err(keys::KeyError::Missing { path }) => {
+                if db.latest_checkpoint().await?.is_some() {
+                    return Err(keys::KeyError::Lost { path }.into());
+                }
+                Ok(Self::load(config, keys::Missing::Generate)?)
+            }
+            loaded => Ok(loaded?),
+        }
     }
 
     /// From the configuration, for `checkpoint` and `verify`: a missing key file is an error

@@ -223,7 +223,8 @@ impl TestAppBuilder {
             .await
             .expect("connect to the test database");
         db.migrate().await.expect("migrate the test database");
-        let sealing = stripe_ledger::sealer::Sealing::from_config(&config.seal)
+        let sealing = stripe_ledger::sealer::Sealing::for_serve(&config.seal, &db)
+            .await
             .expect("the test signing key loads");
         let mut state = AppState::new(db.clone(), &config);
         if let Some(now) = self.clock {

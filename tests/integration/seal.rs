@@ -1441,3 +1441,46 @@ async fn a_checkpoint_that_could_not_be_written_to_checkpoint_dir_is_written_at_
     assert_eq!(app.db.checkpoints().await.unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn serve_refuses_to_make_a_new_key_for_a_database_whose_checkpoints_another_key_signed() {
+    let app = TestApp::spawn().await;
+    deliver(&app, 2).await;
+    seal(&app).await;
+    let embedded = app.database.url.strip_prefix("sqlite://").map(|path| {
+        let key_file = std::path::PathBuf::from(format!("{path}.signing-key"));
+        assert!(!key_file.exists(), "the test app's key is not on disk");
+        key_file
+    });
+    // The embedded default with its key file gone (a restore or copy without it); PostgreSQL
+    // never makes a key, so there it is the plain "a key is required" refusal.
+    let mut command = bare_command(&app);
+    command
+        .env_remove("LEDGER_SIGNING_KEY")
+        .args(["serve"])
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_lost_key_test")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve started with a new key beside checkpoints signed by another");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("LEDGER_SIGNING_KEY"), "{stderr}");
+    if let Some(key_file) = embedded {
+        assert!(stderr.contains("holds signed checkpoints"), "{stderr}");
+        assert!(!key_file.exists(), "no key file was made");
+    }
+    assert_eq!(app.db.checkpoints().await.unwrap().len(), 1);
+}
