@@ -40,14 +40,16 @@ pub async fn checkpoint(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.require(&headers, Scope::Audit)?;
-    // Off, no checkpoint will ever come: a client polling for the first one should stop.
-    if !state.sealing_on {
-        return Err(sealing_off());
-    }
-    let latest =
-        state.db.latest_checkpoint().await?.ok_or_else(|| {
+    // Checkpoints signed before sealing was switched off are still served (the proof routes
+    // still prove against them); with none, and sealing off, none will ever come: a client
+    // polling for the first one should stop.
+    let latest = state.db.latest_checkpoint().await?.ok_or_else(|| {
+        if state.sealing_on {
             ApiError::not_found("no_checkpoint", "no checkpoint has been signed yet")
-        })?;
+        } else {
+            sealing_off()
+        }
+    })?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         latest.note,

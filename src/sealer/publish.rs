@@ -7,9 +7,12 @@ use std::path::Path;
 
 use crate::store::seal::StoredCheckpoint;
 
-/// Whether `<size>.note` of `checkpoint` is in `dir`.
+/// Whether `checkpoint` is in `dir` as it should be: `<size>.note` and `latest.note` both hold
+/// its note (either write may have failed, or a reused directory hold another log's).
 pub fn is_written(dir: &Path, checkpoint: &StoredCheckpoint) -> bool {
-    dir.join(format!("{}.note", checkpoint.size)).is_file()
+    let holds =
+        |name: &str| std::fs::read_to_string(dir.join(name)).is_ok_and(|t| t == checkpoint.note);
+    holds(&format!("{}.note", checkpoint.size)) && holds("latest.note")
 }
 
 pub fn write_note(dir: &Path, checkpoint: &StoredCheckpoint) -> std::io::Result<()> {

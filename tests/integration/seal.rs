@@ -1484,3 +1484,34 @@ async fn serve_refuses_to_make_a_new_key_for_a_database_whose_checkpoints_anothe
     }
     assert_eq!(app.db.checkpoints().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn with_sealing_switched_off_after_it_ran_the_old_checkpoint_and_its_proofs_are_still_served()
+{
+    let sealed = TestApp::spawn().await;
+    let ids = deliver(&sealed, 2).await;
+    let note = seal(&sealed).await;
+    let off = TestApp::builder()
+        .database(sealed.database.clone())
+        .env("LEDGER_SIGNING_KEY", "off")
+        .spawn()
+        .await;
+    let latest = off.audit("/api/audit/checkpoint").await;
+    assert_eq!((latest.status, latest.text.as_str()), (200, note.as_str()));
+    let proof = off
+        .audit(&format!("/api/audit/events/{}/proof", ids[1]))
+        .await;
+    assert_eq!(proof.status, 200, "{}", proof.text);
+    assert_eq!(proof.json["checkpoint"], note.as_str());
+    // An entry logged after sealing stopped will never be sealed.
+    let later = deliver(&off, 1).await;
+    let unsealed = off
+        .audit(&format!("/api/audit/events/{}/proof", later[0]))
+        .await;
+    assert_eq!(
+        (unsealed.status, unsealed.code()),
+        (404, "sealing_off"),
+        "{}",
+        unsealed.text
+    );
+}
