@@ -196,7 +196,8 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn unix_rfc3339(secs: i64) -> String {
+/// Unix seconds as the console shows every time (`2026-03-01T10:00:00Z`).
+pub(super) fn unix_rfc3339(secs: i64) -> String {
     DateTime::<Utc>::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), rfc3339)
 }
 
@@ -396,11 +397,7 @@ async fn touched(state: &AppState, entry: &StoredEvent) -> Result<Vec<Touched>, 
                 kind: e.kind.as_str(),
                 href: page.map(|p| format!("/ui/{p}/{}", urlencode(&e.object_id))),
                 object_id: e.object_id,
-                effect: match e.effect {
-                    ledger_projections::Effect::Applied => "applied",
-                    ledger_projections::Effect::Superseded => "superseded",
-                    ledger_projections::Effect::Ignored => "ignored",
-                },
+                effect: e.effect.as_str(),
             }
         })
         .collect())

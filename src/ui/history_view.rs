@@ -68,10 +68,7 @@ fn json_text(v: &Value) -> String {
 }
 
 fn step(i: &HistoryItem) -> Step {
-    let effect = serde_json::to_value(i.effect)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let effect = i.effect.as_str().to_owned();
     Step {
         position: i.position,
         href: format!("/ui/events/{}", urlencode(&i.event_id)),

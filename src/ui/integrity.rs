@@ -6,7 +6,6 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::DateTime;
 
 use super::{Chrome, UiError, UiSession};
 use crate::app::AppState;
@@ -81,7 +80,7 @@ pub struct VerificationView {
 impl From<VerificationRecord> for VerificationView {
     fn from(r: VerificationRecord) -> Self {
         VerificationView {
-            checked_at: rfc3339(r.checked_at),
+            checked_at: super::events::unix_rfc3339(r.checked_at),
             from_position: r.from_position,
             to_position: r.to_position,
             tree_size: r.tree_size,
@@ -89,10 +88,6 @@ impl From<VerificationRecord> for VerificationView {
             failure: r.failure,
         }
     }
-}
-
-fn rfc3339(unix: i64) -> String {
-    DateTime::from_timestamp(unix, 0).map_or_else(|| unix.to_string(), |t| t.to_rfc3339())
 }
 
 pub async fn show(State(state): State<AppState>, session: UiSession) -> Result<Response, UiError> {
@@ -139,7 +134,7 @@ pub async fn show(State(state): State<AppState>, session: UiSession) -> Result<R
                 size: c.size,
                 root: hex::encode(c.root),
                 origin: c.origin,
-                signed_at: rfc3339(c.signed_at),
+                signed_at: super::events::unix_rfc3339(c.signed_at),
                 note: c.note,
             })
             .collect(),

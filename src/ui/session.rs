@@ -319,16 +319,17 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// The sign-in form with a fresh nonce (in its cookie) and that nonce's token (in the form).
-/// Every rendering gets a new pair, so a form shown again after a failure works as well.
+/// The sign-in form with its nonce (in its cookie) and that nonce's token (in the form). The
+/// browser's nonce is kept when it sends a well-formed one, so several tabs sent to sign in at
+/// once (a session that expired under them) each have a form that works; else a fresh one.
 fn login_page(
     state: &AppState,
     policy: CookiePolicy,
     status: StatusCode,
-    next: String,
-    problem: Option<&str>,
+    (next, problem): (String, Option<&str>),
+    nonce: Option<[u8; 32]>,
 ) -> Result<Response, UiError> {
-    let nonce = random_bytes();
+    let nonce = nonce.unwrap_or_else(random_bytes);
     let page = LoginPage {
         chrome: Chrome::anonymous(state),
         next,
@@ -352,7 +353,8 @@ pub async fn login_form(
     let params = crate::query::parse_query(query.as_deref()).unwrap_or_default();
     let next = safe_next(params.get("next").map(String::as_str));
     let policy = CookiePolicy::for_request(&headers, state.ui.public_origin());
-    login_page(&state, policy, StatusCode::OK, next, None)
+    let nonce = cookie_id(&headers, policy.login_name());
+    login_page(&state, policy, StatusCode::OK, (next, None), nonce)
 }
 
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, UiError> {
@@ -368,7 +370,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
     let next = safe_next(fields.get("next").map(String::as_str));
     let now = state.now();
     let refuse = |status: StatusCode, problem: &str| {
-        login_page(&state, policy, status, next.clone(), Some(problem))
+        login_page(&state, policy, status, (next.clone(), Some(problem)), nonce)
     };
     if state.ui.limiter.blocked(now) {
         return refuse(

@@ -1256,3 +1256,32 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn sign_in_forms_opened_in_several_tabs_all_work_because_the_nonce_is_kept() {
+    let app = console_app().spawn().await;
+    let mut browser = Browser::new(&app);
+    // Two tabs sent to the sign-in form one after the other, with the same cookie jar.
+    let first_tab = browser.open_sign_in().await;
+    let nonce = browser.login_cookie.clone();
+    let second_tab = browser.open_sign_in().await;
+    assert_eq!(
+        browser.login_cookie, nonce,
+        "the second form keeps the nonce"
+    );
+    assert_eq!(first_tab, second_tab);
+    // The first tab's form, submitted last, still signs in.
+    let fields = [
+        ("token", AUDIT_TOKEN),
+        ("next", "/ui/events"),
+        ("csrf", first_tab.as_str()),
+    ];
+    let page = browser.post("/ui/login", &fields).await;
+    assert_eq!(page.status, 303, "{}", page.text);
+    assert!(page.session_cookie().is_some());
+    // A browser without the nonce gets a fresh one, and another's token is no use to it.
+    let mut other = Browser::new(&app);
+    let own = other.open_sign_in().await;
+    assert_ne!(other.login_cookie, nonce);
+    assert_ne!(own, first_tab);
+}

@@ -90,6 +90,17 @@ pub enum Effect {
     Ignored,
 }
 
+impl Effect {
+    /// The name the API and the console show (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Applied => "applied",
+            Effect::Superseded => "superseded",
+            Effect::Ignored => "ignored",
+        }
+    }
+}
+
 /// One field an applied entry changed; `null` stands for "absent".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {

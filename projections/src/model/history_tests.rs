@@ -343,3 +343,10 @@ fn a_late_older_snapshot_is_superseded_in_history_and_changes_nothing() {
     assert_eq!(steps[1].effect, Effect::Superseded);
     assert!(steps[1].changes.is_empty());
 }
+
+#[test]
+fn each_effect_is_shown_by_its_serde_name() {
+    for effect in [Effect::Applied, Effect::Superseded, Effect::Ignored] {
+        assert_eq!(json!(effect), json!(effect.as_str()));
+    }
+}
