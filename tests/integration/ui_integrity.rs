@@ -84,7 +84,8 @@ async fn the_integrity_page_names_the_kind_and_position_of_a_tampered_entry_afte
 }
 
 #[tokio::test]
-async fn the_integrity_page_counts_a_small_log_exactly_from_its_ends_and_a_capped_count() {
+async fn the_integrity_page_counts_a_small_log_exactly_and_the_count_stops_at_its_cap() {
+    use stripe_ledger::store::ui::UiStore as _;
     let app = sealed_console().await;
     let browser = Browser::signed_in(&app, AUDIT_TOKEN).await;
     let page = browser.get("/ui/integrity").await;
@@ -94,6 +95,13 @@ async fn the_integrity_page_counts_a_small_log_exactly_from_its_ends_and_a_cappe
         page.text
     );
     assert!(page.text.contains(">1 to 5</a>"));
+    // The page asks for 10,001 at most; the same statement with a smaller cap stops there and
+    // still gives the log's ends (a million-entry log is not built here).
+    let capped = app.db.ui_log_range(3).await.unwrap();
+    assert_eq!(
+        (capped.count, capped.first, capped.last),
+        (3, Some(1), Some(5))
+    );
 }
 
 #[tokio::test]
