@@ -133,7 +133,11 @@ fn read_seed(path: &Path, origin: &str) -> Result<Option<[u8; 32]>, KeyError> {
     }
     Ok(Some(*key.seed.expose()))
 }
-/// Creates the key file (never overwriting one: `create_new`), readable by its owner only.
+
+/// Creates the key file, readable by its owner only, never overwriting one and never leaving
+/// half of one: the key is written to a temporary file beside it, synced, then hard-linked into
+/// place (which fails if the name exists). If another process created the file meanwhile (two
+/// `serve`s started together), its key is the one used.
 fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
     use base64::Engine as _;
     let key = SigningKey::generate(origin).map_err(|e| KeyError::Key(e.to_string()))?;
@@ -141,14 +145,26 @@ fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
         path: path.display().to_string(),
         source,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(created)?;
     let text = base64::engine::general_purpose::STANDARD.encode(key.seed());
-    writeln!(file, "{text}").map_err(created)?;
-    file.sync_all().map_err(created)?;
+    let temp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = write_private(&temp, &text).and_then(|()| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let seed = read_seed(path, origin)?.ok_or_else(|| KeyError::Read {
+                path: path.display().to_string(),
+            })?;
+            return SigningKey::from_seed(origin, seed).map_err(|e| KeyError::Key(e.to_string()));
+        }
+        Err(e) => return Err(created(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The new name is durable once its directory is synced.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(created)?;
+    }
     let verifier = key.verifier().to_string();
     // `serve` logs (JSON lines when LOG_FORMAT=json); a command without logging prints it.
     if tracing::dispatcher::has_been_set() {
@@ -166,9 +182,34 @@ fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
     Ok(key)
 }
 
+/// Writes `text` and a newline to a new file at `path`, mode 0600, synced.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{text}")?;
+    file.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_made_by_another_process_first_is_used_and_no_temporary_file_is_left() {
+        let path = temp_file("db.signing-key");
+        let theirs = generate(&path, "o").unwrap();
+        // This process lost the race: its own key goes nowhere, the file's key is used.
+        let ours = generate(&path, "o").unwrap();
+        assert_eq!(ours.verifier().to_string(), theirs.verifier().to_string());
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("db.signing-key")]);
+    }
 
     fn temp_file(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("ledger-keys-{}", uuid::Uuid::new_v4()));
