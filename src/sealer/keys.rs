@@ -81,9 +81,13 @@ pub fn parse_key_text(text: &str) -> Option<KeyText> {
     })
 }
 
-/// A key file's content: what [`parse_key_text`] reads, or exactly 32 raw bytes.
+/// A key file's content: what [`parse_key_text`] reads, or exactly 32 raw bytes. Thirty-two
+/// bytes that are all printable text (a hex string or a password saved without a newline) are
+/// read as text, and so refused, rather than taken as a seed: random seed bytes are all
+/// printable about once in 10^14.
 pub fn parse_key_file(content: &[u8]) -> Option<KeyText> {
-    if let Ok(raw) = <[u8; 32]>::try_from(content) {
+    let text_like = content.iter().all(|b| b.is_ascii_graphic());
+    if let (Ok(raw), false) = (<[u8; 32]>::try_from(content), text_like) {
         return Some(KeyText {
             seed: Secret::new(raw),
             name: None,
@@ -196,6 +200,18 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thirty_two_printable_bytes_are_not_taken_for_a_raw_seed() {
+        assert!(parse_key_file(b"0123456789abcdef0123456789abcdef").is_none());
+        assert!(parse_key_file(b"correct-horse-battery-staple-123").is_none());
+        let mut raw = [0u8; 32];
+        raw[0] = 0x80;
+        assert!(
+            parse_key_file(&raw).is_some(),
+            "binary bytes are a raw seed"
+        );
+    }
 
     #[test]
     fn a_key_file_made_by_another_process_first_is_used_and_no_temporary_file_is_left() {
