@@ -273,7 +273,10 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Postgres(store) => store.pool.close().await,
+            Db::Postgres(store) => {
+                store.ingest.close().await;
+                store.pool.close().await;
+            }
             Db::Sqlite(store) => {
                 store.read.close().await;
                 store.write.close().await;

@@ -40,7 +40,7 @@ async fn update_delete_and_truncate_on_the_log_fail_in_the_database() {
 
 async fn execute(db: &Db, sql: &str) -> Result<u64, String> {
     let result = match db {
-        Db::Postgres(stripe_ledger::store::PgStore { pool }) => sqlx::query(sql)
+        Db::Postgres(stripe_ledger::store::PgStore { pool, .. }) => sqlx::query(sql)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),

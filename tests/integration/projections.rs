@@ -234,7 +234,7 @@ async fn a_projection_failure_is_dead_lettered_answered_500_and_cleared_by_a_suc
 async fn poison(app: &TestApp, kind: &str, id: &str) {
     let sql = "UPDATE read_models SET state = 'not json' WHERE kind = $1 AND id = $2";
     match &app.db {
-        stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool }) => {
+        stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool, .. }) => {
             sqlx::query(sql)
                 .bind(kind)
                 .bind(id)
@@ -526,7 +526,8 @@ async fn two_instances_writing_one_object_at_once_retry_the_loser_and_end_like_o
 
 /// Waits until `n` backends wait for a row lock (or the transaction holding it).
 async fn row_waiters(app: &TestApp, n: i64) {
-    let stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool }) = &app.db else {
+    let stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool, .. }) = &app.db
+    else {
         unreachable!("PostgreSQL only");
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -612,7 +613,8 @@ async fn subscriptions_list_by_status_with_cursor_pagination() {
 
 /// Waits until `n` advisory-lock requests are queued on PostgreSQL.
 async fn advisory_waiters(app: &TestApp, n: i64) {
-    let stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool }) = &app.db else {
+    let stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool, .. }) = &app.db
+    else {
         unreachable!("PostgreSQL only");
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -14,7 +14,7 @@ use crate::helpers::TestApp;
 /// Every table of ours (not sqlx's bookkeeping nor SQLite's internals) with its columns, sorted.
 async fn tables_and_columns(db: &Db) -> BTreeMap<String, Vec<String>> {
     let rows: Vec<(String, String)> = match db {
-        Db::Postgres(PgStore { pool }) => sqlx::query_as(
+        Db::Postgres(PgStore { pool, .. }) => sqlx::query_as(
             "SELECT table_name::text, column_name::text FROM information_schema.columns \
              WHERE table_schema = current_schema()",
         )

@@ -395,7 +395,7 @@ async fn set_state(app: &TestApp, id: &str, state: Option<&str>) {
         ),
     };
     match &app.db {
-        stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool }) => {
+        stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool, .. }) => {
             let mut query = sqlx::query(sql);
             for b in &binds {
                 query = query.bind(*b);

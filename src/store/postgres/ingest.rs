@@ -26,7 +26,7 @@ pub struct PgSession {
 impl PgStore {
     pub(crate) async fn ingest_session(&self) -> Result<PgSession, StorageError> {
         Ok(PgSession {
-            conn: self.pool.acquire().await?,
+            conn: self.ingest.acquire().await?,
         })
     }
 }
@@ -35,10 +35,6 @@ impl PgStore {
 /// 1 per logged id, 2 per stored state of the active generation. The statement is a function
 /// (migration 0013) so that its plans are cached, not made again for every batch.
 const READ: &str = "SELECT tag, a, n, m, b, c, d FROM ledger_ingest_read($1, $2, $3)";
-
-const READ_STATES: &str = "SELECT r.kind, r.id, r.state, r.version \
-     FROM unnest($2::text[], $3::text[]) AS k(kind, id) \
-     JOIN read_models r ON r.generation = $1 AND r.kind = k.kind AND r.id = k.id";
 
 const WRITE: &str = "SELECT entry_id, entry_position, entry_new, entry_sha FROM ledger_ingest_batch(\
      $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
@@ -97,30 +93,22 @@ impl PgSession {
         Ok(read)
     }
 
+    /// The same function as `read`, for keys alone: it reads the active generation, so a
+    /// generation switched since the batch's read is a conflict here already (the write would
+    /// refuse it anyway).
     pub(crate) async fn read_states(
         &mut self,
         generation: i64,
         keys: &[Key],
     ) -> Result<HashMap<Key, Versioned>, StorageError> {
-        let (kinds, ids) = key_columns(keys);
-        let rows = sqlx::query(READ_STATES)
-            .bind(generation)
-            .bind(&kinds)
-            .bind(&ids)
-            .fetch_all(&mut *self.conn)
-            .await?;
-        let mut states = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let kind = kind_of(&row.try_get::<String, _>("kind")?)?;
-            states.insert(
-                (kind, row.try_get("id")?),
-                Versioned {
-                    state: row.try_get("state")?,
-                    version: row.try_get("version")?,
-                },
-            );
+        let read = self.read(&[], keys).await?;
+        if read.generation != generation {
+            return Err(StorageError::conflict(format!(
+                "the active generation is {} (the batch read {generation})",
+                read.generation
+            )));
         }
-        Ok(states)
+        Ok(read.states)
     }
 
     /// One call, in autocommit: committed when it returns. A version or generation check that

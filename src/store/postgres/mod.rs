@@ -21,7 +21,16 @@ use super::{PoolSettings, StorageError};
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pub pool: PgPool,
+    /// Ingestion's connections (`postgres::ingest`). They keep PostgreSQL's default plan-cache
+    /// mode: every statement sent on them is a call of a function that plans its own statements
+    /// (migrations 0011, 0013), so the call itself has one plan whatever the data, and
+    /// planning it again for every batch (the pool's `force_custom_plan`) was a tenth of
+    /// PostgreSQL's CPU per event at one event per batch (docs/adr/0022).
+    pub(crate) ingest: PgPool,
 }
+
+/// Ingestion's connections: one per writer task (`ingest::writer`), and one spare.
+const INGEST_CONNECTIONS: u32 = 3;
 
 /// A pooled connection idle for this long is checked again before it is used (one round trip
 /// more for the first batch after a quiet spell).
@@ -35,32 +44,19 @@ impl PgStore {
         options: &PgConnectOptions,
         settings: &PoolSettings,
     ) -> Result<PgStore, StorageError> {
-        // Ingestion's read runs outside any transaction (docs/adr/0016), so the custom-plan
-        // rule of `begin` below is the session's: a generic plan cached while the log was small
-        // stays a sequential scan (ADR 3). Every statement here is cheap to plan.
-        let options = options
+        // Reads on the pool run outside any transaction, so the custom-plan rule of `begin`
+        // below is the session's: a generic plan cached while the log was small stays a
+        // sequential scan (ADR 3). Every statement here is cheap to plan.
+        let custom_plans = options
             .clone()
             .options([("plan_cache_mode", "force_custom_plan")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            // sqlx checks every connection when it is returned (a round trip after the work,
-            // off the caller's path) and by default again when it is taken: one round trip
-            // more per batch on the hot path (docs/adr/0016). A connection checked on its
-            // return a moment ago is good; one idle for a while is checked again, since the
-            // server may have closed it meanwhile.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= RECHECK_AFTER_IDLE {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(options)
+        let pool = pool_options(settings.max_connections, settings)
+            .connect_with(custom_plans)
             .await?;
-        Ok(PgStore { pool })
+        let ingest = pool_options(settings.max_connections.min(INGEST_CONNECTIONS), settings)
+            .connect_with(options.clone())
+            .await?;
+        Ok(PgStore { pool, ingest })
     }
 
     /// Generic plans cached while the tables were small stay sequential scans; these
@@ -72,4 +68,24 @@ impl PgStore {
             .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
             .await?)
     }
+}
+
+fn pool_options(max_connections: u32, settings: &PoolSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        // sqlx checks every connection when it is returned (a round trip after the work, off
+        // the caller's path) and by default again when it is taken: one round trip more per
+        // batch on the hot path (docs/adr/0016). A connection checked on its return a moment
+        // ago is good; one idle for a while is checked again, since the server may have closed
+        // it meanwhile.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= RECHECK_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{SqliteStore, SqliteTx};
-use crate::store::history::{HistoryEntry, HistoryStore, Touch, TouchAt};
+use crate::store::history::{HistoryEntry, HistoryStore, TouchAt};
 use crate::store::read_models::Key;
 use crate::store::StorageError;
 
@@ -22,11 +22,6 @@ const RECORD: &str = "INSERT INTO object_touches (kind, object_id, position) \
      json_extract(value, '$[2]') FROM json_each($1) WHERE true ON CONFLICT DO NOTHING";
 
 /// Ingestion's touches, by event id: the batch's entries are appended by now.
-const RECORD_BY_EVENT: &str = "INSERT INTO object_touches (kind, object_id, position) \
-     SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), l.position \
-     FROM json_each($1) AS t JOIN event_log l ON l.event_id = json_extract(t.value, '$[2]') \
-     WHERE true ON CONFLICT DO NOTHING";
-
 impl HistoryStore for SqliteStore {
     crate::store::common::history::history_store_same_on_both!(read);
 
@@ -63,25 +58,6 @@ pub(crate) async fn record_touches(
         .map(|t| json!([t.kind.as_str(), t.object_id, t.position]))
         .collect();
     sqlx::query(RECORD)
-        .bind(json!(rows).to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Ingestion's touches, inside its transaction, after the append.
-pub(crate) async fn record_touches_by_event(
-    tx: &mut SqliteTx<'_>,
-    touches: &[Touch],
-) -> Result<(), StorageError> {
-    if touches.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<_> = touches
-        .iter()
-        .map(|t| json!([t.kind.as_str(), t.object_id, t.event_id]))
-        .collect();
-    sqlx::query(RECORD_BY_EVENT)
         .bind(json!(rows).to_string())
         .execute(&mut **tx)
         .await?;

@@ -2,11 +2,17 @@
 //! writer connection, one statement per table. Every batch is bound as a JSON array read with
 //! `json_each`, so a statement's text never depends on the batch's size and sqlx reuses its
 //! prepared form on the connection.
+//!
+//! The read's statements go to sqlx's SQLite worker thread as one request, and so do the
+//! write's: a request is a hand-over to that thread and back, and at one event per batch those
+//! hand-overs (eleven per batch when each statement was its own) were a fifth of the service's
+//! CPU per event (docs/adr/0016). A batch makes four: `BEGIN`, read, write, `COMMIT`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
-use sqlx::Row as _;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow as _, Row as _};
 
 use super::{timestamp, SqliteStore, SqliteTx};
 use crate::store::common::event_log::logged_columns;
@@ -29,10 +35,17 @@ impl SqliteStore {
     }
 }
 
-const LOGGED: &str = concat!(
-    "SELECT ",
+/// The batch's read, three statements in one request, each row tagged with the part it answers:
+/// 0 the active generation, 1 a logged id, 2 a stored state of the active generation.
+const READ: &str = concat!(
+    "SELECT 0 AS tag, active_generation FROM projection_meta; ",
+    "SELECT 1 AS tag, ",
     logged_columns!(),
-    " FROM event_log WHERE event_id IN (SELECT value FROM json_each($1))"
+    " FROM event_log WHERE event_id IN (SELECT value FROM json_each($1)); ",
+    "SELECT 2 AS tag, r.kind, r.id, r.state, r.version FROM json_each($2) AS k \
+     CROSS JOIN read_models r \
+     ON r.generation = (SELECT active_generation FROM projection_meta) \
+     AND r.kind = json_extract(k.value, '$[0]') AND r.id = json_extract(k.value, '$[1]')"
 );
 
 /// `CROSS JOIN` makes the keys the outer loop (SQLite keeps the written order for it): with a
@@ -41,46 +54,66 @@ const STATES: &str = "SELECT r.kind, r.id, r.state, r.version FROM json_each($2)
      CROSS JOIN read_models r ON r.generation = $1 AND r.kind = json_extract(k.value, '$[0]') \
      AND r.id = json_extract(k.value, '$[1]')";
 
+/// The batch's write: eight statements in one request, in this order, their parameters numbered
+/// across all of them. A part with nothing to write reads an empty array and writes nothing.
+///
+/// 1. the read models (`$1` generation, `$2` rows), only where the version is the one read,
+///    and how many rows that wrote;
+/// 2. the outbox (`$3` rows, `$4` now);
+/// 3. the append (`$5` entries), which returns the positions;
+/// 4. projected positions: the logged entries projected again (`$6`) and the appended ones
+///    projected (`$7` ids);
+/// 5. dead letters of the projected ids cleared (`$8`);
+/// 6. dead letters recorded (`$9` rows of id, position or null for an appended entry, error;
+///    `$10` now);
+/// 7. the objects each projected entry touched (`$11`).
+///
 /// `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join constraint.
-const UPSERT: &str = "INSERT INTO read_models \
-     (generation, kind, id, customer_id, user_id, status, state, version) \
-     SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-     json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
-     json_extract(value, '$[5]'), json_extract(value, '$[6]') + 1 FROM json_each($2) WHERE true \
-     ON CONFLICT (generation, kind, id) DO UPDATE SET customer_id = excluded.customer_id, \
-     user_id = excluded.user_id, status = excluded.status, state = excluded.state, \
-     version = excluded.version WHERE read_models.version + 1 = excluded.version";
-
-const ENQUEUE: &str = "INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, \
-     status, attempts, next_attempt_at, created_at) \
-     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-     json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
-     'pending', 0, $2, $2 FROM json_each($1) WHERE true ON CONFLICT (dedupe_key) DO NOTHING";
-
-const APPEND: &str = "INSERT INTO event_log (event_id, event_type, api_version, livemode, \
-     account, object_id, object_type, stripe_created, received_at, source, payload, \
-     payload_redacted, raw_body_sha256, signature_header, signature_timestamp, \
-     verified_by_index, verified_by_fingerprint) \
-     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-     json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
-     json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
-     json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), \
-     json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]'), \
-     json_extract(value, '$[14]'), json_extract(value, '$[15]'), json_extract(value, '$[16]') \
-     FROM json_each($1) WHERE true ORDER BY key \
-     ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position, raw_body_sha256";
-
-const MARK: &str = "INSERT INTO projected_positions (position) \
-     SELECT value FROM json_each($1) WHERE true ON CONFLICT DO NOTHING";
-
-const HEAL: &str = "DELETE FROM dead_letters WHERE event_id IN (SELECT value FROM json_each($1))";
-
-const DEAD_LETTERS: &str = "INSERT INTO dead_letters \
-     (event_id, position, error, attempts, first_seen_at, last_seen_at) \
-     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-     json_extract(value, '$[2]'), 1, $2, $2 FROM json_each($1) WHERE true \
-     ON CONFLICT (event_id) DO UPDATE SET error = excluded.error, \
-     attempts = dead_letters.attempts + 1, last_seen_at = excluded.last_seen_at";
+/// `CROSS JOIN` keeps the batch's array the outer loop (see `STATES`).
+const WRITE: &str = "\
+INSERT INTO read_models (generation, kind, id, customer_id, user_id, status, state, version) \
+    SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+    json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
+    json_extract(value, '$[5]'), json_extract(value, '$[6]') + 1 FROM json_each($2) WHERE true \
+    ON CONFLICT (generation, kind, id) DO UPDATE SET customer_id = excluded.customer_id, \
+    user_id = excluded.user_id, status = excluded.status, state = excluded.state, \
+    version = excluded.version WHERE read_models.version + 1 = excluded.version; \
+SELECT changes() AS upserted; \
+INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, status, attempts, \
+    next_attempt_at, created_at) \
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+    json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
+    'pending', 0, $4, $4 FROM json_each($3) WHERE true ON CONFLICT (dedupe_key) DO NOTHING; \
+INSERT INTO event_log (event_id, event_type, api_version, livemode, account, object_id, \
+    object_type, stripe_created, received_at, source, payload, payload_redacted, \
+    raw_body_sha256, signature_header, signature_timestamp, verified_by_index, \
+    verified_by_fingerprint) \
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+    json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
+    json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
+    json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), \
+    json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]'), \
+    json_extract(value, '$[14]'), json_extract(value, '$[15]'), json_extract(value, '$[16]') \
+    FROM json_each($5) WHERE true ORDER BY key \
+    ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position, raw_body_sha256; \
+INSERT INTO projected_positions (position) \
+    SELECT position FROM ( \
+        SELECT value AS position FROM json_each($6) \
+        UNION ALL \
+        SELECT l.position FROM json_each($7) AS p CROSS JOIN event_log l ON l.event_id = p.value \
+    ) WHERE true ON CONFLICT DO NOTHING; \
+DELETE FROM dead_letters WHERE event_id IN (SELECT value FROM json_each($8)); \
+INSERT INTO dead_letters (event_id, position, error, attempts, first_seen_at, last_seen_at) \
+    SELECT json_extract(f.value, '$[0]'), \
+    coalesce(json_extract(f.value, '$[1]'), \
+        (SELECT l.position FROM event_log l WHERE l.event_id = json_extract(f.value, '$[0]'))), \
+    json_extract(f.value, '$[2]'), 1, $10, $10 FROM json_each($9) AS f WHERE true \
+    ON CONFLICT (event_id) DO UPDATE SET error = excluded.error, \
+    attempts = dead_letters.attempts + 1, last_seen_at = excluded.last_seen_at; \
+INSERT INTO object_touches (kind, object_id, position) \
+    SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), l.position \
+    FROM json_each($11) AS t CROSS JOIN event_log l ON l.event_id = json_extract(t.value, '$[2]') \
+    WHERE true ON CONFLICT DO NOTHING";
 
 fn keys_json(keys: &[Key]) -> String {
     let keys: Vec<(&str, &str)> = keys
@@ -90,26 +123,50 @@ fn keys_json(keys: &[Key]) -> String {
     serde_json::to_string(&keys).expect("keys serialise")
 }
 
+fn kind_of(text: &str) -> Result<Kind, StorageError> {
+    text.parse()
+        .map_err(|_| StorageError::invalid(format!("unknown read-model kind {text:?}")))
+}
+
+fn versioned(row: &SqliteRow) -> Result<(Key, Versioned), StorageError> {
+    let kind = kind_of(&row.try_get::<String, _>("kind")?)?;
+    Ok((
+        (kind, row.try_get("id")?),
+        Versioned {
+            state: row.try_get("state")?,
+            version: row.try_get("version")?,
+        },
+    ))
+}
+
 impl SqliteSession {
+    /// One request: the generation, the logged ids and the states, in the batch's transaction.
     pub(crate) async fn read(
         &mut self,
         event_ids: &[&str],
         keys: &[Key],
     ) -> Result<BatchRead, StorageError> {
-        let generation: i64 =
-            sqlx::query_scalar(crate::store::common::read_models::ACTIVE_GENERATION)
-                .fetch_one(&mut *self.tx)
-                .await?;
-        let logged: Vec<Logged> = sqlx::query_as(LOGGED)
+        let rows = sqlx::query(READ)
             .bind(serde_json::to_string(event_ids).expect("ids serialise"))
+            .bind(keys_json(keys))
             .fetch_all(&mut *self.tx)
             .await?;
-        let states = self.read_states(generation, keys).await?;
-        Ok(BatchRead {
-            generation,
-            logged,
-            states,
-        })
+        let mut read = BatchRead {
+            generation: 0,
+            logged: Vec::new(),
+            states: HashMap::new(),
+        };
+        for row in rows {
+            match row.try_get::<i64, _>("tag")? {
+                0 => read.generation = row.try_get("active_generation")?,
+                1 => read.logged.push(Logged::from_row(&row)?),
+                _ => {
+                    let (key, state) = versioned(&row)?;
+                    read.states.insert(key, state);
+                }
+            }
+        }
+        Ok(read)
     }
 
     pub(crate) async fn read_states(
@@ -125,126 +182,34 @@ impl SqliteSession {
             .bind(keys_json(keys))
             .fetch_all(&mut *self.tx)
             .await?;
-        let mut states = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let kind: String = row.try_get("kind")?;
-            let kind: Kind = kind
-                .parse()
-                .map_err(|_| StorageError::invalid(format!("unknown read-model kind {kind:?}")))?;
-            states.insert(
-                (kind, row.try_get("id")?),
-                Versioned {
-                    state: row.try_get("state")?,
-                    version: row.try_get("version")?,
-                },
-            );
-        }
-        Ok(states)
+        rows.iter().map(versioned).collect()
     }
 
+    /// One request for the whole write. The read models' version check is the count of rows
+    /// the upsert wrote (its statement's `changes()`).
     pub(crate) async fn write(
         &mut self,
         batch: &BatchWrite<'_>,
     ) -> Result<Vec<Inserted>, StorageError> {
-        self.upsert(batch).await?;
-        if !batch.notifications.is_empty() {
-            let rows: Vec<_> = batch
-                .notifications
-                .iter()
-                .map(|(n, event_id)| {
-                    json!([
-                        n.dedupe_key,
-                        n.kind.as_str(),
-                        n.customer,
-                        event_id,
-                        serde_json::to_string(&n.details).expect("notification details serialise"),
-                    ])
-                })
-                .collect();
-            sqlx::query(ENQUEUE)
-                .bind(json!(rows).to_string())
-                .bind(batch.now)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        let inserted = self.append(batch).await?;
-        self.mark(batch, &inserted).await?;
-        super::history::record_touches_by_event(&mut self.tx, &batch.touches).await?;
-        Ok(inserted)
-    }
-
-    async fn upsert(&mut self, batch: &BatchWrite<'_>) -> Result<(), StorageError> {
-        if batch.rows.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<_> = batch
-            .rows
-            .iter()
-            .map(|r| {
-                json!([
-                    r.row.kind.as_str(),
-                    r.row.id,
-                    r.row.customer_id,
-                    r.row.user_id,
-                    r.row.status,
-                    r.row.state,
-                    r.expected
-                ])
-            })
-            .collect();
-        let written = sqlx::query(UPSERT)
+        let query = sqlx::query(WRITE)
             .bind(batch.generation)
-            .bind(json!(rows).to_string())
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
-        if written != batch.rows.len() as u64 {
-            return Err(StorageError::conflict(format!(
-                "read models changed since the batch read them ({written} of {} written)",
-                batch.rows.len()
-            )));
-        }
-        Ok(())
-    }
-
-    async fn append(&mut self, batch: &BatchWrite<'_>) -> Result<Vec<Inserted>, StorageError> {
-        if batch.fresh.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<_> = batch
-            .fresh
-            .iter()
-            .map(|e| {
-                let env = &e.envelope;
-                let object = env.object.as_ref();
-                let v = e.verification.as_ref();
-                json!([
-                    env.id,
-                    env.event_type,
-                    env.api_version,
-                    env.livemode,
-                    env.account,
-                    object.and_then(|o| o.id.as_deref()),
-                    object.and_then(|o| o.object_type.as_deref()),
-                    env.created,
-                    timestamp(e.received_at),
-                    e.source.as_str(),
-                    e.payload,
-                    e.payload_redacted,
-                    e.raw_body_sha256,
-                    v.map(|v| v.signature_header.as_str()),
-                    v.map(|v| v.timestamp),
-                    v.map(|v| v.secret_index as i32),
-                    v.map(|v| v.secret_fingerprint.as_str()),
-                ])
-            })
-            .collect();
-        let appended = sqlx::query(APPEND)
-            .bind(json!(rows).to_string())
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let mut inserted = HashMap::with_capacity(appended.len());
-        for row in appended {
+            .bind(read_model_rows(batch))
+            .bind(outbox_rows(batch))
+            .bind(batch.now)
+            .bind(entry_rows(batch))
+            .bind(json!(batch.projected_logged).to_string())
+            .bind(projected_fresh_ids(batch))
+            .bind(json!(batch.projected_ids).to_string())
+            .bind(dead_letter_rows(batch))
+            .bind(timestamp(chrono::Utc::now()))
+            .bind(touch_rows(batch));
+        let mut upserted = 0;
+        let mut inserted = HashMap::with_capacity(batch.fresh.len());
+        for row in query.fetch_all(&mut *self.tx).await? {
+            if row.columns().len() == 1 {
+                upserted = row.try_get::<i64, _>("upserted")?;
+                continue;
+            }
             inserted.insert(
                 row.try_get::<String, _>("event_id")?,
                 Inserted {
@@ -254,62 +219,116 @@ impl SqliteSession {
                 },
             );
         }
+        if upserted != batch.rows.len() as i64 {
+            return Err(StorageError::conflict(format!(
+                "read models changed since the batch read them ({upserted} of {} written)",
+                batch.rows.len()
+            )));
+        }
         // The read ran in this transaction on the only writer: every fresh id is new.
         in_entry_order(&batch.fresh, inserted)
-    }
-
-    /// Projected positions, healed and new dead letters, now that positions are known.
-    async fn mark(
-        &mut self,
-        batch: &BatchWrite<'_>,
-        inserted: &[Inserted],
-    ) -> Result<(), StorageError> {
-        let position_of: HashMap<&str, i64> = batch
-            .fresh
-            .iter()
-            .zip(inserted)
-            .map(|(e, i)| (e.envelope.id.as_str(), i.position))
-            .collect();
-        let mut positions = batch.projected_logged.clone();
-        for id in &batch.projected_ids {
-            if let Some(p) = position_of.get(id) {
-                positions.push(*p);
-            }
-        }
-        if !positions.is_empty() {
-            sqlx::query(MARK)
-                .bind(json!(positions).to_string())
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        if !batch.projected_ids.is_empty() {
-            sqlx::query(HEAL)
-                .bind(json!(batch.projected_ids).to_string())
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        if !batch.failed.is_empty() {
-            let mut rows = Vec::with_capacity(batch.failed.len());
-            for f in &batch.failed {
-                let position = f
-                    .position
-                    .or_else(|| position_of.get(f.event_id).copied())
-                    .ok_or_else(|| {
-                        StorageError::invalid(format!("no position for event {}", f.event_id))
-                    })?;
-                rows.push(json!([f.event_id, position, f.error]));
-            }
-            sqlx::query(DEAD_LETTERS)
-                .bind(json!(rows).to_string())
-                .bind(timestamp(chrono::Utc::now()))
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
     }
 
     pub(crate) async fn finish(self) -> Result<(), StorageError> {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+fn read_model_rows(batch: &BatchWrite<'_>) -> String {
+    let rows: Vec<_> = batch
+        .rows
+        .iter()
+        .map(|r| {
+            json!([
+                r.row.kind.as_str(),
+                r.row.id,
+                r.row.customer_id,
+                r.row.user_id,
+                r.row.status,
+                r.row.state,
+                r.expected
+            ])
+        })
+        .collect();
+    json!(rows).to_string()
+}
+
+fn outbox_rows(batch: &BatchWrite<'_>) -> String {
+    let rows: Vec<_> = batch
+        .notifications
+        .iter()
+        .map(|(n, event_id)| {
+            json!([
+                n.dedupe_key,
+                n.kind.as_str(),
+                n.customer,
+                event_id,
+                serde_json::to_string(&n.details).expect("notification details serialise"),
+            ])
+        })
+        .collect();
+    json!(rows).to_string()
+}
+
+fn entry_rows(batch: &BatchWrite<'_>) -> String {
+    let rows: Vec<_> = batch
+        .fresh
+        .iter()
+        .map(|e| {
+            let env = &e.envelope;
+            let object = env.object.as_ref();
+            let v = e.verification.as_ref();
+            json!([
+                env.id,
+                env.event_type,
+                env.api_version,
+                env.livemode,
+                env.account,
+                object.and_then(|o| o.id.as_deref()),
+                object.and_then(|o| o.object_type.as_deref()),
+                env.created,
+                timestamp(e.received_at),
+                e.source.as_str(),
+                e.payload,
+                e.payload_redacted,
+                e.raw_body_sha256,
+                v.map(|v| v.signature_header.as_str()),
+                v.map(|v| v.timestamp),
+                v.map(|v| v.secret_index as i32),
+                v.map(|v| v.secret_fingerprint.as_str()),
+            ])
+        })
+        .collect();
+    json!(rows).to_string()
+}
+
+/// The projected ids this batch appends (the logged ones come by position).
+fn projected_fresh_ids(batch: &BatchWrite<'_>) -> String {
+    let fresh: HashSet<&str> = batch.fresh.iter().map(|e| e.envelope.id.as_str()).collect();
+    let ids: Vec<&str> = batch
+        .projected_ids
+        .iter()
+        .copied()
+        .filter(|id| fresh.contains(id))
+        .collect();
+    json!(ids).to_string()
+}
+
+fn dead_letter_rows(batch: &BatchWrite<'_>) -> String {
+    let rows: Vec<_> = batch
+        .failed
+        .iter()
+        .map(|f| json!([f.event_id, f.position, f.error]))
+        .collect();
+    json!(rows).to_string()
+}
+
+fn touch_rows(batch: &BatchWrite<'_>) -> String {
+    let rows: Vec<_> = batch
+        .touches
+        .iter()
+        .map(|t| json!([t.kind.as_str(), t.object_id, t.event_id]))
+        .collect();
+    json!(rows).to_string()
 }
