@@ -83,6 +83,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0013_generic_ingest_read.sql"),
         include_str!("../../migrations/sqlite/0013_generic_ingest_read.sql"),
     ),
+    (
+        14,
+        "hot_path_storage",
+        include_str!("../../migrations/postgres/0014_hot_path_storage.sql"),
+        include_str!("../../migrations/sqlite/0014_hot_path_storage.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {
