@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -116,26 +117,64 @@ impl Writer {
     }
 }
 
+/// A writer keeps its connection from one batch to the next while requests are waiting, for
+/// at most this long; then it gives it back, so that the other writers of a SQLite database
+/// (sealer, projector, jobs), queued for its only writer connection, get their turn.
+///
+/// Giving a connection back costs sqlx's check of it (a request to SQLite's worker thread, a
+/// round trip to PostgreSQL) and taking it again waits for that check: under load that was
+/// a fifth of a SQLite batch's time (README, "Performance").
+const HOLD_CONNECTION_AT_MOST: Duration = Duration::from_millis(25);
+
+/// A connection kept between batches, and since when.
+struct Held {
+    session: IngestSession,
+    since: Instant,
+}
+
 async fn write_loop(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, seen: Arc<SeenIds>) {
+    let mut held: Option<Held> = None;
     loop {
-        let batch = {
-            let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
+        let batch = match waiting_batch(&receiver) {
+            Some(batch) => batch,
+            None => {
+                // Nothing waiting: give the connection back before waiting for work.
+                held = None;
+                let mut receiver = receiver.lock().await;
+                let Some(first) = receiver.recv().await else {
+                    return;
+                };
+                collect(first, &mut receiver)
             }
-            batch
         };
+        if held
+            .as_ref()
+            .is_some_and(|h| h.since.elapsed() >= HOLD_CONNECTION_AT_MOST)
+        {
+            held = None;
+        }
         // A request whose caller gave up (timeout) is still written: Stripe will retry it and
         // then find it already logged.
-        write(&db, batch, &seen).await;
+        write(&db, batch, &seen, &mut held).await;
     }
+}
+
+/// The requests already waiting, without waiting (none if another writer is taking them).
+fn waiting_batch(receiver: &Mutex<mpsc::Receiver<Pending>>) -> Option<Vec<Pending>> {
+    let mut receiver = receiver.try_lock().ok()?;
+    let first = receiver.try_recv().ok()?;
+    Some(collect(first, &mut receiver))
+}
+
+fn collect(first: Pending, receiver: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Writes `entries` (each with its parsed body, if any) as one batch, exactly as a writer task
@@ -156,7 +195,7 @@ pub async fn write_batch(
         });
         outcomes.push(outcome);
     }
-    write(db, batch, &SeenIds::new(0)).await;
+    write(db, batch, &SeenIds::new(0), &mut None).await;
     let mut results = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         results.push(
@@ -172,15 +211,15 @@ fn unavailable(why: &str) -> WriteError {
     WriteError::Storage(StorageError::interrupted(why))
 }
 
-async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds) {
-    match write_together(db, &batch).await {
+async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds, held: &mut Option<Held>) {
+    match write_together(db, &batch, held).await {
         Ok(replies) => reply(batch, replies, seen),
         // A permanent failure may be one bad entry: retry one by one so the others land and
         // only the culprit fails.
         Err(e) if !e.is_transient() && batch.len() > 1 => {
             tracing::warn!(error = %e.report(), size = batch.len(), "batch append failed; retrying entries one by one");
             for pending in batch {
-                let replies = match write_together(db, std::slice::from_ref(&pending)).await {
+                let replies = match write_together(db, std::slice::from_ref(&pending), held).await {
                     Ok(replies) => replies,
                     Err(e) => vec![Err(WriteError::Storage(e))],
                 };
@@ -211,6 +250,7 @@ async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds) {
 async fn write_together(
     db: &Db,
     batch: &[Pending],
+    held: &mut Option<Held>,
 ) -> Result<Vec<Result<AppendOutcome, WriteError>>, StorageError> {
     // One projection per distinct id: the first occurrence is the body that counts.
     let mut index_of: HashMap<&str, usize> = HashMap::new();
@@ -235,7 +275,11 @@ async fn write_together(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut session = IngestSession::open(db).await?;
+        // A session whose batch failed is dropped (on SQLite that rolls back by closing it).
+        let (mut session, since) = match held.take() {
+            Some(h) => (h.session, h.since),
+            None => (IngestSession::open(db).await?, Instant::now()),
+        };
         let read = session.read(&ids, &keys).await?;
         let logged: HashMap<&str, &Logged> = read
             .logged
@@ -274,7 +318,7 @@ async fn write_together(
             }
             Err(e) => return Err(e),
         };
-        session.finish().await?;
+        *held = Some(Held { session, since });
         let outcomes = outcomes(batch, &index_of, &logged, &write.fresh, inserted);
         return Ok(outcomes
             .into_iter()

@@ -346,7 +346,7 @@ pub async fn project(db: &Db, entries: &[Entry]) -> Result<(), ProjectError> {
             ..Default::default()
         };
         match session.write(&batch).await {
-            Ok(_) => return Ok(session.finish().await?),
+            Ok(_) => return Ok(()),
             Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => continue,
             Err(e) => return Err(e.into()),
         }

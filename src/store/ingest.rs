@@ -15,7 +15,9 @@
 //!   ([`StorageError::is_conflict`]); the caller reads and folds again.
 //! - SQLite: one transaction on the single writer connection (nothing can change between the
 //!   read and the write), one statement per table, each over a JSON array (`json_each`), so
-//!   its text does not depend on the batch's size and its prepared form is reused.
+//!   its text does not depend on the batch's size and its prepared form is reused. The read's
+//!   request begins the transaction and the write's commits it: two requests to sqlx's worker
+//!   thread per batch, besides the pool's check of the connection.
 
 use std::collections::HashMap;
 
@@ -124,21 +126,12 @@ impl IngestSession {
         }
     }
 
-    /// Writes the batch: one [`Inserted`] per `batch.fresh` entry, in order. PostgreSQL:
-    /// committed when this returns, or nothing was written. SQLite: committed by `finish`.
+    /// Writes the batch: one [`Inserted`] per `batch.fresh` entry, in order. Committed when
+    /// this returns `Ok`; otherwise nothing was written.
     pub async fn write(&mut self, batch: &BatchWrite<'_>) -> Result<Vec<Inserted>, StorageError> {
         match self {
             IngestSession::Postgres(s) => s.write(batch).await,
             IngestSession::Sqlite(s) => s.write(batch).await,
-        }
-    }
-
-    /// Ends the session after a successful write (SQLite: the commit). Dropping a session
-    /// instead rolls back whatever SQLite wrote.
-    pub async fn finish(self) -> Result<(), StorageError> {
-        match self {
-            IngestSession::Postgres(_) => Ok(()),
-            IngestSession::Sqlite(s) => s.finish().await,
         }
     }
 }

@@ -242,3 +242,135 @@ async fn a_batch_makes_at_most_three_round_trips_and_reuses_its_statements_whate
     .await;
     assert!(matches!(state, Ok(Some(_))), "{state:?}");
 }
+
+#[tokio::test]
+async fn a_write_folded_from_a_version_that_moved_is_refused_whole_and_the_next_batch_lands() {
+    use stripe_ledger::store::ingest::{BatchWrite, IngestSession, VersionedRow};
+    use stripe_ledger::store::read_models::Row;
+    use stripe_ledger::store::Kind;
+
+    let database = TestDatabase::create().await;
+    // One connection, so the next batch runs on the connection the refused one used.
+    let settings = PoolSettings {
+        max_connections: 1,
+        ..Default::default()
+    };
+    let db = Db::connect(&DbTarget::parse(&database.url).unwrap(), &settings)
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let created = stripe_ledger::ingest::write_batch(
+        &db,
+        vec![webhook_entry(&event("evt_moved_1", "customer.created"))],
+    )
+    .await;
+    assert!(matches!(created[0], Ok(AppendOutcome::Appended { .. })));
+    let key = (Kind::Customer, "cus_evt_moved_1".to_owned());
+    let before = stripe_ledger::read_models::get(&db, key.0, &key.1)
+        .await
+        .unwrap()
+        .expect("the customer was projected");
+
+    // A batch that read the customer before the write above (version 0: absent) and appends
+    // an event with it.
+    let (fresh, _) = webhook_entry(&event("evt_moved_2", "customer.updated"));
+    let mut session = IngestSession::open(&db).await.unwrap();
+    let read = session
+        .read(&["evt_moved_2"], &[key.clone()])
+        .await
+        .unwrap();
+    assert_eq!(read.states[&key].version, 1);
+    let stale = BatchWrite {
+        generation: read.generation,
+        rows: vec![VersionedRow {
+            row: Row {
+                kind: key.0,
+                id: key.1.clone(),
+                customer_id: Some(key.1.clone()),
+                user_id: None,
+                status: None,
+                state: "{}".to_owned(),
+            },
+            expected: 0,
+        }],
+        fresh: vec![&fresh],
+        projected_ids: vec!["evt_moved_2"],
+        ..Default::default()
+    };
+    let refused = session.write(&stale).await;
+    assert!(matches!(&refused, Err(e) if e.is_conflict()), "{refused:?}");
+    drop(session);
+
+    // Nothing of the refused write stayed: not the append, not the read model.
+    assert_eq!(stripe_ledger::event_log::count(&db).await.unwrap(), 1);
+    let after = stripe_ledger::read_models::get(&db, key.0, &key.1)
+        .await
+        .unwrap();
+    assert_eq!(after, Some(before));
+    // The next batch lands, on a connection that holds no transaction of the refused one.
+    let next = stripe_ledger::ingest::write_batch(
+        &db,
+        vec![webhook_entry(&event("evt_moved_2", "customer.updated"))],
+    )
+    .await;
+    assert!(
+        matches!(next[0], Ok(AppendOutcome::Appended { .. })),
+        "{next:?}"
+    );
+    assert_eq!(stripe_ledger::event_log::count(&db).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_writers_get_their_turn_while_webhooks_arrive_without_a_pause() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    let database = TestDatabase::create().await;
+    let settings = PoolSettings {
+        max_connections: 2,
+        // A writer that never gave its connection back would time this out.
+        acquire_timeout: Duration::from_secs(1),
+    };
+    let db = Db::connect(&DbTarget::parse(&database.url).unwrap(), &settings)
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let writer = stripe_ledger::ingest::Writer::start(db.clone(), 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for task in 0..16 {
+        let (writer, stop, sent) = (writer.clone(), stop.clone(), sent.clone());
+        senders.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let (entry, parsed) =
+                    webhook_entry(&event(&format!("evt_busy_{task}_{n}"), "customer.created"));
+                let outcome = writer.append_parsed(entry, parsed.unwrap()).await;
+                assert!(outcome.is_ok(), "{outcome:?}");
+                sent.fetch_add(1, Ordering::SeqCst);
+                n += 1;
+            }
+        }));
+    }
+    while sent.load(Ordering::SeqCst) < 100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The sealer writes through the same single writer connection on SQLite.
+    let mut sealed = 0;
+    for _ in 0..5 {
+        sealed += stripe_ledger::sealer::seal_once(&db, 10_000)
+            .await
+            .expect("the sealer got the writer connection");
+    }
+    let during = sent.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert!(sealed >= 100, "sealed {sealed}");
+    assert!(
+        sent.load(Ordering::SeqCst) > during,
+        "webhooks kept arriving while the sealer ran"
+    );
+}

@@ -14,30 +14,51 @@ use serde_json::json;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow as _, Row as _};
 
-use super::{timestamp, SqliteStore, SqliteTx};
+use sqlx::pool::PoolConnection;
+use sqlx::Sqlite;
+
+use super::{timestamp, SqliteStore};
 use crate::store::common::event_log::logged_columns;
 use crate::store::event_log::{Inserted, Logged};
 use crate::store::ingest::{in_entry_order, BatchRead, BatchWrite, Versioned};
 use crate::store::read_models::Key;
 use crate::store::{Kind, StorageError};
 
-/// The batch's transaction on the writer (`BEGIN IMMEDIATE`): nothing else writes until it
-/// ends, so what it read is still true when it writes.
+/// The batch's transaction on the writer connection (`BEGIN IMMEDIATE`): nothing else writes
+/// until it ends, so what it read is still true when it writes.
+///
+/// The transaction is begun by the read's request and committed by the write's, so sqlx's
+/// `Transaction` (a request of its own for each) is not used. A session dropped with its
+/// transaction possibly open (an error, a cancelled batch) closes the connection instead of
+/// returning it to the pool: closing rolls back, and the pool opens a fresh writer.
 pub struct SqliteSession {
-    tx: SqliteTx<'static>,
+    conn: PoolConnection<Sqlite>,
+    /// `BEGIN` was sent and no `COMMIT` has been acknowledged.
+    open: bool,
+}
+
+impl Drop for SqliteSession {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 impl SqliteStore {
     pub(crate) async fn ingest_session(&self) -> Result<SqliteSession, StorageError> {
         Ok(SqliteSession {
-            tx: self.begin().await?,
+            conn: self.write.acquire().await?,
+            open: false,
         })
     }
 }
 
-/// The batch's read, three statements in one request, each row tagged with the part it answers:
-/// 0 the active generation, 1 a logged id, 2 a stored state of the active generation.
+/// The batch's read: `BEGIN IMMEDIATE` and three statements in one request, each row tagged with
+/// the part it answers: 0 the active generation, 1 a logged id, 2 a stored state of the active
+/// generation.
 const READ: &str = concat!(
+    "BEGIN IMMEDIATE; ",
     "SELECT 0 AS tag, active_generation FROM projection_meta; ",
     "SELECT 1 AS tag, ",
     logged_columns!(),
@@ -54,11 +75,13 @@ const STATES: &str = "SELECT r.kind, r.id, r.state, r.version FROM json_each($2)
      CROSS JOIN read_models r ON r.generation = $1 AND r.kind = json_extract(k.value, '$[0]') \
      AND r.id = json_extract(k.value, '$[1]')";
 
-/// The batch's write: eight statements in one request, in this order, their parameters numbered
+/// The batch's write: nine statements in one request, in this order, their parameters numbered
 /// across all of them. A part with nothing to write reads an empty array and writes nothing.
 ///
-/// 1. the read models (`$1` generation, `$2` rows), only where the version is the one read,
-///    and how many rows that wrote;
+/// 1. the read models (`$1` generation, `$2` rows), only where the version is the one read;
+///    unless that wrote all `$12` rows, the next statement fails on purpose (SQLite has no
+///    `RAISE` outside triggers: a malformed JSON path naming [`CHANGED_SINCE_READ`]), so the
+///    request stops before `COMMIT` and the batch is folded again;
 /// 2. the outbox (`$3` rows, `$4` now);
 /// 3. the append (`$5` entries), which returns the positions;
 /// 4. projected positions: the logged entries projected again (`$6`) and the appended ones
@@ -66,7 +89,8 @@ const STATES: &str = "SELECT r.kind, r.id, r.state, r.version FROM json_each($2)
 /// 5. dead letters of the projected ids cleared (`$8`);
 /// 6. dead letters recorded (`$9` rows of id, position or null for an appended entry, error;
 ///    `$10` now);
-/// 7. the objects each projected entry touched (`$11`).
+/// 7. the objects each projected entry touched (`$11`);
+/// 8. `COMMIT`.
 ///
 /// `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join constraint.
 /// `CROSS JOIN` keeps the batch's array the outer loop (see `STATES`).
@@ -78,7 +102,8 @@ INSERT INTO read_models (generation, kind, id, customer_id, user_id, status, sta
     ON CONFLICT (generation, kind, id) DO UPDATE SET customer_id = excluded.customer_id, \
     user_id = excluded.user_id, status = excluded.status, state = excluded.state, \
     version = excluded.version WHERE read_models.version + 1 = excluded.version; \
-SELECT changes() AS upserted; \
+SELECT CASE WHEN changes() = $12 THEN 0 \
+    ELSE json_extract('{}', 'read_models_changed_since_read') END AS upserted; \
 INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, status, attempts, \
     next_attempt_at, created_at) \
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
@@ -113,7 +138,11 @@ INSERT INTO dead_letters (event_id, position, error, attempts, first_seen_at, la
 INSERT INTO object_touches (kind, object_id, position) \
     SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), l.position \
     FROM json_each($11) AS t CROSS JOIN event_log l ON l.event_id = json_extract(t.value, '$[2]') \
-    WHERE true ON CONFLICT DO NOTHING";
+    WHERE true ON CONFLICT DO NOTHING; \
+COMMIT";
+
+/// Named by the statement that fails the write when a read model moved since the read.
+const CHANGED_SINCE_READ: &str = "read_models_changed_since_read";
 
 fn keys_json(keys: &[Key]) -> String {
     let keys: Vec<(&str, &str)> = keys
@@ -140,16 +169,18 @@ fn versioned(row: &SqliteRow) -> Result<(Key, Versioned), StorageError> {
 }
 
 impl SqliteSession {
-    /// One request: the generation, the logged ids and the states, in the batch's transaction.
+    /// One request: begins the batch's transaction and reads the generation, the logged ids and
+    /// the states.
     pub(crate) async fn read(
         &mut self,
         event_ids: &[&str],
         keys: &[Key],
     ) -> Result<BatchRead, StorageError> {
+        self.open = true;
         let rows = sqlx::query(READ)
             .bind(serde_json::to_string(event_ids).expect("ids serialise"))
             .bind(keys_json(keys))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut *self.conn)
             .await?;
         let mut read = BatchRead {
             generation: 0,
@@ -180,13 +211,13 @@ impl SqliteSession {
         let rows = sqlx::query(STATES)
             .bind(generation)
             .bind(keys_json(keys))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut *self.conn)
             .await?;
         rows.iter().map(versioned).collect()
     }
 
-    /// One request for the whole write. The read models' version check is the count of rows
-    /// the upsert wrote (its statement's `changes()`).
+    /// One request for the whole write and its commit: committed when this returns `Ok`, and
+    /// rolled back (the session closes its connection) otherwise.
     pub(crate) async fn write(
         &mut self,
         batch: &BatchWrite<'_>,
@@ -202,14 +233,15 @@ impl SqliteSession {
             .bind(json!(batch.projected_ids).to_string())
             .bind(dead_letter_rows(batch))
             .bind(timestamp(chrono::Utc::now()))
-            .bind(touch_rows(batch));
-        let mut upserted = 0;
+            .bind(touch_rows(batch))
+            .bind(batch.rows.len() as i64);
+        let rows = query
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(changed_since_read)?;
+        self.open = false;
         let mut inserted = HashMap::with_capacity(batch.fresh.len());
-        for row in query.fetch_all(&mut *self.tx).await? {
-            if row.columns().len() == 1 {
-                upserted = row.try_get::<i64, _>("upserted")?;
-                continue;
-            }
+        for row in rows.iter().filter(|row| row.columns().len() > 1) {
             inserted.insert(
                 row.try_get::<String, _>("event_id")?,
                 Inserted {
@@ -219,20 +251,19 @@ impl SqliteSession {
                 },
             );
         }
-        if upserted != batch.rows.len() as i64 {
-            return Err(StorageError::conflict(format!(
-                "read models changed since the batch read them ({upserted} of {} written)",
-                batch.rows.len()
-            )));
-        }
         // The read ran in this transaction on the only writer: every fresh id is new.
         in_entry_order(&batch.fresh, inserted)
     }
+}
 
-    pub(crate) async fn finish(self) -> Result<(), StorageError> {
-        self.tx.commit().await?;
-        Ok(())
+/// The write's version check failing (see [`WRITE`]) is a conflict: read and fold again.
+fn changed_since_read(e: sqlx::Error) -> StorageError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.message().contains(CHANGED_SINCE_READ) {
+            return StorageError::conflict("read models changed since the batch read them");
+        }
     }
+    e.into()
 }
 
 fn read_model_rows(batch: &BatchWrite<'_>) -> String {
