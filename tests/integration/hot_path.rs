@@ -276,7 +276,7 @@ async fn a_write_folded_from_a_version_that_moved_is_refused_whole_and_the_next_
     let (fresh, _) = webhook_entry(&event("evt_moved_2", "customer.updated"));
     let mut session = IngestSession::open(&db).await.unwrap();
     let read = session
-        .read(&["evt_moved_2"], &[key.clone()])
+        .read(&["evt_moved_2"], std::slice::from_ref(&key))
         .await
         .unwrap();
     assert_eq!(read.states[&key].version, 1);
