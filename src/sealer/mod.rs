@@ -37,6 +37,8 @@ pub const SEAL_CHUNK: u32 = 2_000;
 /// was a burst that put the slowest 1 % of webhooks at twice the median latency (README,
 /// "Performance"). A pass that finds nothing costs one indexed read.
 pub const SEAL_EVERY: Duration = Duration::from_millis(200);
+/// Leaves hashed between two yields to the runtime.
+const YIELD_EVERY: usize = 64;
 /// How many of the newest leaves the scheduled check recomputes.
 pub const RECHECK_NEWEST: u64 = 1_000;
 
@@ -164,7 +166,12 @@ pub async fn seal_once(db: &Db, chunk: u32) -> Result<u64, SealError> {
     }
     let mut frontier = stored_frontier(db, &state).await?;
     let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(entries.len() * 2);
-    for entry in &entries {
+    for (i, entry) in entries.iter().enumerate() {
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            // Hashing a pass's payloads takes milliseconds: let the webhooks queued behind it
+            // on this thread run in between.
+            tokio::task::yield_now().await;
+        }
         let position = u64::try_from(entry.position)
             .map_err(|_| SealError::Inconsistent("a negative position".into()))?;
         // Below a visible position, a missing one never existed (appends are serialised).
