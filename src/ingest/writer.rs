@@ -72,6 +72,13 @@ impl Writer {
         Writer { queue, seen }
     }
 
+    /// The position of `event_id` if this instance committed and projected it from a body with
+    /// this hash (as far as the cache remembers).
+    pub fn logged_with_body(&self, event_id: &str, raw_body_sha256: &str) -> Option<i64> {
+        let (position, tag) = self.seen.get(event_id)?;
+        (tag == body_tag(raw_body_sha256)).then_some(position)
+    }
+
     /// Appends `entry` unless its id is already logged, and makes sure it is projected.
     pub async fn append(&self, entry: NewEntry) -> Result<AppendOutcome, WriteError> {
         self.send(entry, None).await
@@ -450,9 +457,15 @@ fn entry_of(entry: &NewEntry, position: i64) -> Entry {
     }
 }
 
-/// First 8 bytes of the body hash: enough to tell "same body" for the duplicate warning.
-fn body_tag(raw_body_sha256: &str) -> u64 {
-    u64::from_str_radix(raw_body_sha256.get(..16).unwrap_or("0"), 16).unwrap_or(0)
+/// The body's SHA-256 as bytes (the whole hash: a cached duplicate is answered without parsing
+/// only when its body is byte for byte the one logged). Every hash here is the hex of a digest
+/// computed by this service, so the fallback for a malformed one is never reached.
+fn body_tag(raw_body_sha256: &str) -> [u8; 32] {
+    let mut tag = [0; 32];
+    if hex::decode_to_slice(raw_body_sha256, &mut tag).is_err() {
+        tag = [0xff; 32];
+    }
+    tag
 }
 
 /// A bounded FIFO set of committed event ids with their positions.
@@ -464,7 +477,7 @@ struct SeenIds {
 #[derive(Default)]
 struct Fifo {
     /// Event id → (position, body tag).
-    map: HashMap<Box<str>, (i64, u64)>,
+    map: HashMap<Box<str>, (i64, [u8; 32])>,
     /// Insertion order, for eviction.
     order: VecDeque<Box<str>>,
 }
@@ -477,7 +490,7 @@ impl SeenIds {
         }
     }
 
-    fn get(&self, id: &str) -> Option<(i64, u64)> {
+    fn get(&self, id: &str) -> Option<(i64, [u8; 32])> {
         if self.capacity == 0 {
             return None;
         }

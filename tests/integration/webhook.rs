@@ -222,6 +222,36 @@ async fn the_same_event_posted_twice_is_recorded_once_and_the_second_reply_says_
 }
 
 #[tokio::test]
+async fn a_logged_id_redelivered_with_another_body_is_checked_in_full_not_answered_from_the_cache()
+{
+    let app = TestApp::spawn().await;
+    let id = unique_id("evt");
+    let logged = event(&id, "customer.created");
+    let first = app.deliver(&logged).await;
+    assert_eq!(first.json["status"], "recorded");
+    // The same id, cached as committed, but a body the full checks refuse.
+    let live = event_json(&id, "customer.created", true)
+        .to_string()
+        .into_bytes();
+    let reply = app.deliver(&live).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.code(), "livemode_mismatch");
+    // The same id with another valid body: a duplicate, and not the same body.
+    let mut edited = event_json(&id, "customer.created", false);
+    edited["data"]["object"]["name"] = json!("Someone else");
+    let reply = app.deliver(edited.to_string().as_bytes()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["status"], "duplicate");
+    // The logged body again, byte for byte: answered from the cache, with its position.
+    let again = app.deliver(&logged).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json["status"], "duplicate");
+    assert_eq!(again.json["event_id"], json!(id));
+    assert_eq!(again.json["position"], first.json["position"]);
+    assert_eq!(app.event_count().await, 1);
+}
+
+#[tokio::test]
 async fn a_batch_with_a_duplicate_and_new_events_records_only_the_new_ones() {
     let app = Arc::new(
         TestApp::builder()
