@@ -120,14 +120,18 @@ impl Writer {
     }
 }
 
-/// A writer keeps its connection from one batch to the next while requests are waiting, for
-/// at most this long; then it gives it back, so that the other writers of a SQLite database
+/// A writer keeps its connection from one batch to the next while requests are waiting (or
+/// arrive within [`HOLD_WHILE_IDLE`]), for at most this long; then it gives it back, so that the other writers of a SQLite database
 /// (sealer, projector, jobs), queued for its only writer connection, get their turn.
 ///
 /// Giving a connection back costs sqlx's check of it (a request to SQLite's worker thread, a
 /// round trip to PostgreSQL) and taking it again waits for that check: under load that was
 /// a fifth of a SQLite batch's time (README, "Performance").
 const HOLD_CONNECTION_AT_MOST: Duration = Duration::from_millis(25);
+
+/// How long a writer with nothing to do keeps its connection, in case the next request is about
+/// to arrive.
+const HOLD_WHILE_IDLE: Duration = Duration::from_millis(5);
 
 /// A connection kept between batches, and since when.
 struct Held {
@@ -140,14 +144,10 @@ async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Pending>, seen: Arc<See
     loop {
         let first = match receiver.try_recv() {
             Ok(first) => first,
-            Err(_) => {
-                // Nothing waiting: give the connection back before waiting for work.
-                held = None;
-                let Some(first) = receiver.recv().await else {
-                    return;
-                };
-                first
-            }
+            Err(_) => match next_request(&mut receiver, &mut held).await {
+                Some(first) => first,
+                None => return,
+            },
         };
         let batch = collect(first, &mut receiver);
         if held
@@ -160,6 +160,26 @@ async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Pending>, seen: Arc<See
         // then find it already logged.
         write(&db, batch, &seen, &mut held).await;
     }
+}
+
+/// Waits for the next request when none is waiting. With a connection held, first for a
+/// moment with it (a steady stream of deliveries, one at a time, sends the next one within a
+/// millisecond or two of the last reply), then gives it back and waits without it: an idle
+/// writer holds no connection.
+async fn next_request(
+    receiver: &mut mpsc::Receiver<Pending>,
+    held: &mut Option<Held>,
+) -> Option<Pending> {
+    if let Some(h) = held {
+        let left = HOLD_CONNECTION_AT_MOST
+            .saturating_sub(h.since.elapsed())
+            .min(HOLD_WHILE_IDLE);
+        if let Ok(next) = tokio::time::timeout(left, receiver.recv()).await {
+            return next;
+        }
+    }
+    *held = None;
+    receiver.recv().await
 }
 
 fn collect(first: Pending, receiver: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
