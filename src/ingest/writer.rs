@@ -121,8 +121,9 @@ impl Writer {
 }
 
 /// A writer keeps its connection from one batch to the next while requests are waiting (or
-/// arrive within [`HOLD_WHILE_IDLE`]), for at most this long; then it gives it back, so that the other writers of a SQLite database
-/// (sealer, projector, jobs), queued for its only writer connection, get their turn.
+/// arrive within [`HOLD_WHILE_IDLE`]), for at most this long; then it gives it back, so that
+/// the other writers of a SQLite database (sealer, projector, jobs), queued for its only writer
+/// connection, get their turn.
 ///
 /// Giving a connection back costs sqlx's check of it (a request to SQLite's worker thread, a
 /// round trip to PostgreSQL) and taking it again waits for that check: under load that was
