@@ -6,16 +6,15 @@
 //! The read's statements go to sqlx's SQLite worker thread as one request, and so do the
 //! write's: a request is a hand-over to that thread and back, and at one event per batch those
 //! hand-overs (eleven per batch when each statement was its own) were a fifth of the service's
-//! CPU per event (docs/adr/0016). A batch makes four: `BEGIN`, read, write, `COMMIT`.
+//! CPU per event (docs/adr/0016). A batch makes two: `BEGIN IMMEDIATE` goes with the read and
+//! `COMMIT` with the write.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow as _, Row as _};
-
 use sqlx::pool::PoolConnection;
-use sqlx::Sqlite;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow as _, Row as _, Sqlite};
 
 use super::{timestamp, SqliteStore};
 use crate::store::common::event_log::logged_columns;
