@@ -10,13 +10,14 @@ ALTER TABLE read_models SET (fillfactor = 80);
 -- 2. Payloads and states above 2 kB are compressed when stored. lz4 compresses several times
 --    faster than pglz, the default, at a similar ratio for JSON; every webhook pays the
 --    compression, and the sealer, rebuild and exports pay the decompression. A server built
---    without lz4 keeps pglz (the values read back are the same either way; only new values
---    are compressed the new way).
+--    without lz4, or older than PostgreSQL 14 (no per-column compression), keeps pglz: the
+--    values read back are the same either way. The statements are run by EXECUTE so that an
+--    older server's parser meets them only inside the handler.
 DO $$
 BEGIN
-    ALTER TABLE event_log ALTER COLUMN payload SET COMPRESSION lz4;
-    ALTER TABLE read_models ALTER COLUMN state SET COMPRESSION lz4;
-EXCEPTION WHEN feature_not_supported THEN
-    RAISE NOTICE 'lz4 is not available on this server; payloads stay compressed with pglz';
+    EXECUTE 'ALTER TABLE event_log ALTER COLUMN payload SET COMPRESSION lz4';
+    EXECUTE 'ALTER TABLE read_models ALTER COLUMN state SET COMPRESSION lz4';
+EXCEPTION WHEN feature_not_supported OR syntax_error THEN
+    RAISE NOTICE 'per-column lz4 compression is not available on this server; values stay compressed with pglz';
 END
 $$;

@@ -265,72 +265,65 @@ fn changed_since_read(e: sqlx::Error) -> StorageError {
     e.into()
 }
 
+/// A part of the batch as the JSON array of rows its statement reads with `json_each`.
+fn json_rows<T>(
+    items: impl IntoIterator<Item = T>,
+    row: impl FnMut(T) -> serde_json::Value,
+) -> String {
+    serde_json::Value::Array(items.into_iter().map(row).collect()).to_string()
+}
+
 fn read_model_rows(batch: &BatchWrite<'_>) -> String {
-    let rows: Vec<_> = batch
-        .rows
-        .iter()
-        .map(|r| {
-            json!([
-                r.row.kind.as_str(),
-                r.row.id,
-                r.row.customer_id,
-                r.row.user_id,
-                r.row.status,
-                r.row.state,
-                r.expected
-            ])
-        })
-        .collect();
-    json!(rows).to_string()
+    json_rows(&batch.rows, |r| {
+        json!([
+            r.row.kind.as_str(),
+            r.row.id,
+            r.row.customer_id,
+            r.row.user_id,
+            r.row.status,
+            r.row.state,
+            r.expected
+        ])
+    })
 }
 
 fn outbox_rows(batch: &BatchWrite<'_>) -> String {
-    let rows: Vec<_> = batch
-        .notifications
-        .iter()
-        .map(|(n, event_id)| {
-            json!([
-                n.dedupe_key,
-                n.kind.as_str(),
-                n.customer,
-                event_id,
-                serde_json::to_string(&n.details).expect("notification details serialise"),
-            ])
-        })
-        .collect();
-    json!(rows).to_string()
+    json_rows(&batch.notifications, |(n, event_id)| {
+        json!([
+            n.dedupe_key,
+            n.kind.as_str(),
+            n.customer,
+            event_id,
+            serde_json::to_string(&n.details).expect("notification details serialise"),
+        ])
+    })
 }
 
 fn entry_rows(batch: &BatchWrite<'_>) -> String {
-    let rows: Vec<_> = batch
-        .fresh
-        .iter()
-        .map(|e| {
-            let env = &e.envelope;
-            let object = env.object.as_ref();
-            let v = e.verification.as_ref();
-            json!([
-                env.id,
-                env.event_type,
-                env.api_version,
-                env.livemode,
-                env.account,
-                object.and_then(|o| o.id.as_deref()),
-                object.and_then(|o| o.object_type.as_deref()),
-                env.created,
-                timestamp(e.received_at),
-                e.source.as_str(),
-                e.payload,
-                e.payload_redacted,
-                e.raw_body_sha256,
-                v.map(|v| v.signature_header.as_str()),
-                v.map(|v| v.timestamp),
-                v.map(|v| v.secret_index as i32),
-                v.map(|v| v.secret_fingerprint.as_str()),
-            ])
-        })
-        .collect();
-    json!(rows).to_string()
+    json_rows(&batch.fresh, |e| {
+        let env = &e.envelope;
+        let object = env.object.as_ref();
+        let v = e.verification.as_ref();
+        json!([
+            env.id,
+            env.event_type,
+            env.api_version,
+            env.livemode,
+            env.account,
+            object.and_then(|o| o.id.as_deref()),
+            object.and_then(|o| o.object_type.as_deref()),
+            env.created,
+            timestamp(e.received_at),
+            e.source.as_str(),
+            e.payload,
+            e.payload_redacted,
+            e.raw_body_sha256,
+            v.map(|v| v.signature_header.as_str()),
+            v.map(|v| v.timestamp),
+            v.map(|v| v.secret_index as i32),
+            v.map(|v| v.secret_fingerprint.as_str()),
+        ])
+    })
 }
 
 /// The projected ids this batch appends (the logged ones come by position).
@@ -346,19 +339,11 @@ fn projected_fresh_ids(batch: &BatchWrite<'_>) -> String {
 }
 
 fn dead_letter_rows(batch: &BatchWrite<'_>) -> String {
-    let rows: Vec<_> = batch
-        .failed
-        .iter()
-        .map(|f| json!([f.event_id, f.position, f.error]))
-        .collect();
-    json!(rows).to_string()
+    json_rows(&batch.failed, |f| json!([f.event_id, f.position, f.error]))
 }
 
 fn touch_rows(batch: &BatchWrite<'_>) -> String {
-    let rows: Vec<_> = batch
-        .touches
-        .iter()
-        .map(|t| json!([t.kind.as_str(), t.object_id, t.event_id]))
-        .collect();
-    json!(rows).to_string()
+    json_rows(&batch.touches, |t| {
+        json!([t.kind.as_str(), t.object_id, t.event_id])
+    })
 }
