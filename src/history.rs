@@ -179,8 +179,11 @@ pub struct Resolved {
 
 /// Checks `cut` against the log. A position beyond the log's end is refused (it names a future
 /// the service cannot know); a position cut's clock is the receive time of the entry at or
-/// just before it. Both of the service's own clocks (position and receive time) are capped at
-/// `now`: a cut in the future includes everything but is not a prediction.
+/// just before it. The service's own clocks (position and receive time) are capped at `now`: a
+/// cut in the future on them includes everything but is not a prediction. A creation-time cut
+/// is not capped: it is a point on Stripe's timeline, and asking "as of that moment, from what
+/// is logged" is how an operator sees when a grace period will end (`as_of_created` in the
+/// future judges time-based rules at that moment; nothing not yet logged is assumed).
 pub async fn resolve(db: &Db, cut: Cut, now: i64) -> Result<Resolved, HistoryError> {
     Ok(match cut {
         Cut::Position(p) => {

@@ -1,8 +1,10 @@
 //! Sign-in sessions of the console, kept in the database (`ui_sessions`, migration 0009).
 //!
 //! - The form: `GET /ui/login` sets a pre-session cookie (`sl_ui_login`, with the same
-//!   `__Host-` and `Secure` rule as the session's) holding a random nonce for
-//!   [`LOGIN_FORM_SECS`], and the form's hidden `csrf` field is its HMAC (`csrf.rs`). The POST
+//!   `__Host-` and `Secure` rule as the session's) holding a random nonce, and the form's hidden
+//!   `csrf` field is its HMAC (`csrf.rs`). The cookie's `Max-Age` is [`LOGIN_FORM_SECS`],
+//!   renewed by every visit to the form; the server does not check the nonce's age itself (the
+//!   nonce is `HttpOnly` and `SameSite=Strict`, and the POST also passes the origin check). The POST
 //!   must pass the origin check and carry that field for the nonce in its cookie, else 403
 //!   `csrf_token_invalid`: no one else's page can sign a browser in (login CSRF).
 //! - Signing in: `POST /ui/login` with a service token in the field `token`. It is checked

@@ -711,7 +711,7 @@ async fn the_sign_in_form_sets_a_short_lived_strict_nonce_cookie_and_its_token_f
     assert!(form
         .text
         .contains(r#"<input type="hidden" name="csrf" value=""#));
-    // A refused attempt shows the form again with a fresh pair, which works.
+    // A refused attempt shows the form again with the same nonce (renewed) and its token, which work.
     let mut browser = Browser::new(&app);
     let refused = browser.sign_in("not-a-configured-token-0123").await;
     assert_eq!(refused.status, 401);

@@ -21,7 +21,6 @@ const RECORD: &str = "INSERT INTO object_touches (kind, object_id, position) \
      SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
      json_extract(value, '$[2]') FROM json_each($1) WHERE true ON CONFLICT DO NOTHING";
 
-/// Ingestion's touches, by event id: the batch's entries are appended by now.
 impl HistoryStore for SqliteStore {
     crate::store::common::history::history_store_same_on_both!(read);
 
