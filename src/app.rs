@@ -196,6 +196,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "STRIPE_SECRET_KEY is not set: running in test mode, live events are refused"
         );
     }
+    if let Some(origin) = config.ui.public_origin.as_deref() {
+        if crate::ui::session::CookiePolicy::unreachable_over_http(origin) {
+            tracing::warn!(
+                public_url = origin,
+                "PUBLIC_URL is plain http on a host that is not loopback: the console's cookies are Secure, so browsers drop them and sign-in fails; serve the console over https and set PUBLIC_URL to that URL"
+            );
+        }
+    }
     let sealing = crate::sealer::Sealing::for_serve(&config.seal, &db)
         .await
         .context("could not load the checkpoint signing key (LEDGER_SIGNING_KEY)")?;

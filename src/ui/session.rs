@@ -81,6 +81,14 @@ impl CookiePolicy {
     /// request's `Host` (this server itself speaks plain http only). Anything else, even an
     /// `http://` `PUBLIC_URL` naming another host, gets `__Host-` and `Secure`: the issue allows
     /// dropping `Secure` on loopback http alone.
+    /// Whether `PUBLIC_URL` asks for plain http on a host that is not loopback: such a console
+    /// gets `Secure` cookies, which browsers drop over http, so nobody can sign in.
+    pub fn unreachable_over_http(public_origin: &str) -> bool {
+        public_origin
+            .strip_prefix("http://")
+            .is_some_and(|host| !is_loopback_host(host))
+    }
+
     pub fn for_request(headers: &HeaderMap, public_origin: Option<&str>) -> CookiePolicy {
         let loopback_http = match public_origin {
             Some(origin) => origin.strip_prefix("http://").is_some_and(is_loopback_host),
@@ -476,6 +484,25 @@ pub async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_http_public_url_on_another_host_is_flagged_at_startup() {
+        for origin in [
+            "http://ledger.internal",
+            "http://10.0.0.5:8080",
+            "http://[::2]",
+        ] {
+            assert!(CookiePolicy::unreachable_over_http(origin), "{origin}");
+        }
+        for origin in [
+            "https://ledger.example.com",
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:8080",
+        ] {
+            assert!(!CookiePolicy::unreachable_over_http(origin), "{origin}");
+        }
+    }
 
     #[test]
     fn only_loopback_hosts_get_the_plain_http_cookie() {
