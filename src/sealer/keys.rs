@@ -141,7 +141,9 @@ fn read_seed(path: &Path, origin: &str) -> Result<Option<[u8; 32]>, KeyError> {
 /// Creates the key file, readable by its owner only, never overwriting one and never leaving
 /// half of one: the key is written to a temporary file beside it, synced, then hard-linked into
 /// place (which fails if the name exists). If another process created the file meanwhile (two
-/// `serve`s started together), its key is the one used.
+/// `serve`s started together), its key is the one used. Where the file system has no hard
+/// links, the file is created in place (still never over an existing one). Temporary files a
+/// crash left behind are removed first.
 fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
     use base64::Engine as _;
     let key = SigningKey::generate(origin).map_err(|e| KeyError::Key(e.to_string()))?;
@@ -150,8 +152,19 @@ fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
         source,
     };
     let text = base64::engine::general_purpose::STANDARD.encode(key.seed());
+    remove_stale_temporaries(path);
     let temp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
-    let written = write_private(&temp, &text).and_then(|()| std::fs::hard_link(&temp, path));
+    let written =
+        write_private(&temp, &text).and_then(|()| match std::fs::hard_link(&temp, path) {
+            // A file system without hard links (some network and FUSE mounts): create the file in
+            // place instead, still never over an existing one. A crash mid-write there leaves a
+            // partial file, which is then refused as unreadable (fail closed), not taken for a key.
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                tracing::debug!(error = %e, "no hard link for the key file; writing it in place");
+                write_private(path, &text)
+            }
+            linked => linked,
+        });
     let _ = std::fs::remove_file(&temp);
     match written {
         Ok(()) => {}
@@ -184,6 +197,34 @@ fn generate(path: &Path, origin: &str) -> Result<SigningKey, KeyError> {
         );
     }
     Ok(key)
+}
+
+/// Removes temporary key files a crash left beside `path` (`<stem>.<32 hex digits>.tmp`): each
+/// holds a seed that was never used, and nothing else would ever delete it.
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem().and_then(|s| s.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_ours = name
+            .strip_prefix(stem)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_ours {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes `text` and a newline to a new file at `path`, mode 0600, synced.
@@ -225,6 +266,36 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("db.signing-key")]);
+    }
+
+    #[test]
+    fn temporary_key_files_a_crash_left_are_removed_and_other_files_are_not() {
+        let path = temp_file("db.signing-key");
+        let dir = path.parent().unwrap().to_owned();
+        let stale = dir.join(format!("db.{}.tmp", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&stale, "a seed nobody uses").unwrap();
+        for other in [
+            "db.notes.tmp",
+            "other.0123456789abcdef0123456789abcdef.tmp",
+            "db.sqlite",
+        ] {
+            std::fs::write(dir.join(other), "keep").unwrap();
+        }
+        generate(&path, "o").unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "db.notes.tmp",
+                "db.signing-key",
+                "db.sqlite",
+                "other.0123456789abcdef0123456789abcdef.tmp"
+            ]
+        );
     }
 
     fn temp_file(name: &str) -> std::path::PathBuf {

@@ -35,7 +35,8 @@ pub const SEAL_CHUNK: u32 = 2_000;
 /// How often the sealer looks for new entries. Often, so that each pass is small: a pass reads
 /// its entries whole (payloads included) and hashes them, and at 2,000 events/s a pass a second
 /// was a burst that put the slowest 1 % of webhooks at twice the median latency (README,
-/// "Performance"). A pass that finds nothing costs one indexed read.
+/// "Performance"). A pass that finds nothing costs two indexed reads (the sealed size, the
+/// entries after it).
 pub const SEAL_EVERY: Duration = Duration::from_millis(200);
 /// Leaves hashed between two yields to the runtime.
 const YIELD_EVERY: usize = 64;

@@ -784,8 +784,8 @@ async fn a_kill_9_while_sealing_loses_nothing_and_the_log_verifies_after_restart
     };
     let base = format!("http://127.0.0.1:{port}");
     let mut acknowledged = Vec::new();
-    // Sealing and signing both run every second from start; kill points 260 ms apart walk
-    // across that second, into and between passes, under steady ingestion.
+    // Sealing runs every 200 ms and signing every second from start; kill points 260 ms apart
+    // walk across them, into and between passes, under steady ingestion.
     for round in 0..5u64 {
         let mut server = spawn();
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -1039,6 +1039,16 @@ impl Served {
     fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// A test that fails before `kill` leaves no `serve` running on its database and port.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
