@@ -10,3 +10,6 @@ fn main() -> std::process::ExitCode {
     let cli = stripe_ledger::cli::Cli::parse();
     stripe_ledger::cli::run(cli)
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

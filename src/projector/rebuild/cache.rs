@@ -8,13 +8,20 @@
 //! were evicted is remembered in a fixed 1 MiB bit filter ([`Evicted`]), so keys never evicted
 //! (most of them) cost no look-up. A false positive of the filter costs one look-up that finds
 //! nothing.
+//!
+//! **In flight.** Evicted states go to the rebuild's writer task as a numbered batch, and stay
+//! readable here until the writer reports that batch committed ([`Cache::committed`]). So a
+//! state seen again soon after its eviction is taken back from memory, and one that is not in
+//! flight is already committed: the fold never waits for the writer before reading back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use ledger_projections::Fact;
 
 use crate::store::read_models::Key;
+use crate::store::Kind;
 
 struct Slot {
     state: Fact,
@@ -29,7 +36,16 @@ pub(super) struct Cache {
     slots: HashMap<Key, Slot>,
     evicted: Evicted,
     tick: u64,
+    /// Evicted batches not yet known committed, oldest first, by number.
+    in_flight: VecDeque<(u64, Batch)>,
+    /// Where each in-flight key's latest state is: its batch's number and its index there.
+    in_flight_keys: HashMap<Key, (u64, usize)>,
+    /// The number the next evicted batch gets.
+    next_batch: u64,
 }
+
+/// States evicted together, shared with the writer task that writes them.
+pub(super) type Batch = Arc<Vec<Fact>>;
 
 impl Cache {
     pub(super) fn new(capacity: usize) -> Cache {
@@ -38,6 +54,9 @@ impl Cache {
             slots: HashMap::new(),
             evicted: Evicted::new(),
             tick: 0,
+            in_flight: VecDeque::new(),
+            in_flight_keys: HashMap::new(),
+            next_batch: 1,
         }
     }
 
@@ -46,9 +65,48 @@ impl Cache {
         self.tick += 1;
     }
 
-    /// Whether the new generation may already hold a state for `key` that is not cached.
+    /// Whether the new generation may already hold a state for `key` that is neither cached
+    /// nor in flight (so it is committed, if it exists).
     pub(super) fn must_load(&self, key: &Key) -> bool {
-        !self.slots.contains_key(key) && self.evicted.may_contain(key)
+        !self.slots.contains_key(key)
+            && !self.in_flight_keys.contains_key(key)
+            && self.evicted.may_contain(key)
+    }
+
+    /// Takes `key`'s state back from an evicted batch not yet committed, as written (clean:
+    /// that batch writes it). False if it is not in flight.
+    pub(super) fn take_back(&mut self, key: &Key) -> bool {
+        if self.slots.contains_key(key) {
+            return false;
+        }
+        let Some(&(number, index)) = self.in_flight_keys.get(key) else {
+            return false;
+        };
+        let first = self.in_flight.front().map_or(number, |(n, _)| *n);
+        let (_, batch) = &self.in_flight[(number - first) as usize];
+        let state = batch[index].clone();
+        self.insert_loaded(key.clone(), state);
+        true
+    }
+
+    /// The writer committed every batch numbered up to `through`: those states are read back
+    /// from the new generation from now on.
+    pub(super) fn committed(&mut self, through: u64) {
+        while self.in_flight.front().is_some_and(|(n, _)| *n <= through) {
+            let Some((number, batch)) = self.in_flight.pop_front() else {
+                break;
+            };
+            for state in batch.iter() {
+                let key = (Kind::of(state), state.id().to_owned());
+                if self
+                    .in_flight_keys
+                    .get(&key)
+                    .is_some_and(|(n, _)| *n == number)
+                {
+                    self.in_flight_keys.remove(&key);
+                }
+            }
+        }
     }
 
     /// A state read back from the new generation (as written: clean).
@@ -87,11 +145,12 @@ impl Cache {
     }
 
     /// Over capacity: removes a quarter, settled states first (see [`settled`]), then the
-    /// least recently touched, and returns the states of those not yet written. Their keys
-    /// are remembered as evicted.
-    pub(super) fn evict(&mut self) -> Vec<Fact> {
+    /// least recently touched, and returns the states of those not yet written with the
+    /// batch's number, to be reported through [`Cache::committed`]. Their keys are remembered
+    /// as evicted.
+    pub(super) fn evict(&mut self) -> Option<(u64, Batch)> {
         if self.slots.len() <= self.capacity {
-            return Vec::new();
+            return None;
         }
         let excess = self.slots.len() - self.capacity * 3 / 4;
         let rank = |slot: &Slot| (u8::from(!settled(&slot.state)), slot.touched);
@@ -114,16 +173,24 @@ impl Cache {
             })
             .map(|(key, _)| key.clone())
             .collect();
+        let number = self.next_batch;
         let mut gone = Vec::new();
         for key in keys {
             self.evicted.insert(&key);
             if let Some(slot) = self.slots.remove(&key) {
                 if slot.dirty {
+                    self.in_flight_keys.insert(key, (number, gone.len()));
                     gone.push(slot.state);
                 }
             }
         }
-        gone
+        if gone.is_empty() {
+            return None;
+        }
+        self.next_batch += 1;
+        let batch = Arc::new(gone);
+        self.in_flight.push_back((number, batch.clone()));
+        Some((number, batch))
     }
 
     /// Copies of at most `limit` states not yet written; they count as written from now on.
@@ -202,8 +269,7 @@ impl Evicted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Kind;
-    use ledger_projections::CustomerState;
+    use ledger_projections::{CustomerState, Link};
 
     fn customer(id: &str) -> (Key, Fact) {
         (
@@ -221,16 +287,53 @@ mod tests {
             cache.join(key, fact);
         }
         // Five over a capacity of four: down to three, the two oldest written.
-        let gone = cache.evict();
+        let (number, gone) = cache.evict().expect("two states evicted");
         let ids: Vec<&str> = gone.iter().map(|f| f.id()).collect();
         assert_eq!(ids.len(), 2);
         assert!(ids.contains(&"cus_0") && ids.contains(&"cus_1"), "{ids:?}");
+        // In flight: not read back from the new generation until committed.
+        assert!(!cache.must_load(&customer("cus_0").0));
+        cache.committed(number);
         assert!(cache.must_load(&customer("cus_0").0));
         assert!(!cache.must_load(&customer("cus_4").0));
         // The rest is written once, then is clean.
         assert_eq!(cache.take_dirty(2).len(), 2);
         assert_eq!(cache.take_dirty(2).len(), 1);
         assert!(cache.take_dirty(2).is_empty());
+    }
+
+    #[test]
+    fn a_state_seen_again_while_its_batch_is_in_flight_is_taken_back_from_memory() {
+        let mut cache = Cache::new(1);
+        let (cus_0, fact_0) = customer("cus_0");
+        cache.join(cus_0.clone(), fact_0);
+        cache.next_chunk();
+        let (cus_1, fact_1) = customer("cus_1");
+        cache.join(cus_1, fact_1);
+        let (first, _) = cache.evict().expect("cus_0 evicted");
+        assert!(cache.take_back(&cus_0), "in flight, so taken back");
+        assert!(!cache.must_load(&cus_0));
+        // Taken back clean: its batch writes it, so it is not written again.
+        assert_eq!(cache.take_dirty(10).len(), 1, "only cus_1");
+        // Touched again and evicted again: a second batch now holds its latest state.
+        let mut claimed = CustomerState::new("cus_0".to_owned());
+        claimed.claim(Some(Link {
+            created: 1,
+            event_id: "evt_1".to_owned(),
+            value: "user_1".to_owned(),
+        }));
+        cache.next_chunk();
+        cache.join(cus_0.clone(), Fact::Customer(claimed));
+        let (second, gone) = cache.evict().expect("evicted again");
+        assert!(second > first && gone.len() == 1, "{gone:?}");
+        cache.committed(first);
+        assert!(
+            !cache.must_load(&cus_0),
+            "still in flight in the second batch"
+        );
+        cache.committed(second);
+        assert!(cache.must_load(&cus_0));
+        assert!(!cache.take_back(&cus_0));
     }
 
     #[test]
