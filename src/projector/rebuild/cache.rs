@@ -304,18 +304,20 @@ mod tests {
 
     #[test]
     fn a_state_seen_again_while_its_batch_is_in_flight_is_taken_back_from_memory() {
+        // A capacity of one: every second state evicts both.
         let mut cache = Cache::new(1);
         let (cus_0, fact_0) = customer("cus_0");
+        let (cus_1, fact_1) = customer("cus_1");
         cache.join(cus_0.clone(), fact_0);
         cache.next_chunk();
-        let (cus_1, fact_1) = customer("cus_1");
-        cache.join(cus_1, fact_1);
-        let (first, _) = cache.evict().expect("cus_0 evicted");
+        cache.join(cus_1.clone(), fact_1);
+        let (first, gone) = cache.evict().expect("both evicted");
+        assert_eq!(gone.len(), 2);
         assert!(cache.take_back(&cus_0), "in flight, so taken back");
-        assert!(!cache.must_load(&cus_0));
+        assert!(!cache.must_load(&cus_0) && !cache.must_load(&cus_1));
         // Taken back clean: its batch writes it, so it is not written again.
-        assert_eq!(cache.take_dirty(10).len(), 1, "only cus_1");
-        // Touched again and evicted again: a second batch now holds its latest state.
+        assert!(cache.take_dirty(10).is_empty());
+        // Changed and evicted again: a second batch now holds its latest state.
         let mut claimed = CustomerState::new("cus_0".to_owned());
         claimed.claim(Some(Link {
             created: 1,
@@ -324,13 +326,33 @@ mod tests {
         }));
         cache.next_chunk();
         cache.join(cus_0.clone(), Fact::Customer(claimed));
+        let (cus_2, fact_2) = customer("cus_2");
+        cache.join(cus_2, fact_2);
         let (second, gone) = cache.evict().expect("evicted again");
-        assert!(second > first && gone.len() == 1, "{gone:?}");
+        assert!(second > first && gone.len() == 2, "{gone:?}");
         cache.committed(first);
+        assert!(
+            cache.must_load(&cus_1),
+            "committed: read back from the new generation"
+        );
         assert!(
             !cache.must_load(&cus_0),
             "still in flight in the second batch"
         );
+        assert!(cache.take_back(&cus_0));
+        let Some(Slot {
+            state: Fact::Customer(state),
+            ..
+        }) = cache.slots.get(&cus_0)
+        else {
+            panic!("cus_0 is cached");
+        };
+        assert_eq!(
+            state.claims.len(),
+            1,
+            "the latest state, not the first batch's"
+        );
+        cache.slots.clear();
         cache.committed(second);
         assert!(cache.must_load(&cus_0));
         assert!(!cache.take_back(&cus_0));
