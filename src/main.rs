@@ -10,6 +10,3 @@ fn main() -> std::process::ExitCode {
     let cli = stripe_ledger::cli::Cli::parse();
     stripe_ledger::cli::run(cli)
 }
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
