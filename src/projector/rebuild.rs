@@ -440,6 +440,9 @@ impl Touches {
     }
 
     async fn record(&mut self, touches: Vec<TouchAt>) -> Result<(), StorageError> {
+        if touches.is_empty() {
+            return Ok(());
+        }
         if self.jobs.send(touches).await.is_err() {
             return Err(failure(&mut self.task, "touch recorder").await);
         }

@@ -52,15 +52,13 @@ pub trait HistoryStore {
     ) -> Result<Vec<HistoryEntry>, StorageError>;
     /// The receive time of the entry at `position`, or of the last one before it.
     async fn received_before(&self, position: i64) -> Result<Option<DateTime<Utc>>, StorageError>;
-    /// Records touches of entries already logged (rebuild); existing ones are kept.
-    async fn record_touches(&self, touches: &[TouchAt]) -> Result<(), StorageError>;
 }
 
 /// Operations inside a transaction.
 #[allow(async_fn_in_trait)] // as above
 pub trait HistoryTx {
-    /// [`HistoryStore::record_touches`] inside a transaction (rebuild's final catch-up, which
-    /// holds the SQLite writer).
+    /// Records touches of entries already logged (rebuild: its own transactions while it
+    /// replays, then the switch's); existing ones are kept.
     async fn record_touches(&mut self, touches: &[TouchAt]) -> Result<(), StorageError>;
 }
 
@@ -84,15 +82,6 @@ impl HistoryStore for Db {
             Db::Postgres(s) => s.received_before(position).await,
             Db::Sqlite(s) => s.received_before(position).await,
         }
-    }
-
-    async fn record_touches(&self, touches: &[TouchAt]) -> Result<(), StorageError> {
-        if touches.is_empty() {
-            return Ok(());
-        }
-        let mut tx = Tx::begin(self).await?;
-        tx.record_touches(touches).await?;
-        tx.commit().await
     }
 }
 

@@ -39,13 +39,6 @@ impl HistoryStore for SqliteStore {
             .fetch_all(&self.read)
             .await?)
     }
-
-    async fn record_touches(&self, touches: &[TouchAt]) -> Result<(), StorageError> {
-        let mut tx = self.begin().await?;
-        record_touches(&mut tx, touches).await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }
 
 pub(crate) async fn record_touches(
