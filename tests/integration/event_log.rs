@@ -38,7 +38,7 @@ async fn update_delete_and_truncate_on_the_log_fail_in_the_database() {
     assert_eq!(app.event_count().await, 1);
 }
 
-async fn execute(db: &Db, sql: &str) -> Result<u64, String> {
+pub(crate) async fn execute(db: &Db, sql: &str) -> Result<u64, String> {
     let result = match db {
         Db::Postgres(stripe_ledger::store::PgStore { pool, .. }) => sqlx::query(sql)
             .execute(pool)
