@@ -36,8 +36,8 @@ pub struct Versioned {
     pub version: i64,
 }
 
-/// What a batch's read found.
-#[derive(Debug, Clone)]
+/// What a batch's read found (empty until the rows are read in).
+#[derive(Debug, Clone, Default)]
 pub struct BatchRead {
     /// The active generation, read with the states.
     pub generation: i64,

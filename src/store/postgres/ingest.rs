@@ -62,11 +62,7 @@ impl PgSession {
             .bind(&ids)
             .fetch_all(&mut *self.conn)
             .await?;
-        let mut read = BatchRead {
-            generation: 0,
-            logged: Vec::new(),
-            states: HashMap::new(),
-        };
+        let mut read = BatchRead::default();
         for row in rows {
             match row.try_get::<i32, _>("tag")? {
                 0 => read.generation = row.try_get("n")?,

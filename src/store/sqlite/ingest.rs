@@ -181,11 +181,7 @@ impl SqliteSession {
             .bind(keys_json(keys))
             .fetch_all(&mut *self.conn)
             .await?;
-        let mut read = BatchRead {
-            generation: 0,
-            logged: Vec::new(),
-            states: HashMap::new(),
-        };
+        let mut read = BatchRead::default();
         for row in rows {
             match row.try_get::<i64, _>("tag")? {
                 0 => read.generation = row.try_get("active_generation")?,
