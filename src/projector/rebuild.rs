@@ -8,19 +8,20 @@
 
 mod cache;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap;
 use ledger_projections::{decode, Fact, LoggedEvent};
 
 use super::{origin_of, state_from_json};
 use crate::store::history::{HistoryTx as _, TouchAt};
 use crate::store::read_models::{Key, ReadModelStore as _, ReadModelTx as _, Row};
 use crate::store::rebuild::{RebuildStore as _, RebuildTx as _, Replayed};
-use crate::store::{Db, Kind, StorageError, Tx};
+use crate::store::{Backend, Db, Kind, StorageError, Tx};
 use cache::{Batch, Cache};
 
 #[derive(Debug, Clone)]
@@ -270,7 +271,7 @@ fn decode_chunk(stored: Vec<Replayed>, kinds: &BTreeSet<Kind>) -> Decoded {
         last: stored.last().map_or(0, |e| e.position),
         events: stored.len(),
         skipped: Vec::new(),
-        facts: HashMap::new(),
+        facts: HashMap::default(),
         touches: Vec::new(),
     };
     for entry in stored {
@@ -407,15 +408,56 @@ impl Writer {
     }
 }
 
-/// Records which objects each entry touched (`object_touches`, docs/adr/0019) on a task and
-/// connection of its own, so that those inserts overlap with folding and writing states.
+/// Records which objects each entry touched (`object_touches`, docs/adr/0019) on tasks and
+/// connections of their own, so that those inserts overlap with folding and writing states.
+/// Chunks go round-robin to the lanes: on PostgreSQL two, since a million touches in one lane
+/// kept the fold waiting; on SQLite one, since it has one writer anyway. Order does not matter:
+/// every touch is inserted once whatever lane it takes, and all are committed before the switch.
 struct Touches {
+    lanes: Vec<Lane>,
+    next: usize,
+}
+
+struct Lane {
     jobs: tokio::sync::mpsc::Sender<Vec<TouchAt>>,
     task: Task<Result<(), StorageError>>,
 }
 
 impl Touches {
     fn start(db: Db) -> Touches {
+        let lanes = match db.backend() {
+            Backend::Postgres => 2,
+            Backend::Sqlite => 1,
+        };
+        Touches {
+            lanes: (0..lanes).map(|_| Lane::start(db.clone())).collect(),
+            next: 0,
+        }
+    }
+
+    async fn record(&mut self, touches: Vec<TouchAt>) -> Result<(), StorageError> {
+        if touches.is_empty() {
+            return Ok(());
+        }
+        let index = self.next % self.lanes.len();
+        let lane = &mut self.lanes[index];
+        self.next += 1;
+        if lane.jobs.send(touches).await.is_err() {
+            return Err(failure(&mut lane.task, "touch recorder").await);
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<(), StorageError> {
+        for lane in self.lanes {
+            finish(lane.task, lane.jobs, "touch recorder").await?;
+        }
+        Ok(())
+    }
+}
+
+impl Lane {
+    fn start(db: Db) -> Lane {
         let (jobs, mut queue) = tokio::sync::mpsc::channel::<Vec<TouchAt>>(2);
         let task = Task::spawn(async move {
             while let Some(mut touches) = queue.recv().await {
@@ -436,21 +478,7 @@ impl Touches {
             }
             Ok(())
         });
-        Touches { jobs, task }
-    }
-
-    async fn record(&mut self, touches: Vec<TouchAt>) -> Result<(), StorageError> {
-        if touches.is_empty() {
-            return Ok(());
-        }
-        if self.jobs.send(touches).await.is_err() {
-            return Err(failure(&mut self.task, "touch recorder").await);
-        }
-        Ok(())
-    }
-
-    async fn finish(self) -> Result<(), StorageError> {
-        finish(self.task, self.jobs, "touch recorder").await
+        Lane { jobs, task }
     }
 }
 

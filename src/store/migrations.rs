@@ -89,6 +89,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0014_hot_path_storage.sql"),
         include_str!("../../migrations/sqlite/0014_hot_path_storage.sql"),
     ),
+    (
+        15,
+        "read_model_keys",
+        include_str!("../../migrations/postgres/0015_read_model_keys.sql"),
+        include_str!("../../migrations/sqlite/0015_read_model_keys.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

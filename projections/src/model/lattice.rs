@@ -6,8 +6,6 @@
 //! gave. Which snapshot of an object wins is decided by the ordering rule in
 //! [`super::ordering`].
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 pub use super::ordering::Version;
@@ -42,10 +40,22 @@ impl<V> TryFrom<StoredRegister<V>> for Register<V> {
         if stored.candidates.is_empty() {
             return Err("a register needs at least one candidate");
         }
+        // Restores the invariant `winner()` and `join` rely on, whoever wrote the JSON: sorted,
+        // one level, distinct event ids (of an event's versions, the greatest).
         let mut candidates = stored.candidates;
-        // Restores the invariant `winner()` relies on, whoever wrote the JSON.
         candidates.sort_by(|a, b| a.version.cmp(&b.version));
-        Ok(Register { candidates })
+        let top = candidates[candidates.len() - 1].version.level();
+        let mut kept: Vec<Candidate<V>> = Vec::with_capacity(candidates.len());
+        for c in candidates.into_iter().rev() {
+            let seen = kept
+                .iter()
+                .any(|k| k.version.event_id == c.version.event_id);
+            if c.version.level() == top && !seen {
+                kept.push(c);
+            }
+        }
+        kept.reverse();
+        Ok(Register { candidates: kept })
     }
 }
 
@@ -91,32 +101,42 @@ impl<V: Clone + PartialEq> Register<V> {
     /// Every snapshot on the top level survives, one per event id: dropping same-level losers
     /// would make conflict detection depend on which snapshot arrived first.
     pub fn join(&mut self, other: Register<V>) -> bool {
-        let level = self
-            .winner()
-            .version
-            .level()
-            .max(other.winner().version.level());
-        let before: Vec<Version> = self.candidates.iter().map(|c| c.version.clone()).collect();
-        // One candidate per event: if an event was decoded twice under different versions (a
-        // state stored by an older build, joined with a re-projection), the greater one stays,
-        // which keeps this a join whatever the order.
-        let mut by_event: BTreeMap<String, Candidate<V>> = BTreeMap::new();
-        for c in std::mem::take(&mut self.candidates)
-            .into_iter()
-            .chain(other.candidates)
-            .filter(|c| c.version.level() == level)
-        {
-            match by_event.get(&c.version.event_id) {
-                Some(kept) if kept.version >= c.version => {}
-                _ => {
-                    by_event.insert(c.version.event_id.clone(), c);
-                }
-            }
+        // Both sides hold the invariant (sorted, one level, distinct event ids), so only the
+        // higher level survives, and on one level each of `other`'s candidates is offered in
+        // turn. The fold joins every event into its object's state this way: no copies.
+        let mine = self.winner().version.level();
+        let theirs = other.winner().version.level();
+        if theirs < mine {
+            return false;
         }
-        let mut all: Vec<Candidate<V>> = by_event.into_values().collect();
-        all.sort_by(|a, b| a.version.cmp(&b.version));
-        self.candidates = all;
-        self.candidates.iter().map(|c| &c.version).ne(before.iter())
+        if theirs > mine {
+            self.candidates = other.candidates;
+            return true;
+        }
+        let mut changed = false;
+        for candidate in other.candidates {
+            changed |= self.offer(candidate);
+        }
+        changed
+    }
+
+    /// A candidate on this register's level. One candidate per event: if an event was decoded
+    /// twice under different versions (a state stored by an older build, joined with a
+    /// re-projection), the greater one stays, and of two equal ones the one already here, which
+    /// keeps this a join whatever the order.
+    fn offer(&mut self, candidate: Candidate<V>) -> bool {
+        let same_event = |c: &Candidate<V>| c.version.event_id == candidate.version.event_id;
+        if let Some(i) = self.candidates.iter().position(same_event) {
+            if self.candidates[i].version >= candidate.version {
+                return false;
+            }
+            self.candidates.remove(i);
+        }
+        let at = self
+            .candidates
+            .partition_point(|c| c.version < candidate.version);
+        self.candidates.insert(at, candidate);
+        true
     }
 
     /// Every snapshot still competing, oldest first; the last one is the winner.
@@ -241,5 +261,86 @@ mod tests {
         p.join(Register::new(v(0, 10, 6, "evt_q"), "q"));
         assert!(p.conflicts().is_empty());
         assert_eq!(*p.value(), "q");
+    }
+
+    fn at(event_id: &str, created: i64, progress: i64) -> Version {
+        Version {
+            absorb: 0,
+            created,
+            progress,
+            stage: 0,
+            type_rank: 0,
+            event_id: event_id.to_owned(),
+        }
+    }
+
+    fn ids<'a>(r: &'a Register<&'a str>) -> Vec<(&'a str, i64)> {
+        r.candidates()
+            .iter()
+            .map(|c| (c.version.event_id.as_str(), c.version.progress))
+            .collect()
+    }
+
+    #[test]
+    fn a_register_join_reports_a_change_exactly_when_its_candidates_change() {
+        let mut r = Register::new(at("evt_b", 10, 1), "b");
+        assert!(
+            !r.join(Register::new(at("evt_b", 10, 1), "b")),
+            "the same snapshot"
+        );
+        assert!(
+            !r.join(Register::new(at("evt_a", 9, 5), "a")),
+            "a lower level"
+        );
+        assert!(
+            r.join(Register::new(at("evt_a", 10, 0), "a")),
+            "a new event"
+        );
+        assert_eq!(ids(&r), [("evt_a", 0), ("evt_b", 1)]);
+        assert!(
+            !r.join(Register::new(at("evt_b", 10, 0), "b0")),
+            "an older decoding"
+        );
+        assert!(
+            r.join(Register::new(at("evt_a", 10, 2), "a2")),
+            "a newer decoding"
+        );
+        assert_eq!(ids(&r), [("evt_b", 1), ("evt_a", 2)]);
+        assert_eq!(*r.value(), "a2");
+        assert!(
+            r.join(Register::new(at("evt_c", 11, 0), "c")),
+            "a higher level"
+        );
+        assert_eq!(ids(&r), [("evt_c", 0)]);
+    }
+
+    #[test]
+    fn of_two_equal_versions_of_one_event_the_one_already_held_stays() {
+        let mut r = Register::new(at("evt_a", 10, 0), "held");
+        assert!(!r.join(Register::new(at("evt_a", 10, 0), "other")));
+        assert_eq!(*r.value(), "held");
+    }
+
+    #[test]
+    fn a_stored_register_is_read_back_sorted_on_one_level_with_distinct_events() {
+        let stored = serde_json::json!({"candidates": [
+            {"version": at("evt_b", 10, 3), "value": "b3"},
+            {"version": at("evt_old", 9, 0), "value": "old"},
+            {"version": at("evt_a", 10, 0), "value": "a"},
+            {"version": at("evt_b", 10, 1), "value": "b1"},
+        ]});
+        let r: Register<String> = serde_json::from_value(stored).unwrap();
+        let read: Vec<(&str, i64, &str)> = r
+            .candidates()
+            .iter()
+            .map(|c| {
+                (
+                    c.version.event_id.as_str(),
+                    c.version.progress,
+                    c.value.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(read, [("evt_a", 0, "a"), ("evt_b", 3, "b3")]);
     }
 }

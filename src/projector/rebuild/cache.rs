@@ -14,10 +14,11 @@
 //! state seen again soon after its eviction is taken back from memory, and one that is not in
 //! flight is already committed: the fold never waits for the writer before reading back.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use ledger_projections::Fact;
 
 use crate::store::read_models::Key;
@@ -51,11 +52,11 @@ impl Cache {
     pub(super) fn new(capacity: usize) -> Cache {
         Cache {
             capacity: capacity.max(1),
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             evicted: Evicted::new(),
             tick: 0,
             in_flight: VecDeque::new(),
-            in_flight_keys: HashMap::new(),
+            in_flight_keys: HashMap::default(),
             next_batch: 1,
         }
     }
@@ -227,7 +228,7 @@ fn settled(state: &Fact) -> bool {
 /// two probes over 2^23 bits).
 struct Evicted {
     bits: Vec<u64>,
-    hasher: std::hash::RandomState,
+    hasher: foldhash::quality::RandomState,
     any: bool,
 }
 
@@ -237,7 +238,7 @@ impl Evicted {
     fn new() -> Evicted {
         Evicted {
             bits: Vec::new(),
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             any: false,
         }
     }
