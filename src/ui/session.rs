@@ -76,11 +76,6 @@ pub enum CookiePolicy {
 }
 
 impl CookiePolicy {
-    /// The plain cookie only for plain http to a loopback host: `PUBLIC_URL`'s scheme and host
-    /// when it is set (a TLS-terminating proxy in front means it must be `https://`), else the
-    /// request's `Host` (this server itself speaks plain http only). Anything else, even an
-    /// `http://` `PUBLIC_URL` naming another host, gets `__Host-` and `Secure`: the issue allows
-    /// dropping `Secure` on loopback http alone.
     /// Whether `PUBLIC_URL` asks for plain http on a host that is not loopback: such a console
     /// gets `Secure` cookies, which browsers drop over http, so nobody can sign in.
     pub fn unreachable_over_http(public_origin: &str) -> bool {
@@ -89,6 +84,11 @@ impl CookiePolicy {
             .is_some_and(|host| !is_loopback_host(host))
     }
 
+    /// The plain cookie only for plain http to a loopback host: `PUBLIC_URL`'s scheme and host
+    /// when it is set (a TLS-terminating proxy in front means it must be `https://`), else the
+    /// request's `Host` (this server itself speaks plain http only). Anything else, even an
+    /// `http://` `PUBLIC_URL` naming another host, gets `__Host-` and `Secure`: the issue allows
+    /// dropping `Secure` on loopback http alone.
     pub fn for_request(headers: &HeaderMap, public_origin: Option<&str>) -> CookiePolicy {
         let loopback_http = match public_origin {
             Some(origin) => origin.strip_prefix("http://").is_some_and(is_loopback_host),
