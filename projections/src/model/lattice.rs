@@ -263,17 +263,6 @@ mod tests {
         assert_eq!(*p.value(), "q");
     }
 
-    fn at(event_id: &str, created: i64, progress: i64) -> Version {
-        Version {
-            absorb: 0,
-            created,
-            progress,
-            stage: 0,
-            type_rank: 0,
-            event_id: event_id.to_owned(),
-        }
-    }
-
     fn ids<'a>(r: &'a Register<&'a str>) -> Vec<(&'a str, i64)> {
         r.candidates()
             .iter()
@@ -283,51 +272,44 @@ mod tests {
 
     #[test]
     fn a_register_join_reports_a_change_exactly_when_its_candidates_change() {
-        let mut r = Register::new(at("evt_b", 10, 1), "b");
-        assert!(
-            !r.join(Register::new(at("evt_b", 10, 1), "b")),
-            "the same snapshot"
+        // (event, created, progress, value): whether the join changes the register, and the
+        // candidates after it as (event, progress).
+        type Step = (
+            (&'static str, i64, i64, &'static str),
+            bool,
+            &'static [(&'static str, i64)],
         );
-        assert!(
-            !r.join(Register::new(at("evt_a", 9, 5), "a")),
-            "a lower level"
-        );
-        assert!(
-            r.join(Register::new(at("evt_a", 10, 0), "a")),
-            "a new event"
-        );
-        assert_eq!(ids(&r), [("evt_a", 0), ("evt_b", 1)]);
-        assert!(
-            !r.join(Register::new(at("evt_b", 10, 0), "b0")),
-            "an older decoding"
-        );
-        assert!(
-            r.join(Register::new(at("evt_a", 10, 2), "a2")),
-            "a newer decoding"
-        );
-        assert_eq!(ids(&r), [("evt_b", 1), ("evt_a", 2)]);
-        assert_eq!(*r.value(), "a2");
-        assert!(
-            r.join(Register::new(at("evt_c", 11, 0), "c")),
-            "a higher level"
-        );
-        assert_eq!(ids(&r), [("evt_c", 0)]);
+        let steps: [Step; 6] = [
+            (("evt_b", 10, 1, "b"), false, &[("evt_b", 1)]), // the same snapshot
+            (("evt_a", 9, 5, "a"), false, &[("evt_b", 1)]),  // a lower level
+            (("evt_a", 10, 0, "a"), true, &[("evt_a", 0), ("evt_b", 1)]), // a new event
+            (("evt_b", 10, 0, "b0"), false, &[("evt_a", 0), ("evt_b", 1)]), // an older decoding
+            (("evt_a", 10, 2, "a2"), true, &[("evt_b", 1), ("evt_a", 2)]), // a newer decoding
+            (("evt_c", 11, 0, "c"), true, &[("evt_c", 0)]),  // a higher level
+        ];
+        let mut r = Register::new(v(0, 10, 1, "evt_b"), "b");
+        for ((id, created, progress, value), changes, after) in steps {
+            let joined = r.join(Register::new(v(0, created, progress, id), value));
+            assert_eq!(joined, changes, "{id} at {created}/{progress}");
+            assert_eq!(ids(&r), after, "{id} at {created}/{progress}");
+        }
+        assert_eq!(*r.value(), "c");
     }
 
     #[test]
     fn of_two_equal_versions_of_one_event_the_one_already_held_stays() {
-        let mut r = Register::new(at("evt_a", 10, 0), "held");
-        assert!(!r.join(Register::new(at("evt_a", 10, 0), "other")));
+        let mut r = Register::new(v(0, 10, 0, "evt_a"), "held");
+        assert!(!r.join(Register::new(v(0, 10, 0, "evt_a"), "other")));
         assert_eq!(*r.value(), "held");
     }
 
     #[test]
     fn a_stored_register_is_read_back_sorted_on_one_level_with_distinct_events() {
         let stored = serde_json::json!({"candidates": [
-            {"version": at("evt_b", 10, 3), "value": "b3"},
-            {"version": at("evt_old", 9, 0), "value": "old"},
-            {"version": at("evt_a", 10, 0), "value": "a"},
-            {"version": at("evt_b", 10, 1), "value": "b1"},
+            {"version": v(0, 10, 3, "evt_b"), "value": "b3"},
+            {"version": v(0, 9, 0, "evt_old"), "value": "old"},
+            {"version": v(0, 10, 0, "evt_a"), "value": "a"},
+            {"version": v(0, 10, 1, "evt_b"), "value": "b1"},
         ]});
         let r: Register<String> = serde_json::from_value(stored).unwrap();
         let read: Vec<(&str, i64, &str)> = r
