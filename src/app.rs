@@ -77,7 +77,11 @@ impl AppState {
             transport: config.transport,
             ui: Arc::new(crate::ui::UiState::new(config.ui.clone())),
             sealing_on: config.seal.key != crate::config::SigningKeyConfig::Off,
-            writer: Writer::start(db.clone(), config.webhook.seen_cache_size),
+            writer: Writer::start(
+                db.clone(),
+                config.webhook.seen_cache_size,
+                config.webhook.state_cache_bytes,
+            ),
             db,
             webhook: Arc::new(config.webhook.clone()),
             tokens: Arc::new(config.api_tokens.clone()),

@@ -616,6 +616,9 @@ pub struct WebhookConfig {
     pub mode: Mode,
     /// Recently logged ids remembered per instance, so retries skip the database (0 = off).
     pub seen_cache_size: usize,
+    /// Bytes of read-model states the writer remembers, so a batch can skip its read (0 = every
+    /// batch reads first; docs/adr/0024).
+    pub state_cache_bytes: usize,
 }
 
 impl ServeConfig {
@@ -684,6 +687,15 @@ impl ServeConfig {
             return Err(ConfigError::new(
                 "DEDUPE_CACHE_SIZE",
                 "must be at most 10000000",
+            ));
+        }
+
+        let state_cache_bytes = parse_opt::<usize>(env, "STATE_CACHE_BYTES")?
+            .unwrap_or(crate::ingest::DEFAULT_KNOWN_STATES_BYTES);
+        if state_cache_bytes > 1 << 30 {
+            return Err(ConfigError::new(
+                "STATE_CACHE_BYTES",
+                "must be at most 1073741824 (1 GiB)",
             ));
         }
 
@@ -768,6 +780,7 @@ impl ServeConfig {
                 ingest_timeout: Duration::from_millis(ingest_timeout_ms),
                 mode,
                 seen_cache_size,
+                state_cache_bytes,
             },
             secret_key,
             api_tokens,
@@ -1242,6 +1255,7 @@ mod tests {
             ("DATABASE_MAX_CONNECTIONS", "1001"),
             ("DATABASE_MAX_CONNECTIONS", "4294967295"),
             ("DEDUPE_CACHE_SIZE", "18446744073709551615"),
+            ("STATE_CACHE_BYTES", "1073741825"),
             ("WEBHOOK_MAX_BODY_BYTES", "18446744073709551615"),
         ];
         for (variable, value) in refused {
@@ -1265,6 +1279,7 @@ mod tests {
         "WEBHOOK_MAX_BODY_BYTES",
         "INGEST_TIMEOUT_MS",
         "DEDUPE_CACHE_SIZE",
+        "STATE_CACHE_BYTES",
         "GRACE_PERIOD_DAYS",
         "LOG_FORMAT",
         "SHUTDOWN_TIMEOUT_SECS",

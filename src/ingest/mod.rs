@@ -7,9 +7,14 @@ use ledger_projections::EnvelopeError;
 use sha2::{Digest, Sha256};
 
 use crate::config::WebhookConfig;
+mod known_states;
 mod writer;
 
-pub use writer::{write_batch, WriteError, Writer, DEFAULT_SEEN_CACHE_SIZE};
+pub use known_states::KnownStates;
+pub use writer::{
+    write_batch, write_batch_knowing, WriteError, Writer, DEFAULT_KNOWN_STATES_BYTES,
+    DEFAULT_SEEN_CACHE_SIZE,
+};
 
 use crate::event_log::{redaction, AppendOutcome, NewEntry, Source, Verification};
 use crate::store::StorageError;

@@ -10,6 +10,10 @@
 //! projection fails is still logged, is recorded as a dead letter in that same write, and its
 //! request fails so Stripe retries; a retry finds it logged and projects it again.
 //!
+//! A batch about objects the writer just wrote, or new ones, is folded from what the writer
+//! remembers ([`KnownStates`]) and written without the read; the write checks that guess and a
+//! wrong one is read and folded again (docs/adr/0024).
+//!
 //! Stripe's retries usually come back to the instance that logged the event, so ids this
 //! instance has committed and projected are remembered (a bounded FIFO set): such a duplicate is answered
 //! without touching the database. The cache only ever holds ids whose append has committed,
@@ -25,7 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::event_log::{AppendOutcome, Logged, NewEntry};
 use crate::projector::{self, Decoded, Entry, ProjectError};
 use crate::store::event_log::Inserted;
-use crate::store::ingest::{BatchWrite, FailedEntry, IngestSession};
+use crate::store::ingest::{BatchRead, BatchWrite, FailedEntry, IngestSession};
+
+pub use super::known_states::KnownStates;
 use crate::store::read_models::Key;
 use crate::store::Db;
 use crate::store::StorageError;
@@ -34,6 +40,10 @@ use crate::store::StorageError;
 const MAX_BATCH: usize = 128;
 
 pub const DEFAULT_SEEN_CACHE_SIZE: usize = 16_384;
+
+/// Bytes of read-model states the writer remembers to fold the next batch without a read
+/// (docs/adr/0024).
+pub const DEFAULT_KNOWN_STATES_BYTES: usize = 8 << 20;
 
 /// Why an event could not be acknowledged.
 #[derive(Debug, Clone)]
@@ -64,11 +74,12 @@ impl Writer {
     /// connection), so a second task (PostgreSQL had two) only split what was waiting into
     /// smaller batches. With one, PostgreSQL carried about 15 % more events at 16 concurrent
     /// deliveries for 30 % less CPU per event (README, "Performance"). `seen_capacity` 0
-    /// disables the cache.
-    pub fn start(db: Db, seen_capacity: usize) -> Writer {
+    /// disables the cache of ids; `known_states_bytes` 0 makes every batch read first.
+    pub fn start(db: Db, seen_capacity: usize, known_states_bytes: usize) -> Writer {
         let (queue, receiver) = mpsc::channel::<Pending>(4 * MAX_BATCH);
         let seen = Arc::new(SeenIds::new(seen_capacity));
-        tokio::spawn(write_loop(db, receiver, seen.clone()));
+        let known = KnownStates::new(known_states_bytes);
+        tokio::spawn(write_loop(db, receiver, seen.clone(), known));
         Writer { queue, seen }
     }
 
@@ -140,7 +151,12 @@ struct Held {
     since: Instant,
 }
 
-async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Pending>, seen: Arc<SeenIds>) {
+async fn write_loop(
+    db: Db,
+    mut receiver: mpsc::Receiver<Pending>,
+    seen: Arc<SeenIds>,
+    mut known: KnownStates,
+) {
     let mut held: Option<Held> = None;
     loop {
         let first = match receiver.try_recv() {
@@ -159,7 +175,7 @@ async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Pending>, seen: Arc<See
         }
         // A request whose caller gave up (timeout) is still written: Stripe will retry it and
         // then find it already logged.
-        write(&db, batch, &seen, &mut held).await;
+        write(&db, batch, &seen, &mut held, &mut known).await;
     }
 }
 
@@ -195,10 +211,21 @@ fn collect(first: Pending, receiver: &mut mpsc::Receiver<Pending>) -> Vec<Pendin
 }
 
 /// Writes `entries` (each with its parsed body, if any) as one batch, exactly as a writer task
-/// writes what it took from the queue, without the queue and the cache: one outcome per entry,
-/// in order. For tests and tools that need a batch of a known size.
+/// writes what it took from the queue, without the queue and the caches (so it reads before
+/// it writes): one outcome per entry, in order. For tests and tools that need a batch of a
+/// known size.
 pub async fn write_batch(
     db: &Db,
+    entries: Vec<(NewEntry, Option<serde_json::Value>)>,
+) -> Vec<Result<AppendOutcome, WriteError>> {
+    write_batch_knowing(db, &mut KnownStates::new(0), entries).await
+}
+
+/// [`write_batch`] with a writer's memory of states, which the batch may fold from instead of
+/// reading, and which it updates.
+pub async fn write_batch_knowing(
+    db: &Db,
+    known: &mut KnownStates,
     entries: Vec<(NewEntry, Option<serde_json::Value>)>,
 ) -> Vec<Result<AppendOutcome, WriteError>> {
     let mut batch = Vec::with_capacity(entries.len());
@@ -212,7 +239,7 @@ pub async fn write_batch(
         });
         outcomes.push(outcome);
     }
-    write(db, batch, &SeenIds::new(0), &mut None).await;
+    write(db, batch, &SeenIds::new(0), &mut None, known).await;
     let mut results = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         results.push(
@@ -228,15 +255,22 @@ fn unavailable(why: &str) -> WriteError {
     WriteError::Storage(StorageError::interrupted(why))
 }
 
-async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds, held: &mut Option<Held>) {
-    match write_together(db, &batch, held).await {
+async fn write(
+    db: &Db,
+    batch: Vec<Pending>,
+    seen: &SeenIds,
+    held: &mut Option<Held>,
+    known: &mut KnownStates,
+) {
+    match write_together(db, &batch, held, known).await {
         Ok(replies) => reply(batch, replies, seen),
         // A permanent failure may be one bad entry: retry one by one so the others land and
         // only the culprit fails.
         Err(e) if !e.is_transient() && batch.len() > 1 => {
             tracing::warn!(error = %e.report(), size = batch.len(), "batch append failed; retrying entries one by one");
             for pending in batch {
-                let replies = match write_together(db, std::slice::from_ref(&pending), held).await {
+                let one = std::slice::from_ref(&pending);
+                let replies = match write_together(db, one, held, known).await {
                     Ok(replies) => replies,
                     Err(e) => vec![Err(WriteError::Storage(e))],
                 };
@@ -264,31 +298,17 @@ async fn write(db: &Db, batch: Vec<Pending>, seen: &SeenIds, held: &mut Option<H
 /// first projection may have failed or still be in flight; joins are idempotent), which is how
 /// Stripe's retry heals a failed projection. An entry that cannot be projected is still
 /// appended and recorded as a dead letter in the same write; its neighbours are projected.
+///
+/// The first attempt may skip the read and fold from what the writer remembers
+/// ([`KnownStates`], docs/adr/0024); the write refuses a wrong guess whole, and the batch is
+/// then read like any other.
 async fn write_together(
     db: &Db,
     batch: &[Pending],
     held: &mut Option<Held>,
+    known: &mut KnownStates,
 ) -> Result<Vec<Result<AppendOutcome, WriteError>>, StorageError> {
-    // One projection per distinct id: the first occurrence is the body that counts.
-    let mut index_of: HashMap<&str, usize> = HashMap::new();
-    let mut firsts: Vec<&Pending> = Vec::new();
-    for pending in batch {
-        let id = pending.entry.envelope.id.as_str();
-        if !index_of.contains_key(id) {
-            index_of.insert(id, firsts.len());
-            firsts.push(pending);
-        }
-    }
-    // What arrived, decoded once from ingestion's one parse (ADR 12), for every attempt.
-    let arrived: Vec<Result<Decoded, ProjectError>> = firsts
-        .iter()
-        .map(|p| projector::decode_entry(&entry_of(&p.entry, 0), p.parsed.as_ref()))
-        .collect();
-    let keys: Vec<Key> = distinct_keys(arrived.iter().filter_map(|d| d.as_ref().ok()));
-    let ids: Vec<&str> = firsts
-        .iter()
-        .map(|p| p.entry.envelope.id.as_str())
-        .collect();
+    let arrived = Arrived::of(batch);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -297,57 +317,150 @@ async fn write_together(
             Some(h) => (h.session, h.since),
             None => (IngestSession::open(db).await?, Instant::now()),
         };
-        let read = session.read(&ids, &keys).await?;
-        let logged: HashMap<&str, &Logged> = read
-            .logged
-            .iter()
-            .map(|l| (l.event_id.as_str(), l))
-            .collect();
-        // A logged entry is projected from its stored payload, which may differ from this body.
-        let again: Vec<Option<Result<Decoded, ProjectError>>> = firsts
-            .iter()
-            .map(|p| {
-                logged
-                    .get(p.entry.envelope.id.as_str())
-                    .map(|l| projector::decode_entry(&entry_of_logged(l), None))
-            })
-            .collect();
-        let decoded: Vec<&Result<Decoded, ProjectError>> = again
-            .iter()
-            .zip(&arrived)
-            .map(|(again, arrived)| again.as_ref().unwrap_or(arrived))
-            .collect();
-        let mut states = read.states;
-        let missing: Vec<Key> = distinct_keys(decoded.iter().filter_map(|d| d.as_ref().ok()))
-            .into_iter()
-            .filter(|k| !keys.contains(k))
-            .collect();
-        if !missing.is_empty() {
-            states.extend(session.read_states(read.generation, &missing).await?);
-        }
-        let folded = projector::fold_batch(&decoded, &states);
-        let write = batch_write(read.generation, &firsts, &decoded, &logged, &folded);
+        let guess = if attempt == 1 {
+            known.guess(&arrived.keys)
+        } else {
+            None
+        };
+        let unread = guess.is_some();
+        let read = match guess {
+            Some(guess) => guess,
+            None => {
+                let read = session.read(&arrived.ids, &arrived.keys).await?;
+                known.read(&read);
+                read
+            }
+        };
+        let folded = fold(&mut session, &arrived, read).await?;
+        let mut write = batch_write(&folded, &arrived);
+        write.unread = unread;
         let inserted = match session.write(&write).await {
             Ok(inserted) => inserted,
+            Err(e) if e.is_conflict() && unread => {
+                tracing::debug!(error = %e.report(), first_event = arrived.ids[0], "a batch folded without a read was refused; reading it");
+                known.wrong(&arrived.keys);
+                continue;
+            }
             Err(e) if e.is_conflict() && attempt < projector::MAX_ATTEMPTS => {
-                tracing::debug!(error = %e.report(), attempt, first_event = ids[0], "batch lost a race; folding it again");
+                tracing::debug!(error = %e.report(), attempt, first_event = arrived.ids[0], "batch lost a race; folding it again");
                 continue;
             }
             Err(e) => return Err(e),
         };
+        known.wrote(write.generation, &write.rows, unread);
         *held = Some(Held { session, since });
-        let outcomes = outcomes(batch, &index_of, &logged, &write.fresh, inserted);
+        let outcomes = outcomes(
+            batch,
+            &arrived.index_of,
+            &folded.logged,
+            &write.fresh,
+            inserted,
+        );
         return Ok(outcomes
             .into_iter()
             .zip(batch)
             .map(|(outcome, pending)| {
-                match &folded.failures[index_of[pending.entry.envelope.id.as_str()]] {
+                match &folded.fold.failures[arrived.index_of[pending.entry.envelope.id.as_str()]] {
                     Some(e) => Err(WriteError::Projection(e.to_string())),
                     None => Ok(outcome),
                 }
             })
             .collect());
     }
+}
+
+/// What arrived, decoded once from ingestion's one parse (ADR 12), for every attempt: one
+/// projection per distinct id, the first occurrence being the body that counts.
+struct Arrived<'a> {
+    index_of: HashMap<&'a str, usize>,
+    firsts: Vec<&'a Pending>,
+    decoded: Vec<Result<Decoded, ProjectError>>,
+    /// The objects the arrived bodies touch.
+    keys: Vec<Key>,
+    ids: Vec<&'a str>,
+}
+
+impl<'a> Arrived<'a> {
+    fn of(batch: &'a [Pending]) -> Arrived<'a> {
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        let mut firsts: Vec<&Pending> = Vec::new();
+        for pending in batch {
+            let id = pending.entry.envelope.id.as_str();
+            if !index_of.contains_key(id) {
+                index_of.insert(id, firsts.len());
+                firsts.push(pending);
+            }
+        }
+        let decoded: Vec<Result<Decoded, ProjectError>> = firsts
+            .iter()
+            .map(|p| projector::decode_entry(&entry_of(&p.entry, 0), p.parsed.as_ref()))
+            .collect();
+        let keys = distinct_keys(decoded.iter().filter_map(|d| d.as_ref().ok()));
+        let ids = firsts
+            .iter()
+            .map(|p| p.entry.envelope.id.as_str())
+            .collect();
+        Arrived {
+            index_of,
+            firsts,
+            decoded,
+            keys,
+            ids,
+        }
+    }
+}
+
+/// A batch folded from what was read (or guessed).
+struct Folded {
+    generation: i64,
+    /// The batch's ids found logged, by id.
+    logged: HashMap<String, Logged>,
+    /// Per first occurrence: what was folded (the logged body, if logged).
+    decoded: Vec<Option<Result<Decoded, ProjectError>>>,
+    fold: projector::Folded,
+}
+
+/// Folds the batch from `read`. A logged entry is projected from its stored payload, which may
+/// differ from the body that arrived and name other objects: their states are read too.
+async fn fold(
+    session: &mut IngestSession,
+    arrived: &Arrived<'_>,
+    read: BatchRead,
+) -> Result<Folded, StorageError> {
+    let logged: HashMap<String, Logged> = read
+        .logged
+        .into_iter()
+        .map(|l| (l.event_id.clone(), l))
+        .collect();
+    let again: Vec<Option<Result<Decoded, ProjectError>>> = arrived
+        .ids
+        .iter()
+        .map(|id| {
+            logged
+                .get(*id)
+                .map(|l| projector::decode_entry(&entry_of_logged(l), None))
+        })
+        .collect();
+    let decoded: Vec<&Result<Decoded, ProjectError>> = again
+        .iter()
+        .zip(&arrived.decoded)
+        .map(|(again, arrived)| again.as_ref().unwrap_or(arrived))
+        .collect();
+    let mut states = read.states;
+    let missing: Vec<Key> = distinct_keys(decoded.iter().filter_map(|d| d.as_ref().ok()))
+        .into_iter()
+        .filter(|k| !arrived.keys.contains(k))
+        .collect();
+    if !missing.is_empty() {
+        states.extend(session.read_states(read.generation, &missing).await?);
+    }
+    let fold = projector::fold_batch(&decoded, &states);
+    Ok(Folded {
+        generation: read.generation,
+        logged,
+        decoded: again,
+        fold,
+    })
 }
 
 /// The keys of `decoded`, each once, in order.
@@ -359,22 +472,22 @@ fn distinct_keys<'a>(decoded: impl Iterator<Item = &'a Decoded>) -> Vec<Key> {
 }
 
 /// Everything the batch writes, from its fold.
-fn batch_write<'a>(
-    generation: i64,
-    firsts: &[&'a Pending],
-    decoded: &[&Result<Decoded, ProjectError>],
-    logged: &HashMap<&str, &Logged>,
-    folded: &projector::Folded,
-) -> BatchWrite<'a> {
+fn batch_write<'a>(folded: &Folded, arrived: &Arrived<'a>) -> BatchWrite<'a> {
     let mut write = BatchWrite {
-        generation,
-        rows: folded.rows.clone(),
+        generation: folded.generation,
+        rows: folded.fold.rows.clone(),
         now: chrono::Utc::now().timestamp(),
         ..Default::default()
     };
-    for ((pending, decoded), failure) in firsts.iter().zip(decoded).zip(&folded.failures) {
+    let decoded = folded
+        .decoded
+        .iter()
+        .zip(&arrived.decoded)
+        .map(|(again, arrived)| again.as_ref().unwrap_or(arrived));
+    let firsts = arrived.firsts.iter().zip(decoded);
+    for ((pending, decoded), failure) in firsts.zip(&folded.fold.failures) {
         let id = pending.entry.envelope.id.as_str();
-        let position = logged.get(id).map(|l| l.position);
+        let position = folded.logged.get(id).map(|l| l.position);
         if position.is_none() {
             write.fresh.push(&pending.entry);
         }
@@ -403,7 +516,7 @@ fn batch_write<'a>(
 fn outcomes(
     batch: &[Pending],
     index_of: &HashMap<&str, usize>,
-    logged: &HashMap<&str, &Logged>,
+    logged: &HashMap<String, Logged>,
     fresh: &[&NewEntry],
     inserted: Vec<Inserted>,
 ) -> Vec<AppendOutcome> {

@@ -18,6 +18,11 @@
 //!   its text does not depend on the batch's size and its prepared form is reused. The read's
 //!   request begins the transaction and the write's commits it: two requests to sqlx's worker
 //!   thread per batch, besides the pool's check of the connection.
+//!
+//! A batch the writer folded from memory instead of a read (`BatchWrite::unread`,
+//! docs/adr/0024) skips [`IngestSession::read`]: its write also checks the generation and that
+//! every entry it appends is new, so on PostgreSQL it is the call alone, and on SQLite one
+//! request that begins, writes and commits.
 
 use std::collections::HashMap;
 
@@ -82,6 +87,10 @@ pub struct BatchWrite<'a> {
     pub failed: Vec<FailedEntry<'a>>,
     /// The objects each projected entry touched (`object_touches`, docs/adr/0019).
     pub touches: Vec<super::history::Touch>,
+    /// Folded from the writer's memory instead of a read (docs/adr/0024): the write also
+    /// checks the generation and that every entry in `fresh` is new, and fails as a conflict
+    /// otherwise, having written nothing.
+    pub unread: bool,
 }
 
 /// One batch's connection (PostgreSQL) or transaction (SQLite).
@@ -127,7 +136,8 @@ impl IngestSession {
     }
 
     /// Writes the batch: one [`Inserted`] per `batch.fresh` entry, in order. Committed when
-    /// this returns `Ok`; otherwise nothing was written.
+    /// this returns `Ok`; otherwise nothing was written. A batch marked `unread` needs no read
+    /// before it: on SQLite its request begins the transaction.
     pub async fn write(&mut self, batch: &BatchWrite<'_>) -> Result<Vec<Inserted>, StorageError> {
         match self {
             IngestSession::Postgres(s) => s.write(batch).await,

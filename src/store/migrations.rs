@@ -95,6 +95,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0015_read_model_keys.sql"),
         include_str!("../../migrations/sqlite/0015_read_model_keys.sql"),
     ),
+    (
+        16,
+        "ingest_without_read",
+        include_str!("../../migrations/postgres/0016_ingest_without_read.sql"),
+        include_str!("../../migrations/sqlite/0016_ingest_without_read.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

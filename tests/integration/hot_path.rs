@@ -13,7 +13,7 @@ use crate::helpers::{backend, event, TestDatabase};
 /// A TCP proxy in front of PostgreSQL that counts round trips: every `Sync` and every simple
 /// `Query` the client sends ends a sequence it then waits on (`ReadyForQuery`). Counting at the
 /// wire measures what is really sent, whatever the driver does (prepares, pool checks).
-struct RoundTrips {
+pub(crate) struct RoundTrips {
     addr: std::net::SocketAddr,
     count: Arc<AtomicU64>,
 }
@@ -83,7 +83,7 @@ async fn relay(
 }
 
 /// A webhook entry as ingestion makes it, with its one parse.
-fn webhook_entry(body: &[u8]) -> (NewEntry, Option<serde_json::Value>) {
+pub(crate) fn webhook_entry(body: &[u8]) -> (NewEntry, Option<serde_json::Value>) {
     let prepared = stripe_ledger::event_log::redaction::prepare(body).expect("a valid event");
     let mut entry = crate::helpers::backfill_entry(body);
     entry.payload = prepared.payload;
@@ -100,13 +100,13 @@ fn unprojectable(id: &str) -> Vec<u8> {
 /// What a batch costs, measured outside the service: PostgreSQL's round trips at the wire, and
 /// SQLite's prepared statements on the writer connection (a statement whose text depends on
 /// the batch size is prepared again for every new size).
-enum Meter {
+pub(crate) enum Meter {
     Wire(RoundTrips),
     Writer(stripe_ledger::store::SqliteStore),
 }
 
 impl Meter {
-    async fn now(&self) -> u64 {
+    pub(crate) async fn now(&self) -> u64 {
         match self {
             Meter::Wire(proxy) => proxy.now(),
             Meter::Writer(store) => {
@@ -120,7 +120,7 @@ impl Meter {
 
 /// The database, through the meter. One connection, so every statement is prepared on it by
 /// the warm-up batch.
-async fn metered(database: &TestDatabase) -> (Db, Meter) {
+pub(crate) async fn metered(database: &TestDatabase) -> (Db, Meter) {
     let settings = PoolSettings {
         max_connections: 1,
         ..Default::default()
@@ -335,7 +335,11 @@ async fn other_writers_get_their_turn_while_webhooks_arrive_without_a_pause() {
         .await
         .unwrap();
     db.migrate().await.unwrap();
-    let writer = stripe_ledger::ingest::Writer::start(db.clone(), 0);
+    let writer = stripe_ledger::ingest::Writer::start(
+        db.clone(),
+        0,
+        stripe_ledger::ingest::DEFAULT_KNOWN_STATES_BYTES,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();

@@ -13,6 +13,7 @@ mod history;
 mod hostile_queries;
 mod hostile_webhooks;
 mod hot_path;
+mod unread_batches;
 mod observability;
 mod openapi;
 mod outbox;

@@ -386,7 +386,9 @@ pub async fn dead_letter(app: &TestApp, n: &str) -> String {
 async fn set_state(app: &TestApp, id: &str, state: Option<&str>) {
     let (sql, binds) = match state {
         Some(s) => (
-            "UPDATE read_models SET state = $1 WHERE kind = 'subscription' AND id = $2",
+            // The version moves as with any write (see `projections::poison`).
+            "UPDATE read_models SET state = $1, version = version + 1 \
+             WHERE kind = 'subscription' AND id = $2",
             vec![s, id],
         ),
         None => (

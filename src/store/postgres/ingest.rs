@@ -38,7 +38,7 @@ const READ: &str = "SELECT tag, a, n, m, b, c, d FROM ledger_ingest_read($1, $2,
 
 const WRITE: &str = "SELECT entry_id, entry_position, entry_new, entry_sha FROM ledger_ingest_batch(\
      $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-     $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)";
+     $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43)";
 
 fn kind_of(text: &str) -> Result<Kind, StorageError> {
     text.parse()
@@ -145,7 +145,7 @@ fn other_body(e: sqlx::Error) -> StorageError {
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-/// Binds the 42 parameters of `ledger_ingest_batch`, in its order.
+/// Binds the 43 parameters of `ledger_ingest_batch`, in its order.
 fn bind_write<'q>(query: PgQuery<'q>, b: &'q BatchWrite<'_>) -> PgQuery<'q> {
     fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
         items.iter().map(f).collect()
@@ -182,6 +182,7 @@ fn bind_write<'q>(query: PgQuery<'q>, b: &'q BatchWrite<'_>) -> PgQuery<'q> {
         .bind(col(&b.touches, |t| t.kind.as_str()))
         .bind(col(&b.touches, |t| t.object_id.as_str()))
         .bind(col(&b.touches, |t| t.event_id.as_str()))
+        .bind(b.unread)
 }
 
 /// The 17 event-log columns of the entries to append.

@@ -74,7 +74,7 @@ const STATES: &str = "SELECT r.kind, r.id, r.state, r.version FROM json_each($2)
      CROSS JOIN read_models r ON r.generation = $1 AND r.kind = json_extract(k.value, '$[0]') \
      AND r.id = json_extract(k.value, '$[1]')";
 
-/// The batch's write: nine statements in one request, in this order, their parameters numbered
+/// The batch's write: ten statements in one request, in this order, their parameters numbered
 /// across all of them. A part with nothing to write reads an empty array and writes nothing.
 ///
 /// 1. the read models (`$1` generation, `$2` rows), only where the version is the one read;
@@ -82,7 +82,9 @@ const STATES: &str = "SELECT r.kind, r.id, r.state, r.version FROM json_each($2)
 ///    `RAISE` outside triggers: a malformed JSON path naming [`CHANGED_SINCE_READ`]), so the
 ///    request stops before `COMMIT` and the batch is folded again;
 /// 2. the outbox (`$3` rows, `$4` now);
-/// 3. the append (`$5` entries), which returns the positions;
+/// 3. the append (`$5` entries), which returns the positions; unless it appended all `$13`
+///    entries, the next statement fails the request the same way (an id taken for new that is
+///    logged: only possible in a write without a read, see [`WRITE_UNREAD`]);
 /// 4. projected positions: the logged entries projected again (`$6`) and the appended ones
 ///    projected (`$7` ids);
 /// 5. dead letters of the projected ids cleared (`$8`);
@@ -93,55 +95,75 @@ const STATES: &str = "SELECT r.kind, r.id, r.state, r.version FROM json_each($2)
 ///
 /// `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join constraint.
 /// `CROSS JOIN` keeps the batch's array the outer loop (see `STATES`).
-const WRITE: &str = "\
-INSERT INTO read_models (generation, kind, id, customer_id, user_id, status, state, version) \
-    SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-    json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
-    json_extract(value, '$[5]'), json_extract(value, '$[6]') + 1 FROM json_each($2) WHERE true \
-    ON CONFLICT (generation, kind, id) DO UPDATE SET customer_id = excluded.customer_id, \
-    user_id = excluded.user_id, status = excluded.status, state = excluded.state, \
-    version = excluded.version WHERE read_models.version + 1 = excluded.version; \
-SELECT CASE WHEN changes() = $12 THEN 0 \
-    ELSE json_extract('{}', 'read_models_changed_since_read') END AS upserted; \
-INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, status, attempts, \
-    next_attempt_at, created_at) \
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-    json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
-    'pending', 0, $4, $4 FROM json_each($3) WHERE true ON CONFLICT (dedupe_key) DO NOTHING; \
-INSERT INTO event_log (event_id, event_type, api_version, livemode, account, object_id, \
-    object_type, stripe_created, received_at, source, payload, payload_redacted, \
-    raw_body_sha256, signature_header, signature_timestamp, verified_by_index, \
-    verified_by_fingerprint) \
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-    json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
-    json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
-    json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), \
-    json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]'), \
-    json_extract(value, '$[14]'), json_extract(value, '$[15]'), json_extract(value, '$[16]') \
-    FROM json_each($5) WHERE true ORDER BY key \
-    ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position, raw_body_sha256; \
-INSERT INTO projected_positions (position) \
-    SELECT position FROM ( \
-        SELECT value AS position FROM json_each($6) \
-        UNION ALL \
-        SELECT l.position FROM json_each($7) AS p CROSS JOIN event_log l ON l.event_id = p.value \
-    ) WHERE true ON CONFLICT DO NOTHING; \
-DELETE FROM dead_letters WHERE event_id IN (SELECT value FROM json_each($8)); \
-INSERT INTO dead_letters (event_id, position, error, attempts, first_seen_at, last_seen_at) \
-    SELECT json_extract(f.value, '$[0]'), \
-    coalesce(json_extract(f.value, '$[1]'), \
-        (SELECT l.position FROM event_log l WHERE l.event_id = json_extract(f.value, '$[0]'))), \
-    json_extract(f.value, '$[2]'), 1, $10, $10 FROM json_each($9) AS f WHERE true \
-    ON CONFLICT (event_id) DO UPDATE SET error = excluded.error, \
-    attempts = dead_letters.attempts + 1, last_seen_at = excluded.last_seen_at; \
-INSERT INTO object_touches (kind, object_id, position) \
-    SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), l.position \
-    FROM json_each($11) AS t CROSS JOIN event_log l ON l.event_id = json_extract(t.value, '$[2]') \
-    WHERE true ON CONFLICT DO NOTHING; \
-COMMIT";
+macro_rules! write_sql {
+    () => {
+        "\
+        INSERT INTO read_models (generation, kind, id, customer_id, user_id, status, state, version) \
+            SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+            json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
+            json_extract(value, '$[5]'), json_extract(value, '$[6]') + 1 FROM json_each($2) WHERE true \
+            ON CONFLICT (generation, kind, id) DO UPDATE SET customer_id = excluded.customer_id, \
+            user_id = excluded.user_id, status = excluded.status, state = excluded.state, \
+            version = excluded.version WHERE read_models.version + 1 = excluded.version; \
+        SELECT CASE WHEN changes() = $12 THEN 0 \
+            ELSE json_extract('{}', 'read_models_changed_since_read') END AS upserted; \
+        INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, status, attempts, \
+            next_attempt_at, created_at) \
+            SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+            json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
+            'pending', 0, $4, $4 FROM json_each($3) WHERE true ON CONFLICT (dedupe_key) DO NOTHING; \
+        INSERT INTO event_log (event_id, event_type, api_version, livemode, account, object_id, \
+            object_type, stripe_created, received_at, source, payload, payload_redacted, \
+            raw_body_sha256, signature_header, signature_timestamp, verified_by_index, \
+            verified_by_fingerprint) \
+            SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+            json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
+            json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
+            json_extract(value, '$[8]'), json_extract(value, '$[9]'), json_extract(value, '$[10]'), \
+            json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]'), \
+            json_extract(value, '$[14]'), json_extract(value, '$[15]'), json_extract(value, '$[16]') \
+            FROM json_each($5) WHERE true ORDER BY key \
+            ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position, raw_body_sha256; \
+        SELECT CASE WHEN changes() = $13 THEN 0 \
+            ELSE json_extract('{}', 'entry_logged_before_the_write') END AS appended; \
+        INSERT INTO projected_positions (position) \
+            SELECT position FROM ( \
+                SELECT value AS position FROM json_each($6) \
+                UNION ALL \
+                SELECT l.position FROM json_each($7) AS p CROSS JOIN event_log l ON l.event_id = p.value \
+            ) WHERE true ON CONFLICT DO NOTHING; \
+        DELETE FROM dead_letters WHERE event_id IN (SELECT value FROM json_each($8)); \
+        INSERT INTO dead_letters (event_id, position, error, attempts, first_seen_at, last_seen_at) \
+            SELECT json_extract(f.value, '$[0]'), \
+            coalesce(json_extract(f.value, '$[1]'), \
+                (SELECT l.position FROM event_log l WHERE l.event_id = json_extract(f.value, '$[0]'))), \
+            json_extract(f.value, '$[2]'), 1, $10, $10 FROM json_each($9) AS f WHERE true \
+            ON CONFLICT (event_id) DO UPDATE SET error = excluded.error, \
+            attempts = dead_letters.attempts + 1, last_seen_at = excluded.last_seen_at; \
+        INSERT INTO object_touches (kind, object_id, position) \
+            SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), l.position \
+            FROM json_each($11) AS t CROSS JOIN event_log l ON l.event_id = json_extract(t.value, '$[2]') \
+            WHERE true ON CONFLICT DO NOTHING; \
+        COMMIT"
+    };
+}
+const WRITE: &str = write_sql!();
 
-/// Named by the statement that fails the write when a read model moved since the read.
-const CHANGED_SINCE_READ: &str = "read_models_changed_since_read";
+/// The write of a batch folded from the writer's memory instead of a read (docs/adr/0024): the
+/// same request, after `BEGIN IMMEDIATE` and a check that `$1` is still the active generation.
+const WRITE_UNREAD: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    "SELECT CASE WHEN (SELECT active_generation FROM projection_meta) = $1 THEN 0 \
+     ELSE json_extract('{}', 'generation_changed_since_read') END AS generation; ",
+    write_sql!()
+);
+
+/// Named by the statements that fail the write when what it was folded from no longer holds.
+const CHANGED_SINCE_READ: [&str; 3] = [
+    "read_models_changed_since_read",
+    "entry_logged_before_the_write",
+    "generation_changed_since_read",
+];
 
 fn keys_json(keys: &[Key]) -> String {
     let keys: Vec<(&str, &str)> = keys
@@ -211,13 +233,17 @@ impl SqliteSession {
         rows.iter().map(versioned).collect()
     }
 
-    /// One request for the whole write and its commit: committed when this returns `Ok`, and
-    /// rolled back (the session closes its connection) otherwise.
+    /// One request for the whole write and its commit (and, unread, its `BEGIN`): committed
+    /// when this returns `Ok`, and rolled back (the session closes its connection) otherwise.
     pub(crate) async fn write(
         &mut self,
         batch: &BatchWrite<'_>,
     ) -> Result<Vec<Inserted>, StorageError> {
-        let query = sqlx::query(WRITE)
+        if batch.unread {
+            self.open = true;
+        }
+        let sql = if batch.unread { WRITE_UNREAD } else { WRITE };
+        let query = sqlx::query(sql)
             .bind(batch.generation)
             .bind(read_model_rows(batch))
             .bind(outbox_rows(batch))
@@ -229,7 +255,8 @@ impl SqliteSession {
             .bind(dead_letter_rows(batch))
             .bind(timestamp(chrono::Utc::now()))
             .bind(touch_rows(batch))
-            .bind(batch.rows.len() as i64);
+            .bind(batch.rows.len() as i64)
+            .bind(batch.fresh.len() as i64);
         let rows = query
             .fetch_all(&mut *self.conn)
             .await
@@ -246,16 +273,20 @@ impl SqliteSession {
                 },
             );
         }
-        // The read ran in this transaction on the only writer: every fresh id is new.
+        // Every fresh id is new: the read ran in this transaction on the only writer, or the
+        // write checked it (unread).
         in_entry_order(&batch.fresh, inserted)
     }
 }
 
-/// The write's version check failing (see [`WRITE`]) is a conflict: read and fold again.
+/// The write's checks failing (see [`WRITE`]) is a conflict: read and fold again.
 fn changed_since_read(e: sqlx::Error) -> StorageError {
     if let sqlx::Error::Database(db) = &e {
-        if db.message().contains(CHANGED_SINCE_READ) {
-            return StorageError::conflict("read models changed since the batch read them");
+        if let Some(what) = CHANGED_SINCE_READ
+            .iter()
+            .find(|w| db.message().contains(**w))
+        {
+            return StorageError::conflict(format!("the batch's write was refused: {what}"));
         }
     }
     e.into()

@@ -1,0 +1,246 @@
+//! Batches folded from the writer's memory instead of a read (docs/adr/0024): a right guess
+//! saves the read, a wrong one is refused whole and the batch lands as if it had read.
+
+use stripe_ledger::event_log::AppendOutcome;
+use stripe_ledger::ingest::{write_batch, write_batch_knowing, KnownStates, WriteError};
+use stripe_ledger::store::ingest::IngestSession;
+use stripe_ledger::store::read_models::Key;
+use stripe_ledger::store::{Db, DbTarget, Kind, PoolSettings};
+
+use crate::helpers::{event_json, TestDatabase};
+use crate::hot_path::{metered, webhook_entry, Meter};
+
+const MEMORY: usize = 1 << 20;
+
+/// `customer.updated` (or `.created`) event `id` about customer `customer`, `n` seconds after
+/// the first, with `n` in its metadata so that every event changes the state.
+fn about(id: &str, event_type: &str, customer: &str, n: i64) -> Vec<u8> {
+    let mut e = event_json(id, event_type, false);
+    e["created"] = serde_json::json!(1_763_800_000 + n);
+    e["data"]["object"]["id"] = serde_json::json!(customer);
+    e["data"]["object"]["metadata"] = serde_json::json!({ "n": n.to_string() });
+    e.to_string().into_bytes()
+}
+
+/// `evt_{tag}_1` creates `customer`, `evt_{tag}_2` and `evt_{tag}_3` update it.
+fn created_then_updated(tag: &str, customer: &str) -> [Vec<u8>; 3] {
+    [1, 2, 3].map(|n| {
+        let kind = if n == 1 {
+            "customer.created"
+        } else {
+            "customer.updated"
+        };
+        about(&format!("evt_{tag}_{n}"), kind, customer, n)
+    })
+}
+
+async fn connect(database: &TestDatabase) -> Db {
+    crate::helpers::init_logging();
+    let db = Db::connect(
+        &DbTarget::parse(&database.url).unwrap(),
+        &PoolSettings::default(),
+    )
+    .await
+    .unwrap();
+    db.migrate().await.unwrap();
+    db
+}
+
+/// Writes one body as one batch, folding from `known`.
+async fn knowing(
+    db: &Db,
+    known: &mut KnownStates,
+    body: &[u8],
+) -> Result<AppendOutcome, WriteError> {
+    write_batch_knowing(db, known, vec![webhook_entry(body)])
+        .await
+        .remove(0)
+}
+
+/// Writes one body as one batch that reads first, as another writer would.
+async fn elsewhere(db: &Db, body: &[u8]) -> Result<AppendOutcome, WriteError> {
+    write_batch(db, vec![webhook_entry(body)]).await.remove(0)
+}
+
+/// The stored version of `key` in the active generation (0: no row).
+async fn version(db: &Db, key: &Key) -> i64 {
+    let mut session = IngestSession::open(db).await.unwrap();
+    let read = session.read(&[], std::slice::from_ref(key)).await.unwrap();
+    read.states.get(key).map_or(0, |v| v.version)
+}
+
+/// Asserts that `customer`'s state is the one a single writer that reads first leaves after
+/// writing `bodies` one batch each, on a database of its own: what every guessing writer must
+/// end with.
+async fn assert_ends_as_one_writer(db: &Db, customer: &str, bodies: &[Vec<u8>]) {
+    let database = TestDatabase::create().await;
+    let single = connect(&database).await;
+    for body in bodies {
+        assert!(elsewhere(&single, body).await.is_ok());
+    }
+    let state = |db: &Db| {
+        let db = db.clone();
+        let customer = customer.to_owned();
+        async move {
+            stripe_ledger::read_models::get(&db, Kind::Customer, &customer)
+                .await
+                .unwrap()
+        }
+    };
+    let expected = state(&single).await;
+    assert!(expected.is_some());
+    assert_eq!(state(db).await, expected);
+}
+
+/// Whether a writer logged a refused guess for a batch beginning with `event_id`.
+fn refused_guess(event_id: &str) -> bool {
+    crate::helpers::captured_logs()
+        .lines()
+        .any(|l| l.contains("was refused; reading it") && l.contains(event_id))
+}
+
+fn appended(outcome: &Result<AppendOutcome, WriteError>) -> bool {
+    matches!(outcome, Ok(AppendOutcome::Appended { .. }))
+}
+
+#[tokio::test]
+async fn a_batch_about_an_object_the_writer_just_wrote_skips_its_read() {
+    crate::helpers::init_logging();
+    let database = TestDatabase::create().await;
+    let (db, meter) = metered(&database).await;
+    let mut known = KnownStates::new(MEMORY);
+    let bodies = created_then_updated("skip", "cus_skip");
+    // The first batch knows nothing yet, so it reads.
+    assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
+    for body in &bodies[1..] {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let before = meter.now().await;
+        assert!(appended(&knowing(&db, &mut known, body).await));
+        // The write, and the pool's check when the connection comes back: no read.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if matches!(meter, Meter::Wire(_)) {
+            let cost = meter.now().await - before;
+            assert_eq!(cost, 2, "a guessed batch made {cost} round trips");
+        }
+    }
+    assert!(known.used_bytes() > 0);
+    assert!(!refused_guess("evt_skip_2") && !refused_guess("evt_skip_3"));
+    let key = (Kind::Customer, "cus_skip".to_owned());
+    assert_eq!(version(&db, &key).await, 3);
+    assert_ends_as_one_writer(&db, "cus_skip", &bodies).await;
+}
+
+#[tokio::test]
+async fn a_guess_about_a_state_another_writer_moved_is_refused_whole_and_the_batch_lands_from_a_read(
+) {
+    let database = TestDatabase::create().await;
+    let db = connect(&database).await;
+    let mut known = KnownStates::new(MEMORY);
+    let bodies = created_then_updated("moved", "cus_moved");
+    assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
+    // Another instance moves the customer to version 2; this writer still knows version 1.
+    assert!(appended(&elsewhere(&db, &bodies[1]).await));
+    assert!(appended(&knowing(&db, &mut known, &bodies[2]).await));
+    assert!(refused_guess("evt_moved_3"));
+    let key = (Kind::Customer, "cus_moved".to_owned());
+    assert_eq!(
+        version(&db, &key).await,
+        3,
+        "the refused write left nothing"
+    );
+    assert_eq!(stripe_ledger::event_log::count(&db).await.unwrap(), 3);
+    assert_ends_as_one_writer(&db, "cus_moved", &bodies).await;
+}
+
+#[tokio::test]
+async fn a_guess_that_an_object_it_never_saw_is_new_is_refused_when_the_object_exists() {
+    let database = TestDatabase::create().await;
+    let db = connect(&database).await;
+    let bodies = [
+        about("evt_cold_1", "customer.created", "cus_cold", 1),
+        about("evt_cold_2", "customer.created", "cus_other", 2),
+        about("evt_cold_3", "customer.updated", "cus_cold", 3),
+    ];
+    // Written before this writer started (another instance, or before a restart).
+    assert!(appended(&elsewhere(&db, &bodies[0]).await));
+    let mut known = KnownStates::new(MEMORY);
+    // A batch about another object teaches the writer the generation, not cus_cold.
+    assert!(appended(&knowing(&db, &mut known, &bodies[1]).await));
+    // So it takes cus_cold for new (version 0); the write finds version 1 and refuses.
+    assert!(appended(&knowing(&db, &mut known, &bodies[2]).await));
+    assert!(refused_guess("evt_cold_3"));
+    let key = (Kind::Customer, "cus_cold".to_owned());
+    assert_eq!(version(&db, &key).await, 2);
+    assert_ends_as_one_writer(&db, "cus_cold", &[bodies[0].clone(), bodies[2].clone()]).await;
+}
+
+#[tokio::test]
+async fn a_redelivery_the_writer_took_for_new_is_answered_as_the_duplicate_it_is() {
+    let database = TestDatabase::create().await;
+    let db = connect(&database).await;
+    let mut known = KnownStates::new(MEMORY);
+    let first = about("evt_again_1", "customer.created", "cus_again", 1);
+    let logged = about("evt_again_2", "customer.updated", "cus_again", 2);
+    assert!(appended(&knowing(&db, &mut known, &first).await));
+    // Logged by another instance; this writer's memory of the customer is still right.
+    assert!(appended(&elsewhere(&db, &logged).await));
+    let mut cold = KnownStates::new(MEMORY);
+    assert!(appended(
+        &knowing(
+            &db,
+            &mut cold,
+            &about("evt_again_3", "customer.created", "cus_x", 3)
+        )
+        .await
+    ));
+    // The same body again: a duplicate, nothing appended, the state unchanged.
+    for known in [&mut known, &mut cold] {
+        let again = knowing(&db, known, &logged).await;
+        assert!(
+            matches!(
+                again,
+                Ok(AppendOutcome::Duplicate {
+                    same_body: true,
+                    ..
+                })
+            ),
+            "{again:?}"
+        );
+    }
+    // Another body under the logged id: a duplicate too, and the logged body is what counts.
+    let other = about("evt_again_2", "customer.updated", "cus_again", 9);
+    let again = knowing(&db, &mut known, &other).await;
+    assert!(
+        matches!(
+            again,
+            Ok(AppendOutcome::Duplicate {
+                same_body: false,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    assert!(refused_guess("evt_again_2"));
+    assert_eq!(stripe_ledger::event_log::count(&db).await.unwrap(), 3);
+    assert_ends_as_one_writer(&db, "cus_again", &[first, logged]).await;
+}
+
+#[tokio::test]
+async fn a_guess_from_before_a_rebuild_switched_generations_is_refused_and_lands_in_the_new_one() {
+    let database = TestDatabase::create().await;
+    let db = connect(&database).await;
+    let mut known = KnownStates::new(MEMORY);
+    let bodies = [
+        about("evt_gen_1", "customer.created", "cus_gen", 1),
+        about("evt_gen_2", "customer.updated", "cus_gen", 2),
+    ];
+    assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
+    let report = crate::helpers::rebuild(&db, 100).await;
+    assert!(report.switched, "{report:?}");
+    // The writer still knows the old generation and version 1 there.
+    assert!(appended(&knowing(&db, &mut known, &bodies[1]).await));
+    assert!(refused_guess("evt_gen_2"));
+    let key = (Kind::Customer, "cus_gen".to_owned());
+    assert_eq!(version(&db, &key).await, 2);
+    assert_ends_as_one_writer(&db, "cus_gen", &bodies).await;
+}
