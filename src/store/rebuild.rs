@@ -41,6 +41,11 @@ pub trait RebuildStore {
     /// For `bench --prefill` only: inserts generated entries (new, distinct ids) in one
     /// statement per call, under the append lock. Nothing is marked projected.
     async fn bench_bulk_append(&self, entries: &[&NewEntry]) -> Result<(), StorageError>;
+    /// For `bench --prefill` only, after the bulk load and its rebuild: the database as one that
+    /// grew over months would be when the measured phases start. Planner statistics are taken,
+    /// and the bulk load's pages are written out now (a checkpoint), instead of by the
+    /// background writers while the phases' own commits wait on the disk.
+    async fn bench_settle(&self) -> Result<(), StorageError>;
 }
 
 /// Operations inside a transaction. Dispatched statically through [`Tx`], never `dyn`.
@@ -85,6 +90,13 @@ impl RebuildStore for Db {
         match self {
             Db::Postgres(s) => s.bench_bulk_append(entries).await,
             Db::Sqlite(s) => s.bench_bulk_append(entries).await,
+        }
+    }
+
+    async fn bench_settle(&self) -> Result<(), StorageError> {
+        match self {
+            Db::Postgres(s) => s.bench_settle().await,
+            Db::Sqlite(s) => s.bench_settle().await,
         }
     }
 }

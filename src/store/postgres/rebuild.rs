@@ -114,6 +114,14 @@ impl RebuildStore for PgStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn bench_settle(&self) -> Result<(), StorageError> {
+        // CHECKPOINT needs a superuser or `pg_checkpoint`: the bench connects as the admin URL's
+        // user, which creates its scratch databases.
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        sqlx::query("CHECKPOINT").execute(&self.pool).await?;
+        Ok(())
+    }
 }
 
 impl RebuildTx for PgTx<'_> {

@@ -95,6 +95,14 @@ impl RebuildStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn bench_settle(&self) -> Result<(), StorageError> {
+        sqlx::query("ANALYZE").execute(&self.write).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
 }
 
 impl RebuildTx for SqliteTx<'_> {
