@@ -26,12 +26,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::known_states::KnownStates;
 use crate::event_log::{AppendOutcome, Logged, NewEntry};
 use crate::projector::{self, Decoded, Entry, ProjectError};
 use crate::store::event_log::Inserted;
 use crate::store::ingest::{BatchRead, BatchWrite, FailedEntry, IngestSession};
-
-pub use super::known_states::KnownStates;
 use crate::store::read_models::Key;
 use crate::store::Db;
 use crate::store::StorageError;

@@ -52,3 +52,51 @@ async fn both_backends_have_the_same_tables_and_columns_after_migrating() {
         .collect();
     crate::golden().bind(|| insta::assert_snapshot!("schema_tables_and_columns", listing));
 }
+
+#[tokio::test]
+async fn the_user_index_leaves_out_rows_without_a_user_and_postgres_keys_compare_bytes() {
+    let app = TestApp::spawn().await;
+    match &app.db {
+        Db::Postgres(PgStore { pool, .. }) => {
+            let (definition,): (String,) =
+                sqlx::query_as("SELECT pg_get_indexdef('read_models_user'::regclass)")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            assert!(
+                definition.ends_with("WHERE (user_id IS NOT NULL)"),
+                "{definition}"
+            );
+            // Migration 0015: byte order on the key columns the hot path and the rebuild compare.
+            let collations: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT c.relname::text, a.attname::text, coll.collname::text \
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_collation coll ON coll.oid = a.attcollation \
+                 WHERE c.relname IN ('read_models', 'object_touches') \
+                   AND a.attname IN ('kind', 'id', 'customer_id', 'user_id', 'status', \
+                                     'object_id') \
+                 ORDER BY 1, 2",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            assert_eq!(collations.len(), 7, "{collations:?}");
+            assert!(
+                collations.iter().all(|(_, _, c)| c == "C"),
+                "{collations:?}"
+            );
+        }
+        Db::Sqlite(store) => {
+            let (definition,): (String,) = sqlx::query_as(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'read_models_user'",
+            )
+            .fetch_one(&store.read)
+            .await
+            .unwrap();
+            assert!(
+                definition.ends_with("WHERE user_id IS NOT NULL"),
+                "{definition}"
+            );
+        }
+    }
+}
