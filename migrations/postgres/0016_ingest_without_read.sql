@@ -16,19 +16,10 @@
 --    the batch holds entries that were logged before it: projected again, or logged
 --    concurrently.
 --
--- The old signature is dropped (a different parameter list would be a second function). The
--- settings of 0011 (docs/adr/0022) are given at creation.
-DROP FUNCTION ledger_ingest_batch(
-    BIGINT, BIGINT, BIGINT,
-    TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[],
-    TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT,
-    TEXT[], TEXT[], TEXT[], BOOLEAN[], TEXT[], TEXT[], TEXT[], BIGINT[], TIMESTAMPTZ[], TEXT[],
-    TEXT[], BOOLEAN[], TEXT[], TEXT[], BIGINT[], INTEGER[], TEXT[],
-    TEXT[], BIGINT[],
-    TEXT[], BIGINT[], TEXT[], TIMESTAMPTZ,
-    TEXT[], TEXT[], TEXT[]
-);
-
+-- The 42-parameter version (0008) stays beside this one: a different parameter list is another
+-- function, so instances still running the previous build keep calling theirs during a rolling
+-- upgrade, and both versions check the same versions under the same locks. A later migration
+-- drops it once no such build runs. The settings of 0011 (docs/adr/0022) are given at creation.
 CREATE FUNCTION ledger_ingest_batch(
     generation_lock  BIGINT,
     append_lock      BIGINT,
