@@ -31,7 +31,8 @@ pub mod query;
 // The webhook path: verify, parse once, redact, project and append.
 /// Stripe: webhook signatures, key modes, the API client.
 pub mod stripe;
-/// The webhook's steps, independent of HTTP, and the group-committing writer.
+/// The webhook's steps, independent of HTTP, and the group-committing writer with its memory
+/// of the states it wrote (batches that skip their read, ADR 24).
 pub mod ingest;
 /// What a log entry is, how a batch's duplicates resolve, the redaction policy.
 pub mod event_log;
