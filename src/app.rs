@@ -64,9 +64,11 @@ impl AppState {
                     .expect("the HTTP client builds with static settings"),
             )
         });
+        let metrics = Arc::new(Metrics::new());
+        let known = crate::ingest::KnownStates::new(config.webhook.state_cache_bytes)
+            .counting_on(metrics.ingest_guesses());
         AppState {
             billing,
-            metrics: Arc::new(Metrics::new()),
             mailer: Arc::new(
                 Mailer::new(&config.mail).expect("SMTP_URL was checked with the configuration"),
             ),
@@ -77,11 +79,8 @@ impl AppState {
             transport: config.transport,
             ui: Arc::new(crate::ui::UiState::new(config.ui.clone())),
             sealing_on: config.seal.key != crate::config::SigningKeyConfig::Off,
-            writer: Writer::start(
-                db.clone(),
-                config.webhook.seen_cache_size,
-                config.webhook.state_cache_bytes,
-            ),
+            writer: Writer::start(db.clone(), config.webhook.seen_cache_size, known),
+            metrics,
             db,
             webhook: Arc::new(config.webhook.clone()),
             tokens: Arc::new(config.api_tokens.clone()),

@@ -44,6 +44,20 @@ struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuessLabels {
+    /// written | refused
+    outcome: String,
+}
+
+/// The writer's guesses (docs/adr/0024): batches folded from its memory that the write took,
+/// and those it refused (then read and folded again). Detached counters by default.
+#[derive(Clone, Debug, Default)]
+pub struct GuessCounters {
+    pub written: Counter,
+    pub refused: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -64,6 +78,7 @@ pub struct Metrics {
     catch_up_lag: IntGauge,
     log_position: IntGauge,
     seal_verify_failures: Counter,
+    ingest_guesses: Family<GuessLabels, Counter>,
 }
 
 /// How a webhook delivery ended, for the `outcome` label.
@@ -137,6 +152,13 @@ impl Metrics {
             "Drift found by the last finished scheduled reconciliation (-1: none has finished)",
             reconcile_drift.clone(),
         );
+        let ingest_guesses = Family::<GuessLabels, Counter>::default();
+        registry.register(
+            "ingest_guesses",
+            "Batches the writer folded from its memory instead of a read, by whether the write \
+             took the guess (written) or refused it and the batch was read again (refused)",
+            ingest_guesses.clone(),
+        );
         let catch_up_lag = IntGauge::default();
         registry.register(
             "catch_up_lag_events",
@@ -168,6 +190,22 @@ impl Metrics {
             reconcile_drift,
             catch_up_lag,
             log_position,
+            ingest_guesses,
+        }
+    }
+
+    /// The counters the ingest writer counts its guesses on.
+    pub fn ingest_guesses(&self) -> GuessCounters {
+        let counter = |outcome: &str| {
+            self.ingest_guesses
+                .get_or_create(&GuessLabels {
+                    outcome: outcome.to_owned(),
+                })
+                .clone()
+        };
+        GuessCounters {
+            written: counter("written"),
+            refused: counter("refused"),
         }
     }
 

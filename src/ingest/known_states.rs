@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::metrics::GuessCounters;
 use crate::store::ingest::{BatchRead, Versioned, VersionedRow};
 use crate::store::read_models::Key;
 
@@ -41,6 +42,7 @@ pub struct KnownStates {
     stamp: u64,
     pause: u32,
     skip: u32,
+    counters: GuessCounters,
 }
 
 #[derive(Debug)]
@@ -62,7 +64,14 @@ impl KnownStates {
             stamp: 0,
             pause: 0,
             skip: 0,
+            counters: GuessCounters::default(),
         }
+    }
+
+    /// Counts guesses on `counters` (the service's metrics) instead of counters of its own.
+    pub fn counting_on(mut self, counters: GuessCounters) -> KnownStates {
+        self.counters = counters;
+        self
     }
 
     /// The read a batch touching `keys` may skip, unless guessing is off or paused, or nothing
@@ -108,6 +117,7 @@ impl KnownStates {
         }
         if guessed {
             self.pause /= 2;
+            self.counters.written.inc();
         }
     }
 
@@ -120,6 +130,12 @@ impl KnownStates {
         }
         self.pause = (self.pause * 2).clamp(1, MAX_PAUSE);
         self.skip = self.pause;
+        self.counters.refused.inc();
+    }
+
+    /// Guesses so far that the write took, and those it refused.
+    pub fn guesses(&self) -> (u64, u64) {
+        (self.counters.written.get(), self.counters.refused.get())
     }
 
     /// States belong to one generation: a rebuild's switch makes all of them unknown.

@@ -73,11 +73,11 @@ impl Writer {
     /// connection), so a second task (PostgreSQL had two) only split what was waiting into
     /// smaller batches. With one, PostgreSQL carried about 15 % more events at 16 concurrent
     /// deliveries for 30 % less CPU per event (README, "Performance"). `seen_capacity` 0
-    /// disables the cache of ids; `known_states_bytes` 0 makes every batch read first.
-    pub fn start(db: Db, seen_capacity: usize, known_states_bytes: usize) -> Writer {
+    /// disables the cache of ids; `known_states` with a budget of 0 makes every batch read
+    /// first.
+    pub fn start(db: Db, seen_capacity: usize, known: KnownStates) -> Writer {
         let (queue, receiver) = mpsc::channel::<Pending>(4 * MAX_BATCH);
         let seen = Arc::new(SeenIds::new(seen_capacity));
-        let known = KnownStates::new(known_states_bytes);
         tokio::spawn(write_loop(db, receiver, seen.clone(), known));
         Writer { queue, seen }
     }
@@ -414,8 +414,9 @@ struct Folded {
     generation: i64,
     /// The batch's ids found logged, by id.
     logged: HashMap<String, Logged>,
-    /// Per first occurrence: what was folded (the logged body, if logged).
-    decoded: Vec<Option<Result<Decoded, ProjectError>>>,
+    /// Per first occurrence: its logged body, decoded, if it was found logged (that body is
+    /// the one folded); `None` where the body that arrived was folded.
+    logged_decoded: Vec<Option<Result<Decoded, ProjectError>>>,
     fold: projector::Folded,
 }
 
@@ -440,11 +441,7 @@ async fn fold(
                 .map(|l| projector::decode_entry(&entry_of_logged(l), None))
         })
         .collect();
-    let decoded: Vec<&Result<Decoded, ProjectError>> = again
-        .iter()
-        .zip(&arrived.decoded)
-        .map(|(again, arrived)| again.as_ref().unwrap_or(arrived))
-        .collect();
+    let decoded: Vec<&Result<Decoded, ProjectError>> = folded_bodies(&again, arrived).collect();
     let mut states = read.states;
     let missing: Vec<Key> = distinct_keys(decoded.iter().filter_map(|d| d.as_ref().ok()))
         .into_iter()
@@ -457,9 +454,21 @@ async fn fold(
     Ok(Folded {
         generation: read.generation,
         logged,
-        decoded: again,
+        logged_decoded: again,
         fold,
     })
+}
+
+/// Per first occurrence, the body that is folded: the logged one where the entry was found
+/// logged, else the one that arrived.
+fn folded_bodies<'a>(
+    logged_decoded: &'a [Option<Result<Decoded, ProjectError>>],
+    arrived: &'a Arrived<'_>,
+) -> impl Iterator<Item = &'a Result<Decoded, ProjectError>> {
+    logged_decoded
+        .iter()
+        .zip(&arrived.decoded)
+        .map(|(logged, arrived)| logged.as_ref().unwrap_or(arrived))
 }
 
 /// The keys of `decoded`, each once, in order.
@@ -478,12 +487,10 @@ fn batch_write<'a>(folded: &Folded, arrived: &Arrived<'a>) -> BatchWrite<'a> {
         now: chrono::Utc::now().timestamp(),
         ..Default::default()
     };
-    let decoded = folded
-        .decoded
+    let firsts = arrived
+        .firsts
         .iter()
-        .zip(&arrived.decoded)
-        .map(|(again, arrived)| again.as_ref().unwrap_or(arrived));
-    let firsts = arrived.firsts.iter().zip(decoded);
+        .zip(folded_bodies(&folded.logged_decoded, arrived));
     for ((pending, decoded), failure) in firsts.zip(&folded.fold.failures) {
         let id = pending.entry.envelope.id.as_str();
         let position = folded.logged.get(id).map(|l| l.position);

@@ -46,7 +46,7 @@ impl Write for Capture {
     }
 }
 
-pub fn init_logging() {
+fn init_logging() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         let _ = tracing_subscriber::fmt()

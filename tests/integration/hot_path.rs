@@ -91,7 +91,7 @@ pub(crate) fn webhook_entry(body: &[u8]) -> (NewEntry, Option<serde_json::Value>
 }
 
 /// A subscription whose `status` is not a string: logged, but it cannot be projected.
-fn unprojectable(id: &str) -> Vec<u8> {
+pub(crate) fn unprojectable(id: &str) -> Vec<u8> {
     let mut e = crate::helpers::event_json(id, "customer.subscription.updated", false);
     e["data"]["object"]["status"] = serde_json::json!(42);
     e.to_string().into_bytes()
@@ -338,7 +338,7 @@ async fn other_writers_get_their_turn_while_webhooks_arrive_without_a_pause() {
     let writer = stripe_ledger::ingest::Writer::start(
         db.clone(),
         0,
-        stripe_ledger::ingest::DEFAULT_KNOWN_STATES_BYTES,
+        stripe_ledger::ingest::KnownStates::new(stripe_ledger::ingest::DEFAULT_KNOWN_STATES_BYTES),
     );
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));

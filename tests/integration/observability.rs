@@ -58,6 +58,16 @@ async fn metrics_count_webhooks_by_type_and_outcome_and_report_the_database_gaug
         get(r#"stripe_ledger_projection_failures_total{source="webhook"}"#),
         1.0
     );
+    // The first event taught the writer the generation; the broken one was then written
+    // without a read (docs/adr/0024), and nothing was refused.
+    assert_eq!(
+        get(r#"stripe_ledger_ingest_guesses_total{outcome="written"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"stripe_ledger_ingest_guesses_total{outcome="refused"}"#),
+        0.0
+    );
     assert_eq!(get("stripe_ledger_database_up"), 1.0);
     assert_eq!(get("stripe_ledger_dead_letters"), 1.0);
     assert_eq!(get(r#"stripe_ledger_outbox_items{status="pending"}"#), 0.0);

