@@ -43,10 +43,10 @@ pub enum Outcome {
     },
 }
 
-/// Records an attempt's outcome on a row this worker claimed.
-pub async fn settle(db: &Db, id: i64, outcome: &Outcome, now: i64) -> Result<(), StorageError> {
+/// What an attempt's outcome leaves on its row.
+fn settlement(outcome: &Outcome, now: i64) -> crate::store::outbox::Settlement<'_> {
     use crate::store::outbox::Settlement;
-    let settlement = match outcome {
+    match outcome {
         Outcome::Sent => Settlement {
             status: OutboxStatus::Sent,
             next_attempt_at: now,
@@ -77,8 +77,20 @@ pub async fn settle(db: &Db, id: i64, outcome: &Outcome, now: i64) -> Result<(),
             last_error: Some(reason),
             sent_at: None,
         },
-    };
-    db.outbox_settle(id, &settlement).await
+    }
+}
+
+/// Records the outcomes of attempts on rows this worker claimed, by row id, in one write.
+pub async fn settle_all(
+    db: &Db,
+    outcomes: &[(i64, Outcome)],
+    now: i64,
+) -> Result<(), StorageError> {
+    let settlements: Vec<_> = outcomes
+        .iter()
+        .map(|(id, outcome)| (*id, settlement(outcome, now)))
+        .collect();
+    db.outbox_settle_all(&settlements).await
 }
 
 /// A validated `GET /api/outbox` query (`status`, `limit`, `cursor`).

@@ -1,7 +1,7 @@
 //! The delivery worker: claim due rows, look up the recipient, send, record the outcome.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ledger_projections::{Fact, NotificationDetails, NotificationKind};
 use serde::Serialize;
@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::mail::{compose, Mailer, SendError};
-use super::{settle, Item, Outcome};
+use super::{settle_all, Item, Outcome};
 use crate::metrics::Metrics;
 use crate::read_models::StatesBy;
 use crate::store::outbox::OutboxStore as _;
@@ -44,6 +44,13 @@ impl DeliveryReport {
     }
 }
 
+/// Outcomes are settled together, one write per claimed batch, but never held longer than
+/// this: a crash in between re-sends what was sent meanwhile (with the same `Message-ID`), so
+/// this bounds the copies a slow transport can cause, as one email per write bounded them
+/// before. A fast transport settles a whole batch in one commit instead of one per row, which
+/// spares the database's log flushes that ingestion waits on.
+const SETTLE_WITHIN: Duration = Duration::from_secs(1);
+
 /// Delivers every row due at `now`, batch by batch, until none is left.
 pub async fn deliver_due(
     db: &Db,
@@ -58,39 +65,61 @@ pub async fn deliver_due(
         if items.is_empty() {
             return Ok(report);
         }
+        let mut unsettled: Vec<(i64, Outcome)> = Vec::with_capacity(items.len());
+        let mut last_settled = Instant::now();
         for item in items {
-            let outcome = attempt(db, mailer, billing_url, &item, now).await?;
-            let label = match &outcome {
-                Outcome::Sent => {
-                    report.sent += 1;
-                    "sent"
-                }
-                Outcome::Wait { reason, .. } => {
-                    tracing::info!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %reason, "outbox notification waits");
-                    report.retrying += 1;
-                    "waiting"
-                }
-                Outcome::Retry { error, .. } => {
-                    tracing::warn!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %error, "outbox delivery failed; will retry");
-                    report.retrying += 1;
-                    "retry"
-                }
-                Outcome::Failed { error } => {
-                    tracing::error!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %error, "outbox delivery failed for good; `outbox retry` re-queues it");
-                    report.failed += 1;
-                    "failed"
-                }
-                Outcome::Skipped { reason } => {
-                    tracing::info!(outbox_id = item.id, kind = %item.kind, %reason, "outbox notification skipped");
-                    report.skipped += 1;
-                    "skipped"
+            let outcome = match attempt(db, mailer, billing_url, &item, now).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    // Keep what was done before the failure, if the database still lets us.
+                    if let Err(settling) = settle_all(db, &unsettled, now).await {
+                        tracing::warn!(error = %crate::store::error::chain(&settling), "outbox outcomes not recorded; their rows are sent again when the claim lapses");
+                    }
+                    return Err(e);
                 }
             };
-            if let Some(m) = metrics {
-                m.outbox_delivery(&item.kind, label);
+            record(&mut report, metrics, &item, &outcome);
+            unsettled.push((item.id, outcome));
+            if last_settled.elapsed() >= SETTLE_WITHIN {
+                settle_all(db, &unsettled, now).await?;
+                unsettled.clear();
+                last_settled = Instant::now();
             }
-            settle(db, item.id, &outcome, now).await?;
         }
+        settle_all(db, &unsettled, now).await?;
+    }
+}
+
+/// Counts an outcome in the run's report and the metrics, and logs it.
+fn record(report: &mut DeliveryReport, metrics: Option<&Metrics>, item: &Item, outcome: &Outcome) {
+    let label = match outcome {
+        Outcome::Sent => {
+            report.sent += 1;
+            "sent"
+        }
+        Outcome::Wait { reason, .. } => {
+            tracing::info!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %reason, "outbox notification waits");
+            report.retrying += 1;
+            "waiting"
+        }
+        Outcome::Retry { error, .. } => {
+            tracing::warn!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %error, "outbox delivery failed; will retry");
+            report.retrying += 1;
+            "retry"
+        }
+        Outcome::Failed { error } => {
+            tracing::error!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, %error, "outbox delivery failed for good; `outbox retry` re-queues it");
+            report.failed += 1;
+            "failed"
+        }
+        Outcome::Skipped { reason } => {
+            tracing::info!(outbox_id = item.id, kind = %item.kind, %reason, "outbox notification skipped");
+            report.skipped += 1;
+            "skipped"
+        }
+    };
+    if let Some(m) = metrics {
+        m.outbox_delivery(&item.kind, label);
     }
 }
 

@@ -114,9 +114,13 @@ pub trait OutboxStore {
         claimed_until: i64,
         limit: i64,
     ) -> Result<Vec<Item>, StorageError>;
-    /// Records an attempt's outcome on row `id`, releasing its claim, if it is still pending.
-    async fn outbox_settle(&self, id: i64, settlement: &Settlement<'_>)
-        -> Result<(), StorageError>;
+    /// Records the outcomes of attempts on claimed rows, each by row id, releasing their claims,
+    /// in one transaction: one commit for a worker's whole batch instead of one per row. A row
+    /// no longer pending (re-queued or settled meanwhile) is left as it is.
+    async fn outbox_settle_all(
+        &self,
+        settlements: &[(i64, Settlement<'_>)],
+    ) -> Result<(), StorageError>;
     /// Rows in `status` (all when `None`) with an id above `after_id`, by id, at most `limit`.
     async fn outbox_list(
         &self,
@@ -144,14 +148,13 @@ impl OutboxStore for Db {
         }
     }
 
-    async fn outbox_settle(
+    async fn outbox_settle_all(
         &self,
-        id: i64,
-        settlement: &Settlement<'_>,
+        settlements: &[(i64, Settlement<'_>)],
     ) -> Result<(), StorageError> {
         match self {
-            Db::Postgres(s) => s.outbox_settle(id, settlement).await,
-            Db::Sqlite(s) => s.outbox_settle(id, settlement).await,
+            Db::Postgres(s) => s.outbox_settle_all(settlements).await,
+            Db::Sqlite(s) => s.outbox_settle_all(settlements).await,
         }
     }
 

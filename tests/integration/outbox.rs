@@ -2,6 +2,7 @@
 //! loopback), once per cause whatever Stripe does.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use stripe_ledger::outbox::{self, OutboxStatus, RetryTarget};
@@ -396,6 +397,38 @@ async fn two_instances_delivering_at_once_send_each_notification_once() {
     let to = recipients(&sink);
     let unique: BTreeSet<&String> = to.iter().collect();
     assert_eq!((to.len(), unique.len()), (30, 30));
+}
+
+#[tokio::test]
+async fn outcomes_wait_for_the_end_of_their_batch_at_most_about_a_second_behind_a_slow_server() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let mut events = Vec::new();
+    for _ in 0..8 {
+        let cus = unique_id("cus");
+        events.extend(subscriber(&cus, &format!("{cus}@example.com")));
+    }
+    deliver_all(&app, &events).await;
+    // Eight welcomes, one claimed batch, 2.4 s of sending: the first ones must be recorded
+    // long before the batch ends, or a crash would send them all again.
+    sink.answer_after(Duration::from_millis(300));
+    let recorded_meanwhile = async {
+        sink.wait_for(7, Duration::from_secs(30)).await;
+        let (sent, _) = outbox::list(&app.db, Some(OutboxStatus::Sent), None, 100)
+            .await
+            .unwrap();
+        sent.len()
+    };
+    let (report, recorded) = tokio::join!(app.deliver_outbox(app.now()), recorded_meanwhile);
+    assert!(
+        (3..8).contains(&recorded),
+        "{recorded} of 8 recorded as sent when the seventh arrived"
+    );
+    assert_eq!(report.sent, 8, "{report:?}");
+    let (sent, _) = outbox::list(&app.db, Some(OutboxStatus::Sent), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 8);
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ struct Shared {
     messages: Vec<Received>,
     /// Reply codes for the next messages' end of DATA, instead of 250.
     refusals: VecDeque<u16>,
+    /// How long each message's end of DATA waits for its reply: a slow server.
+    delay: Duration,
 }
 
 #[derive(Clone)]
@@ -74,6 +76,11 @@ impl SmtpSink {
     /// The next message gets `code` (e.g. 451 or 550) at the end of DATA, and is not kept.
     pub fn refuse_next(&self, code: u16) {
         self.shared.lock().unwrap().refusals.push_back(code);
+    }
+
+    /// Every later message is answered only after `delay`, as a slow server answers.
+    pub fn answer_after(&self, delay: Duration) {
+        self.shared.lock().unwrap().delay = delay;
     }
 
     /// Waits until `n` messages have arrived (or the timeout passes), then returns them.
@@ -137,6 +144,8 @@ async fn session(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
                     data.push_str(l.strip_prefix('.').unwrap_or(l));
                     data.push('\n');
                 }
+                let delay = shared.lock().unwrap().delay;
+                tokio::time::sleep(delay).await;
                 let refusal = shared.lock().unwrap().refusals.pop_front();
                 match refusal {
                     Some(code) => send(&mut write, &format!("{code} refused by the test")).await,

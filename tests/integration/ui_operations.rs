@@ -87,12 +87,14 @@ async fn an_operator_action_without_the_csrf_token_or_from_another_site_is_refus
     let (rows, _) = outbox::list(&app.db, Some(OutboxStatus::Pending), None, 10)
         .await
         .unwrap();
-    outbox::settle(
+    outbox::settle_all(
         &app.db,
-        rows[0].id,
-        &Outcome::Failed {
-            error: "550 no such mailbox".into(),
-        },
+        &[(
+            rows[0].id,
+            Outcome::Failed {
+                error: "550 no such mailbox".into(),
+            },
+        )],
         app.now(),
     )
     .await

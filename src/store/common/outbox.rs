@@ -126,19 +126,25 @@ where
 /// (`pool, pool` on PostgreSQL, `read, write` on SQLite). Names resolve where it is expanded.
 macro_rules! outbox_store_same_on_both {
     ($reader:ident, $writer:ident) => {
-        async fn outbox_settle(
+        async fn outbox_settle_all(
             &self,
-            id: i64,
-            settlement: &Settlement<'_>,
+            settlements: &[(i64, Settlement<'_>)],
         ) -> Result<(), StorageError> {
-            sqlx::query(sql::SETTLE)
-                .bind(id)
-                .bind(settlement.status.as_str())
-                .bind(settlement.next_attempt_at)
-                .bind(settlement.last_error)
-                .bind(settlement.sent_at)
-                .execute(&self.$writer)
-                .await?;
+            if settlements.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.$writer.begin().await?;
+            for (id, settlement) in settlements {
+                sqlx::query(sql::SETTLE)
+                    .bind(id)
+                    .bind(settlement.status.as_str())
+                    .bind(settlement.next_attempt_at)
+                    .bind(settlement.last_error)
+                    .bind(settlement.sent_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
             Ok(())
         }
 
