@@ -270,16 +270,6 @@ pub async fn list(db: &Db, filter: &EventFilter, page: &PageRequest) -> Result<P
     })
 }
 
-/// Entries after `position`, oldest first, with payloads: the tailing read of the catch-up
-/// projector and rebuild. Safe against the commit-order trap because appends are serialised.
-pub async fn read_after(
-    db: &Db,
-    position: i64,
-    limit: u32,
-) -> Result<Vec<StoredEvent>, StorageError> {
-    db.read_after(position, limit).await
-}
-
 /// The highest position in the log (0 when empty).
 pub async fn last_position(db: &Db) -> Result<i64, StorageError> {
     db.last_position().await

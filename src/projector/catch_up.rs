@@ -2,13 +2,13 @@
 //! projection, for entries appended by other sources, and as a safety net for everything else.
 //!
 //! It tails the log by position, which is safe because appends are serialised (see
-//! `event_log::APPEND_LOCK`), and skips entries that ingestion has already projected (they are
-//! listed in `projected_positions` until the checkpoint passes them). Re-projecting an entry
+//! `event_log::APPEND_LOCK`), chunk by chunk of positions, and reads whole only the entries
+//! ingestion has not marked projected (they are listed in `projected_positions` until the
+//! checkpoint passes them): in a healthy log, none. Re-projecting an entry
 //! changes nothing, so an entry whose projection is still in flight may be projected twice,
 //! harmlessly; several instances may run it at once.
 
 use super::{project_each, Entry};
-use crate::event_log::{self};
 use crate::store::read_models::ReadModelStore as _;
 use crate::store::Db;
 use crate::store::StorageError;
@@ -29,16 +29,11 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpReport, StorageError> {
         ..Default::default()
     };
     loop {
-        let stored = event_log::read_after(db, report.position, CHUNK).await?;
-        let Some(last) = stored.last().map(|e| e.position) else {
+        let chunk = db.unprojected_after(report.position, CHUNK).await?;
+        let Some(last) = chunk.through else {
             break;
         };
-        let covered = db.projected_between(report.position, last).await?;
-        let entries: Vec<Entry> = stored
-            .iter()
-            .filter(|e| covered.binary_search(&e.position).is_err())
-            .map(Entry::from)
-            .collect();
+        let entries: Vec<Entry> = chunk.entries.iter().map(Entry::from).collect();
         for result in project_each(db, &entries).await {
             match result {
                 Ok(()) => report.projected += 1,

@@ -85,9 +85,6 @@ pub trait EventLogStore {
         filter: &EventFilter,
         page: &PageRequest,
     ) -> Result<Vec<StoredEvent>, StorageError>;
-    /// Entries after `position`, oldest first, with payloads.
-    async fn read_after(&self, position: i64, limit: u32)
-        -> Result<Vec<StoredEvent>, StorageError>;
     /// Number of entries, for operators and tests.
     async fn count_events(&self) -> Result<i64, StorageError>;
     /// The highest position in the log (0 when empty).
@@ -131,17 +128,6 @@ impl EventLogStore for Db {
         match self {
             Db::Postgres(s) => s.list_events(filter, page).await,
             Db::Sqlite(s) => s.list_events(filter, page).await,
-        }
-    }
-
-    async fn read_after(
-        &self,
-        position: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StorageError> {
-        match self {
-            Db::Postgres(s) => s.read_after(position, limit).await,
-            Db::Sqlite(s) => s.read_after(position, limit).await,
         }
     }
 

@@ -20,6 +20,15 @@ use crate::read_models::Query;
 /// appended.
 pub const GENERATION_LOCK: i64 = 0x7374_7269_7065_6772;
 
+/// A chunk of the log after catch-up's checkpoint.
+#[derive(Debug, Default)]
+pub struct Unprojected {
+    /// The chunk's last position; `None` when nothing follows the checkpoint.
+    pub through: Option<i64>,
+    /// The chunk's entries that ingestion has not marked projected, oldest first.
+    pub entries: Vec<crate::store::event_log::StoredEvent>,
+}
+
 /// One read model: its kind and Stripe id.
 pub type Key = (Kind, String);
 
@@ -107,8 +116,9 @@ pub trait ReadModelStore {
         position: i64,
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StorageError>;
-    /// Positions in (after, upto] that ingestion has projected, sorted.
-    async fn projected_between(&self, after: i64, upto: i64) -> Result<Vec<i64>, StorageError>;
+    /// Catch-up's next chunk: the next `limit` entries after `after`, of which only those
+    /// ingestion has not marked projected are read, with payloads.
+    async fn unprojected_after(&self, after: i64, limit: u32) -> Result<Unprojected, StorageError>;
     /// The position the checkpoint `name` has reached, if it was ever saved.
     async fn projection_checkpoint(&self, name: &str) -> Result<Option<i64>, StorageError>;
     /// Forgets the projected positions up to `position` and moves the checkpoint `name` there
@@ -209,10 +219,10 @@ impl ReadModelStore for Db {
         }
     }
 
-    async fn projected_between(&self, after: i64, upto: i64) -> Result<Vec<i64>, StorageError> {
+    async fn unprojected_after(&self, after: i64, limit: u32) -> Result<Unprojected, StorageError> {
         match self {
-            Db::Postgres(s) => s.projected_between(after, upto).await,
-            Db::Sqlite(s) => s.projected_between(after, upto).await,
+            Db::Postgres(s) => s.unprojected_after(after, limit).await,
+            Db::Sqlite(s) => s.unprojected_after(after, limit).await,
         }
     }
 

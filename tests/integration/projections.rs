@@ -281,6 +281,57 @@ async fn catch_up_projects_entries_appended_by_other_sources() {
 }
 
 #[tokio::test]
+async fn catch_up_reads_whole_only_the_entries_ingestion_did_not_project_chunk_by_chunk() {
+    use stripe_ledger::store::read_models::ReadModelStore as _;
+    let app = TestApp::spawn().await;
+    let start = stripe_ledger::event_log::last_position(&app.db)
+        .await
+        .unwrap();
+    deliver_all(&app, &lifecycle("cu1")).await;
+    let body = event(
+        "evt_cu_backfill",
+        "customer.subscription.created",
+        T0,
+        subscription("sub_cu", "cus_cu", "trialing", T0 + MONTH, false),
+    );
+    let entry = crate::helpers::backfill_entry(&body);
+    let stripe_ledger::event_log::AppendOutcome::Appended { position: backfill } =
+        stripe_ledger::event_log::append(&app.db, &entry)
+            .await
+            .unwrap()
+    else {
+        panic!("a new entry");
+    };
+    deliver_all(&app, &lifecycle("cu2")).await;
+    let end = stripe_ledger::event_log::last_position(&app.db)
+        .await
+        .unwrap();
+
+    let whole = app.db.unprojected_after(start, 500).await.unwrap();
+    assert_eq!(whole.through, Some(end));
+    let read: Vec<i64> = whole.entries.iter().map(|e| e.position).collect();
+    assert_eq!(
+        read,
+        vec![backfill],
+        "only the entry nobody projected is read"
+    );
+    assert_eq!(whole.entries[0].event_id, "evt_cu_backfill");
+    assert!(whole.entries[0].payload.is_some(), "read with its payload");
+
+    // A chunk ends at its limit's entry, whether or not it holds anything to project.
+    let first = app.db.unprojected_after(start, 1).await.unwrap();
+    assert!(first.through.is_some_and(|p| p > start && p < backfill));
+    assert!(first.entries.is_empty());
+    let upto = app.db.unprojected_after(backfill - 1, 1).await.unwrap();
+    assert_eq!(upto.through, Some(backfill));
+    assert_eq!(upto.entries.len(), 1);
+    assert_eq!(
+        app.db.unprojected_after(end, 500).await.unwrap().through,
+        None
+    );
+}
+
+#[tokio::test]
 async fn rebuild_switches_to_an_identical_generation_and_a_partial_rebuild_keeps_the_rest() {
     let app = TestApp::spawn().await;
     deliver_all(&app, &lifecycle("rb")).await;

@@ -47,14 +47,6 @@ pub(crate) const GET: &str = concat!(
     ", payload FROM event_log WHERE event_id = $1"
 );
 
-/// The tailing read of catch-up and rebuild. Safe against the commit-order trap because appends
-/// are serialised (ARCHITECTURE.md).
-pub(crate) const READ_AFTER: &str = concat!(
-    "SELECT ",
-    summary_columns!(),
-    ", payload FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
-);
-
 /// A value bound to a `$n` placeholder of a [`ListQuery`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Bind {
@@ -477,18 +469,6 @@ macro_rules! event_log_store_same_on_both {
         ) -> Result<Vec<StoredEvent>, StorageError> {
             let query = ListQuery::build(filter, page);
             Ok(query.query().fetch_all(&self.$reader).await?)
-        }
-
-        async fn read_after(
-            &self,
-            position: i64,
-            limit: u32,
-        ) -> Result<Vec<StoredEvent>, StorageError> {
-            Ok(sqlx::query_as(sql::READ_AFTER)
-                .bind(position)
-                .bind(i64::from(limit))
-                .fetch_all(&self.$reader)
-                .await?)
         }
 
         async fn count_events(&self) -> Result<i64, StorageError> {

@@ -97,8 +97,21 @@ pub(crate) const DEAD_LETTERS_AFTER: &str = concat!(
     " FROM dead_letters WHERE position > $1 ORDER BY position LIMIT $2"
 );
 
-pub(crate) const PROJECTED_BETWEEN: &str = "SELECT position FROM projected_positions \
-     WHERE position > $1 AND position <= $2 ORDER BY position";
+/// Where catch-up's next chunk ends: the position of the `$2`-th entry after `$1`, or of the
+/// last one (NULL when there is none). Only positions: the primary key's index answers it.
+pub(crate) const CHUNK_END: &str = "SELECT max(position) FROM \
+     (SELECT position FROM event_log WHERE position > $1 ORDER BY position LIMIT $2) AS chunk";
+
+/// The entries of a chunk that ingestion has not marked projected, with payloads. Only these
+/// are read whole: in a healthy log that is none, where reading every entry again cost the
+/// database a payload per event.
+pub(crate) const UNPROJECTED_BETWEEN: &str = concat!(
+    "SELECT ",
+    crate::store::common::event_log::summary_columns!(),
+    ", payload FROM event_log l WHERE position > $1 AND position <= $2 \
+     AND NOT EXISTS (SELECT 1 FROM projected_positions p WHERE p.position = l.position) \
+     ORDER BY position"
+);
 
 pub(crate) const CHECKPOINT: &str = "SELECT position FROM projection_checkpoints WHERE name = $1";
 
@@ -283,12 +296,30 @@ macro_rules! read_model_store_same_on_both {
                 .await?)
         }
 
-        async fn projected_between(&self, after: i64, upto: i64) -> Result<Vec<i64>, StorageError> {
-            Ok(sqlx::query_scalar(sql::PROJECTED_BETWEEN)
+        async fn unprojected_after(
+            &self,
+            after: i64,
+            limit: u32,
+        ) -> Result<Unprojected, StorageError> {
+            let through: Option<i64> = sqlx::query_scalar(sql::CHUNK_END)
                 .bind(after)
-                .bind(upto)
+                .bind(i64::from(limit))
+                .fetch_one(&self.$reader)
+                .await?;
+            let Some(through) = through else {
+                return Ok(Unprojected::default());
+            };
+            // A second snapshot sees at least the first one's entries: appends are serialised
+            // to their commit, so a visible position has every lower one visible too.
+            let entries = sqlx::query_as(sql::UNPROJECTED_BETWEEN)
+                .bind(after)
+                .bind(through)
                 .fetch_all(&self.$reader)
-                .await?)
+                .await?;
+            Ok(Unprojected {
+                through: Some(through),
+                entries,
+            })
         }
 
         async fn projection_checkpoint(&self, name: &str) -> Result<Option<i64>, StorageError> {
