@@ -44,11 +44,12 @@ impl DeliveryReport {
     }
 }
 
-/// Outcomes are settled together, one write per claimed batch, but never held longer than
-/// this: a crash in between re-sends what was sent meanwhile (with the same `Message-ID`), so
-/// this bounds the copies a slow transport can cause, as one email per write bounded them
-/// before. A fast transport settles a whole batch in one commit instead of one per row, which
-/// spares the database's log flushes that ingestion waits on.
+/// Outcomes are settled together, one write per claimed batch; but once an attempt ends this
+/// long after the last write, what has accumulated is written before the next attempt. A crash
+/// re-sends what was sent since the last write (with the same `Message-ID`s), so this bounds
+/// the copies a slow transport can cause to about a second of sending. A fast transport
+/// settles a whole batch in one commit instead of one per row, which spares the database's log
+/// flushes that ingestion waits on.
 const SETTLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// Delivers every row due at `now`, batch by batch, until none is left.
