@@ -28,3 +28,23 @@ where
         })
     }
 }
+
+/// The methods of `RebuildStore` that run the same statements the same way on both backends,
+/// written once: each backend's impl expands them with the pool it reads from (`pool` on
+/// PostgreSQL, `read` on SQLite). Names resolve where it is expanded.
+macro_rules! rebuild_store_same_on_both {
+    ($reader:ident) => {
+        async fn replay_after(
+            &self,
+            position: i64,
+            limit: u32,
+        ) -> Result<Vec<Replayed>, StorageError> {
+            Ok(sqlx::query_as(sql::REPLAY_AFTER)
+                .bind(position)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$reader)
+                .await?)
+        }
+    };
+}
+pub(crate) use rebuild_store_same_on_both;

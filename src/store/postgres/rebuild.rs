@@ -12,13 +12,7 @@ use crate::store::rebuild::*;
 use crate::store::{StorageError, Tx};
 
 impl RebuildStore for PgStore {
-    async fn replay_after(&self, position: i64, limit: u32) -> Result<Vec<Replayed>, StorageError> {
-        Ok(sqlx::query_as(sql::REPLAY_AFTER)
-            .bind(position)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?)
-    }
+    crate::store::common::rebuild::rebuild_store_same_on_both!(pool);
 
     async fn rebuild_states(
         &self,

@@ -55,54 +55,7 @@ impl ReadModelStore for SqliteStore {
 }
 
 impl ReadModelTx for SqliteTx<'_> {
-    async fn active_generation(&mut self) -> Result<i64, StorageError> {
-        Ok(sqlx::query_scalar(sql::ACTIVE_GENERATION)
-            .fetch_one(&mut **self)
-            .await?)
-    }
-
-    async fn max_generation(&mut self) -> Result<i64, StorageError> {
-        let max: Option<i64> = sqlx::query_scalar(sql::MAX_GENERATION)
-            .fetch_one(&mut **self)
-            .await?;
-        Ok(max.unwrap_or(1))
-    }
-
-    async fn delete_generation(&mut self, generation: i64) -> Result<(), StorageError> {
-        sqlx::query(sql::DELETE_GENERATION)
-            .bind(generation)
-            .execute(&mut **self)
-            .await?;
-        Ok(())
-    }
-
-    async fn copy_kind(&mut self, from: i64, to: i64, kind: Kind) -> Result<(), StorageError> {
-        sqlx::query(sql::COPY_KIND)
-            .bind(from)
-            .bind(to)
-            .bind(kind.as_str())
-            .execute(&mut **self)
-            .await?;
-        Ok(())
-    }
-
-    async fn switch_generation(&mut self, generation: i64) -> Result<(), StorageError> {
-        sqlx::query(sql::SWITCH_GENERATION)
-            .bind(generation)
-            .execute(&mut **self)
-            .await?;
-        Ok(())
-    }
-
-    async fn generation_states(
-        &mut self,
-        generation: i64,
-    ) -> Result<Vec<KeyedState>, StorageError> {
-        Ok(sqlx::query_as(sql::GENERATION_STATES)
-            .bind(generation)
-            .fetch_all(&mut **self)
-            .await?)
-    }
+    crate::store::common::read_models::read_model_tx_same_on_both!();
 
     /// This transaction holds the only writer connection: nothing is appended until it ends.
     async fn hold_appends(&mut self) -> Result<(), StorageError> {

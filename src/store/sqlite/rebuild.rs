@@ -24,13 +24,7 @@ fn placeholders(rows: usize, width: usize) -> String {
 }
 
 impl RebuildStore for SqliteStore {
-    async fn replay_after(&self, position: i64, limit: u32) -> Result<Vec<Replayed>, StorageError> {
-        Ok(sqlx::query_as(sql::REPLAY_AFTER)
-            .bind(position)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?)
-    }
+    crate::store::common::rebuild::rebuild_store_same_on_both!(read);
 
     async fn rebuild_states(
         &self,
