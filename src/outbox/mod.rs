@@ -43,40 +43,50 @@ pub enum Outcome {
     },
 }
 
-/// What an attempt's outcome leaves on its row.
-fn settlement(outcome: &Outcome, now: i64) -> crate::store::outbox::Settlement<'_> {
-    use crate::store::outbox::Settlement;
+/// Stored error texts are cut to this many characters, the last one an ellipsis.
+pub const MAX_ERROR_CHARS: usize = 500;
+
+/// An outcome's text as stored. It may quote an SMTP server's reply, which is network input:
+/// a NUL, which PostgreSQL's text refuses (failing the write of the whole batch's outcomes, so
+/// every email in it would be sent again), becomes U+FFFD, and a long reply is cut. Other
+/// control characters are kept as they came; every view escapes them.
+pub fn stored_error(text: &str) -> String {
+    let tamed = text.replace('\0', "\u{fffd}");
+    if tamed.chars().count() <= MAX_ERROR_CHARS {
+        return tamed;
+    }
+    let mut cut: String = tamed.chars().take(MAX_ERROR_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The error text an outcome records, if any.
+fn error_of(outcome: &Outcome) -> Option<&str> {
     match outcome {
-        Outcome::Sent => Settlement {
-            status: OutboxStatus::Sent,
-            next_attempt_at: now,
-            last_error: None,
-            sent_at: Some(now),
-        },
-        Outcome::Retry { at, error } => Settlement {
-            status: OutboxStatus::Pending,
-            next_attempt_at: *at,
-            last_error: Some(error),
-            sent_at: None,
-        },
-        Outcome::Wait { at, reason } => Settlement {
-            status: OutboxStatus::Pending,
-            next_attempt_at: *at,
-            last_error: Some(reason),
-            sent_at: None,
-        },
-        Outcome::Failed { error } => Settlement {
-            status: OutboxStatus::Failed,
-            next_attempt_at: now,
-            last_error: Some(error),
-            sent_at: None,
-        },
-        Outcome::Skipped { reason } => Settlement {
-            status: OutboxStatus::Skipped,
-            next_attempt_at: now,
-            last_error: Some(reason),
-            sent_at: None,
-        },
+        Outcome::Sent => None,
+        Outcome::Retry { error, .. } | Outcome::Failed { error } => Some(error),
+        Outcome::Wait { reason, .. } | Outcome::Skipped { reason } => Some(reason),
+    }
+}
+
+/// What an attempt's outcome leaves on its row, with `last_error` already made storable.
+fn settlement<'a>(
+    outcome: &Outcome,
+    last_error: Option<&'a str>,
+    now: i64,
+) -> crate::store::outbox::Settlement<'a> {
+    use crate::store::outbox::Settlement;
+    let (status, next_attempt_at, sent_at) = match outcome {
+        Outcome::Sent => (OutboxStatus::Sent, now, Some(now)),
+        Outcome::Retry { at, .. } | Outcome::Wait { at, .. } => (OutboxStatus::Pending, *at, None),
+        Outcome::Failed { .. } => (OutboxStatus::Failed, now, None),
+        Outcome::Skipped { .. } => (OutboxStatus::Skipped, now, None),
+    };
+    Settlement {
+        status,
+        next_attempt_at,
+        last_error,
+        sent_at,
     }
 }
 
@@ -86,9 +96,14 @@ pub async fn settle_all(
     outcomes: &[(i64, Outcome)],
     now: i64,
 ) -> Result<(), StorageError> {
+    let errors: Vec<Option<String>> = outcomes
+        .iter()
+        .map(|(_, outcome)| error_of(outcome).map(stored_error))
+        .collect();
     let settlements: Vec<_> = outcomes
         .iter()
-        .map(|(id, outcome)| (*id, settlement(outcome, now)))
+        .zip(&errors)
+        .map(|((id, outcome), error)| (*id, settlement(outcome, error.as_deref(), now)))
         .collect();
     db.outbox_settle_all(&settlements).await
 }

@@ -376,6 +376,44 @@ async fn smtp_refusals_are_retried_with_backoff_or_failed_for_good_until_an_oper
 }
 
 #[tokio::test]
+async fn an_smtp_refusal_quoting_nul_and_controls_is_recorded_without_the_nul_and_cut_beside_its_batch(
+) {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        let cus = unique_id("cus");
+        events.extend(subscriber(&cus, &format!("{cus}@example.com")));
+    }
+    deliver_all(&app, &events).await;
+    // The first of three is refused with a hostile text; the other two are sent in the same
+    // claimed batch, so their outcomes are written together with the refusal's.
+    let hostile = format!("no\u{0}such\u{1b}[2Jmailbox\u{202e} {}", "x".repeat(900));
+    sink.refuse_next_saying(550, &hostile);
+    let report = app.deliver_outbox(app.now()).await;
+    assert_eq!((report.failed, report.sent), (1, 2), "{report:?}");
+    let (failed, _) = outbox::list(&app.db, Some(OutboxStatus::Failed), None, 10)
+        .await
+        .unwrap();
+    let error = failed[0].last_error.clone().unwrap();
+    assert!(error.contains("550") && error.contains("such"), "{error}");
+    assert!(!error.contains('\u{0}'), "NUL stored");
+    assert!(error.contains('\u{fffd}'), "{error}");
+    assert_eq!(error.chars().count(), outbox::MAX_ERROR_CHARS);
+    assert!(error.ends_with('…'));
+    let (sent, _) = outbox::list(&app.db, Some(OutboxStatus::Sent), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 2, "the batch's other outcomes are recorded");
+    // The API returns it as stored, inside JSON.
+    let listed = app
+        .get("/api/outbox?status=failed", Some(AUDIT_TOKEN))
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json["data"][0]["last_error"], error.as_str());
+}
+
+#[tokio::test]
 async fn two_instances_delivering_at_once_send_each_notification_once() {
     let sink = SmtpSink::start().await;
     let first = app_with(&sink).await;

@@ -34,8 +34,9 @@ impl Received {
 #[derive(Default)]
 struct Shared {
     messages: Vec<Received>,
-    /// Reply codes for the next messages' end of DATA, instead of 250.
-    refusals: VecDeque<u16>,
+    /// Replies for the next messages' end of DATA, instead of 250: a code, and the text after
+    /// it (the default when `None`).
+    refusals: VecDeque<(u16, Option<String>)>,
     /// How long each message's end of DATA waits for its reply: a slow server.
     delay: Duration,
 }
@@ -75,7 +76,13 @@ impl SmtpSink {
 
     /// The next message gets `code` (e.g. 451 or 550) at the end of DATA, and is not kept.
     pub fn refuse_next(&self, code: u16) {
-        self.shared.lock().unwrap().refusals.push_back(code);
+        self.shared.lock().unwrap().refusals.push_back((code, None));
+    }
+
+    /// The next message gets `code` with `text` (sent as given, whatever it holds).
+    pub fn refuse_next_saying(&self, code: u16, text: &str) {
+        let reply = (code, Some(text.to_owned()));
+        self.shared.lock().unwrap().refusals.push_back(reply);
     }
 
     /// Every later message is answered only after `delay`, as a slow server answers.
@@ -148,7 +155,10 @@ async fn session(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
                 tokio::time::sleep(delay).await;
                 let refusal = shared.lock().unwrap().refusals.pop_front();
                 match refusal {
-                    Some(code) => send(&mut write, &format!("{code} refused by the test")).await,
+                    Some((code, text)) => {
+                        let text = text.as_deref().unwrap_or("refused by the test");
+                        send(&mut write, &format!("{code} {text}")).await
+                    }
                     None => {
                         shared.lock().unwrap().messages.push(Received {
                             mail_from: mail_from.clone(),
