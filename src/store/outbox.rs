@@ -115,8 +115,9 @@ pub trait OutboxStore {
         limit: i64,
     ) -> Result<Vec<Item>, StorageError>;
     /// Records the outcomes of attempts on claimed rows, each by row id, releasing their claims,
-    /// in one transaction: one commit for a worker's whole batch instead of one per row. A row
-    /// no longer pending (re-queued or settled meanwhile) is left as it is.
+    /// in one statement: one round trip and one commit for a worker's whole batch instead of
+    /// one each per row. A row no longer pending (re-queued or settled meanwhile) is left as
+    /// it is.
     async fn outbox_settle_all(
         &self,
         settlements: &[(i64, Settlement<'_>)],

@@ -438,6 +438,70 @@ async fn two_instances_delivering_at_once_send_each_notification_once() {
 }
 
 #[tokio::test]
+async fn a_batch_of_outcomes_is_one_statement_whatever_its_size() {
+    use stripe_ledger::store::outbox::OutboxStore as _;
+    let database = crate::helpers::TestDatabase::create().await;
+    let (db, meter) = crate::hot_path::metered(&database).await;
+    let mut entries = Vec::new();
+    for _ in 0..5 {
+        let cus = unique_id("cus");
+        for body in subscriber(&cus, &format!("{cus}@example.com")) {
+            entries.push(crate::hot_path::webhook_entry(&body));
+        }
+    }
+    for result in stripe_ledger::ingest::write_batch(&db, entries).await {
+        result.unwrap();
+    }
+    let now = chrono::Utc::now().timestamp() + 1;
+    let claimed = db.outbox_claim(now, now + 600, 20).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    let outcome = |i: usize| match i % 3 {
+        0 => outbox::Outcome::Sent,
+        1 => outbox::Outcome::Retry {
+            at: now + 30,
+            error: "451 try later".into(),
+        },
+        _ => outbox::Outcome::Skipped {
+            reason: "the customer was deleted".into(),
+        },
+    };
+    let outcomes: Vec<(i64, outbox::Outcome)> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (item.id, outcome(i)))
+        .collect();
+    // Two sizes: on PostgreSQL each is one round trip; on SQLite the second size prepares
+    // nothing new (the statement's text does not depend on the batch's size).
+    // The pool checks a connection when it comes back, after the reply: wait for that round
+    // trip too, so the three rows are charged the statement and the check, nothing else.
+    let settle_gap = std::time::Duration::from_millis(100);
+    outbox::settle_all(&db, &outcomes[..2], now).await.unwrap();
+    tokio::time::sleep(settle_gap).await;
+    let before = meter.now().await;
+    outbox::settle_all(&db, &outcomes[2..], now).await.unwrap();
+    tokio::time::sleep(settle_gap).await;
+    let spent = meter.now().await - before;
+    match meter {
+        crate::hot_path::Meter::Wire(_) => assert_eq!(spent, 2, "round trips"),
+        crate::hot_path::Meter::Writer(_) => assert_eq!(spent, 0, "statements prepared"),
+    }
+    let (all, _) = outbox::list(&db, None, None, 10).await.unwrap();
+    let statuses: Vec<OutboxStatus> = all.iter().map(|i| i.status).collect();
+    use OutboxStatus::{Pending, Sent, Skipped};
+    assert_eq!(statuses, [Sent, Pending, Skipped, Sent, Pending]);
+    assert_eq!(all[1].last_error.as_deref(), Some("451 try later"));
+    assert_eq!(all[1].next_attempt_at.unwrap().timestamp(), now + 30);
+    assert_eq!(all[0].sent_at.unwrap().timestamp(), now);
+    assert!(all[0].last_error.is_none() && all[3].sent_at.is_some());
+    // A row no longer pending is left as it is.
+    outbox::settle_all(&db, &[(all[0].id, outcome(1))], now)
+        .await
+        .unwrap();
+    let (again, _) = outbox::list(&db, None, None, 1).await.unwrap();
+    assert_eq!(again[0].status, Sent);
+}
+
+#[tokio::test]
 async fn outcomes_wait_for_the_end_of_their_batch_at_most_about_a_second_behind_a_slow_server() {
     let sink = SmtpSink::start().await;
     let app = app_with(&sink).await;

@@ -46,8 +46,23 @@ macro_rules! list {
 }
 pub(crate) use list;
 
-pub(crate) const SETTLE: &str = "UPDATE outbox SET status = $2, next_attempt_at = $3, \
-     last_error = $4, sent_at = $5, claimed_until = NULL WHERE id = $1 AND status = 'pending'";
+/// A batch of outcomes in one statement (atomic, one round trip), each row by id, only if it
+/// is still pending. The dialects differ only in how the batch arrives: PostgreSQL takes
+/// arrays (`$1` ids, `$2` statuses, `$3` next attempts, `$4` errors, `$5` sent times), SQLite
+/// one JSON array of `[id, status, next attempt, error, sent]` (it has no arrays).
+pub(crate) const SETTLE_ALL_POSTGRES: &str = "UPDATE outbox o SET status = u.status, \
+     next_attempt_at = u.next_attempt_at, last_error = u.last_error, sent_at = u.sent_at, \
+     claimed_until = NULL \
+     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) \
+     AS u(id, status, next_attempt_at, last_error, sent_at) \
+     WHERE o.id = u.id AND o.status = 'pending'";
+
+pub(crate) const SETTLE_ALL_SQLITE: &str = "UPDATE outbox SET \
+     status = json_extract(u.value, '$[1]'), next_attempt_at = json_extract(u.value, '$[2]'), \
+     last_error = json_extract(u.value, '$[3]'), sent_at = json_extract(u.value, '$[4]'), \
+     claimed_until = NULL \
+     FROM json_each($1) AS u \
+     WHERE outbox.id = json_extract(u.value, '$[0]') AND outbox.status = 'pending'";
 
 pub(crate) const RETRY_ALL_FAILED: &str = "UPDATE outbox SET status = 'pending', attempts = 0, \
      next_attempt_at = $1, claimed_until = NULL WHERE status = 'failed'";
@@ -126,28 +141,6 @@ where
 /// (`pool, pool` on PostgreSQL, `read, write` on SQLite). Names resolve where it is expanded.
 macro_rules! outbox_store_same_on_both {
     ($reader:ident, $writer:ident) => {
-        async fn outbox_settle_all(
-            &self,
-            settlements: &[(i64, Settlement<'_>)],
-        ) -> Result<(), StorageError> {
-            if settlements.is_empty() {
-                return Ok(());
-            }
-            let mut tx = self.$writer.begin().await?;
-            for (id, settlement) in settlements {
-                sqlx::query(sql::SETTLE)
-                    .bind(id)
-                    .bind(settlement.status.as_str())
-                    .bind(settlement.next_attempt_at)
-                    .bind(settlement.last_error)
-                    .bind(settlement.sent_at)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        }
-
         async fn outbox_retry(&self, target: RetryTarget, now: i64) -> Result<u64, StorageError> {
             let query = match target {
                 RetryTarget::AllFailed => sqlx::query(sql::RETRY_ALL_FAILED).bind(now),

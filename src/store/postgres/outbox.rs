@@ -33,6 +33,29 @@ impl OutboxStore for PgStore {
         Ok(items)
     }
 
+    async fn outbox_settle_all(
+        &self,
+        settlements: &[(i64, Settlement<'_>)],
+    ) -> Result<(), StorageError> {
+        if settlements.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = settlements.iter().map(|(id, _)| *id).collect();
+        let statuses: Vec<&str> = settlements.iter().map(|(_, s)| s.status.as_str()).collect();
+        let next: Vec<i64> = settlements.iter().map(|(_, s)| s.next_attempt_at).collect();
+        let errors: Vec<Option<&str>> = settlements.iter().map(|(_, s)| s.last_error).collect();
+        let sent: Vec<Option<i64>> = settlements.iter().map(|(_, s)| s.sent_at).collect();
+        sqlx::query(sql::SETTLE_ALL_POSTGRES)
+            .bind(ids)
+            .bind(statuses)
+            .bind(next)
+            .bind(errors)
+            .bind(sent)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn outbox_list(
         &self,
         status: Option<OutboxStatus>,

@@ -28,6 +28,34 @@ impl OutboxStore for SqliteStore {
         Ok(items)
     }
 
+    async fn outbox_settle_all(
+        &self,
+        settlements: &[(i64, Settlement<'_>)],
+    ) -> Result<(), StorageError> {
+        if settlements.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = settlements
+            .iter()
+            .map(|(id, s)| {
+                (
+                    id,
+                    s.status.as_str(),
+                    s.next_attempt_at,
+                    s.last_error,
+                    s.sent_at,
+                )
+            })
+            .collect();
+        let rows = serde_json::to_string(&rows)
+            .map_err(|e| StorageError::invalid(format!("outbox settlements as JSON: {e}")))?;
+        sqlx::query(sql::SETTLE_ALL_SQLITE)
+            .bind(rows)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     async fn outbox_list(
         &self,
         status: Option<OutboxStatus>,
