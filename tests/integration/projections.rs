@@ -256,19 +256,29 @@ async fn poison(app: &TestApp, kind: &str, id: &str) {
     }
 }
 
+/// Appends a trialing subscription's creation as another source would, without projecting
+/// it; its position.
+async fn append_unprojected(app: &TestApp, event_id: &str, sub: &str, cus: &str) -> i64 {
+    let body = event(
+        event_id,
+        "customer.subscription.created",
+        T0,
+        subscription(sub, cus, "trialing", T0 + MONTH, false),
+    );
+    let entry = crate::helpers::backfill_entry(&body);
+    match stripe_ledger::event_log::append(&app.db, &entry)
+        .await
+        .unwrap()
+    {
+        stripe_ledger::event_log::AppendOutcome::Appended { position } => position,
+        other => panic!("{event_id} was logged already: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn catch_up_projects_entries_appended_by_other_sources() {
     let app = TestApp::spawn().await;
-    let body = event(
-        "evt_backfill_1",
-        "customer.subscription.created",
-        T0,
-        subscription("sub_bf", "cus_bf", "trialing", T0 + MONTH, false),
-    );
-    let entry = crate::helpers::backfill_entry(&body);
-    stripe_ledger::event_log::append(&app.db, &entry)
-        .await
-        .unwrap();
+    append_unprojected(&app, "evt_backfill_1", "sub_bf", "cus_bf").await;
     assert_eq!(read(&app, "/api/subscriptions/sub_bf").await.status, 404);
     let report = projector::catch_up(&app.db).await.unwrap();
     assert!(report.projected >= 1);
@@ -288,20 +298,7 @@ async fn catch_up_reads_whole_only_the_entries_ingestion_did_not_project_chunk_b
         .await
         .unwrap();
     deliver_all(&app, &lifecycle("cu1")).await;
-    let body = event(
-        "evt_cu_backfill",
-        "customer.subscription.created",
-        T0,
-        subscription("sub_cu", "cus_cu", "trialing", T0 + MONTH, false),
-    );
-    let entry = crate::helpers::backfill_entry(&body);
-    let stripe_ledger::event_log::AppendOutcome::Appended { position: backfill } =
-        stripe_ledger::event_log::append(&app.db, &entry)
-            .await
-            .unwrap()
-    else {
-        panic!("a new entry");
-    };
+    let backfill = append_unprojected(&app, "evt_cu_backfill", "sub_cu", "cus_cu").await;
     deliver_all(&app, &lifecycle("cu2")).await;
     let end = stripe_ledger::event_log::last_position(&app.db)
         .await
