@@ -250,6 +250,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         webhook_secrets = config.webhook.secrets.len(),
         email = if config.mail.smtp_url.is_some() { "smtp" } else { "log" },
         sealed_log = sealing_state,
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "stripe-ledger listening"
     );
     shutdown_signal().await;

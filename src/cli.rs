@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::audit::{self, EventDetail, EventList, EventSummary};
 use crate::bench::{self, BenchOptions};
-use crate::config::{DatabaseConfig, LogFormat, Lookup as _, ProcessEnv, ServeConfig};
+use crate::config::{DatabaseConfig, LogFormat, Lookup as _, ProcessEnv, RuntimeUse, ServeConfig};
 use crate::event_log;
 use crate::store::Db;
 use crate::trigger::{self, TriggerRequest};
@@ -347,7 +347,17 @@ pub struct EventsListArgs {
 
 /// Runs a parsed command line; the process exit code is the result.
 pub fn run(cli: Cli) -> ExitCode {
+    let usage = match cli.command {
+        Command::Serve => RuntimeUse::Server,
+        _ => RuntimeUse::OneShot,
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = match crate::config::worker_threads(&ProcessEnv, usage, cpus) {
+        Ok(n) => n,
+        Err(e) => return config_error(e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
     {

@@ -275,6 +275,44 @@ impl DatabaseConfig {
     }
 }
 
+/// `WORKER_THREADS` at most: far above any machine's cores; a bigger number is a typo.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// What the process's async runtime is for, which decides its default size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeUse {
+    /// `serve`: it shares the machine with its database, whose work is most of an event's
+    /// (PostgreSQL's processes, or the SQLite worker threads, which are not the runtime's).
+    Server,
+    /// A command that runs alone until done (`rebuild`, `verify`, `bench`'s client, ...).
+    OneShot,
+}
+
+/// The async runtime's worker threads (docs/adr/0026): `WORKER_THREADS` (1–1024) when set;
+/// otherwise half of `cpus` (at least one) for the server, and `cpus` for a one-shot command.
+///
+/// Half, because one event at a time the server's own work is a few hand-overs between
+/// tasks: with a worker per CPU every hand-over also woke an idle worker that found nothing
+/// to do, CPU taken from the database and the client on the same machine.
+pub fn worker_threads(
+    env: &impl Lookup,
+    usage: RuntimeUse,
+    cpus: usize,
+) -> Result<usize, ConfigError> {
+    let cpus = cpus.max(1);
+    match parse_opt::<usize>(env, "WORKER_THREADS")? {
+        Some(n) if (1..=MAX_WORKER_THREADS).contains(&n) => Ok(n),
+        Some(_) => Err(ConfigError::new(
+            "WORKER_THREADS",
+            format!("must be between 1 and {MAX_WORKER_THREADS}"),
+        )),
+        None => Ok(match usage {
+            RuntimeUse::Server => (cpus / 2).max(1),
+            RuntimeUse::OneShot => cpus,
+        }),
+    }
+}
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -991,6 +1029,42 @@ fn signing_seed(value: &str, origin: &str) -> Result<Secret<[u8; 32]>, ConfigErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_takes_half_the_cpus_and_a_one_shot_command_all_of_them_unless_worker_threads_says(
+    ) {
+        let none = env(&[]);
+        for (cpus, server, one_shot) in [(0, 1, 1), (1, 1, 1), (2, 1, 2), (3, 1, 3), (8, 4, 8)] {
+            assert_eq!(
+                worker_threads(&none, RuntimeUse::Server, cpus).unwrap(),
+                server
+            );
+            assert_eq!(
+                worker_threads(&none, RuntimeUse::OneShot, cpus).unwrap(),
+                one_shot
+            );
+        }
+        for usage in [RuntimeUse::Server, RuntimeUse::OneShot] {
+            let set = env(&[("WORKER_THREADS", " 3 ")]);
+            assert_eq!(worker_threads(&set, usage, 2).unwrap(), 3);
+            assert_eq!(
+                worker_threads(&env(&[("WORKER_THREADS", "1024")]), usage, 2).unwrap(),
+                1024
+            );
+            for bad in ["0", "1025", "-1", "two", "1.5", "\u{0}1", "\u{0663}"] {
+                let e = worker_threads(&env(&[("WORKER_THREADS", bad)]), usage, 2).unwrap_err();
+                assert_eq!(e.variable, "WORKER_THREADS", "{bad:?}");
+                assert!(
+                    [
+                        "must be between 1 and 1024",
+                        "must be a non-negative whole number"
+                    ]
+                    .contains(&e.problem.as_str()),
+                    "{bad:?}: {e}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn console_settings_take_durations_and_an_origin() {

@@ -44,6 +44,24 @@ fn serve_with_a_malformed_variable_names_it_without_echoing_it() {
     assert!(!stderr.contains("secretish_value"), "{stderr}");
 }
 
+#[test]
+fn a_worker_thread_count_out_of_range_stops_every_command_with_exit_code_2() {
+    for (command, value) in [("serve", "0"), ("serve", "1025"), ("migrate", "many")] {
+        let output = bare_command()
+            .arg(command)
+            .env("STRIPE_WEBHOOK_SECRET", "whsec_ok")
+            .env("WORKER_THREADS", value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with("configuration error: WORKER_THREADS: must be"),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_binary_serves_on_the_embedded_default_and_trigger_posts_a_signed_fixture() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
