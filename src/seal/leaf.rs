@@ -110,6 +110,15 @@ pub fn payload_hash(payload: &str) -> [u8; 32] {
 /// round trip through either database.
 pub fn encode(entry: &StoredEvent) -> Result<Vec<u8>, LeafError> {
     let payload = entry.payload.as_deref().ok_or(LeafError::MissingPayload)?;
+    encode_with_payload_hash(entry, &payload_hash(payload))
+}
+
+/// [`encode`] from the payload's SHA-256 instead of the payload (`entry.payload` is not read):
+/// the leaf commits to that hash, so whoever computed it over the stored bytes may supply it.
+pub fn encode_with_payload_hash(
+    entry: &StoredEvent,
+    payload_sha256: &[u8; 32],
+) -> Result<Vec<u8>, LeafError> {
     let raw_body = parse_lower_hex(&entry.raw_body_sha256).ok_or(LeafError::BadRawBodyHash)?;
     let mut w = Writer(Vec::with_capacity(256 + entry.event_id.len()));
     w.0.push(VERSION);
@@ -126,7 +135,7 @@ pub fn encode(entry: &StoredEvent) -> Result<Vec<u8>, LeafError> {
     w.str(entry.source.as_str())?;
     w.bool(entry.payload_redacted);
     w.0.extend_from_slice(&raw_body);
-    w.0.extend_from_slice(&payload_hash(payload));
+    w.0.extend_from_slice(payload_sha256);
     w.opt_str(entry.signature_header.as_deref())?;
     w.opt(entry.signature_timestamp, |w, v| w.i64(v));
     w.opt(entry.verified_by_index, |w, v| {

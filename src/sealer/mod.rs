@@ -4,8 +4,10 @@
 //! The tree: leaf `position - 1` is the log entry at `position` (its bytes are
 //! [`crate::seal::leaf::encode`]); a position that never held an entry is a hole leaf
 //! ([`hole_leaf`]). The sealer runs in `serve`, off the webhook path: it reads committed
-//! entries after the sealed size and writes the completed subtree hashes and the new size in
-//! one transaction, conditional on the size it started from.
+//! entries after the sealed size, each with its payload's SHA-256 rather than the payload (the
+//! leaf commits to that hash; PostgreSQL computes it where the payload is stored, docs/adr/0027),
+//! and writes the completed subtree hashes and the new size in one transaction, conditional on
+//! the size it started from. `verify` recomputes every hash from the payloads themselves.
 
 pub mod bench;
 pub mod cli;
@@ -25,7 +27,7 @@ use crate::seal::merkle::{self, Frontier, Hash, NodeId};
 use crate::seal::note::{Checkpoint, SigningKey};
 use crate::store::event_log::StoredEvent;
 use crate::store::seal::{
-    SealState, SealStore as _, StoredCheckpoint, TreeExtension, VerificationFailure,
+    SealState, SealStore as _, Sealable, StoredCheckpoint, TreeExtension, VerificationFailure,
     VerificationRecord,
 };
 use crate::store::{Db, StorageError};
@@ -33,9 +35,9 @@ use crate::store::{Db, StorageError};
 /// Leaves sealed per transaction at most.
 pub const SEAL_CHUNK: u32 = 2_000;
 /// How often the sealer looks for new entries. Often, so that each pass is small: a pass reads
-/// its entries whole (payloads included) and hashes them, and at 2,000 events/s a pass a second
-/// was a burst that put the slowest 1 % of webhooks at twice the median latency (README,
-/// "Performance"). A pass that finds nothing costs two indexed reads (the sealed size, the
+/// and hashes every new entry, and at 2,000 events/s a pass a second was a burst that put the
+/// slowest 1 % of webhooks at twice the median latency (README, "Performance"). It read the
+/// payloads too until ADR 27; it still reads every payload on SQLite. A pass that finds nothing costs two indexed reads (the sealed size, the
 /// entries after it).
 pub const SEAL_EVERY: Duration = Duration::from_millis(200);
 /// Leaves hashed between two yields to the runtime.
@@ -133,6 +135,16 @@ pub fn entry_leaf_hash(entry: &StoredEvent) -> Result<Hash, SealError> {
     Ok(merkle::leaf_hash(&bytes))
 }
 
+/// [`entry_leaf_hash`] of an entry read for sealing, from its payload's hash.
+fn sealable_leaf_hash(sealable: &Sealable) -> Result<Hash, SealError> {
+    let entry = &sealable.entry;
+    let bytes = crate::seal::leaf::encode_with_payload_hash(entry, &sealable.payload_sha256)
+        .map_err(|e| {
+            SealError::Inconsistent(format!("entry {} cannot be encoded: {e}", entry.position))
+        })?;
+    Ok(merkle::leaf_hash(&bytes))
+}
+
 /// The frontier of the stored tree, checked against the stored root.
 pub async fn stored_frontier(db: &Db, state: &SealState) -> Result<Frontier, SealError> {
     // Highest level first, the order `Frontier::from_nodes` takes.
@@ -161,7 +173,7 @@ pub async fn stored_frontier(db: &Db, state: &SealState) -> Result<Frontier, Sea
 /// added (0 when caught up, or when another sealer moved first).
 pub async fn seal_once(db: &Db, chunk: u32) -> Result<u64, SealError> {
     let state = db.seal_state().await?;
-    let entries = db.entries_after(to_i64(state.size), chunk).await?;
+    let entries = db.sealable_after(to_i64(state.size), chunk).await?;
     if entries.is_empty() {
         return Ok(0);
     }
@@ -169,11 +181,11 @@ pub async fn seal_once(db: &Db, chunk: u32) -> Result<u64, SealError> {
     let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(entries.len() * 2);
     for (i, entry) in entries.iter().enumerate() {
         if i % YIELD_EVERY == YIELD_EVERY - 1 {
-            // Hashing a pass's payloads takes milliseconds: let the webhooks queued behind it
-            // on this thread run in between.
+            // Encoding and hashing a large pass's leaves takes milliseconds: let the webhooks
+            // queued behind it on this thread run in between.
             tokio::task::yield_now().await;
         }
-        let position = u64::try_from(entry.position)
+        let position = u64::try_from(entry.entry.position)
             .map_err(|_| SealError::Inconsistent("a negative position".into()))?;
         // Below a visible position, a missing one never existed (appends are serialised).
         while frontier.size() + 1 < position && frontier.size() - state.size < u64::from(chunk) {
@@ -183,7 +195,7 @@ pub async fn seal_once(db: &Db, chunk: u32) -> Result<u64, SealError> {
         if frontier.size() + 1 != position {
             break; // the chunk filled up with holes; the entry goes in the next pass
         }
-        nodes.extend(frontier.push(entry_leaf_hash(entry)?));
+        nodes.extend(frontier.push(sealable_leaf_hash(entry)?));
     }
     let extension = TreeExtension {
         from_size: state.size,

@@ -19,6 +19,14 @@ pub struct SealState {
     pub root: Hash,
 }
 
+/// A log entry as the sealer hashes it: its columns (`entry.payload` is `None`) and the SHA-256
+/// of its stored payload, which is all of the payload a leaf commits to (docs/adr/0027).
+#[derive(Debug, Clone)]
+pub struct Sealable {
+    pub entry: StoredEvent,
+    pub payload_sha256: [u8; 32],
+}
+
 /// A signed checkpoint as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -77,9 +85,9 @@ pub struct VerificationFailure {
 pub trait SealStore {
     /// The sealed size and root (size 0 and the empty root before the first pass).
     async fn seal_state(&self) -> Result<SealState, StorageError>;
-    /// Log entries with `after < position`, oldest first, with payloads, at most `limit`.
-    async fn entries_after(&self, after: i64, limit: u32)
-        -> Result<Vec<StoredEvent>, StorageError>;
+    /// Log entries with `after < position`, oldest first, at most `limit`, each with its
+    /// payload's SHA-256 instead of the payload.
+    async fn sealable_after(&self, after: i64, limit: u32) -> Result<Vec<Sealable>, StorageError>;
     /// Log entries with `after < position <= up_to`, oldest first, with payloads.
     async fn entries_between(
         &self,
@@ -115,14 +123,10 @@ impl SealStore for Db {
         }
     }
 
-    async fn entries_after(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StorageError> {
+    async fn sealable_after(&self, after: i64, limit: u32) -> Result<Vec<Sealable>, StorageError> {
         match self {
-            Db::Postgres(s) => s.entries_after(after, limit).await,
-            Db::Sqlite(s) => s.entries_after(after, limit).await,
+            Db::Postgres(s) => s.sealable_after(after, limit).await,
+            Db::Sqlite(s) => s.sealable_after(after, limit).await,
         }
     }
 

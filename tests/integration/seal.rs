@@ -176,6 +176,60 @@ async fn an_untouched_log_verifies_against_its_tree_and_an_exported_checkpoint()
 }
 
 #[tokio::test]
+async fn the_payload_hash_the_sealer_reads_is_the_hash_of_the_stored_bytes_even_for_unusual_text() {
+    let app = TestApp::spawn().await;
+    // Multi-byte UTF-8, a line separator, control characters, escapes and a body redacted
+    // before it is stored:
+    // the database's hash of the stored text must be the hash of the text every reader gets.
+    let names = [
+        "Zoë Ünïcødé 日本語 🎉",
+        "line\u{2028}separator and \u{202e}override",
+        "quote \" back\\slash \t tab",
+        "ESC \u{1b}[31m and DEL \u{7f}",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let id = unique_id("evt");
+        let mut body = crate::helpers::event_json(&id, "customer.created", false);
+        body["data"]["object"]["name"] = Value::from(*name);
+        if i == 3 {
+            // A cardholder's name: the stored payload is the redacted re-serialisation.
+            body["data"]["object"]["card"] =
+                serde_json::json!({"name": "Jane Holder", "last4": "4242"});
+        }
+        let pretty = serde_json::to_string_pretty(&body).unwrap();
+        let reply = app.deliver(pretty.as_bytes()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let sealable = app.db.sealable_after(0, 100).await.unwrap();
+    let entries = app.db.entries_between(0, i64::MAX).await.unwrap();
+    assert_eq!(sealable.len(), names.len());
+    for (s, e) in sealable.iter().zip(&entries) {
+        assert_eq!(s.entry.position, e.position);
+        assert!(
+            s.entry.payload.is_none(),
+            "the sealer's read leaves the payload behind"
+        );
+        let payload = e.payload.as_deref().unwrap();
+        assert_eq!(
+            s.payload_sha256,
+            stripe_ledger::seal::leaf::payload_hash(payload),
+            "{payload}"
+        );
+        assert_eq!(
+            stripe_ledger::seal::leaf::encode_with_payload_hash(&s.entry, &s.payload_sha256)
+                .unwrap(),
+            stripe_ledger::seal::leaf::encode(e).unwrap()
+        );
+    }
+    // And the tree the sealer builds from those hashes is the one `verify` recomputes from
+    // the payloads themselves.
+    seal(&app).await;
+    let (code, report) = verify(&app, &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["sealed_size"], names.len());
+}
+
+#[tokio::test]
 async fn an_edited_payload_is_named_edited_at_its_position() {
     let (app, _) = sealed_app(8).await;
     as_owner(

@@ -3,7 +3,10 @@
 use super::event_log::summary_columns;
 use super::Column;
 use crate::seal::merkle::{Hash, NodeId};
-use crate::store::seal::{SealState, StoredCheckpoint, VerificationFailure, VerificationRecord};
+use crate::store::event_log::StoredEvent;
+use crate::store::seal::{
+    SealState, Sealable, StoredCheckpoint, VerificationFailure, VerificationRecord,
+};
 
 pub(crate) const STATE: &str = "SELECT size, root FROM seal_state";
 
@@ -16,7 +19,17 @@ pub(crate) const MOVE_STATE: &str = "UPDATE seal_state SET size = $1, root = $2"
 /// The sealer's read: safe against the commit-order trap because appends are serialised
 /// (docs/architecture.md): in one snapshot, a visible position means every smaller one is
 /// visible or will never exist.
-pub(crate) const ENTRIES_AFTER: &str = concat!(
+///
+/// PostgreSQL hashes each payload where it is stored and sends the 32 bytes
+/// (`convert_to(..., 'UTF8')` is the text as every client receives it); SQLite has no SHA-256,
+/// so its payloads are read and hashed as they arrive (docs/adr/0027).
+pub(crate) const SEALABLE_AFTER_PG: &str = concat!(
+    "SELECT ",
+    summary_columns!(),
+    ", sha256(convert_to(payload, 'UTF8')) AS payload_sha256 \
+     FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
+);
+pub(crate) const ENTRIES_AFTER_SQLITE: &str = concat!(
     "SELECT ",
     summary_columns!(),
     ", payload FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
@@ -116,6 +129,32 @@ where
     }
 }
 
+/// One decoder for both backends: the payload's hash as selected (PostgreSQL), or computed
+/// here from the payload (SQLite), which is then dropped.
+impl<'r, R> sqlx::FromRow<'r, R> for Sealable
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: Column<'r, R::Database>,
+    i64: Column<'r, R::Database>,
+    i32: Column<'r, R::Database>,
+    bool: Column<'r, R::Database>,
+    Vec<u8>: Column<'r, R::Database>,
+    chrono::DateTime<chrono::Utc>: Column<'r, R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let mut entry = StoredEvent::from_row(row)?;
+        let payload_sha256 = match entry.payload.take() {
+            Some(payload) => crate::seal::leaf::payload_hash(&payload),
+            None => hash(row.try_get("payload_sha256")?, "payload_sha256")?,
+        };
+        Ok(Sealable {
+            entry,
+            payload_sha256,
+        })
+    }
+}
+
 fn hash(bytes: Vec<u8>, what: &str) -> Result<Hash, sqlx::Error> {
     bytes
         .try_into()
@@ -194,21 +233,21 @@ where
 /// The methods of `SealStore` that run the same statements the same way on both backends,
 /// expanded in each backend's impl with its read and write pools.
 macro_rules! seal_store_same_on_both {
-    ($reader:ident, $writer:ident) => {
-        async fn seal_state(&self) -> Result<SealState, StorageError> {
-            Ok(sqlx::query_as(sql::STATE).fetch_one(&self.$reader).await?)
-        }
-
-        async fn entries_after(
+    ($reader:ident, $writer:ident, $sealable_after:path) => {
+        async fn sealable_after(
             &self,
             after: i64,
             limit: u32,
-        ) -> Result<Vec<StoredEvent>, StorageError> {
-            Ok(sqlx::query_as(sql::ENTRIES_AFTER)
+        ) -> Result<Vec<Sealable>, StorageError> {
+            Ok(sqlx::query_as($sealable_after)
                 .bind(after)
                 .bind(i64::from(limit))
                 .fetch_all(&self.$reader)
                 .await?)
+        }
+
+        async fn seal_state(&self) -> Result<SealState, StorageError> {
+            Ok(sqlx::query_as(sql::STATE).fetch_one(&self.$reader).await?)
         }
 
         async fn entries_between(

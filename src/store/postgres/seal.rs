@@ -14,7 +14,7 @@ use crate::store::seal::*;
 use crate::store::StorageError;
 
 impl SealStore for PgStore {
-    crate::store::common::seal::seal_store_same_on_both!(pool, pool);
+    crate::store::common::seal::seal_store_same_on_both!(pool, pool, sql::SEALABLE_AFTER_PG);
 
     async fn extend_tree(&self, extension: &TreeExtension<'_>) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;

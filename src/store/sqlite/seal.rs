@@ -28,7 +28,7 @@ fn insert_nodes(rows: usize) -> String {
 }
 
 impl SealStore for SqliteStore {
-    crate::store::common::seal::seal_store_same_on_both!(read, write);
+    crate::store::common::seal::seal_store_same_on_both!(read, write, sql::ENTRIES_AFTER_SQLITE);
 
     async fn extend_tree(&self, extension: &TreeExtension<'_>) -> Result<bool, StorageError> {
         let mut tx = self.begin().await?;
