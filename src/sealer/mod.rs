@@ -36,9 +36,9 @@ use crate::store::{Db, StorageError};
 pub const SEAL_CHUNK: u32 = 2_000;
 /// How often the sealer looks for new entries. Often, so that each pass is small: a pass reads
 /// and hashes every new entry, and at 2,000 events/s a pass a second was a burst that put the
-/// slowest 1 % of webhooks at twice the median latency (README, "Performance"). It read the
-/// payloads too until ADR 27; it still reads every payload on SQLite. A pass that finds nothing costs two indexed reads (the sealed size, the
-/// entries after it).
+/// slowest 1 % of webhooks at twice the median latency (README, "Performance"). (It read the
+/// payloads too until ADR 27; on SQLite it still does.) A pass that finds nothing costs two
+/// indexed reads (the sealed size, the entries after it).
 pub const SEAL_EVERY: Duration = Duration::from_millis(200);
 /// Leaves hashed between two yields to the runtime.
 const YIELD_EVERY: usize = 64;
