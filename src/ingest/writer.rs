@@ -338,10 +338,12 @@ async fn write_together(
             Err(e) if e.is_conflict() && unread => {
                 tracing::debug!(error = %e.report(), first_event = arrived.ids[0], "a batch folded without a read was refused; reading it");
                 known.wrong(&arrived.keys);
+                keep_for_the_next_attempt(session, since, held);
                 continue;
             }
             Err(e) if e.is_conflict() && attempt < projector::MAX_ATTEMPTS => {
                 tracing::debug!(error = %e.report(), attempt, first_event = arrived.ids[0], "batch lost a race; folding it again");
+                keep_for_the_next_attempt(session, since, held);
                 continue;
             }
             Err(e) => return Err(e),
@@ -365,6 +367,15 @@ async fn write_together(
                 }
             })
             .collect());
+    }
+}
+
+/// A refused write leaves its session usable (nothing open): the next attempt takes it again
+/// instead of a connection from the pool, which PostgreSQL's pool would check (a round trip)
+/// and which on SQLite was a new connection.
+fn keep_for_the_next_attempt(session: IngestSession, since: Instant, held: &mut Option<Held>) {
+    if session.reusable() {
+        *held = Some(Held { session, since });
     }
 }
 

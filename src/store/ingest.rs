@@ -144,6 +144,16 @@ impl IngestSession {
             IngestSession::Sqlite(s) => s.write(batch).await,
         }
     }
+
+    /// Whether the session may carry the next attempt after a refused write. PostgreSQL's
+    /// write runs in autocommit, so nothing is left open; SQLite's transaction was rolled back
+    /// unless the `ROLLBACK` failed (then the session closes its connection when dropped).
+    pub fn reusable(&self) -> bool {
+        match self {
+            IngestSession::Postgres(_) => true,
+            IngestSession::Sqlite(s) => s.reusable(),
+        }
+    }
 }
 
 /// Puts `inserted` rows (any order, by event id) in the order of `fresh`.

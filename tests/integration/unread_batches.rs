@@ -171,6 +171,33 @@ async fn a_guess_about_a_state_another_writer_moved_is_refused_whole_and_the_bat
 }
 
 #[tokio::test]
+async fn a_refused_guess_is_read_and_written_again_on_the_same_connection() {
+    let database = TestDatabase::create().await;
+    let (db, meter) = metered(&database).await;
+    let mut known = KnownStates::new(MEMORY);
+    let bodies = created_then_updated("kept", "cus_kept");
+    assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
+    assert!(appended(&elsewhere(&db, &bodies[1]).await));
+    // Let the pool settle, so that only this batch's traffic is counted.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let before = meter.now().await;
+    assert!(appended(&knowing(&db, &mut known, &bodies[2]).await));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let after = meter.now().await;
+    assert_eq!(known.guesses(), (0, 1), "the guess was refused");
+    match meter {
+        // The pool's check when the batch took the connection, the refused write, the read and
+        // the write: a second connection from the pool would have been checked too.
+        Meter::Wire(_) => assert_eq!(after - before, 4, "round trips"),
+        // The writer connection kept its prepared statements and added the unread write's and
+        // the `ROLLBACK`'s: a new connection (the refused one closed) would hold only the
+        // read's and the write's.
+        Meter::Writer(_) => assert_eq!(after, before + 2, "prepared statements on the writer"),
+    }
+    assert_ends_as_one_writer(&db, "cus_kept", &bodies).await;
+}
+
+#[tokio::test]
 async fn a_guess_that_an_object_it_never_saw_is_new_is_refused_when_the_object_exists() {
     let database = TestDatabase::create().await;
     let db = connect(&database).await;

@@ -257,10 +257,16 @@ impl SqliteSession {
             .bind(touch_rows(batch))
             .bind(batch.rows.len() as i64)
             .bind(batch.fresh.len() as i64);
-        let rows = query
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(changed_since_read)?;
+        let rows = match query.fetch_all(&mut *self.conn).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let e = changed_since_read(e);
+                if e.is_conflict() {
+                    self.roll_back().await;
+                }
+                return Err(e);
+            }
+        };
         self.open = false;
         let mut inserted = HashMap::with_capacity(batch.fresh.len());
         for row in rows.iter().filter(|row| row.columns().len() > 1) {
@@ -276,6 +282,26 @@ impl SqliteSession {
         // Every fresh id is new: the read ran in this transaction on the only writer, or the
         // write checked it (unread).
         in_entry_order(&batch.fresh, inserted)
+    }
+}
+
+impl SqliteSession {
+    /// Ends a transaction whose write was refused, keeping the connection: the batch is read
+    /// and written again on it. Closing it instead (what a failed `ROLLBACK` still leads to)
+    /// cost a new connection and its prepared statements.
+    async fn roll_back(&mut self) {
+        if sqlx::query("ROLLBACK")
+            .execute(&mut *self.conn)
+            .await
+            .is_ok()
+        {
+            self.open = false;
+        }
+    }
+
+    /// Whether the next batch may use this session: no transaction of its own is left open.
+    pub(crate) fn reusable(&self) -> bool {
+        !self.open
     }
 }
 
