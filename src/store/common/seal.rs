@@ -135,12 +135,8 @@ impl<'r, R> sqlx::FromRow<'r, R> for Sealable
 where
     R: sqlx::Row,
     &'r str: sqlx::ColumnIndex<R>,
-    String: Column<'r, R::Database>,
-    i64: Column<'r, R::Database>,
-    i32: Column<'r, R::Database>,
-    bool: Column<'r, R::Database>,
+    StoredEvent: sqlx::FromRow<'r, R>,
     Vec<u8>: Column<'r, R::Database>,
-    chrono::DateTime<chrono::Utc>: Column<'r, R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         let mut entry = StoredEvent::from_row(row)?;
