@@ -101,6 +101,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0016_ingest_without_read.sql"),
         include_str!("../../migrations/sqlite/0016_ingest_without_read.sql"),
     ),
+    (
+        17,
+        "payload_hashes",
+        include_str!("../../migrations/postgres/0017_payload_hashes.sql"),
+        include_str!("../../migrations/sqlite/0017_payload_hashes.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

@@ -229,6 +229,159 @@ async fn the_payload_hash_the_sealer_reads_is_the_hash_of_the_stored_bytes_even_
     assert_eq!(report["sealed_size"], names.len());
 }
 
+/// Each entry's stored `payload_sha256` with its payload, in log order.
+async fn stored_payload_hashes(app: &TestApp) -> Vec<(Option<Vec<u8>>, String)> {
+    const SQL: &str = "SELECT payload_sha256, payload FROM event_log ORDER BY position";
+    match backend() {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.database.url)
+                .await
+                .unwrap();
+            sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap()
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.database.url)
+                .await
+                .unwrap();
+            sqlx::query_as(SQL).fetch_all(&mut conn).await.unwrap()
+        }
+    }
+}
+
+/// An insert of a copy of the entry at position 1 under `id`; with `claimed_hash`, the
+/// insert also sets `payload_sha256` to that SQL value.
+fn copy_of_the_first_entry(id: &str, claimed_hash: Option<&str>) -> String {
+    const COLUMNS: &str = "event_type, api_version, livemode, account, object_id, object_type, \
+         stripe_created, received_at, source, payload, payload_redacted, raw_body_sha256, \
+         signature_header, signature_timestamp, verified_by_index, verified_by_fingerprint";
+    let (column, value) = match claimed_hash {
+        Some(hash) => (", payload_sha256", format!(", {hash}")),
+        None => ("", String::new()),
+    };
+    format!(
+        "INSERT INTO event_log (event_id, {COLUMNS}{column}) \
+         SELECT '{id}', {COLUMNS}{value} FROM event_log WHERE position = 1"
+    )
+}
+
+/// 32 zero bytes in the backend's SQL.
+fn zero_hash() -> &'static str {
+    match backend() {
+        Backend::Postgres => {
+            "'\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea"
+        }
+        Backend::Sqlite => "zeroblob(32)",
+    }
+}
+
+#[tokio::test]
+async fn postgres_stores_each_payloads_hash_as_it_is_appended_whatever_the_insert_claims() {
+    let app = TestApp::spawn().await;
+    deliver(&app, 3).await;
+    // A client with plain rights (the triggers run) that names a hash of its own.
+    let insert = copy_of_the_first_entry(&unique_id("evt"), Some(zero_hash()));
+    match backend() {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.database.url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(&insert).execute(&mut conn).await.unwrap();
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.database.url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(&insert).execute(&mut conn).await.unwrap();
+        }
+    }
+    let stored = stored_payload_hashes(&app).await;
+    assert_eq!(stored.len(), 4);
+    for (hash, payload) in &stored {
+        match backend() {
+            // The database's trigger computed it from the payload, overwriting the claim.
+            Backend::Postgres => assert_eq!(
+                hash.as_deref(),
+                Some(&stripe_ledger::seal::leaf::payload_hash(payload)[..]),
+                "{payload}"
+            ),
+            // SQLite cannot compute it (no SHA-256, no trigger that sets a column): the
+            // service never writes the column, and the sealer hashes the payload it reads.
+            Backend::Sqlite => assert!(
+                hash.is_none() || hash.as_deref() == Some(&[0u8; 32][..]),
+                "{hash:?}"
+            ),
+        }
+    }
+    let sealable = app.db.sealable_after(0, 100).await.unwrap();
+    assert_eq!(sealable.len(), 4);
+    for (s, (_, payload)) in sealable.iter().zip(&stored) {
+        assert_eq!(
+            s.payload_sha256,
+            stripe_ledger::seal::leaf::payload_hash(payload)
+        );
+    }
+    seal(&app).await;
+    let (code, report) = verify(&app, &[]).await;
+    assert_eq!(
+        (code, report["sealed_size"].as_u64()),
+        (0, Some(4)),
+        "{report:#}"
+    );
+}
+
+#[tokio::test]
+async fn an_entry_logged_before_payload_hashes_were_stored_is_sealed_from_its_payload() {
+    let app = TestApp::spawn().await;
+    deliver(&app, 2).await;
+    // As the owner with triggers off, the row arrives as one logged before migration 0017 did:
+    // on PostgreSQL without the hash, since the trigger that computes it does not run.
+    let insert = copy_of_the_first_entry(&unique_id("evt"), None);
+    as_owner(&app, &[&insert]).await;
+    let stored = stored_payload_hashes(&app).await;
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[2].0, None, "the copy has no stored hash");
+    let sealable = app.db.sealable_after(0, 100).await.unwrap();
+    assert_eq!(sealable.len(), 3);
+    assert_eq!(
+        sealable[2].payload_sha256,
+        stripe_ledger::seal::leaf::payload_hash(&stored[2].1)
+    );
+    seal(&app).await;
+    let (code, report) = verify(&app, &[]).await;
+    assert_eq!(
+        (code, report["sealed_size"].as_u64()),
+        (0, Some(3)),
+        "{report:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_payload_edited_before_it_was_sealed_is_caught_where_the_database_hashed_it_at_append() {
+    let app = TestApp::spawn().await;
+    deliver(&app, 4).await;
+    // Rewritten by the owner between the append and the first sealing pass.
+    as_owner(
+        &app,
+        &["UPDATE event_log SET payload = replace(payload, 'cus_', 'cux_') WHERE position = 2"],
+    )
+    .await;
+    seal(&app).await;
+    let (code, report) = verify(&app, &[]).await;
+    match backend() {
+        // The leaf was sealed from the hash stored at append, so the rewritten bytes disagree
+        // with the tree.
+        Backend::Postgres => {
+            assert_eq!(code, 4, "{report:#}");
+            assert_eq!(report["first"]["kind"], "edited");
+            assert_eq!(report["first"]["position"], 2);
+        }
+        // SQLite keeps no hash from the append (migrations/sqlite/0017): the sealer hashed the
+        // bytes it found, so the tree agrees with them. The README's sealed-log section says
+        // so; only entries sealed before an edit are protected there.
+        Backend::Sqlite => assert_eq!(code, 0, "{report:#}"),
+    }
+}
+
 #[tokio::test]
 async fn an_edited_payload_is_named_edited_at_its_position() {
     let (app, _) = sealed_app(8).await;
@@ -293,9 +446,12 @@ async fn a_cut_off_tail_is_named_truncated_even_with_the_tree_forgotten_and_rese
 async fn a_rewrite_with_a_recomputed_tree_and_another_key_is_caught_with_the_real_key() {
     let (app, file) = sealed_app(10).await;
     let real = verifier(&app);
+    // A careful forger also clears the payload's hash stored at append (PostgreSQL), so that
+    // the resealed tree is consistent with the rewritten bytes.
     as_owner(
         &app,
-        &["UPDATE event_log SET payload = replace(payload, 'cus_', 'cux_') WHERE position = 2"],
+        &["UPDATE event_log SET payload = replace(payload, 'cus_', 'cux_'), \
+           payload_sha256 = NULL WHERE position = 2"],
     )
     .await;
     as_owner(&app, &forget_the_tree()).await;

@@ -20,13 +20,14 @@ pub(crate) const MOVE_STATE: &str = "UPDATE seal_state SET size = $1, root = $2"
 /// (docs/architecture.md): in one snapshot, a visible position means every smaller one is
 /// visible or will never exist.
 ///
-/// PostgreSQL hashes each payload where it is stored and sends the 32 bytes
-/// (`convert_to(..., 'UTF8')` is the text as every client receives it); SQLite has no SHA-256,
-/// so its payloads are read and hashed as they arrive (docs/adr/0027).
+/// PostgreSQL sends the 32 bytes of each payload's hash: stored when the entry was appended
+/// (migration 0017, docs/adr/0028), or for an entry logged before that, computed where the
+/// payload is stored (`convert_to(..., 'UTF8')` is the text as every client receives it).
+/// SQLite has no SHA-256, so its payloads are read and hashed as they arrive (docs/adr/0027).
 pub(crate) const SEALABLE_AFTER_PG: &str = concat!(
     "SELECT ",
     summary_columns!(),
-    ", sha256(convert_to(payload, 'UTF8')) AS payload_sha256 \
+    ", COALESCE(payload_sha256, sha256(convert_to(payload, 'UTF8'))) AS payload_sha256 \
      FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
 );
 pub(crate) const ENTRIES_AFTER_SQLITE: &str = concat!(
