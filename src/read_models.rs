@@ -1,6 +1,6 @@
 //! Queries over the read models (the active generation), for the read API and the CLI.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ledger_projections::{Fact, InvoiceState, SubscriptionState};
 
@@ -136,6 +136,15 @@ pub struct Page {
 /// One object's state JSON.
 pub async fn get(db: &Db, kind: Kind, id: &str) -> Result<Option<String>, StorageError> {
     db.read_model_state(kind, id).await
+}
+
+/// The states of those `ids` that exist, by id, read in one statement.
+pub async fn get_many(
+    db: &Db,
+    kind: Kind,
+    ids: &[&str],
+) -> Result<HashMap<String, String>, StorageError> {
+    db.read_model_states_of(kind, ids).await
 }
 
 pub async fn list(db: &Db, kind: Kind, query: &Query) -> Result<Page, StorageError> {

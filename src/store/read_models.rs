@@ -7,6 +7,8 @@
 //! dispatch. How facts are folded into rows (`crate::projector`) and how the read API pages and
 //! filters (`crate::read_models`) is not storage and stays there.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -86,6 +88,13 @@ pub struct DeadLetter {
 pub trait ReadModelStore {
     /// One object's state JSON in the active generation.
     async fn read_model_state(&self, kind: Kind, id: &str) -> Result<Option<String>, StorageError>;
+    /// The states of the `ids` of `kind` in the active generation that exist, by id: one
+    /// statement for a batch of look-ups (the outbox's recipients).
+    async fn read_model_states_of(
+        &self,
+        kind: Kind,
+        ids: &[&str],
+    ) -> Result<HashMap<String, String>, StorageError>;
     /// A page of `kind` in the active generation matching `query`, by id, at most
     /// `query.limit + 1` rows: the extra one tells the caller another page exists.
     async fn list_read_models(
@@ -163,6 +172,17 @@ impl ReadModelStore for Db {
         match self {
             Db::Postgres(s) => s.read_model_state(kind, id).await,
             Db::Sqlite(s) => s.read_model_state(kind, id).await,
+        }
+    }
+
+    async fn read_model_states_of(
+        &self,
+        kind: Kind,
+        ids: &[&str],
+    ) -> Result<HashMap<String, String>, StorageError> {
+        match self {
+            Db::Postgres(s) => s.read_model_states_of(kind, ids).await,
+            Db::Sqlite(s) => s.read_model_states_of(kind, ids).await,
         }
     }
 

@@ -450,8 +450,10 @@ async fn a_rewrite_with_a_recomputed_tree_and_another_key_is_caught_with_the_rea
     // the resealed tree is consistent with the rewritten bytes.
     as_owner(
         &app,
-        &["UPDATE event_log SET payload = replace(payload, 'cus_', 'cux_'), \
-           payload_sha256 = NULL WHERE position = 2"],
+        &[
+            "UPDATE event_log SET payload = replace(payload, 'cus_', 'cux_'), \
+           payload_sha256 = NULL WHERE position = 2",
+        ],
     )
     .await;
     as_owner(&app, &forget_the_tree()).await;

@@ -3,6 +3,8 @@
 //! Batches are one statement each (`unnest` arrays); per-object serialisation uses
 //! transaction-level advisory locks.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 
 use super::{PgStore, PgTx};
@@ -14,6 +16,22 @@ use crate::store::{Kind, StorageError};
 
 impl ReadModelStore for PgStore {
     crate::store::common::read_models::read_model_store_same_on_both!(pool, pool);
+
+    async fn read_model_states_of(
+        &self,
+        kind: Kind,
+        ids: &[&str],
+    ) -> Result<HashMap<String, String>, StorageError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::STATES_OF_PG)
+            .bind(kind.as_str())
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
 
     async fn record_dead_letter(
         &self,

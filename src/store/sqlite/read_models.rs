@@ -2,6 +2,8 @@
 //!
 //! Batches loop on the single writer connection, which also serialises projection: no locks.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 
 use super::{timestamp, SqliteStore, SqliteTx};
@@ -12,6 +14,22 @@ use crate::store::{Kind, StorageError};
 
 impl ReadModelStore for SqliteStore {
     crate::store::common::read_models::read_model_store_same_on_both!(read, write);
+
+    async fn read_model_states_of(
+        &self,
+        kind: Kind,
+        ids: &[&str],
+    ) -> Result<HashMap<String, String>, StorageError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::STATES_OF_SQLITE)
+            .bind(kind.as_str())
+            .bind(serde_json::to_string(ids).expect("ids serialise"))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
 
     async fn record_dead_letter(
         &self,
