@@ -233,7 +233,7 @@ pub async fn checkpoint(
         // Nothing new to sign; a write to CHECKPOINT_DIR that failed before is tried again.
         if let (Some(dir), Some(latest)) = (&sealing.checkpoint_dir, &latest) {
             if !publish::is_written(dir, latest) {
-                publish_note(dir, latest);
+                publish_note(dir, latest, db).await;
             }
         }
         return Ok(latest);
@@ -260,7 +260,7 @@ pub async fn checkpoint(
             .ok_or_else(|| SealError::Inconsistent("a checkpoint vanished".into()))?
     };
     if let Some(dir) = &sealing.checkpoint_dir {
-        publish_note(dir, &stored);
+        publish_note(dir, &stored, db).await;
     }
     tracing::info!(size = stored.size, "checkpoint signed");
     Ok(Some(stored))
@@ -268,8 +268,8 @@ pub async fn checkpoint(
 
 /// Writes the checkpoint to `CHECKPOINT_DIR`; a failure is logged (it is stored in the database
 /// either way, and the next interval tries again while it is the latest).
-fn publish_note(dir: &std::path::Path, checkpoint: &StoredCheckpoint) {
-    if let Err(e) = publish::write_note(dir, checkpoint) {
+async fn publish_note(dir: &std::path::Path, checkpoint: &StoredCheckpoint, db: &Db) {
+    if let Err(e) = publish::write_note(dir, checkpoint, db).await {
         tracing::error!(dir = %dir.display(), error = %e, "could not write the checkpoint to CHECKPOINT_DIR");
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::Connection as _;
 use stripe_ledger::seal::merkle;
 use stripe_ledger::seal::note::{self, SigningKey};
-use stripe_ledger::sealer::{self, Sealing};
+use stripe_ledger::sealer::{self, publish, Sealing};
 use stripe_ledger::store::seal::SealStore as _;
 use stripe_ledger::store::Backend;
 
@@ -1661,6 +1661,48 @@ async fn a_checkpoint_that_could_not_be_written_to_checkpoint_dir_is_written_at_
         signed.note
     );
     assert_eq!(app.db.checkpoints().await.unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_older_checkpoint_written_late_by_another_instance_never_moves_latest_note_back() {
+    let app = TestApp::spawn().await;
+    let dir = std::env::temp_dir().join(unique_id("checkpoints"));
+    let publishing = Sealing {
+        checkpoint_dir: Some(dir.clone()),
+        ..sealing(&app).clone()
+    };
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    deliver(&app, 3).await;
+    sealer::seal_all(&app.db).await.unwrap();
+    let older = sealer::checkpoint(&app.db, &publishing, 1_764_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    deliver(&app, 2).await;
+    sealer::seal_all(&app.db).await.unwrap();
+    let newer = sealer::checkpoint(&app.db, &publishing, 1_764_000_060)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((older.size, newer.size), (3, 5));
+    assert_eq!(read("latest.note"), newer.note);
+
+    // The instance that signed size 3 gets to its write only now, alone and racing another
+    // write of size 5: its own file is written, `latest.note` stays the newest.
+    publish::write_note(&dir, &older, &app.db).await.unwrap();
+    assert_eq!(read("latest.note"), newer.note);
+    std::fs::remove_file(dir.join("latest.note")).unwrap();
+    let (a, b) = tokio::join!(
+        publish::write_note(&dir, &older, &app.db),
+        publish::write_note(&dir, &newer, &app.db)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(read("latest.note"), newer.note);
+    assert_eq!(read("3.note"), older.note);
+    assert_eq!(read("5.note"), newer.note);
+    assert!(publish::is_written(&dir, &newer));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
