@@ -288,8 +288,10 @@ pub enum RuntimeUse {
     OneShot,
 }
 
-/// The async runtime's worker threads (docs/adr/0026): `WORKER_THREADS` (1–1024) when set;
-/// otherwise half of `cpus` (at least one) for the server, and `cpus` for a one-shot command.
+/// The async runtime's worker threads (docs/adr/0026): `WORKER_THREADS` (1–1024) when set,
+/// else tokio's own `TOKIO_WORKER_THREADS` (same bounds), which the runtime honoured before
+/// the service chose its count; otherwise half of `cpus` (at least one) for the server, and
+/// `cpus` for a one-shot command.
 ///
 /// Half, because one event at a time the server's own work is a few hand-overs between
 /// tasks: with a worker per CPU every hand-over also woke an idle worker that found nothing
@@ -300,17 +302,22 @@ pub fn worker_threads(
     cpus: usize,
 ) -> Result<usize, ConfigError> {
     let cpus = cpus.max(1);
-    match parse_opt::<usize>(env, "WORKER_THREADS")? {
-        Some(n) if (1..=MAX_WORKER_THREADS).contains(&n) => Ok(n),
-        Some(_) => Err(ConfigError::new(
-            "WORKER_THREADS",
-            format!("must be between 1 and {MAX_WORKER_THREADS}"),
-        )),
-        None => Ok(match usage {
-            RuntimeUse::Server => (cpus / 2).max(1),
-            RuntimeUse::OneShot => cpus,
-        }),
+    for variable in ["WORKER_THREADS", "TOKIO_WORKER_THREADS"] {
+        match parse_opt::<usize>(env, variable)? {
+            Some(n) if (1..=MAX_WORKER_THREADS).contains(&n) => return Ok(n),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    variable,
+                    format!("must be between 1 and {MAX_WORKER_THREADS}"),
+                ))
+            }
+            None => {}
+        }
     }
+    Ok(match usage {
+        RuntimeUse::Server => (cpus / 2).max(1),
+        RuntimeUse::OneShot => cpus,
+    })
 }
 
 /// Everything `serve` needs.
@@ -1031,7 +1038,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_server_takes_half_the_cpus_and_a_one_shot_command_all_of_them_unless_worker_threads_says(
+    fn the_server_takes_half_the_cpus_and_a_one_shot_command_all_of_them_unless_a_worker_threads_variable_says(
     ) {
         let none = env(&[]);
         for (cpus, server, one_shot) in [(0, 1, 1), (1, 1, 1), (2, 1, 2), (3, 1, 3), (8, 4, 8)] {
@@ -1051,9 +1058,17 @@ mod tests {
                 worker_threads(&env(&[("WORKER_THREADS", "1024")]), usage, 2).unwrap(),
                 1024
             );
-            for bad in ["0", "1025", "-1", "two", "1.5", "\u{0}1", "\u{0663}"] {
-                let e = worker_threads(&env(&[("WORKER_THREADS", bad)]), usage, 2).unwrap_err();
-                assert_eq!(e.variable, "WORKER_THREADS", "{bad:?}");
+            // tokio's own variable, which users may have set before: below ours.
+            let tokio = env(&[("TOKIO_WORKER_THREADS", "5")]);
+            assert_eq!(worker_threads(&tokio, usage, 2).unwrap(), 5);
+            let both = env(&[("TOKIO_WORKER_THREADS", "5"), ("WORKER_THREADS", "3")]);
+            assert_eq!(worker_threads(&both, usage, 2).unwrap(), 3);
+            for (variable, bad) in ["0", "1025", "-1", "two", "1.5", "\u{0}1", "\u{0663}"]
+                .into_iter()
+                .flat_map(|bad| [("WORKER_THREADS", bad), ("TOKIO_WORKER_THREADS", bad)])
+            {
+                let e = worker_threads(&env(&[(variable, bad)]), usage, 2).unwrap_err();
+                assert_eq!(e.variable, variable, "{bad:?}");
                 assert!(
                     [
                         "must be between 1 and 1024",
