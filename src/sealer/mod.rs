@@ -171,31 +171,32 @@ pub async fn stored_frontier(db: &Db, state: &SealState) -> Result<Frontier, Sea
 
 /// One sealing transaction: up to `chunk` leaves after the sealed size. Returns the leaves
 /// added (0 when caught up, or when another sealer moved first).
+///
+/// The entries are read [`READ_PAGE`] at a time, with a yield to the runtime after each page
+/// and every [`YIELD_EVERY`] leaves: decoding a thousand rows in one go held the runtime's
+/// thread for milliseconds, and every webhook in flight waited for it.
 pub async fn seal_once(db: &Db, chunk: u32) -> Result<u64, SealError> {
     let state = db.seal_state().await?;
-    let entries = db.sealable_after(to_i64(state.size), chunk).await?;
-    if entries.is_empty() {
+    let mut asked = READ_PAGE.min(chunk);
+    let mut page = db.sealable_after(to_i64(state.size), asked).await?;
+    if page.is_empty() {
         return Ok(0);
     }
     let mut frontier = stored_frontier(db, &state).await?;
-    let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(entries.len() * 2);
-    for (i, entry) in entries.iter().enumerate() {
-        if i % YIELD_EVERY == YIELD_EVERY - 1 {
-            // Encoding and hashing a large pass's leaves takes milliseconds: let the webhooks
-            // queued behind it on this thread run in between.
-            tokio::task::yield_now().await;
+    let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(page.len() * 2);
+    loop {
+        let whole = push_page(&mut frontier, &mut nodes, &page, state.size, chunk).await?;
+        let sealed = u32::try_from(frontier.size() - state.size).unwrap_or(chunk);
+        // Caught up (a short page), or the chunk is full.
+        if !whole || page.len() < asked as usize || sealed >= chunk {
+            break;
         }
-        let position = u64::try_from(entry.entry.position)
-            .map_err(|_| SealError::Inconsistent("a negative position".into()))?;
-        // Below a visible position, a missing one never existed (appends are serialised).
-        while frontier.size() + 1 < position && frontier.size() - state.size < u64::from(chunk) {
-            let hole = hole_leaf(frontier.size() + 1);
-            nodes.extend(frontier.push(merkle::leaf_hash(&hole)));
+        tokio::task::yield_now().await;
+        asked = READ_PAGE.min(chunk - sealed);
+        page = db.sealable_after(to_i64(frontier.size()), asked).await?;
+        if page.is_empty() {
+            break;
         }
-        if frontier.size() + 1 != position {
-            break; // the chunk filled up with holes; the entry goes in the next pass
-        }
-        nodes.extend(frontier.push(sealable_leaf_hash(entry)?));
     }
     let extension = TreeExtension {
         from_size: state.size,
@@ -208,6 +209,41 @@ pub async fn seal_once(db: &Db, chunk: u32) -> Result<u64, SealError> {
     } else {
         Ok(0)
     }
+}
+
+/// Entries the sealer reads per statement.
+const READ_PAGE: u32 = 128;
+
+/// Pushes a page of entries (and the holes before each) onto `frontier`, collecting the new
+/// nodes. Returns whether every entry of the page went in; an entry that would take the pass
+/// past `chunk` leaves after `from` stays out, for the next pass.
+async fn push_page(
+    frontier: &mut Frontier,
+    nodes: &mut Vec<(NodeId, Hash)>,
+    page: &[Sealable],
+    from: u64,
+    chunk: u32,
+) -> Result<bool, SealError> {
+    for (i, entry) in page.iter().enumerate() {
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            // Encoding and hashing a large pass's leaves takes milliseconds: let the webhooks
+            // queued behind it on this thread run in between.
+            tokio::task::yield_now().await;
+        }
+        let position = u64::try_from(entry.entry.position)
+            .map_err(|_| SealError::Inconsistent("a negative position".into()))?;
+        // Below a visible position, a missing one never existed (appends are serialised; a
+        // later page is read in a later snapshot, which sees at least as much).
+        while frontier.size() + 1 < position && frontier.size() - from < u64::from(chunk) {
+            let hole = hole_leaf(frontier.size() + 1);
+            nodes.extend(frontier.push(merkle::leaf_hash(&hole)));
+        }
+        if frontier.size() + 1 != position || frontier.size() - from >= u64::from(chunk) {
+            return Ok(false); // the chunk filled up; the entry goes in the next pass
+        }
+        nodes.extend(frontier.push(sealable_leaf_hash(entry)?));
+    }
+    Ok(true)
 }
 
 /// Seals until caught up with the committed log. Returns the sealed size.

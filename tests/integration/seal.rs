@@ -1085,6 +1085,54 @@ async fn the_scheduled_check_counts_a_failure_and_logs_an_error_when_a_sealed_en
     job.await.unwrap();
 }
 
+/// Appends `n` new entries in batches, as ingestion writes them.
+async fn append(app: &TestApp, n: usize) {
+    let entries: Vec<_> = (0..n)
+        .map(|_| crate::hot_path::webhook_entry(&event(&unique_id("evt"), "customer.created")))
+        .collect();
+    for batch in entries.chunks(50) {
+        for result in stripe_ledger::ingest::write_batch(&app.db, batch.to_vec()).await {
+            result.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pass_reads_in_pages_and_seals_holes_across_a_page_boundary_as_verify_recomputes() {
+    let app = TestApp::spawn().await;
+    append(&app, 126).await;
+    // Positions 127 to 130 consumed without rows: the first page of the pass (128 entries)
+    // ends inside the holes.
+    let skip = match backend() {
+        Backend::Postgres => "SELECT nextval(pg_get_serial_sequence('event_log', 'position'))",
+        Backend::Sqlite => "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'event_log'",
+    };
+    as_owner(&app, &[skip, skip, skip, skip]).await;
+    append(&app, 140).await;
+
+    // A pass stops at its chunk in the middle of a page, and the next one goes on from there.
+    assert_eq!(sealer::seal_once(&app.db, 200).await.unwrap(), 200);
+    assert_eq!(app.db.seal_state().await.unwrap().size, 200);
+    assert_eq!(sealer::seal_all(&app.db).await.unwrap(), 270);
+    let holes: Vec<merkle::NodeId> = (126..130)
+        .map(|index| merkle::NodeId { level: 0, index })
+        .collect();
+    let stored = app.db.fetch_nodes(&holes).await.unwrap();
+    for id in &holes {
+        assert_eq!(
+            stored[id],
+            merkle::leaf_hash(&sealer::hole_leaf(id.index + 1)),
+            "{id:?}"
+        );
+    }
+    let (code, report) = verify(&app, &[]).await;
+    assert_eq!(
+        (code, report["sealed_size"].as_u64()),
+        (0, Some(270)),
+        "{report:#}"
+    );
+}
+
 #[tokio::test]
 async fn a_skipped_position_is_sealed_as_a_hole_and_a_row_put_there_later_is_edited() {
     let app = TestApp::spawn().await;
