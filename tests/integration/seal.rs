@@ -229,6 +229,17 @@ async fn the_payload_hash_the_sealer_reads_is_the_hash_of_the_stored_bytes_even_
     assert_eq!(report["sealed_size"], names.len());
 }
 
+/// Seals what is logged, and `verify` agrees with the tree of `size` leaves.
+async fn seals_and_verifies(app: &TestApp, size: u64) {
+    seal(app).await;
+    let (code, report) = verify(app, &[]).await;
+    assert_eq!(
+        (code, report["sealed_size"].as_u64()),
+        (0, Some(size)),
+        "{report:#}"
+    );
+}
+
 /// Each entry's stored `payload_sha256` with its payload, in log order.
 async fn stored_payload_hashes(app: &TestApp) -> Vec<(Option<Vec<u8>>, String)> {
     const SQL: &str = "SELECT payload_sha256, payload FROM event_log ORDER BY position";
@@ -320,13 +331,7 @@ async fn postgres_stores_each_payloads_hash_as_it_is_appended_whatever_the_inser
             stripe_ledger::seal::leaf::payload_hash(payload)
         );
     }
-    seal(&app).await;
-    let (code, report) = verify(&app, &[]).await;
-    assert_eq!(
-        (code, report["sealed_size"].as_u64()),
-        (0, Some(4)),
-        "{report:#}"
-    );
+    seals_and_verifies(&app, 4).await;
 }
 
 #[tokio::test]
@@ -346,13 +351,7 @@ async fn an_entry_logged_before_payload_hashes_were_stored_is_sealed_from_its_pa
         sealable[2].payload_sha256,
         stripe_ledger::seal::leaf::payload_hash(&stored[2].1)
     );
-    seal(&app).await;
-    let (code, report) = verify(&app, &[]).await;
-    assert_eq!(
-        (code, report["sealed_size"].as_u64()),
-        (0, Some(3)),
-        "{report:#}"
-    );
+    seals_and_verifies(&app, 3).await;
 }
 
 #[tokio::test]
@@ -1085,6 +1084,14 @@ async fn the_scheduled_check_counts_a_failure_and_logs_an_error_when_a_sealed_en
     job.await.unwrap();
 }
 
+/// Consumes the next position without a row, as a conflicting or rolled-back append does.
+fn skip_a_position() -> &'static str {
+    match backend() {
+        Backend::Postgres => "SELECT nextval(pg_get_serial_sequence('event_log', 'position'))",
+        Backend::Sqlite => "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'event_log'",
+    }
+}
+
 /// Appends `n` new entries in batches, as ingestion writes them.
 async fn append(app: &TestApp, n: usize) {
     let entries: Vec<_> = (0..n)
@@ -1103,10 +1110,7 @@ async fn a_pass_reads_in_pages_and_seals_holes_across_a_page_boundary_as_verify_
     append(&app, 126).await;
     // Positions 127 to 130 consumed without rows: the first page of the pass (128 entries)
     // ends inside the holes.
-    let skip = match backend() {
-        Backend::Postgres => "SELECT nextval(pg_get_serial_sequence('event_log', 'position'))",
-        Backend::Sqlite => "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'event_log'",
-    };
+    let skip = skip_a_position();
     as_owner(&app, &[skip, skip, skip, skip]).await;
     append(&app, 140).await;
 
@@ -1138,10 +1142,7 @@ async fn a_skipped_position_is_sealed_as_a_hole_and_a_row_put_there_later_is_edi
     let app = TestApp::spawn().await;
     deliver(&app, 2).await;
     // Consume position 3 without a row, as a conflicting or rolled-back append does.
-    let skip = match backend() {
-        Backend::Postgres => "SELECT nextval(pg_get_serial_sequence('event_log', 'position'))",
-        Backend::Sqlite => "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'event_log'",
-    };
+    let skip = skip_a_position();
     as_owner(&app, &[skip]).await;
     let ids = deliver(&app, 2).await;
     seal(&app).await;
@@ -1721,36 +1722,32 @@ async fn an_older_checkpoint_written_late_by_another_instance_never_moves_latest
         ..sealing(&app).clone()
     };
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
-    deliver(&app, 3).await;
-    sealer::seal_all(&app.db).await.unwrap();
-    let older = sealer::checkpoint(&app.db, &publishing, 1_764_000_000)
-        .await
-        .unwrap()
-        .unwrap();
-    deliver(&app, 2).await;
-    sealer::seal_all(&app.db).await.unwrap();
-    let newer = sealer::checkpoint(&app.db, &publishing, 1_764_000_060)
-        .await
-        .unwrap()
-        .unwrap();
+    let mut signed = Vec::new();
+    for (entries, at) in [(3, 1_764_000_000), (2, 1_764_000_060)] {
+        deliver(&app, entries).await;
+        sealer::seal_all(&app.db).await.unwrap();
+        let checkpoint = sealer::checkpoint(&app.db, &publishing, at).await.unwrap();
+        signed.push(checkpoint.unwrap());
+    }
+    let (older, newer) = (&signed[0], &signed[1]);
     assert_eq!((older.size, newer.size), (3, 5));
     assert_eq!(read("latest.note"), newer.note);
 
     // The instance that signed size 3 gets to its write only now, alone and racing another
     // write of size 5: its own file is written, `latest.note` stays the newest.
-    publish::write_note(&dir, &older, &app.db).await.unwrap();
+    publish::write_note(&dir, older, &app.db).await.unwrap();
     assert_eq!(read("latest.note"), newer.note);
     std::fs::remove_file(dir.join("latest.note")).unwrap();
     let (a, b) = tokio::join!(
-        publish::write_note(&dir, &older, &app.db),
-        publish::write_note(&dir, &newer, &app.db)
+        publish::write_note(&dir, older, &app.db),
+        publish::write_note(&dir, newer, &app.db)
     );
     a.unwrap();
     b.unwrap();
     assert_eq!(read("latest.note"), newer.note);
     assert_eq!(read("3.note"), older.note);
     assert_eq!(read("5.note"), newer.note);
-    assert!(publish::is_written(&dir, &newer));
+    assert!(publish::is_written(&dir, newer));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

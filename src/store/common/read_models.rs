@@ -264,8 +264,27 @@ where
 /// The methods of `ReadModelStore` that run the same statements the same way on both backends,
 /// written once: each backend's impl expands them with its own read and write pools
 /// (`pool, pool` on PostgreSQL, `read, write` on SQLite). Names resolve where it is expanded.
+///
+/// `$states_of` is the backend's statement for [`STATES_OF_PG`] / [`STATES_OF_SQLITE`], and
+/// `$ids_param` turns the ids into its `$2` (an array, or a JSON array).
 macro_rules! read_model_store_same_on_both {
-    ($reader:ident, $writer:ident) => {
+    ($reader:ident, $writer:ident, $states_of:path, $ids_param:path) => {
+        async fn read_model_states_of(
+            &self,
+            kind: Kind,
+            ids: &[&str],
+        ) -> Result<std::collections::HashMap<String, String>, StorageError> {
+            if ids.is_empty() {
+                return Ok(std::collections::HashMap::new());
+            }
+            let rows: Vec<(String, String)> = sqlx::query_as($states_of)
+                .bind(kind.as_str())
+                .bind($ids_param(ids))
+                .fetch_all(&self.$reader)
+                .await?;
+            Ok(rows.into_iter().collect())
+        }
+
         async fn read_model_state(
             &self,
             kind: Kind,

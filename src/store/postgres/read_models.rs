@@ -3,8 +3,6 @@
 //! Batches are one statement each (`unnest` arrays); per-object serialisation uses
 //! transaction-level advisory locks.
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 
 use super::{PgStore, PgTx};
@@ -15,23 +13,12 @@ use crate::store::read_models::*;
 use crate::store::{Kind, StorageError};
 
 impl ReadModelStore for PgStore {
-    crate::store::common::read_models::read_model_store_same_on_both!(pool, pool);
-
-    async fn read_model_states_of(
-        &self,
-        kind: Kind,
-        ids: &[&str],
-    ) -> Result<HashMap<String, String>, StorageError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let rows: Vec<(String, String)> = sqlx::query_as(sql::STATES_OF_PG)
-            .bind(kind.as_str())
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().collect())
-    }
+    crate::store::common::read_models::read_model_store_same_on_both!(
+        pool,
+        pool,
+        sql::STATES_OF_PG,
+        ids_param
+    );
 
     async fn record_dead_letter(
         &self,
@@ -109,4 +96,9 @@ impl ReadModelTx for PgTx<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// `$2` of [`sql::STATES_OF_PG`]: the ids as an array.
+fn ids_param<'a>(ids: &'a [&'a str]) -> &'a [&'a str] {
+    ids
 }

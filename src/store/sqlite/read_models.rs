@@ -2,8 +2,6 @@
 //!
 //! Batches loop on the single writer connection, which also serialises projection: no locks.
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 
 use super::{timestamp, SqliteStore, SqliteTx};
@@ -13,23 +11,12 @@ use crate::store::read_models::*;
 use crate::store::{Kind, StorageError};
 
 impl ReadModelStore for SqliteStore {
-    crate::store::common::read_models::read_model_store_same_on_both!(read, write);
-
-    async fn read_model_states_of(
-        &self,
-        kind: Kind,
-        ids: &[&str],
-    ) -> Result<HashMap<String, String>, StorageError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let rows: Vec<(String, String)> = sqlx::query_as(sql::STATES_OF_SQLITE)
-            .bind(kind.as_str())
-            .bind(serde_json::to_string(ids).expect("ids serialise"))
-            .fetch_all(&self.read)
-            .await?;
-        Ok(rows.into_iter().collect())
-    }
+    crate::store::common::read_models::read_model_store_same_on_both!(
+        read,
+        write,
+        sql::STATES_OF_SQLITE,
+        ids_param
+    );
 
     async fn record_dead_letter(
         &self,
@@ -95,4 +82,9 @@ impl ReadModelTx for SqliteTx<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// `$2` of [`sql::STATES_OF_SQLITE`]: the ids as a JSON array (SQLite has no arrays).
+fn ids_param(ids: &[&str]) -> String {
+    serde_json::to_string(ids).expect("ids serialise")
 }
