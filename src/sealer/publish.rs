@@ -54,7 +54,9 @@ pub async fn write_note(
     let lock = locked(dir).await?;
     let result = write_latest(dir, checkpoint, db).await;
     // Closing the file releases the lock too; unlocking says where the critical section ends.
-    let _ = lock.unlock();
+    if let Some(lock) = lock {
+        let _ = lock.unlock();
+    }
     result
 }
 
@@ -75,8 +77,10 @@ async fn write_latest(
 }
 
 /// The directory's lock, taken without blocking the runtime's thread while another instance
-/// holds it.
-async fn locked(dir: &Path) -> Result<File, PublishError> {
+/// holds it. `None` on a filesystem that cannot lock files (some network and FUSE mounts):
+/// the notes are still written, as before the lock existed, since a checkpoint kept outside
+/// the database matters more than the order of two instances' writes.
+async fn locked(dir: &Path) -> Result<Option<File>, PublishError> {
     let file = File::options()
         .create(true)
         .truncate(false)
@@ -85,12 +89,15 @@ async fn locked(dir: &Path) -> Result<File, PublishError> {
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(file),
+            Ok(()) => return Ok(Some(file)),
             Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Err(std::fs::TryLockError::WouldBlock) => return Err(PublishError::Busy),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "CHECKPOINT_DIR cannot lock files; latest.note is written without the lock");
+                return Ok(None);
+            }
         }
     }
 }
