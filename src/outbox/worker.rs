@@ -71,9 +71,14 @@ pub async fn deliver_due(
         let mut unsettled: Vec<(i64, Outcome)> = Vec::with_capacity(items.len());
         let mut last_settled = Instant::now();
         for (i, item) in items.iter().enumerate() {
-            let customer = recipients.get(&item.customer_id);
+            let customer = recipients.get(&item.customer_id).map(String::as_str);
             let outcome = match attempt(db, mailer, billing_url, item, customer, now).await {
                 Ok(outcome) => outcome,
+                // A stored state this build cannot read (an operator's hand edit, a downgrade)
+                // is this row's problem, retried with backoff and failed in the end like a
+                // refusal: aborting the run would hold back every row claimed with it, at
+                // every claim, for good.
+                Err(e @ StorageError::Invalid { .. }) => retry_or_fail(item, now, e.report()),
                 Err(e) => {
                     // Keep what was done before the failure, if the database still lets us.
                     if let Err(settling) = settle_all(db, &unsettled, now).await {
@@ -130,56 +135,52 @@ fn record(report: &mut DeliveryReport, metrics: Option<&Metrics>, item: &Item, o
     }
 }
 
-/// The customers a claimed batch is addressed to, those known, read in one statement: a
-/// statement per row was a quarter of the outbox's database time.
-async fn recipients(db: &Db, items: &[Item]) -> Result<HashMap<String, Fact>, StorageError> {
+/// The stored states of the customers a claimed batch is addressed to, those known, read in
+/// one statement: a statement per row was a quarter of the outbox's database time. Each row
+/// decodes its own, so that one unreadable state is that row's outcome only.
+async fn recipients(db: &Db, items: &[Item]) -> Result<HashMap<String, String>, StorageError> {
     let mut ids: Vec<&str> = items.iter().map(|i| i.customer_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let states = crate::read_models::get_many(db, Kind::Customer, &ids).await?;
-    states
-        .into_iter()
-        .map(|(id, json)| {
-            Ok((
-                id,
-                crate::projector::state_from_json(Kind::Customer, &json)?,
-            ))
-        })
-        .collect()
+    crate::read_models::get_many(db, Kind::Customer, &ids).await
 }
 
-/// One attempt at one row, to `customer` as read when the batch was claimed. Storage errors
-/// abort the run (the claim lapses and another run takes the row over); everything else is an
-/// outcome.
+/// A transient failure's outcome: tried again after the backoff, failed for good after
+/// [`MAX_ATTEMPTS`].
+fn retry_or_fail(item: &Item, now: i64, error: String) -> Outcome {
+    if item.attempts >= MAX_ATTEMPTS {
+        Outcome::Failed { error }
+    } else {
+        Outcome::Retry {
+            at: now + backoff_secs(item.attempts),
+            error,
+        }
+    }
+}
+
+/// [`retry_or_fail`] for a row waiting on something still to come, not for a failure.
+fn wait_or_fail(item: &Item, now: i64, reason: String) -> Outcome {
+    if item.attempts >= MAX_ATTEMPTS {
+        Outcome::Failed { error: reason }
+    } else {
+        Outcome::Wait {
+            at: now + backoff_secs(item.attempts),
+            reason,
+        }
+    }
+}
+
+/// One attempt at one row, to `customer`'s stored state as read for the batch. Storage errors
+/// abort the run (the claim lapses and another run takes the row over), except a stored state
+/// that does not decode (see `deliver_due`); everything else is an outcome.
 async fn attempt(
     db: &Db,
     mailer: &Mailer,
     billing_url: Option<&str>,
     item: &Item,
-    customer: Option<&Fact>,
+    customer: Option<&str>,
     now: i64,
 ) -> Result<Outcome, StorageError> {
-    let give_up = item.attempts >= MAX_ATTEMPTS;
-    let retry_or_fail = |error: String| {
-        if give_up {
-            Outcome::Failed { error }
-        } else {
-            Outcome::Retry {
-                at: now + backoff_secs(item.attempts),
-                error,
-            }
-        }
-    };
-    let wait_or_fail = |reason: String| {
-        if give_up {
-            Outcome::Failed { error: reason }
-        } else {
-            Outcome::Wait {
-                at: now + backoff_secs(item.attempts),
-                reason,
-            }
-        }
-    };
     let Some(kind) = NotificationKind::parse(&item.kind) else {
         return Ok(Outcome::Failed {
             error: format!("unknown notification kind {}", item.kind),
@@ -189,16 +190,17 @@ async fn attempt(
         serde_json::from_value(item.details.clone()).unwrap_or_default();
     // The customer's own event may not have arrived yet: then the address is not known yet.
     let customer = match customer {
-        Some(Fact::Customer(c)) => Some(c),
-        _ => None,
+        Some(json) => match crate::projector::state_from_json(Kind::Customer, json)? {
+            Fact::Customer(c) => Some(c),
+            _ => None,
+        },
+        None => None,
     };
     // Known only through a link (a subscription naming it) is not known: its own event with
     // the address is still to come.
     let Some(customer) = customer.filter(|c| c.view().is_some()) else {
-        return Ok(wait_or_fail(format!(
-            "customer {} is not known yet",
-            item.customer_id
-        )));
+        let reason = format!("customer {} is not known yet", item.customer_id);
+        return Ok(wait_or_fail(item, now, reason));
     };
     if customer.deleted() {
         return Ok(Outcome::Skipped {
@@ -240,7 +242,7 @@ async fn attempt(
     Ok(match mailer.send(&email).await {
         Ok(()) => Outcome::Sent,
         Err(SendError::Permanent(error)) => Outcome::Failed { error },
-        Err(SendError::Transient(error)) => retry_or_fail(error),
+        Err(SendError::Transient(error)) => retry_or_fail(item, now, error),
     })
 }
 

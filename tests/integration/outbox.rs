@@ -75,6 +75,16 @@ fn subscriber(cus: &str, email: &str) -> Vec<Vec<u8>> {
     ]
 }
 
+/// `n` new customers with an address each, subscribed: `n` welcomes to send.
+fn subscribers(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .flat_map(|_| {
+            let cus = unique_id("cus");
+            subscriber(&cus, &format!("{cus}@example.com"))
+        })
+        .collect()
+}
+
 async fn app_with(sink: &SmtpSink) -> TestApp {
     TestApp::builder()
         .env("SMTP_URL", &sink.url())
@@ -380,11 +390,7 @@ async fn an_smtp_refusal_quoting_nul_and_controls_is_recorded_without_the_nul_an
 ) {
     let sink = SmtpSink::start().await;
     let app = app_with(&sink).await;
-    let mut events = Vec::new();
-    for _ in 0..3 {
-        let cus = unique_id("cus");
-        events.extend(subscriber(&cus, &format!("{cus}@example.com")));
-    }
+    let events = subscribers(3);
     deliver_all(&app, &events).await;
     // The first of three is refused with a hostile text; the other two are sent in the same
     // claimed batch, so their outcomes are written together with the refusal's.
@@ -423,11 +429,7 @@ async fn two_instances_delivering_at_once_send_each_notification_once() {
         .env("MAIL_FROM", "Example Billing <billing@example.com>")
         .spawn()
         .await;
-    let mut events = Vec::new();
-    for _ in 0..30 {
-        let cus = unique_id("cus");
-        events.extend(subscriber(&cus, &format!("{cus}@example.com")));
-    }
+    let events = subscribers(30);
     deliver_all(&first, &events).await;
     let now = first.now();
     let (a, b) = tokio::join!(first.deliver_outbox(now), second.deliver_outbox(now));
@@ -509,11 +511,7 @@ async fn a_claimed_batch_reads_its_recipients_in_one_statement_whatever_its_size
     // The first run also prepares its statements on the connection; the next two compare.
     let mut spent = Vec::new();
     for size in [2, 2, 6] {
-        let mut events = Vec::new();
-        for _ in 0..size {
-            let cus = unique_id("cus");
-            events.extend(subscriber(&cus, &format!("{cus}@example.com")));
-        }
+        let mut events = subscribers(size);
         // A notification for a customer whose own event has not arrived: it waits.
         events.push(subscription(
             "customer.subscription.created",
@@ -556,11 +554,7 @@ async fn a_claimed_batch_reads_its_recipients_in_one_statement_whatever_its_size
 async fn outcomes_wait_for_the_end_of_their_batch_at_most_about_a_second_behind_a_slow_server() {
     let sink = SmtpSink::start().await;
     let app = app_with(&sink).await;
-    let mut events = Vec::new();
-    for _ in 0..8 {
-        let cus = unique_id("cus");
-        events.extend(subscriber(&cus, &format!("{cus}@example.com")));
-    }
+    let events = subscribers(8);
     deliver_all(&app, &events).await;
     // Eight welcomes, one claimed batch, 2.4 s of sending: the first ones must be recorded
     // long before the batch ends, or a crash would send them all again.
@@ -737,4 +731,44 @@ async fn a_customer_without_an_email_address_is_skipped_not_retried() {
         Some("the customer has no email address")
     );
     assert_eq!(sink.count(), 0);
+}
+
+#[tokio::test]
+async fn a_customer_state_that_cannot_be_read_holds_back_only_its_own_notification() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink).await;
+    let customers: Vec<String> = (0..3).map(|_| unique_id("cus")).collect();
+    for cus in &customers {
+        deliver_all(&app, &subscriber(cus, &format!("{cus}@example.com"))).await;
+    }
+    // An operator's hand edit leaves the middle customer's state unreadable.
+    crate::projections::poison(&app, "customer", &customers[1]).await;
+    let mut now = app.now();
+    let report = app.deliver_outbox(now).await;
+    assert_eq!(
+        (report.sent, report.retrying, report.failed),
+        (2, 1, 0),
+        "{report:?}"
+    );
+    let (pending, _) = outbox::list(&app.db, Some(OutboxStatus::Pending), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].customer_id, customers[1]);
+    let error = pending[0].last_error.as_deref().unwrap();
+    assert!(error.contains("unreadable customer state"), "{error}");
+
+    // Retried with backoff like a refusal, and failed in the end; a notification queued
+    // meanwhile is claimed with it and sent all the same.
+    deliver_all(&app, &subscribers(1)).await;
+    for _ in 0..stripe_ledger::outbox::MAX_ATTEMPTS {
+        now += 3_600;
+        app.deliver_outbox(now).await;
+    }
+    let (failed, _) = outbox::list(&app.db, Some(OutboxStatus::Failed), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].customer_id, customers[1]);
+    assert_eq!(sink.messages().len(), 3);
 }

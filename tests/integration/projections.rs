@@ -231,7 +231,7 @@ async fn a_projection_failure_is_dead_lettered_answered_500_and_cleared_by_a_suc
     check_rebuild(&app).await;
 }
 
-async fn poison(app: &TestApp, kind: &str, id: &str) {
+pub(crate) async fn poison(app: &TestApp, kind: &str, id: &str) {
     // The version moves as with any write: a hand edit that kept it would be overwritten by
     // the next write folded from the writer's memory, never read (docs/adr/0024).
     let sql = "UPDATE read_models SET state = 'not json', version = version + 1 \
