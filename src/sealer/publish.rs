@@ -49,8 +49,16 @@ pub async fn write_note(
     checkpoint: &StoredCheckpoint,
     db: &Db,
 ) -> Result<(), PublishError> {
-    std::fs::create_dir_all(dir)?;
-    write_atomically(dir, &format!("{}.note", checkpoint.size), &checkpoint.note)?;
+    let (owned_dir, name, note) = (
+        dir.to_owned(),
+        format!("{}.note", checkpoint.size),
+        checkpoint.note.clone(),
+    );
+    off_the_runtime(move || {
+        std::fs::create_dir_all(&owned_dir)?;
+        write_atomically(&owned_dir, &name, &note)
+    })
+    .await?;
     let lock = locked(dir).await?;
     let result = write_latest(dir, checkpoint, db).await;
     // Closing the file releases the lock too; unlocking says where the critical section ends.
@@ -73,7 +81,18 @@ async fn write_latest(
     if std::fs::read_to_string(dir.join(LATEST)).is_ok_and(|t| t == *note) {
         return Ok(());
     }
-    Ok(write_atomically(dir, LATEST, note)?)
+    let (dir, note) = (dir.to_owned(), note.clone());
+    Ok(off_the_runtime(move || write_atomically(&dir, LATEST, &note)).await?)
+}
+
+/// Runs file writes and their fsyncs on the blocking pool: `serve` has one runtime worker on a
+/// small machine (ADR 26), and every webhook in flight would wait for the disk.
+async fn off_the_runtime(
+    write: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// The directory's lock, taken without blocking the runtime's thread while another instance
