@@ -118,6 +118,13 @@ fn assert_duplicate(outcome: Result<AppendOutcome, WriteError>, same_body: bool)
     );
 }
 
+/// The meter once the pool has settled (its check of a returned connection comes after the
+/// reply), so that a reading counts only the traffic before it.
+async fn settled(meter: &Meter) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    meter.now().await
+}
+
 fn appended(outcome: &Result<AppendOutcome, WriteError>) -> bool {
     matches!(outcome, Ok(AppendOutcome::Appended { .. }))
 }
@@ -131,13 +138,11 @@ async fn a_batch_about_an_object_the_writer_just_wrote_skips_its_read() {
     // The first batch knows nothing yet, so it reads.
     assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
     for body in &bodies[1..] {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let before = meter.now().await;
+        let before = settled(&meter).await;
         assert!(appended(&knowing(&db, &mut known, body).await));
         // The write, and the pool's check when the connection comes back: no read.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let cost = settled(&meter).await - before;
         if matches!(meter, Meter::Wire(_)) {
-            let cost = meter.now().await - before;
             assert_eq!(cost, 2, "a guessed batch made {cost} round trips");
         }
     }
@@ -178,12 +183,9 @@ async fn a_refused_guess_is_read_and_written_again_on_the_same_connection() {
     let bodies = created_then_updated("kept", "cus_kept");
     assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
     assert!(appended(&elsewhere(&db, &bodies[1]).await));
-    // Let the pool settle, so that only this batch's traffic is counted.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let before = meter.now().await;
+    let before = settled(&meter).await;
     assert!(appended(&knowing(&db, &mut known, &bodies[2]).await));
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let after = meter.now().await;
+    let after = settled(&meter).await;
     assert_eq!(known.guesses(), (0, 1), "the guess was refused");
     match meter {
         // The pool's check when the batch took the connection, the refused write, the read and

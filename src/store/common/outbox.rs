@@ -139,8 +139,21 @@ where
 /// The methods of `OutboxStore` that run the same statements the same way on both backends,
 /// written once: each backend's impl expands them with its own read and write pools
 /// (`pool, pool` on PostgreSQL, `read, write` on SQLite). Names resolve where it is expanded.
+/// `$settle_query` builds the backend's [`SETTLE_ALL_POSTGRES`] / [`SETTLE_ALL_SQLITE`] with a
+/// batch bound as that dialect takes it.
 macro_rules! outbox_store_same_on_both {
-    ($reader:ident, $writer:ident) => {
+    ($reader:ident, $writer:ident, $settle_query:path) => {
+        async fn outbox_settle_all(
+            &self,
+            settlements: &[(i64, Settlement<'_>)],
+        ) -> Result<(), StorageError> {
+            if settlements.is_empty() {
+                return Ok(());
+            }
+            $settle_query(settlements)?.execute(&self.$writer).await?;
+            Ok(())
+        }
+
         async fn outbox_retry(&self, target: RetryTarget, now: i64) -> Result<u64, StorageError> {
             let query = match target {
                 RetryTarget::AllFailed => sqlx::query(sql::RETRY_ALL_FAILED).bind(now),

@@ -9,7 +9,7 @@ use crate::store::outbox::*;
 use crate::store::StorageError;
 
 impl OutboxStore for PgStore {
-    crate::store::common::outbox::outbox_store_same_on_both!(pool, pool);
+    crate::store::common::outbox::outbox_store_same_on_both!(pool, pool, settle_query);
 
     async fn outbox_claim(
         &self,
@@ -33,29 +33,6 @@ impl OutboxStore for PgStore {
         Ok(items)
     }
 
-    async fn outbox_settle_all(
-        &self,
-        settlements: &[(i64, Settlement<'_>)],
-    ) -> Result<(), StorageError> {
-        if settlements.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<i64> = settlements.iter().map(|(id, _)| *id).collect();
-        let statuses: Vec<&str> = settlements.iter().map(|(_, s)| s.status.as_str()).collect();
-        let next: Vec<i64> = settlements.iter().map(|(_, s)| s.next_attempt_at).collect();
-        let errors: Vec<Option<&str>> = settlements.iter().map(|(_, s)| s.last_error).collect();
-        let sent: Vec<Option<i64>> = settlements.iter().map(|(_, s)| s.sent_at).collect();
-        sqlx::query(sql::SETTLE_ALL_POSTGRES)
-            .bind(ids)
-            .bind(statuses)
-            .bind(next)
-            .bind(errors)
-            .bind(sent)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn outbox_list(
         &self,
         status: Option<OutboxStatus>,
@@ -71,4 +48,21 @@ impl OutboxStore for PgStore {
             .fetch_all(&self.pool)
             .await?)
     }
+}
+
+/// [`sql::SETTLE_ALL_POSTGRES`] with the batch as five arrays, one per column.
+fn settle_query<'q>(
+    settlements: &'q [(i64, Settlement<'q>)],
+) -> Result<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>, StorageError> {
+    let ids: Vec<i64> = settlements.iter().map(|(id, _)| *id).collect();
+    let statuses: Vec<&str> = settlements.iter().map(|(_, s)| s.status.as_str()).collect();
+    let next: Vec<i64> = settlements.iter().map(|(_, s)| s.next_attempt_at).collect();
+    let errors: Vec<Option<&str>> = settlements.iter().map(|(_, s)| s.last_error).collect();
+    let sent: Vec<Option<i64>> = settlements.iter().map(|(_, s)| s.sent_at).collect();
+    Ok(sqlx::query(sql::SETTLE_ALL_POSTGRES)
+        .bind(ids)
+        .bind(statuses)
+        .bind(next)
+        .bind(errors)
+        .bind(sent))
 }

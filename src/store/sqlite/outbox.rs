@@ -9,7 +9,7 @@ use crate::store::outbox::*;
 use crate::store::StorageError;
 
 impl OutboxStore for SqliteStore {
-    crate::store::common::outbox::outbox_store_same_on_both!(read, write);
+    crate::store::common::outbox::outbox_store_same_on_both!(read, write, settle_query);
 
     async fn outbox_claim(
         &self,
@@ -28,34 +28,6 @@ impl OutboxStore for SqliteStore {
         Ok(items)
     }
 
-    async fn outbox_settle_all(
-        &self,
-        settlements: &[(i64, Settlement<'_>)],
-    ) -> Result<(), StorageError> {
-        if settlements.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<_> = settlements
-            .iter()
-            .map(|(id, s)| {
-                (
-                    id,
-                    s.status.as_str(),
-                    s.next_attempt_at,
-                    s.last_error,
-                    s.sent_at,
-                )
-            })
-            .collect();
-        let rows = serde_json::to_string(&rows)
-            .map_err(|e| StorageError::invalid(format!("outbox settlements as JSON: {e}")))?;
-        sqlx::query(sql::SETTLE_ALL_SQLITE)
-            .bind(rows)
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
     async fn outbox_list(
         &self,
         status: Option<OutboxStatus>,
@@ -70,4 +42,26 @@ impl OutboxStore for SqliteStore {
             .fetch_all(&self.read)
             .await?)
     }
+}
+
+/// [`sql::SETTLE_ALL_SQLITE`] with the batch as one JSON array of
+/// `[id, status, next attempt, error, sent]` rows (SQLite has no arrays).
+fn settle_query<'q>(
+    settlements: &'q [(i64, Settlement<'q>)],
+) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>, StorageError> {
+    let rows: Vec<_> = settlements
+        .iter()
+        .map(|(id, s)| {
+            (
+                id,
+                s.status.as_str(),
+                s.next_attempt_at,
+                s.last_error,
+                s.sent_at,
+            )
+        })
+        .collect();
+    let rows = serde_json::to_string(&rows)
+        .map_err(|e| StorageError::invalid(format!("outbox settlements as JSON: {e}")))?;
+    Ok(sqlx::query(sql::SETTLE_ALL_SQLITE).bind(rows))
 }
