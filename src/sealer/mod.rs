@@ -4,10 +4,10 @@
 //! The tree: leaf `position - 1` is the log entry at `position` (its bytes are
 //! [`crate::seal::leaf::encode`]); a position that never held an entry is a hole leaf
 //! ([`hole_leaf`]). The sealer runs in `serve`, off the webhook path: it reads committed
-//! entries after the sealed size, each with its payload's SHA-256 rather than the payload (the
-//! leaf commits to that hash; PostgreSQL computes it where the payload is stored, docs/adr/0027),
-//! and writes the completed subtree hashes and the new size in one transaction, conditional on
-//! the size it started from. `verify` recomputes every hash from the payloads themselves.
+//! entries after the sealed size in pages (docs/adr/0029), each with its payload's SHA-256
+//! rather than the payload (the leaf commits to that hash; PostgreSQL stores it as the entry
+//! is appended, docs/adr/0027 and 0028), and writes the completed subtree hashes and the new
+//! size in one transaction, conditional on the size it started from. `verify` recomputes every hash from the payloads themselves.
 
 pub mod bench;
 pub mod cli;
