@@ -378,3 +378,45 @@ async fn other_writers_get_their_turn_while_webhooks_arrive_without_a_pause() {
         "webhooks kept arriving while the sealer ran"
     );
 }
+
+#[tokio::test]
+async fn every_entry_of_a_batch_is_stored_with_its_own_payload_and_every_object_with_its_own_state_whatever_its_place(
+) {
+    let database = TestDatabase::create().await;
+    let (db, _) = metered(&database).await;
+    // SQLite binds the first entry's payload and the first object's state on their own and
+    // the rest in arrays (store::sqlite::ingest): batches of one and of several, and a first
+    // entry that writes no object, cover both sides and their seam.
+    for n in [1, 2, 4] {
+        let mut entries = vec![webhook_entry(&unprojectable(&format!("evt_own_bad_{n}")))];
+        entries.extend(
+            (0..n).map(|i| webhook_entry(&event(&format!("evt_own_{n}_{i}"), "customer.created"))),
+        );
+        let bodies: Vec<(String, String)> = entries
+            .iter()
+            .map(|(e, _)| (e.envelope.id.clone(), e.payload.clone()))
+            .collect();
+        let outcomes = stripe_ledger::ingest::write_batch(&db, entries).await;
+        assert!(outcomes[1..].iter().all(Result::is_ok), "{outcomes:?}");
+        for (id, payload) in &bodies {
+            let stored = stripe_ledger::event_log::get(&db, id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.payload.as_deref(), Some(payload.as_str()), "{id}");
+        }
+        for i in 0..n {
+            let customer = format!("cus_evt_own_{n}_{i}");
+            let state = stripe_ledger::read_models::get(
+                &db,
+                stripe_ledger::store::Kind::Customer,
+                &customer,
+            )
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{customer} was not projected"));
+            let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+            assert_eq!(state["id"], customer.as_str(), "{state}");
+        }
+    }
+}
