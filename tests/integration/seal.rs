@@ -1820,3 +1820,33 @@ async fn with_sealing_switched_off_after_it_ran_the_old_checkpoint_and_its_proof
         unsealed.text
     );
 }
+
+#[tokio::test]
+async fn a_larger_sealing_pass_prepares_nothing_new_and_sends_no_more_round_trips_than_a_smaller_one(
+) {
+    use crate::hot_path::{metered, webhook_entry, Meter};
+    let database = crate::helpers::TestDatabase::create().await;
+    let (db, meter) = metered(&database).await;
+    let mut costs = Vec::new();
+    // Pass sizes that write from a handful to some hundreds of nodes, each within one read
+    // page, the first pass preparing what every later one reuses.
+    for (pass, size) in [3, 5, 60, 110].into_iter().enumerate() {
+        let entries = (0..size)
+            .map(|i| webhook_entry(&event(&format!("evt_pass_{pass}_{i}"), "customer.created")))
+            .collect();
+        let written = stripe_ledger::ingest::write_batch(&db, entries).await;
+        assert!(written.iter().all(Result::is_ok), "{written:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = meter.now().await;
+        assert_eq!(sealer::seal_once(&db, 1_000).await.unwrap(), size);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        costs.push(meter.now().await - before);
+    }
+    match meter {
+        // Round trips at the wire, the pool's checks included: a larger pass never costs more
+        // than a smaller one (the nodes go in one statement, whatever their number).
+        Meter::Wire(_) => assert!(costs[1..].windows(2).all(|w| w[1] <= w[0]), "{costs:?}"),
+        // Statements prepared on ingestion's writer: none after the first pass.
+        Meter::Writer(_) => assert_eq!(&costs[1..], &[0, 0, 0], "{costs:?}"),
+    }
+}
