@@ -389,9 +389,8 @@ async fn every_entry_of_a_batch_is_stored_with_its_own_payload_and_every_object_
     // entry that writes no object, cover both sides and their seam.
     for n in [1, 2, 4] {
         let mut entries = vec![webhook_entry(&unprojectable(&format!("evt_own_bad_{n}")))];
-        entries.extend(
-            (0..n).map(|i| webhook_entry(&event(&format!("evt_own_{n}_{i}"), "customer.created"))),
-        );
+        entries
+            .extend((0..n).map(|i| webhook_entry(&awkward_customer(&format!("evt_own_{n}_{i}")))));
         let bodies: Vec<(String, String)> = entries
             .iter()
             .map(|(e, _)| (e.envelope.id.clone(), e.payload.clone()))
@@ -419,4 +418,16 @@ async fn every_entry_of_a_batch_is_stored_with_its_own_payload_and_every_object_
             assert_eq!(state["id"], customer.as_str(), "{state}");
         }
     }
+}
+
+/// A customer event whose text is everything JSON escaping touches, and large: pretty-printed
+/// (newlines, indentation), with quotes, backslashes, a tab, ESC, U+2028 and an emoji in its
+/// name, and a 20 kB description. Bound on its own or carried in an array, it must be stored
+/// byte for byte.
+fn awkward_customer(id: &str) -> Vec<u8> {
+    let mut body = crate::helpers::event_json(id, "customer.created", false);
+    body["data"]["object"]["name"] =
+        serde_json::json!("\"quoted\" back\\slash \t tab \u{1b}[31m \u{2028} 🎉");
+    body["data"]["object"]["description"] = serde_json::json!("x\"y\\".repeat(5_000));
+    serde_json::to_string_pretty(&body).unwrap().into_bytes()
 }
