@@ -51,6 +51,19 @@ async fn after_creating(
     (database, db, known, bodies)
 }
 
+/// [`after_creating`] through the meter (`hot_path::metered`: one connection).
+async fn metered_after_creating(
+    tag: &str,
+    customer: &str,
+) -> (Arc<TestDatabase>, Db, Meter, KnownStates, [Vec<u8>; 3]) {
+    let database = TestDatabase::create().await;
+    let (db, meter) = metered(&database).await;
+    let mut known = KnownStates::new(MEMORY);
+    let bodies = created_then_updated(tag, customer);
+    assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
+    (database, db, meter, known, bodies)
+}
+
 async fn connect(database: &TestDatabase) -> Db {
     let db = Db::connect(
         &DbTarget::parse(&database.url).unwrap(),
@@ -131,12 +144,9 @@ fn appended(outcome: &Result<AppendOutcome, WriteError>) -> bool {
 
 #[tokio::test]
 async fn a_batch_about_an_object_the_writer_just_wrote_skips_its_read() {
-    let database = TestDatabase::create().await;
-    let (db, meter) = metered(&database).await;
-    let mut known = KnownStates::new(MEMORY);
-    let bodies = created_then_updated("skip", "cus_skip");
     // The first batch knows nothing yet, so it reads.
-    assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
+    let (_database, db, meter, mut known, bodies) =
+        metered_after_creating("skip", "cus_skip").await;
     for body in &bodies[1..] {
         let before = settled(&meter).await;
         assert!(appended(&knowing(&db, &mut known, body).await));
@@ -177,11 +187,8 @@ async fn a_guess_about_a_state_another_writer_moved_is_refused_whole_and_the_bat
 
 #[tokio::test]
 async fn a_refused_guess_is_read_and_written_again_on_the_same_connection() {
-    let database = TestDatabase::create().await;
-    let (db, meter) = metered(&database).await;
-    let mut known = KnownStates::new(MEMORY);
-    let bodies = created_then_updated("kept", "cus_kept");
-    assert!(appended(&knowing(&db, &mut known, &bodies[0]).await));
+    let (_database, db, meter, mut known, bodies) =
+        metered_after_creating("kept", "cus_kept").await;
     assert!(appended(&elsewhere(&db, &bodies[1]).await));
     let before = settled(&meter).await;
     assert!(appended(&knowing(&db, &mut known, &bodies[2]).await));
