@@ -106,14 +106,14 @@ impl KnownStates {
 
     /// A write committed `rows` into `generation`; `guessed` if it was folded from a guess,
     /// which was right.
-    pub fn wrote(&mut self, generation: i64, rows: &[VersionedRow], guessed: bool) {
+    pub fn wrote(&mut self, generation: i64, rows: Vec<VersionedRow>, guessed: bool) {
         self.enter(generation);
         for r in rows {
             let versioned = Versioned {
-                state: r.row.state.clone(),
+                state: r.row.state,
                 version: r.expected + 1,
             };
-            self.remember((r.row.kind, r.row.id.clone()), versioned);
+            self.remember((r.row.kind, r.row.id), versioned);
         }
         if guessed {
             self.pause /= 2;
@@ -229,14 +229,14 @@ mod tests {
     fn nothing_is_guessed_before_the_first_read_or_write_nor_with_a_budget_of_zero() {
         assert!(KnownStates::new(1 << 20).guess(&[key("cus_1")]).is_none());
         let mut off = KnownStates::new(0);
-        off.wrote(1, &[row("cus_1", "{}", 0)], false);
+        off.wrote(1, vec![row("cus_1", "{}", 0)], false);
         assert!(off.guess(&[key("cus_1")]).is_none());
     }
 
     #[test]
     fn a_written_state_is_guessed_at_its_next_version_and_an_unknown_one_as_absent() {
         let mut known = KnownStates::new(1 << 20);
-        known.wrote(3, &[row("cus_1", r#"{"a":1}"#, 4)], false);
+        known.wrote(3, vec![row("cus_1", r#"{"a":1}"#, 4)], false);
         let guess = known.guess(&[key("cus_1"), key("cus_2")]).unwrap();
         assert_eq!(guess.generation, 3);
         assert!(guess.logged.is_empty());
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn a_new_generation_forgets_every_state_of_the_old_one() {
         let mut known = KnownStates::new(1 << 20);
-        known.wrote(3, &[row("cus_1", "{}", 0)], false);
+        known.wrote(3, vec![row("cus_1", "{}", 0)], false);
         known.read(&BatchRead {
             generation: 4,
             ..Default::default()
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn wrong_guesses_pause_guessing_longer_each_time_and_right_ones_shorten_the_pause() {
         let mut known = KnownStates::new(1 << 20);
-        known.wrote(1, &[row("cus_1", "{}", 0)], false);
+        known.wrote(1, vec![row("cus_1", "{}", 0)], false);
         let keys = [key("cus_1")];
         // A guess, right or wrong, then how many batches read before the next guess. After
         // three wrong guesses the pause is 4; two right ones bring it to 1, so the next wrong
@@ -282,7 +282,7 @@ mod tests {
         ] {
             assert!(known.guess(&keys).is_some());
             if right {
-                known.wrote(1, &[], true);
+                known.wrote(1, vec![], true);
             } else {
                 known.wrong(&keys);
             }
@@ -296,7 +296,7 @@ mod tests {
     #[test]
     fn a_wrong_guess_forgets_the_batch_states_and_the_pause_is_bounded() {
         let mut known = KnownStates::new(1 << 20);
-        known.wrote(1, &[row("cus_1", "{}", 0), row("cus_2", "{}", 0)], false);
+        known.wrote(1, vec![row("cus_1", "{}", 0), row("cus_2", "{}", 0)], false);
         for _ in 0..20 {
             known.wrong(&[key("cus_1")]);
         }
@@ -313,11 +313,11 @@ mod tests {
         let each = "cus_0".len() + state.len() + OVERHEAD_BYTES;
         let mut known = KnownStates::new(3 * each);
         for (i, id) in ["cus_0", "cus_1", "cus_2"].iter().enumerate() {
-            known.wrote(1, &[row(id, &state, i as i64)], false);
+            known.wrote(1, vec![row(id, &state, i as i64)], false);
         }
         // cus_0 written again: now the newest, so cus_1 is the one forgotten.
-        known.wrote(1, &[row("cus_0", &state, 7)], false);
-        known.wrote(1, &[row("cus_3", &state, 0)], false);
+        known.wrote(1, vec![row("cus_0", &state, 7)], false);
+        known.wrote(1, vec![row("cus_3", &state, 0)], false);
         assert_eq!(known.used_bytes(), 3 * each);
         let keys: Vec<Key> = (0..4).map(|i| key(&format!("cus_{i}"))).collect();
         let guess = known.guess(&keys).unwrap();
@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(held, ["cus_0", "cus_2", "cus_3"]);
         assert_eq!(guess.states[&key("cus_0")].version, 8);
         // A state larger than the whole budget is not held, and replaces nothing.
-        known.wrote(1, &[row("cus_2", &"y".repeat(4 * each), 1)], false);
+        known.wrote(1, vec![row("cus_2", &"y".repeat(4 * each), 1)], false);
         assert!(!known
             .guess(&keys)
             .unwrap()
@@ -339,7 +339,7 @@ mod tests {
     fn the_queue_of_keys_stays_proportional_to_the_states_held() {
         let mut known = KnownStates::new(1 << 20);
         for v in 0..10_000 {
-            known.wrote(1, &[row("cus_1", "{}", v)], false);
+            known.wrote(1, vec![row("cus_1", "{}", v)], false);
         }
         assert!(known.order.len() <= 2 * known.states.len() + 65);
         assert_eq!(known.guess(&[key("cus_1")]).unwrap().states.len(), 1);

@@ -81,6 +81,10 @@ struct Names<'a> {
 /// full path would give. Anything else (another body under a logged id, a body the light read
 /// cannot read, an id not cached) takes the full path.
 fn known_duplicate(writer: &Writer, body: &[u8], raw_body_sha256: &str) -> Option<Ingested> {
+    // A new event (the common case) is told apart by its hash, before any read of its body.
+    if !writer.may_have_logged_body(raw_body_sha256) {
+        return None;
+    }
     let names: Names = serde_json::from_slice(body).ok()?;
     let position = writer.logged_with_body(&names.id, raw_body_sha256)?;
     crate::telemetry::record_event_id(&names.id);

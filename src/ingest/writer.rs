@@ -20,7 +20,7 @@
 //! and the log never forgets an id, so a hit is always right; a miss falls through to the
 //! unique constraint, which stays the arbiter across instances.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use super::known_states::KnownStates;
 use crate::event_log::{AppendOutcome, Logged, NewEntry};
 use crate::projector::{self, Decoded, Entry, ProjectError};
 use crate::store::event_log::Inserted;
-use crate::store::ingest::{BatchRead, BatchWrite, FailedEntry, IngestSession};
+use crate::store::ingest::{BatchRead, BatchWrite, FailedEntry, IngestSession, VersionedRow};
 use crate::store::read_models::Key;
 use crate::store::Db;
 use crate::store::StorageError;
@@ -87,6 +87,12 @@ impl Writer {
     pub fn logged_with_body(&self, event_id: &str, raw_body_sha256: &str) -> Option<i64> {
         let (position, tag) = self.seen.get(event_id)?;
         (tag == body_tag(raw_body_sha256)).then_some(position)
+    }
+
+    /// Whether a body with this hash may be one this instance committed and projected: `false`
+    /// means [`Writer::logged_with_body`] is `None` for every id, so the id need not be read.
+    pub fn may_have_logged_body(&self, raw_body_sha256: &str) -> bool {
+        self.seen.has_body(&body_tag(raw_body_sha256))
     }
 
     /// Appends `entry` unless its id is already logged, and makes sure it is projected.
@@ -174,7 +180,10 @@ async fn write_loop(
         }
         // A request whose caller gave up (timeout) is still written: Stripe will retry it and
         // then find it already logged.
-        write(&db, batch, &seen, &mut held, &mut known).await;
+        write(&db, batch, &seen, &mut held, &mut known, &|| {
+            receiver.is_empty()
+        })
+        .await;
     }
 }
 
@@ -238,7 +247,7 @@ pub async fn write_batch_knowing(
         });
         outcomes.push(outcome);
     }
-    write(db, batch, &SeenIds::new(0), &mut None, known).await;
+    write(db, batch, &SeenIds::new(0), &mut None, known, &|| true).await;
     let mut results = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         results.push(
@@ -254,26 +263,38 @@ fn unavailable(why: &str) -> WriteError {
     WriteError::Storage(StorageError::interrupted(why))
 }
 
+/// `idle` tells, once the batch is written, whether no request is waiting for the next one.
 async fn write(
     db: &Db,
     batch: Vec<Pending>,
     seen: &SeenIds,
     held: &mut Option<Held>,
     known: &mut KnownStates,
+    idle: &(dyn Fn() -> bool + Sync),
 ) {
     match write_together(db, &batch, held, known).await {
-        Ok(replies) => reply(batch, replies, seen),
+        Ok(written) => {
+            let rest = reply(batch, written.replies, seen);
+            if idle() {
+                tokio::task::yield_now().await;
+            }
+            after_replies(known, written.learned, (rest, written.spent));
+        }
         // A permanent failure may be one bad entry: retry one by one so the others land and
         // only the culprit fails.
         Err(e) if !e.is_transient() && batch.len() > 1 => {
             tracing::warn!(error = %e.report(), size = batch.len(), "batch append failed; retrying entries one by one");
             for pending in batch {
                 let one = std::slice::from_ref(&pending);
-                let replies = match write_together(db, one, held, known).await {
-                    Ok(replies) => replies,
-                    Err(e) => vec![Err(WriteError::Storage(e))],
-                };
-                reply(vec![pending], replies, seen);
+                match write_together(db, one, held, known).await {
+                    Ok(written) => {
+                        let rest = reply(vec![pending], written.replies, seen);
+                        after_replies(known, written.learned, (rest, written.spent));
+                    }
+                    Err(e) => {
+                        reply(vec![pending], vec![Err(WriteError::Storage(e))], seen);
+                    }
+                }
             }
         }
         Err(e) => {
@@ -284,6 +305,37 @@ async fn write(
             reply(batch, replies, seen);
         }
     }
+}
+
+/// What a committed batch leaves behind once its replies are sent: what the writer learns from
+/// it, and what it decoded and folded.
+struct Written {
+    replies: Vec<Result<AppendOutcome, WriteError>>,
+    learned: Learned,
+    spent: Spent,
+}
+
+/// The states a committed batch wrote, to fold the next batch from (docs/adr/0024).
+struct Learned {
+    generation: i64,
+    rows: Vec<VersionedRow>,
+    guessed: bool,
+}
+
+/// A batch's decoded bodies and fold, freed after its replies.
+type Spent = (Vec<Result<Decoded, ProjectError>>, Folded);
+
+/// Learns the states a batch wrote and frees the batch, once its replies are sent.
+///
+/// With no request waiting, the writer first yields: on the server's one-thread runtime the
+/// callers' tasks answer their clients only when it does, and a yielded task resumes only once
+/// no other task is ready. Learning and freeing (a batch's parsed bodies are thousands of
+/// allocations) then happen while the client reads its answer, not before. With requests
+/// waiting, the next batch's write goes out first instead, and the answers are written while
+/// the database works on it.
+fn after_replies<T>(known: &mut KnownStates, learned: Learned, spent: T) {
+    known.wrote(learned.generation, learned.rows, learned.guessed);
+    drop(spent);
 }
 
 /// Projects the batch and appends it, committed together: a 200 means both (docs/adr/0016).
@@ -306,8 +358,8 @@ async fn write_together(
     batch: &[Pending],
     held: &mut Option<Held>,
     known: &mut KnownStates,
-) -> Result<Vec<Result<AppendOutcome, WriteError>>, StorageError> {
-    let arrived = Arrived::of(batch);
+) -> Result<Written, StorageError> {
+    let mut arrived = Arrived::of(batch);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -330,8 +382,8 @@ async fn write_together(
                 read
             }
         };
-        let folded = fold(&mut session, &arrived, read).await?;
-        let mut write = batch_write(&folded, &arrived);
+        let mut folded = fold(&mut session, &arrived, read).await?;
+        let mut write = batch_write(&mut folded, &arrived);
         write.unread = unread;
         let inserted = match session.write(&write).await {
             Ok(inserted) => inserted,
@@ -348,7 +400,6 @@ async fn write_together(
             }
             Err(e) => return Err(e),
         };
-        known.wrote(write.generation, &write.rows, unread);
         *held = Some(Held { session, since });
         let outcomes = outcomes(
             batch,
@@ -357,7 +408,7 @@ async fn write_together(
             &write.fresh,
             inserted,
         );
-        return Ok(outcomes
+        let replies = outcomes
             .into_iter()
             .zip(batch)
             .map(|(outcome, pending)| {
@@ -366,7 +417,18 @@ async fn write_together(
                     None => Ok(outcome),
                 }
             })
-            .collect());
+            .collect();
+        let learned = Learned {
+            generation: write.generation,
+            rows: std::mem::take(&mut write.rows),
+            guessed: unread,
+        };
+        drop(write);
+        return Ok(Written {
+            replies,
+            learned,
+            spent: (std::mem::take(&mut arrived.decoded), folded),
+        });
     }
 }
 
@@ -491,10 +553,11 @@ fn distinct_keys<'a>(decoded: impl Iterator<Item = &'a Decoded>) -> Vec<Key> {
 }
 
 /// Everything the batch writes, from its fold.
-fn batch_write<'a>(folded: &Folded, arrived: &Arrived<'a>) -> BatchWrite<'a> {
+/// The fold's rows move into the write (and from there into the writer's memory).
+fn batch_write<'a>(folded: &mut Folded, arrived: &Arrived<'a>) -> BatchWrite<'a> {
     let mut write = BatchWrite {
         generation: folded.generation,
-        rows: folded.fold.rows.clone(),
+        rows: std::mem::take(&mut folded.fold.rows),
         now: chrono::Utc::now().timestamp(),
         ..Default::default()
     };
@@ -582,19 +645,42 @@ fn entry_of_logged(l: &Logged) -> Entry {
     }
 }
 
-fn reply(batch: Vec<Pending>, replies: Vec<Result<AppendOutcome, WriteError>>, seen: &SeenIds) {
+/// Sends each request its reply and remembers the committed ids. Returns the requests'
+/// entries and parsed bodies, for the caller to free after the replies are out.
+fn reply(
+    batch: Vec<Pending>,
+    replies: Vec<Result<AppendOutcome, WriteError>>,
+    seen: &SeenIds,
+) -> Vec<(NewEntry, Option<serde_json::Value>)> {
     let mut committed = Vec::new();
+    let mut senders = Vec::with_capacity(batch.len());
+    let mut rest = Vec::with_capacity(batch.len());
     for (pending, reply) in batch.into_iter().zip(replies) {
-        if let Ok(outcome) = &reply {
+        // The cache answers a body only if it is the logged one: a duplicate id with another
+        // body is not remembered (its hash is not the logged body's).
+        if let Ok(
+            outcome @ (AppendOutcome::Appended { .. }
+            | AppendOutcome::Duplicate {
+                same_body: true, ..
+            }),
+        ) = &reply
+        {
             committed.push((
                 pending.entry.envelope.id.clone(),
                 pending.entry.raw_body_sha256.clone(),
                 outcome.position(),
             ));
         }
-        let _ = pending.reply.send(reply);
+        senders.push((pending.reply, reply));
+        rest.push((pending.entry, pending.parsed));
     }
+    // Remembered before anyone is answered: a redelivery sent on the heels of its answer is
+    // then found in the cache.
     seen.remember(committed);
+    for (sender, reply) in senders {
+        let _ = sender.send(reply);
+    }
+    rest
 }
 
 fn entry_of(entry: &NewEntry, position: i64) -> Entry {
@@ -629,6 +715,9 @@ struct SeenIds {
 struct Fifo {
     /// Event id → (position, body tag).
     map: HashMap<Box<str>, (i64, [u8; 32])>,
+    /// The body tags in `map`: a body whose hash is not here is no cached duplicate, which is
+    /// known before its id is read.
+    bodies: HashSet<[u8; 32]>,
     /// Insertion order, for eviction.
     order: VecDeque<Box<str>>,
 }
@@ -649,21 +738,33 @@ impl SeenIds {
         inner.map.get(id).copied()
     }
 
+    fn has_body(&self, tag: &[u8; 32]) -> bool {
+        if self.capacity == 0 {
+            return false;
+        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.bodies.contains(tag)
+    }
+
     /// Remembers (event id, raw body hash, position) of entries logged and projected.
     fn remember(&self, committed: Vec<(String, String, i64)>) {
         if self.capacity == 0 {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Fifo { map, order } = &mut *inner;
+        let Fifo { map, bodies, order } = &mut *inner;
         for (id, sha, position) in committed {
             let id: Box<str> = id.into();
-            if map.insert(id.clone(), (position, body_tag(&sha))).is_none() {
+            let tag = body_tag(&sha);
+            bodies.insert(tag);
+            if map.insert(id.clone(), (position, tag)).is_none() {
                 order.push_back(id);
             }
             while order.len() > self.capacity {
-                if let Some(old) = order.pop_front() {
-                    map.remove(&old);
+                if let Some((_, (_, old))) =
+                    order.pop_front().and_then(|old| map.remove_entry(&old))
+                {
+                    bodies.remove(&old);
                 }
             }
         }

@@ -298,6 +298,18 @@ impl TestApp {
         TestAppBuilder::default()
     }
 
+    /// Two instances on one fresh database, with the same webhook secret.
+    pub async fn two_instances() -> (TestApp, TestApp) {
+        let database = TestDatabase::create().await;
+        let a = TestApp::builder().database(database.clone()).spawn().await;
+        let b = TestApp::builder()
+            .database(database)
+            .env("STRIPE_WEBHOOK_SECRET", &a.secret)
+            .spawn()
+            .await;
+        (a, b)
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.unwrap_or_else(|| chrono::Utc::now().timestamp())
     }

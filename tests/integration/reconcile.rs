@@ -268,13 +268,7 @@ async fn two_instances_due_at_once_run_the_scheduled_reconciliation_once() {
         "/v1/subscriptions",
         vec![subscription("sub_s", "cus_s", "active", T0 + MONTH, false)],
     );
-    let database = crate::helpers::TestDatabase::create().await;
-    let a = TestApp::builder().database(database.clone()).spawn().await;
-    let b = TestApp::builder()
-        .database(database.clone())
-        .env("STRIPE_WEBHOOK_SECRET", &a.secret)
-        .spawn()
-        .await;
+    let (a, b) = TestApp::two_instances().await;
     let client = StripeClient::new(
         &fake.base_url,
         SecretKey::parse("sk_test_sched0123").unwrap(),

@@ -252,6 +252,33 @@ async fn a_logged_id_redelivered_with_another_body_is_checked_in_full_not_answer
 }
 
 #[tokio::test]
+async fn a_redelivered_body_that_differs_from_the_logged_one_is_reported_as_different_every_time() {
+    // Logged by one instance; the other body arrives at another instance, which has not seen
+    // the id, so its writer finds it logged.
+    let (a, b) = TestApp::two_instances().await;
+    let id = unique_id("evt");
+    let first = a.deliver(&event(&id, "customer.created")).await;
+    assert_eq!(first.json["status"], "recorded");
+    let mut edited = event_json(&id, "customer.created", false);
+    edited["data"]["object"]["name"] = json!("Someone else");
+    let edited = edited.to_string().into_bytes();
+    // The second copy must not be answered from b's cache as if it were the logged body.
+    for _ in 0..2 {
+        let reply = b.deliver(&edited).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["status"], "duplicate");
+        assert_eq!(reply.json["position"], first.json["position"]);
+    }
+    let logs = crate::helpers::captured_logs();
+    let warnings = logs
+        .lines()
+        .filter(|l| l.contains(&id) && l.contains("with a different body"))
+        .count();
+    assert_eq!(warnings, 2, "{logs}");
+    assert_eq!(a.event_count().await, 1);
+}
+
+#[tokio::test]
 async fn a_batch_with_a_duplicate_and_new_events_records_only_the_new_ones() {
     let app = Arc::new(
         TestApp::builder()
