@@ -501,3 +501,35 @@ pub async fn rebuild(db: &Db, chunk: u32) -> stripe_ledger::projector::RebuildRe
     .await
     .expect("rebuild")
 }
+
+/// Polls PostgreSQL until `count_waiters` (a `SELECT count(...) FROM pg_locks WHERE NOT granted
+/// ...` statement) reaches `n`, or `done()` says the awaited statement finished anyway (which the
+/// caller then catches). Fails after 10 s, naming `what`. On a connection of its own, so the
+/// app's pools are not involved.
+pub async fn until_lock_waiters(
+    app: &TestApp,
+    count_waiters: &str,
+    n: i64,
+    done: impl Fn() -> bool,
+    what: &str,
+) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&app.database.url)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(count_waiters)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if waiting >= n || done() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {waiting} of {n} lock waits"
+        );
+        tokio::task::yield_now().await;
+    }
+}

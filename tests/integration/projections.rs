@@ -578,28 +578,9 @@ async fn two_instances_writing_one_object_at_once_retry_the_loser_and_end_like_o
 
 /// Waits until `n` backends wait for a row lock (or the transaction holding it).
 async fn row_waiters(app: &TestApp, n: i64) {
-    let stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool, .. }) = &app.db
-    else {
-        unreachable!("PostgreSQL only");
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted \
-             AND locktype IN ('transactionid', 'tuple')",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if waiting >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{waiting} of {n} row lock waits"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let count = "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted \
+                 AND locktype IN ('transactionid', 'tuple')";
+    crate::helpers::until_lock_waiters(app, count, n, || false, "row locks").await;
 }
 
 #[tokio::test]
@@ -665,27 +646,8 @@ async fn subscriptions_list_by_status_with_cursor_pagination() {
 
 /// Waits until `n` advisory-lock requests are queued on PostgreSQL.
 async fn advisory_waiters(app: &TestApp, n: i64) {
-    let stripe_ledger::store::Db::Postgres(stripe_ledger::store::PgStore { pool, .. }) = &app.db
-    else {
-        unreachable!("PostgreSQL only");
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if waiting >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{waiting} of {n} lock waits"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let count = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+    crate::helpers::until_lock_waiters(app, count, n, || false, "advisory locks").await;
 }
 
 #[tokio::test]

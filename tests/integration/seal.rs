@@ -816,26 +816,9 @@ async fn until_checkpoint_inserts_wait(app: &TestApp, n: i64) {
         tokio::time::sleep(Duration::from_millis(300)).await;
         return;
     }
-    let mut conn = sqlx::PgConnection::connect(&app.database.url)
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'checkpoints'::regclass AND NOT granted",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        if waiting >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the inserts never waited"
-        );
-        tokio::task::yield_now().await;
-    }
+    let count = "SELECT count(*) FROM pg_locks \
+                 WHERE relation = 'checkpoints'::regclass AND NOT granted";
+    crate::helpers::until_lock_waiters(app, count, n, || false, "the checkpoint inserts").await;
 }
 
 #[tokio::test]
@@ -1585,27 +1568,9 @@ async fn until_an_append_waits(app: &TestApp, done: impl Fn() -> bool) {
     if backend() != Backend::Postgres {
         return;
     }
-    let mut conn = sqlx::PgConnection::connect(&app.database.url)
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        if waiting > 0 || done() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the append never waited"
-        );
-        tokio::task::yield_now().await;
-    }
+    let count = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    crate::helpers::until_lock_waiters(app, count, 1, done, "the append").await;
 }
 
 #[tokio::test]
