@@ -1,6 +1,6 @@
-//! Webhook ingestion, in ARCHITECTURE.md's order: raw bytes, size limit, signature, one strict
-//! parse (envelope), livemode, redaction, idempotent append. Independent of HTTP so that the handler
-//! stays a thin translation and the steps can be tested on their own.
+//! Webhook ingestion, in the order of docs/architecture.md: raw bytes, size limit, signature,
+//! one strict parse (envelope), livemode, redaction, idempotent append. Independent of HTTP so
+//! that the handler stays a thin translation and the steps can be tested on their own.
 
 use chrono::Utc;
 use ledger_projections::EnvelopeError;

@@ -15,10 +15,12 @@
 //! wrong one is read and folded again (docs/adr/0024).
 //!
 //! Stripe's retries usually come back to the instance that logged the event, so ids this
-//! instance has committed and projected are remembered (a bounded FIFO set): such a duplicate is answered
-//! without touching the database. The cache only ever holds ids whose append has committed,
-//! and the log never forgets an id, so a hit is always right; a miss falls through to the
-//! unique constraint, which stays the arbiter across instances.
+//! instance has committed and projected are remembered with their logged body's hash (a bounded
+//! FIFO set): such a duplicate is answered without touching the database. The cache only ever
+//! holds ids whose append has committed, each with the hash of the body the log holds (never
+//! that of a different body sent under the same id, docs/adr/0031), and the log never forgets
+//! an id, so a hit is always right; a miss falls through to the unique constraint, which stays
+//! the arbiter across instances.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex};

@@ -7,7 +7,8 @@
 //! entries after the sealed size in pages (docs/adr/0029), each with its payload's SHA-256
 //! rather than the payload (the leaf commits to that hash; PostgreSQL stores it as the entry
 //! is appended, docs/adr/0027 and 0028), and writes the completed subtree hashes and the new
-//! size in one transaction, conditional on the size it started from. `verify` recomputes every hash from the payloads themselves.
+//! size in one transaction, conditional on the size it started from. `verify` recomputes every
+//! hash from the payloads themselves.
 
 pub mod bench;
 pub mod cli;
