@@ -89,6 +89,26 @@ pub struct NewEntry {
     pub received_at: DateTime<Utc>,
 }
 
+impl NewEntry {
+    /// The SHA-256 of `payload`: what the sealed log commits to for this entry. An entry whose
+    /// payload is its raw body (nothing redacted) has it already, as `raw_body_sha256`; only a
+    /// redacted payload is hashed again. SQLite stores it at append (PostgreSQL's trigger
+    /// computes its own, migration 0017), so its sealer reads 32 bytes instead of the payload
+    /// (docs/adr/0032).
+    pub fn payload_sha256(&self) -> [u8; 32] {
+        let mut raw = [0u8; 32];
+        if self.payload_redacted || hex::decode_to_slice(&self.raw_body_sha256, &mut raw).is_err() {
+            return crate::seal::leaf::payload_hash(&self.payload);
+        }
+        debug_assert_eq!(
+            crate::seal::leaf::payload_hash(&self.payload),
+            raw,
+            "an unredacted payload is the raw body"
+        );
+        raw
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendOutcome {
     /// A new entry at this position.

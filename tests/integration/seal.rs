@@ -286,7 +286,8 @@ fn zero_hash() -> &'static str {
 }
 
 #[tokio::test]
-async fn a_payload_hash_an_insert_claims_is_never_stored_on_postgres_nor_sealed_on_either() {
+async fn a_payload_hash_an_insert_claims_is_overwritten_on_postgres_and_named_edited_by_verify_on_sqlite(
+) {
     let app = TestApp::spawn().await;
     deliver(&app, 3).await;
     // A client with plain rights (the triggers run) that names a hash of its own.
@@ -311,23 +312,31 @@ async fn a_payload_hash_an_insert_claims_is_never_stored_on_postgres_nor_sealed_
         let expected = match backend() {
             // The database's trigger computed it from the payload, overwriting the claim.
             Backend::Postgres => Some(stripe_ledger::seal::leaf::payload_hash(payload).to_vec()),
-            // SQLite cannot compute it (no SHA-256, no trigger that sets a column): the
-            // service never writes the column, the client's claim stays where it put it, and
-            // the sealer (below) hashes the payload it reads instead.
-            Backend::Sqlite if i < 3 => None,
+            // The service stored the real hash of what it appended (docs/adr/0032). SQLite
+            // cannot check a client's claim (no SHA-256 function), so it stays where it was put.
+            Backend::Sqlite if i < 3 => {
+                Some(stripe_ledger::seal::leaf::payload_hash(payload).to_vec())
+            }
             Backend::Sqlite => Some(vec![0u8; 32]),
         };
         assert_eq!(hash, &expected, "entry {i}");
     }
-    let sealable = app.db.sealable_after(0, 100).await.unwrap();
-    assert_eq!(sealable.len(), 4);
-    for (s, (_, payload)) in sealable.iter().zip(&stored) {
-        assert_eq!(
-            s.payload_sha256,
-            stripe_ledger::seal::leaf::payload_hash(payload)
-        );
+    seal(&app).await;
+    let (code, report) = verify(&app, &[]).await;
+    match backend() {
+        Backend::Postgres => assert_eq!(
+            (code, report["sealed_size"].as_u64()),
+            (0, Some(4)),
+            "{report:#}"
+        ),
+        // Sealed as claimed, the entry's bytes disagree with its leaf, and `verify`, which
+        // hashes every payload it checks, says so.
+        Backend::Sqlite => {
+            assert_eq!(code, 4, "{report:#}");
+            assert_eq!(report["first"]["kind"], "edited");
+            assert_eq!(report["first"]["position"], 4);
+        }
     }
-    seals_and_verifies(&app, 4).await;
 }
 
 #[tokio::test]
@@ -351,7 +360,7 @@ async fn an_entry_logged_before_payload_hashes_were_stored_is_sealed_from_its_pa
 }
 
 #[tokio::test]
-async fn a_payload_edited_before_it_was_sealed_is_caught_where_the_database_hashed_it_at_append() {
+async fn a_payload_edited_before_it_was_sealed_is_caught_from_the_hash_stored_at_append() {
     let app = TestApp::spawn().await;
     deliver(&app, 4).await;
     // Rewritten by the owner between the append and the first sealing pass.
@@ -362,19 +371,11 @@ async fn a_payload_edited_before_it_was_sealed_is_caught_where_the_database_hash
     .await;
     seal(&app).await;
     let (code, report) = verify(&app, &[]).await;
-    match backend() {
-        // The leaf was sealed from the hash stored at append, so the rewritten bytes disagree
-        // with the tree.
-        Backend::Postgres => {
-            assert_eq!(code, 4, "{report:#}");
-            assert_eq!(report["first"]["kind"], "edited");
-            assert_eq!(report["first"]["position"], 2);
-        }
-        // SQLite keeps no hash from the append (migrations/sqlite/0017): the sealer hashed the
-        // bytes it found, so the tree agrees with them. The README's sealed-log section says
-        // so; only entries sealed before an edit are protected there.
-        Backend::Sqlite => assert_eq!(code, 0, "{report:#}"),
-    }
+    // The leaf was sealed from the hash stored at append (PostgreSQL's trigger, SQLite's
+    // writer), so the rewritten bytes disagree with the tree.
+    assert_eq!(code, 4, "{report:#}");
+    assert_eq!(report["first"]["kind"], "edited");
+    assert_eq!(report["first"]["position"], 2);
 }
 
 #[tokio::test]

@@ -378,8 +378,10 @@ where
     DateTime<Utc>: Column<'r, R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        let payload = match row.try_get("payload") {
-            Ok(payload) => Some(payload),
+        // NULL only where a statement selects it as such (the SQLite sealer's read, for an
+        // entry whose payload's hash is stored): the column itself is NOT NULL.
+        let payload = match row.try_get::<Option<String>, _>("payload") {
+            Ok(payload) => payload,
             Err(sqlx::Error::ColumnNotFound(_)) => None,
             Err(e) => return Err(e),
         };

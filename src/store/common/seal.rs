@@ -23,7 +23,9 @@ pub(crate) const MOVE_STATE: &str = "UPDATE seal_state SET size = $1, root = $2"
 /// PostgreSQL sends the 32 bytes of each payload's hash: stored when the entry was appended
 /// (migration 0017, docs/adr/0028), or for an entry logged before that, computed where the
 /// payload is stored (`convert_to(..., 'UTF8')` is the text as every client receives it).
-/// SQLite has no SHA-256, so its payloads are read and hashed as they arrive (docs/adr/0027).
+/// SQLite has no SHA-256 function: the writer stores each payload's hash as it appends
+/// (docs/adr/0032), and only an entry appended before that has its payload read and hashed
+/// here (docs/adr/0027).
 pub(crate) const SEALABLE_AFTER_PG: &str = concat!(
     "SELECT ",
     summary_columns!(),
@@ -33,7 +35,8 @@ pub(crate) const SEALABLE_AFTER_PG: &str = concat!(
 pub(crate) const ENTRIES_AFTER_SQLITE: &str = concat!(
     "SELECT ",
     summary_columns!(),
-    ", payload FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
+    ", CASE WHEN payload_sha256 IS NULL THEN payload END AS payload, payload_sha256 \
+     FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
 );
 
 pub(crate) const ENTRIES_BETWEEN: &str = concat!(
@@ -130,8 +133,9 @@ where
     }
 }
 
-/// One decoder for both backends: the payload's hash as selected (PostgreSQL), or computed
-/// here from the payload (SQLite), which is then dropped.
+/// One decoder for both backends: the payload's hash as selected (PostgreSQL; SQLite for an
+/// entry appended with it, docs/adr/0032), or computed here from the payload (SQLite, an entry
+/// appended before), which is then dropped.
 impl<'r, R> sqlx::FromRow<'r, R> for Sealable
 where
     R: sqlx::Row,
@@ -141,9 +145,19 @@ where
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         let mut entry = StoredEvent::from_row(row)?;
-        let payload_sha256 = match entry.payload.take() {
-            Some(payload) => crate::seal::leaf::payload_hash(&payload),
-            None => hash(row.try_get("payload_sha256")?, "payload_sha256")?,
+        let stored: Option<Vec<u8>> = row.try_get("payload_sha256")?;
+        let payload_sha256 = match (stored, entry.payload.take()) {
+            (Some(stored), _) => hash(stored, "payload_sha256")?,
+            (None, Some(payload)) => crate::seal::leaf::payload_hash(&payload),
+            (None, None) => {
+                return Err(sqlx::Error::Decode(
+                    format!(
+                        "entry {} has neither its payload nor its payload's hash",
+                        entry.position
+                    )
+                    .into(),
+                ))
+            }
         };
         Ok(Sealable {
             entry,

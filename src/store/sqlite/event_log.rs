@@ -56,7 +56,8 @@ async fn insert_one(
     const INSERT: &str = concat!(
         "INSERT INTO event_log (",
         insert_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+        ", payload_sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          ON CONFLICT (event_id) DO NOTHING RETURNING position"
     );
     let env = &entry.envelope;
@@ -80,6 +81,7 @@ async fn insert_one(
         .bind(v.map(|v| v.timestamp))
         .bind(v.map(|v| v.secret_index as i32))
         .bind(v.map(|v| v.secret_fingerprint.as_str()))
+        .bind(entry.payload_sha256().to_vec())
         .fetch_optional(&mut *tx)
         .await?;
     Ok(match position {

@@ -122,14 +122,15 @@ macro_rules! write_sql {
         INSERT INTO event_log (event_id, event_type, api_version, livemode, account, object_id, \
             object_type, stripe_created, received_at, source, payload, payload_redacted, \
             raw_body_sha256, signature_header, signature_timestamp, verified_by_index, \
-            verified_by_fingerprint) \
+            verified_by_fingerprint, payload_sha256) \
             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
             json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
             json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
             json_extract(value, '$[8]'), json_extract(value, '$[9]'), \
             CASE WHEN key = 0 THEN $14 ELSE json_extract(value, '$[10]') END, \
             json_extract(value, '$[11]'), json_extract(value, '$[12]'), json_extract(value, '$[13]'), \
-            json_extract(value, '$[14]'), json_extract(value, '$[15]'), json_extract(value, '$[16]') \
+            json_extract(value, '$[14]'), json_extract(value, '$[15]'), json_extract(value, '$[16]'), \
+            unhex(json_extract(value, '$[17]')) \
             FROM json_each($5) WHERE true ORDER BY key \
             ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position, raw_body_sha256; \
         SELECT CASE WHEN changes() = $13 THEN 0 \
@@ -387,6 +388,7 @@ fn entry_rows(batch: &BatchWrite<'_>) -> String {
             v.map(|v| v.timestamp),
             v.map(|v| v.secret_index as i32),
             v.map(|v| v.secret_fingerprint.as_str()),
+            hex::encode(e.payload_sha256()),
         ])
     })
 }

@@ -10,7 +10,7 @@ use crate::store::read_models::{Key, KeyedState, Row};
 use crate::store::rebuild::*;
 use crate::store::{StorageError, Tx};
 
-/// Rows per multi-row statement: far below SQLite's 32,766 bound parameters at 17 per row,
+/// Rows per multi-row statement: far below SQLite's 32,766 bound parameters at 18 per row,
 /// and large enough that the per-statement cost (one trip to sqlx's worker thread) vanishes.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -57,8 +57,12 @@ impl RebuildStore for SqliteStore {
         let mut tx = self.begin().await?;
         for part in entries.chunks(ROWS_PER_STATEMENT) {
             let statement = format!(
-                concat!("INSERT INTO event_log (", insert_columns!(), ") VALUES {}"),
-                placeholders(part.len(), 17)
+                concat!(
+                    "INSERT INTO event_log (",
+                    insert_columns!(),
+                    ", payload_sha256) VALUES {}"
+                ),
+                placeholders(part.len(), 18)
             );
             let mut query = sqlx::query(&statement);
             for entry in part {
@@ -82,7 +86,8 @@ impl RebuildStore for SqliteStore {
                     .bind(v.map(|v| v.signature_header.as_str()))
                     .bind(v.map(|v| v.timestamp))
                     .bind(v.map(|v| v.secret_index as i32))
-                    .bind(v.map(|v| v.secret_fingerprint.as_str()));
+                    .bind(v.map(|v| v.secret_fingerprint.as_str()))
+                    .bind(entry.payload_sha256().to_vec());
             }
             query.execute(&mut *tx).await?;
         }
