@@ -433,9 +433,12 @@ async fn hostile_text_in_the_log_is_escaped_and_cut_in_text_output() {
             }),
         },
         source: stripe_ledger::event_log::Source::ApiBackfill,
+        raw_body_sha256: {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(body.as_bytes()))
+        },
         payload: body,
         payload_redacted: false,
-        raw_body_sha256: "0".repeat(64),
         verification: None,
         received_at: chrono::Utc::now(),
     };
