@@ -200,6 +200,15 @@ async fn the_payload_hash_the_sealer_reads_is_the_hash_of_the_stored_bytes_even_
         let reply = app.deliver(pretty.as_bytes()).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
+    // Stored with the entry: by PostgreSQL's trigger, by SQLite's writer (docs/adr/0032), the
+    // redacted one included.
+    for (hash, payload) in stored_payload_hashes(&app).await {
+        assert_eq!(
+            hash,
+            Some(stripe_ledger::seal::leaf::payload_hash(&payload).to_vec()),
+            "{payload}"
+        );
+    }
     let sealable = app.db.sealable_after(0, 100).await.unwrap();
     let entries = app.db.entries_between(0, i64::MAX).await.unwrap();
     assert_eq!(sealable.len(), names.len());
@@ -356,6 +365,29 @@ async fn an_entry_logged_before_payload_hashes_were_stored_is_sealed_from_its_pa
         sealable[2].payload_sha256,
         stripe_ledger::seal::leaf::payload_hash(&stored[2].1)
     );
+    seals_and_verifies(&app, 3).await;
+}
+
+#[tokio::test]
+async fn a_stored_payload_hash_that_is_not_32_bytes_is_ignored_and_the_payload_sealed() {
+    let app = TestApp::spawn().await;
+    deliver(&app, 2).await;
+    // Planted by the owner with triggers off: on PostgreSQL the trigger that computes the hash
+    // does not run, and SQLite takes any value.
+    let short = match backend() {
+        Backend::Postgres => "'\\x0102'::bytea",
+        Backend::Sqlite => "X'0102'",
+    };
+    let insert = copy_of_the_first_entry(&unique_id("evt"), Some(short));
+    as_owner(&app, &[&insert]).await;
+    let stored = stored_payload_hashes(&app).await;
+    assert_eq!(stored[2].0, Some(vec![1, 2]), "the planted value is stored");
+    let sealable = app.db.sealable_after(0, 100).await.unwrap();
+    assert_eq!(
+        sealable[2].payload_sha256,
+        stripe_ledger::seal::leaf::payload_hash(&stored[2].1)
+    );
+    // One such row does not stop sealing, and the tree agrees with the bytes.
     seals_and_verifies(&app, 3).await;
 }
 

@@ -26,16 +26,25 @@ pub(crate) const MOVE_STATE: &str = "UPDATE seal_state SET size = $1, root = $2"
 /// SQLite has no SHA-256 function: the writer stores each payload's hash as it appends
 /// (docs/adr/0032), and only an entry appended before that has its payload read and hashed
 /// here (docs/adr/0027).
+///
+/// On both, a stored value that is not 32 bytes (planted by someone writing the table
+/// directly: the service never stores one) counts as no hash, and the payload is hashed: one
+/// such row must not fail every sealing pass from then on. A wrong hash of the right length is
+/// sealed as stored, and `verify`, which hashes every payload it checks, names the entry.
 pub(crate) const SEALABLE_AFTER_PG: &str = concat!(
     "SELECT ",
     summary_columns!(),
-    ", COALESCE(payload_sha256, sha256(convert_to(payload, 'UTF8'))) AS payload_sha256 \
+    ", CASE WHEN octet_length(payload_sha256) = 32 THEN payload_sha256 \
+     ELSE sha256(convert_to(payload, 'UTF8')) END AS payload_sha256 \
      FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
 );
 pub(crate) const ENTRIES_AFTER_SQLITE: &str = concat!(
     "SELECT ",
     summary_columns!(),
-    ", CASE WHEN payload_sha256 IS NULL THEN payload END AS payload, payload_sha256 \
+    ", CASE WHEN typeof(payload_sha256) = 'blob' AND length(payload_sha256) = 32 \
+     THEN NULL ELSE payload END AS payload, \
+     CASE WHEN typeof(payload_sha256) = 'blob' AND length(payload_sha256) = 32 \
+     THEN payload_sha256 END AS payload_sha256 \
      FROM event_log WHERE position > $1 ORDER BY position LIMIT $2"
 );
 

@@ -82,7 +82,8 @@ const STATES: &str = "SELECT r.kind, r.id, r.state, r.version FROM json_each($2)
 ///    `RAISE` outside triggers: a malformed JSON path naming [`CHANGED_SINCE_READ`]), so the
 ///    request stops before `COMMIT` and the batch is folded again;
 /// 2. the outbox (`$3` rows, `$4` now);
-/// 3. the append (`$5` entries), which returns the positions; unless it appended all `$13`
+/// 3. the append (`$5` entries, each with its payload's SHA-256 in hex for
+///    `payload_sha256`, docs/adr/0032), which returns the positions; unless it appended all `$13`
 ///    entries, the next statement fails the request the same way (an id taken for new that is
 ///    logged: only possible in a write without a read, see [`WRITE_UNREAD`]);
 /// 4. projected positions: the logged entries projected again (`$6`) and the appended ones
