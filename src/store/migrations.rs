@@ -107,6 +107,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0017_payload_hashes.sql"),
         include_str!("../../migrations/sqlite/0017_payload_hashes.sql"),
     ),
+    (
+        18,
+        "outbox_due_order",
+        include_str!("../../migrations/postgres/0018_outbox_due_order.sql"),
+        include_str!("../../migrations/sqlite/0018_outbox_due_order.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

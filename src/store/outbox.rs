@@ -105,8 +105,8 @@ pub struct StatusCount {
 /// Reads run on the pool (SQLite: the read pool); writes on SQLite go to the writer.
 #[allow(async_fn_in_trait)] // static dispatch only: callers see the concrete futures, and they are Send.
 pub trait OutboxStore {
-    /// Claims up to `limit` rows due at `now` until `claimed_until`, counting the attempt; the
-    /// claimed rows by id. On PostgreSQL `SKIP LOCKED` lets concurrent workers take disjoint
+    /// Claims up to `limit` rows due at `now` until `claimed_until`, counting the attempt: the
+    /// rows that fell due first (ties by id), returned by id. On PostgreSQL `SKIP LOCKED` lets concurrent workers take disjoint
     /// rows instead of queueing on each other; SQLite's single writer serialises claims anyway.
     async fn outbox_claim(
         &self,

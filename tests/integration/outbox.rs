@@ -772,3 +772,67 @@ async fn a_customer_state_that_cannot_be_read_holds_back_only_its_own_notificati
     assert_eq!(failed[0].customer_id, customers[1]);
     assert_eq!(sink.messages().len(), 3);
 }
+
+/// A backlog is drained oldest-due first, each row once, and a claim reads only the rows it
+/// takes (`outbox_due_order`, ADR 33). The rows' due times are a permutation of their ids'
+/// order, in pairs (ties go by id), so a claim by id, as before, fails here.
+#[tokio::test]
+async fn a_backlog_is_claimed_once_per_row_in_the_order_its_rows_fell_due() {
+    use stripe_ledger::store::outbox::OutboxStore as _;
+    const ROWS: i64 = 600;
+    let app = TestApp::spawn().await;
+    // Due far in the future of the server's own outbox worker, so that it never takes them.
+    let base = chrono::Utc::now().timestamp() + 10_000_000;
+    let insert = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
+         INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, status, \
+         attempts, next_attempt_at, created_at) \
+         SELECT 'backlog_' || i, 'welcome', 'cus_backlog', 'evt_backlog_' || i, '{{}}', \
+         'pending', 0, {base} + (i * 7) % {half}, {base} FROM n",
+        half = ROWS / 2
+    );
+    crate::event_log::execute(&app.db, &insert).await.unwrap();
+    let now = base + ROWS;
+    // Neither a row due later nor one another worker holds is taken.
+    let later = format!(
+        "INSERT INTO outbox (dedupe_key, kind, customer_id, event_id, details, status, \
+         attempts, next_attempt_at, created_at) VALUES ('backlog_later', 'welcome', 'cus_backlog', \
+         'evt_backlog_later', '{{}}', 'pending', 0, {}, {base}), ('backlog_held', 'welcome', \
+         'cus_backlog', 'evt_backlog_held', '{{}}', 'pending', 0, {base}, {base})",
+        now + 1
+    );
+    crate::event_log::execute(&app.db, &later).await.unwrap();
+    crate::event_log::execute(
+        &app.db,
+        &format!(
+            "UPDATE outbox SET claimed_until = {} WHERE dedupe_key = 'backlog_held'",
+            now + 60
+        ),
+    )
+    .await
+    .unwrap();
+    let (all, _) = outbox::list(&app.db, None, None, 1000).await.unwrap();
+    let mut expected: Vec<(i64, i64)> = all
+        .iter()
+        .filter(|i| i.dedupe_key.starts_with("backlog_") && i.next_attempt_at.is_some())
+        .filter(|i| !matches!(i.dedupe_key.as_str(), "backlog_later" | "backlog_held"))
+        .map(|i| (i.next_attempt_at.unwrap().timestamp(), i.id))
+        .collect();
+    assert_eq!(expected.len(), ROWS as usize);
+    expected.sort();
+    let mut claimed = Vec::new();
+    loop {
+        let batch = app.db.outbox_claim(now, now + 60, 20).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.windows(2).all(|w| w[0].id < w[1].id), "a batch by id");
+        let mut batch: Vec<(i64, i64)> = batch
+            .iter()
+            .map(|i| (i.next_attempt_at.unwrap().timestamp(), i.id))
+            .collect();
+        batch.sort();
+        claimed.extend(batch);
+    }
+    assert_eq!(claimed, expected, "each row once, in the order it fell due");
+}

@@ -15,11 +15,14 @@ macro_rules! item_columns {
 }
 pub(crate) use item_columns;
 
-/// The ids a claim takes (`$2`: now, `$3`: how many); PostgreSQL adds `FOR UPDATE SKIP LOCKED`.
+/// The ids a claim takes (`$2`: now, `$3`: how many): those that fell due first, ties by id;
+/// PostgreSQL adds `FOR UPDATE SKIP LOCKED`. The order is `outbox_due_order`'s after its status
+/// (migration 0018), so a claim reads the rows it takes, not every pending row (ADR 33).
 macro_rules! due_ids {
     () => {
         "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 \
-         AND (claimed_until IS NULL OR claimed_until <= $2) ORDER BY id LIMIT $3"
+         AND (claimed_until IS NULL OR claimed_until <= $2) \
+         ORDER BY next_attempt_at, id LIMIT $3"
     };
 }
 pub(crate) use due_ids;
@@ -57,12 +60,15 @@ pub(crate) const SETTLE_ALL_POSTGRES: &str = "UPDATE outbox o SET status = u.sta
      AS u(id, status, next_attempt_at, last_error, sent_at) \
      WHERE o.id = u.id AND o.status = 'pending'";
 
+/// The unary `+` keeps SQLite from reaching `outbox` through the status index: with it, the
+/// planner scanned every pending row and re-read the JSON batch for each (the batch's rows times
+/// the backlog, per settle), where a look-up by id per batch row is what the statement needs.
 pub(crate) const SETTLE_ALL_SQLITE: &str = "UPDATE outbox SET \
      status = json_extract(u.value, '$[1]'), next_attempt_at = json_extract(u.value, '$[2]'), \
      last_error = json_extract(u.value, '$[3]'), sent_at = json_extract(u.value, '$[4]'), \
      claimed_until = NULL \
      FROM json_each($1) AS u \
-     WHERE outbox.id = json_extract(u.value, '$[0]') AND outbox.status = 'pending'";
+     WHERE outbox.id = json_extract(u.value, '$[0]') AND +outbox.status = 'pending'";
 
 pub(crate) const RETRY_ALL_FAILED: &str = "UPDATE outbox SET status = 'pending', attempts = 0, \
      next_attempt_at = $1, claimed_until = NULL WHERE status = 'failed'";
