@@ -90,22 +90,13 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
-    /// The SHA-256 of `payload`: what the sealed log commits to for this entry. An entry whose
-    /// payload is its raw body (nothing redacted) has it already, as `raw_body_sha256`; only a
-    /// redacted payload is hashed again. SQLite stores it at append (PostgreSQL's trigger
-    /// computes its own, migration 0017), so its sealer reads 32 bytes instead of the payload
-    /// (docs/adr/0032).
+    /// The SHA-256 of `payload`: what the sealed log commits to for this entry. SQLite stores
+    /// it at append (PostgreSQL's trigger computes its own, migration 0017), so its sealer reads
+    /// 32 bytes instead of the payload (docs/adr/0032). Always hashed from the payload itself,
+    /// never taken from `raw_body_sha256`: the fields are public, and a stored hash that is not
+    /// the payload's would be named tampering by `verify` (a couple of microseconds per entry).
     pub fn payload_sha256(&self) -> [u8; 32] {
-        let mut raw = [0u8; 32];
-        if self.payload_redacted || hex::decode_to_slice(&self.raw_body_sha256, &mut raw).is_err() {
-            return crate::seal::leaf::payload_hash(&self.payload);
-        }
-        debug_assert_eq!(
-            crate::seal::leaf::payload_hash(&self.payload),
-            raw,
-            "an unredacted payload is the raw body"
-        );
-        raw
+        crate::seal::leaf::payload_hash(&self.payload)
     }
 }
 

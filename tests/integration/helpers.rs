@@ -530,6 +530,8 @@ pub async fn until_lock_waiters(
             tokio::time::Instant::now() < deadline,
             "{what}: {waiting} of {n} lock waits"
         );
-        tokio::task::yield_now().await;
+        // A short sleep, not a bare yield: polling back to back would take a core from the
+        // very statements being waited for on a 2-core machine.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }

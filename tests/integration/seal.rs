@@ -350,44 +350,39 @@ async fn a_payload_hash_an_insert_claims_is_overwritten_on_postgres_and_named_ed
 
 #[tokio::test]
 async fn an_entry_logged_before_payload_hashes_were_stored_is_sealed_from_its_payload() {
-    let app = TestApp::spawn().await;
-    deliver(&app, 2).await;
     // As the owner with triggers off, the row arrives as one logged before migration 0017 did:
     // on PostgreSQL without the hash, since the trigger that computes it does not run.
-    let insert = copy_of_the_first_entry(&unique_id("evt"), None);
-    as_owner(&app, &[&insert]).await;
-    let stored = stored_payload_hashes(&app).await;
-    assert_eq!(stored.len(), 3);
-    assert_eq!(stored[2].0, None, "the copy has no stored hash");
-    let sealable = app.db.sealable_after(0, 100).await.unwrap();
-    assert_eq!(sealable.len(), 3);
-    assert_eq!(
-        sealable[2].payload_sha256,
-        stripe_ledger::seal::leaf::payload_hash(&stored[2].1)
-    );
-    seals_and_verifies(&app, 3).await;
+    a_copy_is_sealed_from_its_payload(None, None).await;
 }
 
 #[tokio::test]
 async fn a_stored_payload_hash_that_is_not_32_bytes_is_ignored_and_the_payload_sealed() {
-    let app = TestApp::spawn().await;
-    deliver(&app, 2).await;
     // Planted by the owner with triggers off: on PostgreSQL the trigger that computes the hash
-    // does not run, and SQLite takes any value.
+    // does not run, and SQLite takes any value. One such row does not stop sealing.
     let short = match backend() {
         Backend::Postgres => "'\\x0102'::bytea",
         Backend::Sqlite => "X'0102'",
     };
-    let insert = copy_of_the_first_entry(&unique_id("evt"), Some(short));
+    a_copy_is_sealed_from_its_payload(Some(short), Some(vec![1, 2])).await;
+}
+
+/// Two entries delivered, then a copy of the first planted as the owner with `stored` (SQL) as
+/// its `payload_sha256`, which must read back as `expected`. The sealer takes the copy's hash
+/// from its payload, and the sealed tree verifies.
+async fn a_copy_is_sealed_from_its_payload(stored: Option<&str>, expected: Option<Vec<u8>>) {
+    let app = TestApp::spawn().await;
+    deliver(&app, 2).await;
+    let insert = copy_of_the_first_entry(&unique_id("evt"), stored);
     as_owner(&app, &[&insert]).await;
-    let stored = stored_payload_hashes(&app).await;
-    assert_eq!(stored[2].0, Some(vec![1, 2]), "the planted value is stored");
+    let hashes = stored_payload_hashes(&app).await;
+    assert_eq!(hashes.len(), 3);
+    assert_eq!(hashes[2].0, expected, "the copy's stored hash");
     let sealable = app.db.sealable_after(0, 100).await.unwrap();
+    assert_eq!(sealable.len(), 3);
     assert_eq!(
         sealable[2].payload_sha256,
-        stripe_ledger::seal::leaf::payload_hash(&stored[2].1)
+        stripe_ledger::seal::leaf::payload_hash(&hashes[2].1)
     );
-    // One such row does not stop sealing, and the tree agrees with the bytes.
     seals_and_verifies(&app, 3).await;
 }
 
