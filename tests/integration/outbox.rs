@@ -773,9 +773,10 @@ async fn a_customer_state_that_cannot_be_read_holds_back_only_its_own_notificati
     assert_eq!(sink.messages().len(), 3);
 }
 
-/// A backlog is drained oldest-due first, each row once, and a claim reads only the rows it
-/// takes (`outbox_due_order`, ADR 33). The rows' due times are a permutation of their ids'
-/// order, in pairs (ties go by id), so a claim by id, as before, fails here.
+/// A backlog is drained oldest-due first, each row once (ADR 33). The rows' due times are a
+/// permutation of their ids' order, in pairs (ties go by id), so a claim by id, as before,
+/// fails here. That the claim reads only the rows it takes, in `outbox_due_order`'s order, is
+/// a property of SQLite's plan, checked next to the statements (`store::sqlite::outbox`).
 #[tokio::test]
 async fn a_backlog_is_claimed_once_per_row_in_the_order_its_rows_fell_due() {
     use stripe_ledger::store::outbox::OutboxStore as _;
